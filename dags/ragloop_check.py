@@ -1,0 +1,40 @@
+"""Checks that ragloop can work: Weaviate reachable, the collection matches the embedder, the
+embedder embeds. Trigger it after changing connections or `embedder:` in sources.yaml."""
+
+from airflow.sdk import Param, dag, task
+
+from ragloop.dag_defaults import DEFAULT_ARGS, TAGS
+
+
+@dag(
+    dag_id="ragloop_check",
+    schedule=None,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    tags=[*TAGS, "setup"],
+    params={"config": Param(None, type=["null", "string"], description="sources.yaml path (default: include/sources.yaml)")},
+    doc_md=__doc__,
+)
+def ragloop_check():
+    @task
+    def check_weaviate() -> dict:
+        from ragloop.pipeline import check_weaviate
+
+        return check_weaviate()
+
+    @task
+    def prepare_collection(params=None) -> dict:
+        from ragloop.pipeline import prepare_collection
+
+        return prepare_collection(params["config"])
+
+    @task
+    def measure_embedder(params=None) -> dict:
+        from ragloop.pipeline import measure_embedder
+
+        return measure_embedder(params["config"], limit=64)
+
+    check_weaviate() >> prepare_collection() >> measure_embedder()
+
+
+ragloop_check()

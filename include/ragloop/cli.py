@@ -1,0 +1,255 @@
+"""`ragloop`: the command line of the local mode and of operators.
+
+Progress goes to stderr; results go to stdout, as text or, with `--json`, as one JSON document,
+so `ragloop ... --json | jq` always works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Callable
+
+from ragloop import localenv
+
+log = logging.getLogger("ragloop")
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def emit(args: argparse.Namespace, result: Any, text: Callable[[Any], str] | None = None) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=None, default=str))
+    else:
+        print(text(result) if text else result)
+
+
+def _prepare_airflow() -> None:
+    """The local mode needs its metadata DB (connections live there) before any command runs."""
+    if localenv.is_local_mode() and localenv.ensure_local_airflow():
+        progress(f"Prepared the local Airflow metadata DB under {localenv.airflow_home()}")
+
+
+def _local_server():
+    from ragloop.index import endpoint_from_connection
+    from ragloop.weaviate_local import local_server_for
+
+    _prepare_airflow()
+    return local_server_for(endpoint_from_connection(), localenv.state_dir() / "weaviate")
+
+
+# --- weaviate ----------------------------------------------------------------------------------
+
+def cmd_weaviate_start(args: argparse.Namespace) -> int:
+    server = _local_server()
+    message = server.start(timeout=args.timeout, progress=progress)
+    emit(args, {"message": message, "url": server.url, "pid": server.pid()}, lambda r: r["message"])
+    return 0
+
+
+def cmd_weaviate_stop(args: argparse.Namespace) -> int:
+    emit(args, {"message": _local_server().stop()}, lambda r: r["message"])
+    return 0
+
+
+def _status_text(info: dict) -> str:
+    lines = [
+        f"Weaviate {'running' if info['running'] else 'not running'} at {info['url']} (gRPC port {info['grpc_port']})",
+        f"  version:   {info['version'] or '-'} (pinned {info['pinned_version']})",
+        f"  pid:       {info['pid'] or ('-' if not info['running'] else 'not started by ragloop')}",
+        f"  data:      {info['data_dir']}",
+        f"  log:       {info['log_file']}",
+    ]
+    if info["collections"]:
+        lines.append("  collections:")
+        lines += [f"    {name}: {count} objects" for name, count in info["collections"].items()]
+    elif info["running"]:
+        lines.append("  collections: none")
+    return "\n".join(lines)
+
+
+def cmd_weaviate_status(args: argparse.Namespace) -> int:
+    info = _local_server().status()
+    emit(args, info, _status_text)
+    return 0 if info["running"] else 3
+
+
+def cmd_weaviate_logs(args: argparse.Namespace) -> int:
+    print(_local_server().log_tail(args.lines))
+    return 0
+
+
+# --- status and embedder -----------------------------------------------------------------------
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ragloop.config import load_config
+    from ragloop.embedding import make_embedder
+    from ragloop.index import WeaviateIndexError, recorded_embedder
+    from ragloop.pipeline import check_weaviate
+
+    _prepare_airflow()
+    config = load_config(args.config)
+    embedder = make_embedder(config.embedder)
+    report: dict[str, Any] = {
+        "config": str(config.path),
+        "collection": config.collection,
+        "embedder": {"name": embedder.name, "dimension": embedder.dimension, "max_input_tokens": embedder.max_input_tokens},
+        "sources": [{"id": s["id"], "type": s["type"]} for s in config.sources],
+        "airflow_home": localenv.airflow_home(),
+    }
+    try:
+        report["weaviate"] = check_weaviate()
+        from ragloop.index import connect
+
+        with connect() as client:
+            report["collection_embedder"] = recorded_embedder(client, config.collection)
+    except WeaviateIndexError as err:
+        report["weaviate"] = {"error": str(err)}
+    emit(args, report, _overall_status_text)
+    return 0 if "error" not in report["weaviate"] else 3
+
+
+def _overall_status_text(report: dict) -> str:
+    weaviate = report["weaviate"]
+    lines = [
+        f"config:      {report['config']}",
+        f"collection:  {report['collection']}",
+        f"embedder:    {report['embedder']['name']} ({report['embedder']['dimension']} dimensions, "
+        f"{report['embedder']['max_input_tokens']} tokens per input)",
+        "sources:     " + (", ".join(f"{s['id']} ({s['type']})" for s in report["sources"]) or "none"),
+        f"airflow:     {report['airflow_home']}",
+    ]
+    if "error" in weaviate:
+        lines.append(f"weaviate:    NOT REACHABLE: {weaviate['error']}")
+    else:
+        lines.append(f"weaviate:    {weaviate['version']} at {weaviate['url']}")
+        for name, count in weaviate["collections"].items():
+            lines.append(f"  {name}: {count} objects")
+        recorded = report.get("collection_embedder")
+        lines.append(
+            f"  {report['collection']} built with {recorded['embedder']}" if recorded
+            else f"  {report['collection']} not created yet (the first ingest creates it)"
+        )
+    return "\n".join(lines)
+
+
+def cmd_embedder(args: argparse.Namespace) -> int:
+    from ragloop.pipeline import measure_embedder
+
+    progress("Loading the embedder and embedding the bundled sample docs...")
+    report = measure_embedder(args.config, samples=args.samples, limit=args.limit)
+    emit(
+        args,
+        report,
+        lambda r: (
+            f"{r['embedder']}: {r['passages']} passages of {r['words_per_passage']} words ({r['tokens']} tokens) "
+            f"in {r['embed_seconds']} s = {r['passages_per_second']} passages/s; "
+            f"model load {r['load_seconds']} s; {r['dimension']} dimensions"
+        ),
+    )
+    return 0
+
+
+# --- index -------------------------------------------------------------------------------------
+
+def cmd_index_drop(args: argparse.Namespace) -> int:
+    from ragloop.index import connect, drop_collection
+
+    if not args.yes:
+        progress(f"This deletes collection {args.name} and every object in it. Add --yes to do it.")
+        return 2
+    _prepare_airflow()
+    with connect() as client:
+        dropped = drop_collection(client, args.name)
+    emit(args, {"collection": args.name, "dropped": dropped},
+         lambda r: f"Dropped {r['collection']}" if r["dropped"] else f"No collection {r['collection']}")
+    return 0
+
+
+# --- airflow -----------------------------------------------------------------------------------
+
+def cmd_airflow_setup(args: argparse.Namespace) -> int:
+    localenv.ensure_local_airflow(force=True)
+    emit(args, {"airflow_home": localenv.airflow_home()}, lambda r: f"Airflow metadata DB ready under {r['airflow_home']}")
+    return 0
+
+
+def cmd_airflow_start(args: argparse.Namespace) -> int:
+    _prepare_airflow()
+    result = localenv.start_standalone(timeout=args.timeout, progress=progress)
+    emit(args, result, lambda r: r["message"])
+    return 0
+
+
+def cmd_airflow_stop(args: argparse.Namespace) -> int:
+    emit(args, {"message": localenv.stop_standalone()}, lambda r: r["message"])
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragloop", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(subparsers, name: str, func, help: str, json_flag: bool = True, config: bool = False):
+        sub = subparsers.add_parser(name, help=help, description=help)
+        sub.set_defaults(func=func)
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="print one JSON document")
+        if config:
+            sub.add_argument("--config", help="sources.yaml to use (default: $RAGLOOP_CONFIG or include/sources.yaml)")
+        return sub
+
+    weaviate = commands.add_parser("weaviate", help="the local Weaviate server").add_subparsers(dest="action", required=True)
+    start = command(weaviate, "start", cmd_weaviate_start, "start the local server (builds the binary once)")
+    start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait until it is ready")
+    command(weaviate, "stop", cmd_weaviate_stop, "stop the server ragloop started")
+    command(weaviate, "status", cmd_weaviate_status, "version, address, data folder, objects per collection")
+    logs = command(weaviate, "logs", cmd_weaviate_logs, "the end of the server log", json_flag=False)
+    logs.add_argument("-n", "--lines", type=int, default=50)
+
+    command(commands, "status", cmd_status, "configuration, embedder, Weaviate and what it holds", config=True)
+    embedder = command(commands, "embedder", cmd_embedder, "measure the configured embedder on the sample docs", config=True)
+    embedder.add_argument("--samples", help="folder of markdown to embed (default: include/samples/docs)")
+    embedder.add_argument("--limit", type=int, help="embed at most this many passages")
+
+    index = commands.add_parser("index", help="manage collections").add_subparsers(dest="action", required=True)
+    drop = command(index, "drop", cmd_index_drop, "delete a collection and everything in it")
+    drop.add_argument("name")
+    drop.add_argument("--yes", action="store_true", help="really delete")
+
+    airflow = commands.add_parser("airflow", help="the local Airflow").add_subparsers(dest="action", required=True)
+    command(airflow, "setup", cmd_airflow_setup, "migrate the local metadata DB and load airflow_settings.yaml")
+    standalone = command(airflow, "start", cmd_airflow_start, "Airflow standalone on 127.0.0.1:8080 in the background")
+    standalone.add_argument("--timeout", type=float, default=240.0)
+    command(airflow, "stop", cmd_airflow_stop, "stop the Airflow standalone ragloop started")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # Before anything imports airflow: it reads its configuration at import time.
+    localenv.configure_airflow_env()
+    from ragloop.config import ConfigError
+    from ragloop.embedding import EmbeddingError
+    from ragloop.index import WeaviateIndexError
+    from ragloop.weaviate_local import LocalWeaviateError
+
+    try:
+        return args.func(args)
+    except (ConfigError, EmbeddingError, WeaviateIndexError, LocalWeaviateError, localenv.LocalAirflowError) as err:
+        print(f"ragloop: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
