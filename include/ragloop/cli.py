@@ -154,6 +154,27 @@ def cmd_embedder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from ragloop.dagrun import run_dag
+
+    _prepare_airflow()
+    progress("Running the ragloop_check DAG through dag.test()...")
+    result = run_dag("ragloop_check", {"config": args.config})
+    emit(args, {"run_id": result.run_id, "state": result.state, **result.returns}, _check_text)
+    return 0
+
+
+def _check_text(report: dict) -> str:
+    weaviate, collection, rate = report["check_weaviate"], report["prepare_collection"], report["measure_embedder"]
+    return "\n".join([
+        f"ragloop_check {report['state']} ({report['run_id']})",
+        f"  Weaviate {weaviate['version']} at {weaviate['url']}",
+        f"  collection {collection['collection']}: {'created' if collection['created'] else 'exists'} for "
+        f"{collection['embedder']} ({collection['dimension']} dimensions)",
+        f"  embedder: {rate['passages']} passages in {rate['embed_seconds']} s = {rate['passages_per_second']} passages/s",
+    ])
+
+
 # --- index -------------------------------------------------------------------------------------
 
 def cmd_index_drop(args: argparse.Namespace) -> int:
@@ -219,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     embedder.add_argument("--samples", help="folder of markdown to embed (default: include/samples/docs)")
     embedder.add_argument("--limit", type=int, help="embed at most this many passages")
 
+    command(commands, "check", cmd_check, "run the ragloop_check DAG (Weaviate, collection, embedder) via dag.test()", config=True)
+
     index = commands.add_parser("index", help="manage collections").add_subparsers(dest="action", required=True)
     drop = command(index, "drop", cmd_index_drop, "delete a collection and everything in it")
     drop.add_argument("name")
@@ -240,13 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything imports airflow: it reads its configuration at import time.
     localenv.configure_airflow_env()
     from ragloop.config import ConfigError
+    from ragloop.dagrun import DagRunFailed
     from ragloop.embedding import EmbeddingError
     from ragloop.index import WeaviateIndexError
     from ragloop.weaviate_local import LocalWeaviateError
 
     try:
         return args.func(args)
-    except (ConfigError, EmbeddingError, WeaviateIndexError, LocalWeaviateError, localenv.LocalAirflowError) as err:
+    except (ConfigError, EmbeddingError, WeaviateIndexError, LocalWeaviateError, localenv.LocalAirflowError, DagRunFailed) as err:
         print(f"ragloop: {err}", file=sys.stderr)
         return 1
 
