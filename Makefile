@@ -1,0 +1,51 @@
+# Thin wrappers; the logic lives in `ragloop` (include/ragloop/cli.py). See README.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv, bootstrapped from the Python package index when missing.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RAGLOOP := .venv/bin/ragloop
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help uv-bootstrap env run test airflow stop requirements clean-state
+
+help:
+	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
+	@echo "make test      run the test suite against real Weaviate, Airflow and the local model"
+	@echo "make airflow   Airflow standalone on 127.0.0.1:8080 with our DAGs and connections"
+	@echo "make stop      stop what run/airflow started"
+
+uv-bootstrap:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+# The environment, re-synced whenever the lock changes.
+.venv/.synced: pyproject.toml uv.lock | uv-bootstrap
+	$(UV) sync --frozen
+	@touch $@
+
+env: .venv/.synced
+
+run: env
+	$(RAGLOOP) weaviate start
+	$(RAGLOOP) check
+	$(RAGLOOP) status
+	$(RAGLOOP) embedder
+
+test: env
+	$(UV) run --frozen pytest
+
+airflow: env
+	$(RAGLOOP) weaviate start
+	$(RAGLOOP) airflow start
+
+stop:
+	-$(RAGLOOP) airflow stop
+	-$(RAGLOOP) weaviate stop
+
+# requirements.txt (for the Astro image) is generated from uv.lock: one source of truth.
+requirements: uv-bootstrap
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --format requirements-txt -o requirements.txt
+
+clean-state: stop
+	rm -rf .ragloop

@@ -1,0 +1,124 @@
+"""Shared fixtures: a private Airflow (metadata DB under a temp folder) and a real Weaviate server
+from the cached binary on free loopback ports. Nothing here touches the developer's `.ragloop/`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Configure before anything imports airflow: Airflow reads its configuration at import time.
+TEST_STATE = Path(tempfile.mkdtemp(prefix="ragloop-test-"))
+os.environ["RAGLOOP_PROJECT_DIR"] = str(REPO)
+os.environ["RAGLOOP_STATE_DIR"] = str(TEST_STATE)
+os.environ.pop("AIRFLOW_HOME", None)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+for name in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
+    del os.environ[name]
+
+from ragloop import localenv  # noqa: E402
+
+localenv.configure_airflow_env()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(TEST_STATE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated metadata DB with airflow_settings.yaml loaded (about 7 s, once per session)."""
+    localenv.ensure_local_airflow(force=True)
+    return localenv.airflow_db_path()
+
+
+def weaviate_conn_json(server) -> str:
+    return json.dumps(
+        {
+            "conn_type": "weaviate",
+            "host": "127.0.0.1",
+            "port": server.http_port,
+            "extra": {
+                "grpc_host": "127.0.0.1",
+                "grpc_port": server.grpc_port,
+                "local_server": {
+                    "gossip_port": server.gossip_port,
+                    "data_port": server.data_port,
+                    "raft_port": server.raft_port,
+                    "raft_internal_rpc_port": server.raft_internal_rpc_port,
+                },
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def weaviate_server():
+    """A real Weaviate on free loopback ports with a temp data folder, stopped at the end of the
+    session even when tests fail. `weaviate_default` points at it for the whole session."""
+    from ragloop.weaviate_local import LocalWeaviate
+
+    server = LocalWeaviate.with_free_ports(TEST_STATE / "weaviate-session")
+    server.state_dir.mkdir(parents=True, exist_ok=True)
+    server.start(timeout=120)
+    previous = os.environ.get("AIRFLOW_CONN_WEAVIATE_DEFAULT")
+    os.environ["AIRFLOW_CONN_WEAVIATE_DEFAULT"] = weaviate_conn_json(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+        if previous is None:
+            os.environ.pop("AIRFLOW_CONN_WEAVIATE_DEFAULT", None)
+        else:
+            os.environ["AIRFLOW_CONN_WEAVIATE_DEFAULT"] = previous
+
+
+@pytest.fixture()
+def weaviate_client(weaviate_server):
+    from ragloop.index import connect
+
+    with connect() as client:
+        yield client
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed `ragloop` console script in a child process, as a user would."""
+    ragloop = Path(sys.executable).with_name("ragloop")
+    return subprocess.run(
+        [str(ragloop), *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO
+    )
+
+
+# Blocks every connection that does not go to this machine, in a child interpreter; used to
+# prove that a code path needs no network.
+NO_NETWORK_PRELUDE = """
+import socket
+_real_connect = socket.socket.connect
+def _guarded(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+        return _real_connect(self, address)
+    raise OSError(f"network blocked by the test: {address!r}")
+socket.socket.connect = _guarded
+_real_getaddrinfo = socket.getaddrinfo
+def _loopback_dns_only(host, *args, **kwargs):
+    if host is None or str(host).startswith("127.") or host in ("localhost", "::1", b"localhost"):
+        return _real_getaddrinfo(host, *args, **kwargs)
+    raise OSError(f"DNS blocked by the test: {host!r}")
+socket.getaddrinfo = _loopback_dns_only
+"""
+
+
+def run_offline(code: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", NO_NETWORK_PRELUDE + code],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO,
+    )

@@ -1,0 +1,32 @@
+"""The collection records its embedder; a different embedder is refused with a way out."""
+
+import pytest
+
+from ragloop.embedding import LocalEmbedder, OpenAIEmbedder
+from ragloop.index import EmbedderMismatch, collection_counts, drop_collection, ensure_collection, recorded_embedder
+
+pytestmark = pytest.mark.integration
+
+
+def test_embedder_recorded_and_mismatch_refused(weaviate_client):
+    name = "SchemaProbe"
+    drop_collection(weaviate_client, name)
+    local = LocalEmbedder()
+    assert ensure_collection(weaviate_client, name, local) is True
+    assert recorded_embedder(weaviate_client, name) == {
+        "embedder": "local:all-MiniLM-L6-v2", "dimension": 384, "schema_version": 1,
+    }
+    assert ensure_collection(weaviate_client, name, local) is False  # same embedder: fine
+
+    config = weaviate_client.collections.use(name).config.get()
+    filterable = {p.name for p in config.properties if p.index_filterable}
+    assert {"doc_id", "source_id", "kind", "doc_hash", "chunk_hash"} <= filterable
+
+    with pytest.raises(EmbedderMismatch) as refused:
+        ensure_collection(weaviate_client, name, OpenAIEmbedder(model="text-embedding-3-small"))
+    message = str(refused.value)
+    assert "'local:all-MiniLM-L6-v2' (384 dimensions)" in message
+    assert "'openai:text-embedding-3-small' (1536 dimensions)" in message
+    assert "set `collection:` in sources.yaml to a new name and run `ragloop ingest`" in message
+    assert collection_counts(weaviate_client)[name] == 0
+    assert drop_collection(weaviate_client, name) is True

@@ -1,0 +1,107 @@
+"""Small local HTTP servers that speak external APIs' wire formats, for the real client libraries.
+
+They bind 127.0.0.1 on a free port, serve from a daemon thread, and stop when the `with` block
+ends. Scripted failures (status, headers, body) are served first, in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class ScriptedReply:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def fake_vector(text: str, dimension: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [((digest[i % len(digest)] + i) % 97) / 97.0 for i in range(dimension)]
+
+
+class OpenAIWireServer:
+    """Speaks the OpenAI embeddings API (`POST /v1/embeddings`)."""
+
+    def __init__(self, api_key: str = "sk-test-key", dimension: int = 8):
+        self.api_key = api_key
+        self.dimension = dimension
+        self.requests: list[RecordedRequest] = []
+        self.script: list[ScriptedReply] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"null")
+                except json.JSONDecodeError:
+                    body = raw.decode(errors="replace")
+                with server._lock:
+                    server.requests.append(RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    scripted = server.script.pop(0) if server.script else None
+                if scripted is not None:
+                    return self._reply(scripted.status, scripted.body, scripted.headers)
+                if self.headers.get("authorization") != f"Bearer {server.api_key}":
+                    return self._reply(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
+                if self.path.rstrip("/").endswith("/embeddings"):
+                    return self._reply(200, server.embeddings(body))
+                return self._reply(404, {"error": {"message": f"no route {self.path}"}})
+
+            def _reply(self, status: int, body: Any, headers: dict | None = None):
+                payload = json.dumps(body).encode() if not isinstance(body, (bytes, str)) else (
+                    body.encode() if isinstance(body, str) else body)
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def embeddings(self, body: dict) -> dict:
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dimension = body.get("dimensions") or self.dimension
+        data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dimension)} for i, t in enumerate(inputs)]
+        data.reverse()  # the API does not promise order; clients must use `index`
+        tokens = sum(len(t.split()) for t in inputs)
+        return {"object": "list", "data": data, "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    def embedding_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.rstrip("/").endswith("/embeddings")]
+
+    def __enter__(self) -> "OpenAIWireServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)
