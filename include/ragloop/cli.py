@@ -7,8 +7,10 @@ so `ragloop ... --json | jq` always works.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -17,15 +19,31 @@ from ragloop import localenv
 log = logging.getLogger("ragloop")
 
 
+# Where results go. Airflow logs to stdout; `main` moves everything else to stderr so that
+# `ragloop ... --json` prints exactly one JSON document on stdout.
+results = sys.stdout
+
+
+def _reserve_stdout_for_results() -> None:
+    global results
+    try:
+        sys.stdout.flush()
+        results = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+        # At the descriptor level, so child processes (Airflow's task supervisor) follow too.
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        results, sys.stdout = sys.stdout, sys.stderr  # under a test runner's capture
+
+
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
 def emit(args: argparse.Namespace, result: Any, text: Callable[[Any], str] | None = None) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(result, indent=None, default=str))
+        print(json.dumps(result, indent=None, default=str), file=results)
     else:
-        print(text(result) if text else result)
+        print(text(result) if text else result, file=results)
 
 
 def _prepare_airflow() -> None:
@@ -79,7 +97,7 @@ def cmd_weaviate_status(args: argparse.Namespace) -> int:
 
 
 def cmd_weaviate_logs(args: argparse.Namespace) -> int:
-    print(_local_server().log_tail(args.lines))
+    print(_local_server().log_tail(args.lines), file=results)
     return 0
 
 
@@ -257,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _reserve_stdout_for_results()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )

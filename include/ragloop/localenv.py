@@ -19,7 +19,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PROJECT_ENV = "RAGLOOP_PROJECT_DIR"
-STANDALONE_URL = "http://127.0.0.1:8080"
 
 
 class LocalAirflowError(RuntimeError):
@@ -57,6 +56,7 @@ def airflow_env_defaults() -> dict[str, str]:
     """The Airflow settings of the local mode. Only used when `AIRFLOW_HOME` is not set."""
     root = project_root()
     home = state_dir() / "airflow"
+    api_port = os.environ.get("AIRFLOW__API__PORT", "8080")
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
@@ -66,8 +66,8 @@ def airflow_env_defaults() -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         # Airflow's API server listens on all interfaces by default; the local mode stays on loopback.
         "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": "8080",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:8080/execution/",
+        "AIRFLOW__API__PORT": api_port,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8793",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "PYTHONPATH": os.pathsep.join(p for p in (str(root / "include"), os.environ.get("PYTHONPATH", "")) if p),
@@ -184,6 +184,10 @@ def ensure_local_airflow(force: bool = False) -> bool:
     return True
 
 
+def standalone_url() -> str:
+    return f"http://127.0.0.1:{os.environ.get('AIRFLOW__API__PORT', '8080')}"
+
+
 def _standalone_process():
     from ragloop.processes import ManagedProcess
 
@@ -203,13 +207,14 @@ def start_standalone(timeout: float = 240.0, progress=log.info) -> dict:
     import urllib.request
 
     process = _standalone_process()
+    url = standalone_url()
     if process.pid():
-        return {"message": f"Airflow standalone is already running (pid {process.pid()}) at {STANDALONE_URL}", "url": STANDALONE_URL}
+        return {"message": f"Airflow standalone is already running (pid {process.pid()}) at {url}", "url": url}
     env = os.environ.copy()
     # standalone spawns `airflow` subcommands from PATH: they must be this environment's.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     pid = process.start([_airflow_executable(), "standalone"], env=env, cwd=project_root())
-    progress(f"Started Airflow standalone (pid {pid}); waiting for {STANDALONE_URL} (log: {process.log_file})")
+    progress(f"Started Airflow standalone (pid {pid}); waiting for {url} (log: {process.log_file})")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = process.exit_code()
@@ -217,7 +222,7 @@ def start_standalone(timeout: float = 240.0, progress=log.info) -> dict:
             process.pid_file.unlink(missing_ok=True)
             raise LocalAirflowError(f"airflow standalone exited with {code}:\n{process.log_tail()}")
         try:
-            with urllib.request.urlopen(f"{STANDALONE_URL}/api/v2/monitor/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as response:
                 if response.status == 200:
                     break
         except (urllib.error.URLError, OSError):
@@ -225,15 +230,15 @@ def start_standalone(timeout: float = 240.0, progress=log.info) -> dict:
         time.sleep(1)
     else:
         process.stop()
-        raise LocalAirflowError(f"Airflow did not answer at {STANDALONE_URL} within {timeout:.0f} s; stopped it.\n{process.log_tail()}")
+        raise LocalAirflowError(f"Airflow did not answer at {url} within {timeout:.0f} s; stopped it.\n{process.log_tail()}")
     passwords = Path(airflow_home()) / "simple_auth_manager_passwords.json.generated"
     login = ""
     if passwords.exists():
         users = json.loads(passwords.read_text())
         login = ", ".join(f"user {user} / password {password}" for user, password in users.items())
     return {
-        "message": f"Airflow standalone is running (pid {pid}) at {STANDALONE_URL}" + (f"; log in as {login}" if login else ""),
-        "url": STANDALONE_URL,
+        "message": f"Airflow standalone is running (pid {pid}) at {url}" + (f"; log in as {login}" if login else ""),
+        "url": url,
         "pid": pid,
     }
 

@@ -117,3 +117,16 @@ def test_weaviate_already_answering_is_used_not_restarted(weaviate_server, tmp_p
     assert other.pid() is None
     assert "not running" in other.stop()
     assert weaviate_server.is_ready()
+
+
+def test_server_that_dies_at_start_reports_its_log(cli_server, tmp_path):
+    server, env = cli_server
+    fake = tmp_path / "bin" / "weaviate-server"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'fatal: raft bootstrap failed: disk is read-only'\nexit 3\n")
+    fake.chmod(0o755)
+    result = run_cli("weaviate", "start", env={**env, "RAGLOOP_WEAVIATE_BIN": str(fake)})
+    assert result.returncode == 1
+    assert "exited with code 3 before it was ready" in result.stderr
+    assert "raft bootstrap failed: disk is read-only" in result.stderr
+    assert server.pid() is None

@@ -1,0 +1,66 @@
+"""`ragloop airflow start|stop` (what `make airflow` / `make stop` run): real Airflow standalone on
+loopback with this project's DAGs and connections, stopped by process group."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from ragloop.processes import group_members
+from ragloop.weaviate_local import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    ragloop = Path(sys.executable).with_name("ragloop")
+    return subprocess.run([str(ragloop), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+
+
+def request(url: str, token: str | None = None, body: dict | None = None) -> dict:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_standalone_serves_our_dags_and_connections_then_stops(tmp_path):
+    # A project state of its own: standalone's scheduler must not share the session's SQLite DB.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    api_port = free_port()
+    env.update({
+        "RAGLOOP_STATE_DIR": str(tmp_path / "state"),
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+    })
+    started = cli(env, "airflow", "start", "--json")
+    try:
+        assert started.returncode == 0, started.stderr[-4000:]
+        info = json.loads(started.stdout)
+        assert info["url"] == f"http://127.0.0.1:{api_port}"
+        assert "log in as user admin / password" in info["message"]
+
+        passwords = json.loads((tmp_path / "state" / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        token = request(f"{info['url']}/auth/token", body={"username": "admin", "password": passwords["admin"]})["access_token"]
+        connection = request(f"{info['url']}/api/v2/connections/weaviate_default", token)
+        assert connection["host"] == "127.0.0.1" and connection["port"] == 18080  # from airflow_settings.yaml
+        dag = request(f"{info['url']}/api/v2/dags/ragloop_check", token)
+        assert dag["dag_id"] == "ragloop_check" and "ragloop" in [t["name"] for t in dag["tags"]]
+
+        again = cli(env, "airflow", "start")
+        assert "already running" in again.stdout
+    finally:
+        stopped = cli(env, "airflow", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"stopped (pid {info['pid']})" in stopped.stdout
+    assert group_members(info["pid"]) == []
