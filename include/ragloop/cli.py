@@ -233,7 +233,7 @@ def cmd_airflow_stop(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ragloop", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Airflow's and ragloop's INFO logs on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(subparsers, name: str, func, help: str, json_flag: bool = True, config: bool = False):
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _reserve_stdout_for_results()
+    if not args.verbose:
+        # Airflow logs every step at INFO; the CLI prints its own progress and results instead.
+        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )

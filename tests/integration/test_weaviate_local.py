@@ -48,7 +48,16 @@ def test_start_twice_status_logs_stop(cli_server):
     assert Path(info["data_dir"]) == server.data_dir
     assert info["collections"] == {}
 
+    from ragloop.index import connect_local
+
+    with connect_local("127.0.0.1", server.http_port, server.grpc_port) as client:
+        probe = client.collections.create("StatusProbe")
+        probe.data.insert_many([{"text": "one"}, {"text": "two"}])
+    counted = json.loads(run_cli("weaviate", "status", "--json", env=env).stdout)
+    assert counted["collections"] == {"StatusProbe": 2}
+
     text = run_cli("weaviate", "status", env=env)
+    assert "StatusProbe: 2 objects" in text.stdout
     assert "version:   1.39.0" in text.stdout and str(server.data_dir) in text.stdout
 
     logs = run_cli("weaviate", "logs", "-n", "5", env=env)
