@@ -89,12 +89,12 @@ def weaviate_client(weaviate_server):
         yield client
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed `ragloop` console script in a child process, as a user would."""
+def run_cli(*args: str, env: dict | None = None, inherit_env: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed `ragloop` console script in a child process, as a user would.
+    `env` is added to this process's environment, or is the whole environment without `inherit_env`."""
     ragloop = Path(sys.executable).with_name("ragloop")
-    return subprocess.run(
-        [str(ragloop), *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO
-    )
+    child_env = {**os.environ, **(env or {})} if inherit_env else dict(env or {})
+    return subprocess.run([str(ragloop), *args], capture_output=True, text=True, timeout=timeout, env=child_env, cwd=REPO)
 
 
 # Blocks every connection that does not go to this machine, in a child interpreter; used to

@@ -3,12 +3,9 @@ DAGs the scheduler runs (one code path, not two)."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 class DagRunFailed(RuntimeError):

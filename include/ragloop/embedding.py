@@ -116,7 +116,9 @@ class LocalEmbedder:
             show_progress_bar=False,
         )
         self.usage.texts += len(texts)
-        self.usage.tokens += sum(self.count_tokens(t) for t in texts)
+        # One batched tokenizer call, not one per text: this runs on every indexed batch.
+        encoded = self.model.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        self.usage.tokens += sum(map(len, encoded))
         self.usage.requests += 1
         self.usage.seconds += time.monotonic() - started
         return vectors.tolist()

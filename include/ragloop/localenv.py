@@ -19,6 +19,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PROJECT_ENV = "RAGLOOP_PROJECT_DIR"
+DEFAULT_API_PORT = "8080"
 
 
 class LocalAirflowError(RuntimeError):
@@ -56,7 +57,7 @@ def airflow_env_defaults() -> dict[str, str]:
     """The Airflow settings of the local mode. Only used when `AIRFLOW_HOME` is not set."""
     root = project_root()
     home = state_dir() / "airflow"
-    api_port = os.environ.get("AIRFLOW__API__PORT", "8080")
+    api_port = os.environ.get("AIRFLOW__API__PORT", DEFAULT_API_PORT)
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
@@ -185,7 +186,7 @@ def ensure_local_airflow(force: bool = False) -> bool:
 
 
 def standalone_url() -> str:
-    return f"http://127.0.0.1:{os.environ.get('AIRFLOW__API__PORT', '8080')}"
+    return f"http://127.0.0.1:{os.environ.get('AIRFLOW__API__PORT', DEFAULT_API_PORT)}"
 
 
 def _standalone_process():
@@ -201,7 +202,7 @@ def _airflow_executable() -> str:
 
 
 def start_standalone(timeout: float = 240.0, progress=log.info) -> dict:
-    """`airflow standalone` on 127.0.0.1:8080 in the background, with this project's DAGs,
+    """`airflow standalone` on 127.0.0.1 (port 8080 unless AIRFLOW__API__PORT says otherwise) in the background, with this project's DAGs,
     plugins and connections; returns once the API server answers its health check."""
     import urllib.error
     import urllib.request

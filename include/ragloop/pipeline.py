@@ -52,8 +52,8 @@ def sample_passages(folder: Path, words: int = 200) -> list[str]:
     for path in sorted(folder.rglob("*")):
         if path.suffix not in {".md", ".mdx", ".rst"} or not path.is_file():
             continue
-        tokens = FRONT_MATTER.sub("", path.read_text(errors="replace")).split()
-        passages += [" ".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]
+        text_words = FRONT_MATTER.sub("", path.read_text(errors="replace")).split()
+        passages += [" ".join(text_words[i : i + words]) for i in range(0, len(text_words), words)]
     return passages
 
 
@@ -74,10 +74,12 @@ def measure_embedder(config_path: str | None = None, samples: str | None = None,
         started = time.monotonic()
         embedder.model  # load outside the timed run: a task pays it once per batch of documents
         load_seconds = time.monotonic() - started
-    tokens = sum(embedder.count_tokens(p) for p in passages)
+    tokens_before = embedder.usage.tokens
     started = time.monotonic()
     vectors = embedder.embed(passages)
     seconds = time.monotonic() - started
+    # The embedder already counts what it embeds (OpenAI: the API's own figure); no second pass.
+    tokens = embedder.usage.tokens - tokens_before
     report = {
         "embedder": embedder.name,
         "dimension": len(vectors[0]),

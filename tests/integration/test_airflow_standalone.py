@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import run_cli
 from ragloop.processes import group_members
 from ragloop.weaviate_local import free_port
 
@@ -20,8 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    ragloop = Path(sys.executable).with_name("ragloop")
-    return subprocess.run([str(ragloop), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+    return run_cli(*args, env=env, inherit_env=False, timeout=400)
 
 
 def request(url: str, token: str | None = None, body: dict | None = None) -> dict:
