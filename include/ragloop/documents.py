@@ -1,0 +1,124 @@
+"""Document and Chunk: what every source produces and what the index stores.
+
+This is the only place ids and content hashes are made, so a document keeps its chunk ids and
+hashes whichever source, task or process computes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+KINDS = ("docs", "slack", "github", "qa")
+
+# Fixed namespace: chunk ids must be the same in every process and on every machine.
+RAGLOOP_NAMESPACE = uuid.UUID("5b0c3f1e-8a52-5d7e-9f1a-2c6d4e8b7a10")
+
+
+def normalize_content(text: str) -> str:
+    """The form a content hash is taken of: NFC, LF line ends, no trailing spaces, no edge blank lines.
+
+    Changes that do not change what is read (CRLF checkouts, trailing spaces) do not re-index.
+    """
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chunk_uuid(doc_id: str, index: int) -> str:
+    """uuid5(doc_id, index): the same chunk position of the same document is the same object, so a
+    rewrite replaces it in place instead of adding a copy."""
+    return str(uuid.uuid5(uuid.uuid5(RAGLOOP_NAMESPACE, doc_id), str(index)))
+
+
+@dataclass
+class Document:
+    doc_id: str  # stable across runs: "<source id>:<path>", "channel/thread_ts", an issue URL
+    source_id: str
+    kind: str
+    title: str
+    content: str  # markdown (or rst, see metadata["format"])
+    url: str = ""
+    updated_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Document {self.doc_id!r}: kind must be one of {KINDS}, not {self.kind!r}")
+        if not self.doc_id:
+            raise ValueError("Document without a doc_id")
+
+    @cached_property
+    def content_hash(self) -> str:
+        """sha256 of the normalized content and of every field stored with the chunks.
+
+        Timestamps are left out on purpose: a checkout or a touch changes them without changing
+        what a reader sees, and must not re-index the document.
+        """
+        payload = {
+            "content": normalize_content(self.content),
+            "title": self.title,
+            "url": self.url,
+            "kind": self.kind,
+            "source_id": self.source_id,
+            "metadata": self.metadata,
+        }
+        return text_hash(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "source_id": self.source_id,
+            "kind": self.kind,
+            "title": self.title,
+            "url": self.url,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "metadata": self.metadata,
+            "content": self.content,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Document":
+        updated = data.get("updated_at")
+        return cls(
+            doc_id=data["doc_id"],
+            source_id=data["source_id"],
+            kind=data["kind"],
+            title=data.get("title", ""),
+            content=data.get("content", ""),
+            url=data.get("url", ""),
+            updated_at=datetime.fromisoformat(updated) if updated else None,
+            metadata=data.get("metadata") or {},
+        )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    doc_id: str
+    index: int
+    text: str  # exactly what is embedded: the heading path line, a blank line, then the body
+    heading_path: tuple[str, ...] = ()
+
+    @property
+    def chunk_id(self) -> str:
+        return chunk_uuid(self.doc_id, self.index)
+
+    @cached_property
+    def chunk_hash(self) -> str:
+        """Hash of the embedded text: equal hashes have equal vectors, in any document."""
+        return text_hash(self.text)
+
+
+def indexed_hash(content_hash: str, chunking_signature: str) -> str:
+    """The `doc_hash` stored with a document's chunks: its content hash and how it was split, so
+    a change of chunking settings re-splits documents whose text did not change."""
+    return text_hash(f"{content_hash}|{chunking_signature}")

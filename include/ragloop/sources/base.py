@@ -1,0 +1,139 @@
+"""The source protocol, in the spirit of Onyx connectors: a source says what it can do.
+
+- `load_all()` yields every Document the source holds now (all sources).
+- `poll(start, end)` yields what changed in a time window (API sources, `can_poll`).
+- A source whose `load_all()` sees everything (`lists_all_ids`) gives a complete listing, so
+  documents missing from it can be pruned; any failure while reading makes the listing
+  incomplete, and then nothing is pruned.
+
+Problems with one item (a file, a channel, an issue) never stop the batch: the source records
+them in its `ExtractReport` with the item's name and the reason, logs them, and goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from ragloop.documents import Document
+
+log = logging.getLogger(__name__)
+
+
+class SourceConfigError(ValueError):
+    """A source's configuration is wrong; `key` names the offending key when there is one."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+class SourceError(RuntimeError):
+    """The source as a whole cannot be read (repository unreachable, folder gone)."""
+
+
+@dataclass
+class Failure:
+    item: str  # the file, channel or issue, as a person would name it
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"item": self.item, "reason": self.reason}
+
+
+@dataclass
+class ExtractReport:
+    source_id: str
+    seen: int = 0  # items looked at (files matched, threads, issues)
+    # Items that exist but could not be read: they make the listing incomplete (no pruning) and
+    # what was indexed for them before is kept.
+    failed: list[Failure] = field(default_factory=list)
+    # Items read fine that hold nothing to index (an empty file): not documents, so an older
+    # indexed version is pruned like a deleted file.
+    skipped: list[Failure] = field(default_factory=list)
+    # doc_ids of failed items, so that their indexed versions are never pruned.
+    failed_doc_ids: list[str] = field(default_factory=list)
+
+    def fail(self, item: str, reason: str, doc_id: str | None = None) -> None:
+        log.warning("%s: skipped %s: %s", self.source_id, item, reason)
+        self.failed.append(Failure(item, reason))
+        if doc_id:
+            self.failed_doc_ids.append(doc_id)
+
+    def skip(self, item: str, reason: str) -> None:
+        log.info("%s: nothing to index in %s: %s", self.source_id, item, reason)
+        self.skipped.append(Failure(item, reason))
+
+
+class Source(ABC):
+    """One configured source. Subclasses declare their kind, their config keys and what they can do."""
+
+    type: ClassVar[str]  # the `type:` in sources.yaml
+    kind: ClassVar[str]  # the Document kind it produces
+    lists_all_ids: ClassVar[bool] = False
+    can_poll: ClassVar[bool] = False
+    # Keys a source of this type accepts besides id and type: name -> (python type(s), required).
+    config_keys: ClassVar[dict[str, tuple[Any, bool]]] = {}
+
+    def __init__(self, config: dict[str, Any], project_root: Path):
+        self.config = config
+        self.id: str = config["id"]
+        self.project_root = project_root
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], project_root: Path) -> None:
+        """Raise SourceConfigError naming the key for anything wrong, before anything runs.
+        The base checks unknown keys, required keys and types; subclasses add their own checks."""
+        for key, value in config.items():
+            if key in ("id", "type"):
+                continue
+            if key not in cls.config_keys:
+                known = ", ".join(sorted(["id", "type", *cls.config_keys]))
+                raise SourceConfigError(
+                    f"source {config['id']!r}: unknown key {key!r} for type {cls.type!r} (expected one of {known})", key
+                )
+            types, _ = cls.config_keys[key]
+            if value is not None and not isinstance(value, types):
+                expected = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+                raise SourceConfigError(
+                    f"source {config['id']!r}: {key} must be {expected}, not {type(value).__name__} {value!r}", key
+                )
+        for key, (_, required) in cls.config_keys.items():
+            if required and config.get(key) is None:
+                raise SourceConfigError(f"source {config['id']!r}: missing required key {key!r}", key)
+
+    @abstractmethod
+    def load_all(self, report: ExtractReport) -> Iterator[Document]:
+        """Every document the source holds now; per-item problems go to `report`."""
+
+    def poll(self, start: datetime, end: datetime, report: ExtractReport) -> Iterator[Document]:
+        raise NotImplementedError(f"source type {self.type!r} cannot poll a time window; use load_all")
+
+
+def _registry() -> dict[str, type[Source]]:
+    # Imported here so that `ragloop.sources` stays cheap and new kinds register in one place.
+    from ragloop.sources.docs import DocsSource
+
+    return {cls.type: cls for cls in (DocsSource,)}
+
+
+def source_class(source_type: str) -> type[Source]:
+    registry = _registry()
+    if source_type not in registry:
+        raise SourceConfigError(
+            f"unknown source type {source_type!r} (expected one of {', '.join(sorted(registry))})", "type"
+        )
+    return registry[source_type]
+
+
+def make_source(config: dict[str, Any], project_root: Path | None = None) -> Source:
+    if project_root is None:
+        from ragloop.localenv import project_root as default_root
+
+        project_root = default_root()
+    cls = source_class(config["type"])
+    return cls(config, project_root)
