@@ -3,10 +3,13 @@
 Shape (extend it, never rename it; scripts and DAGs rely on it):
 
     collection: RagloopChunks
-    embedder: local            # local | openai | {type: openai, model: ..., connection: ..., dimensions: ...}
+    embedder: local            # local | openai | hash | {type: openai, model: ..., connection: ..., dimensions: ...}
     chunking: {max_tokens: 256, overlap_tokens: 32}
+    index_batch_chunks: 4000   # about how many chunks one mapped index task embeds
+    staging: file:///...       # where extracted documents wait between tasks (default .ragloop/staging)
+    staging_conn_id: aws_default
     sources:
-      - {id: samples-docs, type: docs, ...}
+      - {id: samples-docs, type: docs, ...}   # each type's keys: see ragloop.sources
 
 Mistakes are reported with the file, the line and the key, before anything runs.
 """
@@ -22,9 +25,10 @@ from typing import Any
 import yaml
 
 CONFIG_ENV = "RAGLOOP_CONFIG"
-TOP_LEVEL_KEYS = {"collection", "embedder", "chunking", "sources"}
+TOP_LEVEL_KEYS = {"collection", "embedder", "chunking", "sources", "index_batch_chunks", "staging", "staging_conn_id"}
 CHUNKING_KEYS = {"max_tokens", "overlap_tokens"}
-SOURCE_TYPES = {"docs", "slack", "github_issues"}
+EMBEDDER_TYPES = ("local", "openai", "hash")
+DEFAULT_INDEX_BATCH_CHUNKS = 4000
 COLLECTION_NAME = re.compile(r"^[A-Z][_0-9A-Za-z]*$")
 
 
@@ -39,6 +43,15 @@ class Config:
     embedder: Any = "local"
     chunking: dict = field(default_factory=lambda: {"max_tokens": 256, "overlap_tokens": 32})
     sources: list[dict] = field(default_factory=list)
+    # Each mapped index task loads the embedder once (the local model: about 15 s in a new
+    # process) and then embeds about 20 chunks/s; 4,000 chunks keep the load under a tenth.
+    index_batch_chunks: int = DEFAULT_INDEX_BATCH_CHUNKS
+    staging: str | None = None
+    staging_conn_id: str | None = None
+
+    def chunking_for(self, source_id: str) -> dict:
+        """The chunking settings of a source: the global ones with the source's overrides."""
+        return {**self.chunking, **(self.source(source_id).get("chunking") or {})}
 
     def source(self, source_id: str) -> dict:
         for source in self.sources:
@@ -99,26 +112,45 @@ def load_config(path: str | Path | None = None) -> Config:
         config.embedder = data["embedder"]
         _check_embedder(path, keys["embedder"], config.embedder)
     if "chunking" in data:
-        chunking = data["chunking"] or {}
-        if not isinstance(chunking, dict):
-            raise ConfigError(f"{path}:{keys['chunking']}: chunking must be a mapping")
-        for key in chunking:
-            if key not in CHUNKING_KEYS:
-                raise ConfigError(f"{path}:{keys['chunking']}: unknown chunking key {key!r}")
-            if not isinstance(chunking[key], int) or chunking[key] < 0:
-                raise ConfigError(f"{path}:{keys['chunking']}: chunking.{key} must be a whole number ≥ 0")
-        config.chunking = {**config.chunking, **chunking}
+        config.chunking = {**config.chunking, **_check_chunking(path, keys["chunking"], data["chunking"], "chunking")}
+    if "index_batch_chunks" in data:
+        value = data["index_batch_chunks"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{path}:{keys['index_batch_chunks']}: index_batch_chunks must be a whole number ≥ 1")
+        config.index_batch_chunks = value
+    for key in ("staging", "staging_conn_id"):
+        if key in data:
+            if not isinstance(data[key], str) or not data[key]:
+                raise ConfigError(f"{path}:{keys[key]}: {key} must be a non-empty string")
+            setattr(config, key, data[key])
     if "sources" in data:
         config.sources = _check_sources(path, root, data["sources"])
     return config
 
 
+def _check_chunking(path: Path, line: int, chunking: Any, where: str) -> dict:
+    chunking = chunking or {}
+    if not isinstance(chunking, dict):
+        raise ConfigError(f"{path}:{line}: {where} must be a mapping")
+    for key in chunking:
+        if key not in CHUNKING_KEYS:
+            raise ConfigError(f"{path}:{line}: unknown {where} key {key!r} (expected {', '.join(sorted(CHUNKING_KEYS))})")
+        if not isinstance(chunking[key], int) or isinstance(chunking[key], bool) or chunking[key] < 0:
+            raise ConfigError(f"{path}:{line}: {where}.{key} must be a whole number ≥ 0")
+    if chunking.get("max_tokens") == 0:
+        raise ConfigError(f"{path}:{line}: {where}.max_tokens must be at least 1")
+    return chunking
+
+
 def _check_embedder(path: Path, line: int, spec: Any) -> None:
-    if spec in ("local", "openai"):
+    if spec in EMBEDDER_TYPES:
         return
-    if isinstance(spec, dict) and spec.get("type") in ("local", "openai"):
+    if isinstance(spec, dict) and spec.get("type") in EMBEDDER_TYPES:
         return
-    raise ConfigError(f"{path}:{line}: embedder must be 'local', 'openai' or a mapping with type: local|openai")
+    raise ConfigError(
+        f"{path}:{line}: embedder must be one of {', '.join(EMBEDDER_TYPES)} or a mapping with type: "
+        f"{'|'.join(EMBEDDER_TYPES)}"
+    )
 
 
 def _check_sources(path: Path, root: yaml.MappingNode, sources: Any) -> list[dict]:
@@ -135,12 +167,36 @@ def _check_sources(path: Path, root: yaml.MappingNode, sources: Any) -> list[dic
         for key in ("id", "type"):
             if not source.get(key):
                 raise ConfigError(f"{path}:{line}: source is missing {key!r}")
-        if source["type"] not in SOURCE_TYPES:
+        if not isinstance(source["id"], str) or not SOURCE_ID.match(source["id"]):
             raise ConfigError(
-                f"{path}:{line}: source {source['id']!r} has unknown type {source['type']!r} "
-                f"(expected one of {', '.join(sorted(SOURCE_TYPES))})"
+                f"{path}:{_mapping_keys(item_node).get('id', line)}: source id {source['id']!r} must be letters, digits, '-', '_' or '.' "
+                "(it names staged files and is stored with every chunk)"
             )
         if source["id"] in seen:
             raise ConfigError(f"{path}:{line}: duplicate source id {source['id']!r} (first at line {seen[source['id']]})")
         seen[source["id"]] = line
+        _check_source(path, item_node, source)
     return sources
+
+
+SOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _check_source(path: Path, node: yaml.MappingNode, source: dict) -> None:
+    """The source type's own checks (unknown keys, types, missing paths), reported at the line
+    of the offending key."""
+    from ragloop.localenv import project_root
+    from ragloop.sources.base import SourceConfigError, source_class
+
+    key_lines = _mapping_keys(node)
+    try:
+        cls = source_class(source["type"])
+    except SourceConfigError as err:
+        raise ConfigError(f"{path}:{key_lines['type']}: source {source['id']!r} has {err}") from None
+    try:
+        cls.check_config(source, project_root())
+    except SourceConfigError as err:
+        line = key_lines.get(err.key or "", _line(node))
+        raise ConfigError(f"{path}:{line}: {err}") from None
+    if "chunking" in source:
+        _check_chunking(path, key_lines["chunking"], source["chunking"], f"source {source['id']!r} chunking")

@@ -29,7 +29,7 @@ def test_unknown_top_level_key_names_line(tmp_path):
 
 
 def test_duplicate_source_ids(tmp_path):
-    path = write(tmp_path, "sources:\n  - {id: a, type: docs}\n  - id: a\n    type: slack\n")
+    path = write(tmp_path, f"sources:\n  - {{id: a, type: docs, path: {tmp_path}}}\n  - id: a\n    type: docs\n")
     with pytest.raises(ConfigError, match=r":3: duplicate source id 'a' \(first at line 2\)"):
         load_config(path)
 
@@ -50,3 +50,31 @@ def test_bad_collection_and_embedder(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_source_keys_are_checked_with_their_line(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = f"sources:\n  - id: a\n    type: docs\n    path: {docs}\n    colour: blue\n"
+    with pytest.raises(ConfigError, match=r":5: source 'a': unknown key 'colour' for type 'docs'"):
+        load_config(write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r":4: .*nowhere"):
+        load_config(write(tmp_path, "sources:\n  - id: a\n    type: docs\n    path: nowhere\n"))
+    with pytest.raises(ConfigError, match=r":5: .*include"):
+        load_config(write(tmp_path, f"sources:\n  - id: a\n    type: docs\n    path: {docs}\n    include: '*.md'\n"))
+    with pytest.raises(ConfigError, match=r":5: .*max_tokens"):
+        load_config(write(tmp_path, f"sources:\n  - id: a\n    type: docs\n    path: {docs}\n    chunking: {{max_tokens: big}}\n"))
+    with pytest.raises(ConfigError, match=r":3: source id 'a b'"):
+        load_config(write(tmp_path, f"sources:\n  - type: docs\n    id: a b\n    path: {docs}\n"))
+
+
+def test_ingest_settings(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    config = load_config(write(tmp_path, f"index_batch_chunks: 500\nstaging: file:///tmp/x\nsources:\n"
+                                          f"  - {{id: a, type: docs, path: {docs}, chunking: {{max_tokens: 128}}}}\n"))
+    assert config.index_batch_chunks == 500 and config.staging == "file:///tmp/x"
+    assert config.chunking_for("a") == {"max_tokens": 128, "overlap_tokens": 32}
+    with pytest.raises(ConfigError, match=r":1: index_batch_chunks"):
+        load_config(write(tmp_path, "index_batch_chunks: 0\n"))
+    assert load_config(write(tmp_path, "embedder: hash\n")).embedder == "hash"

@@ -125,7 +125,7 @@ def source_class(source_type: str) -> type[Source]:
     registry = _registry()
     if source_type not in registry:
         raise SourceConfigError(
-            f"unknown source type {source_type!r} (expected one of {', '.join(sorted(registry))})", "type"
+            f"unknown type {source_type!r} (expected one of {', '.join(sorted(registry))})", "type"
         )
     return registry[source_type]
 
