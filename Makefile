@@ -8,11 +8,12 @@ RAGLOOP := .venv/bin/ragloop
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help uv-bootstrap env run test airflow stop requirements clean-state
+.PHONY: help uv-bootstrap env run test bench airflow stop requirements clean-state
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
 	@echo "make test      run the test suite against real Weaviate, Airflow and the local model"
+	@echo "make bench     ingestion benchmark (BENCH_ARGS='--files 200 --scale 0' for a quick one)"
 	@echo "make airflow   Airflow standalone on 127.0.0.1:8080 with our DAGs and connections"
 	@echo "make stop      stop what run/airflow started"
 
@@ -29,8 +30,18 @@ env: .venv/.synced
 run: env
 	$(RAGLOOP) weaviate start
 	$(RAGLOOP) check
+	@echo "== ingest the sample docs =="
+	$(RAGLOOP) ingest
+	@echo "== ingest again: nothing changed, so nothing is embedded or written =="
+	$(RAGLOOP) ingest
+	@echo "== two sample searches =="
+	$(RAGLOOP) search "How much clock skew is allowed when verifying a webhook signature?" --limit 3
+	$(RAGLOOP) search "Which signal makes fernd reopen its log files?" --limit 3
 	$(RAGLOOP) status
-	$(RAGLOOP) embedder
+
+# Not a test: prints a table and a JSON line, writes bench/results/. See README "Performance".
+bench: env
+	$(UV) run --frozen python bench/ingest.py $(BENCH_ARGS)
 
 test: env
 	$(UV) run --frozen pytest

@@ -122,3 +122,49 @@ def run_offline(code: str, env: dict | None = None, timeout: float = 600) -> sub
         [sys.executable, "-c", NO_NETWORK_PRELUDE + code],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO,
     )
+
+
+# --- ingestion helpers --------------------------------------------------------------------------
+
+SAMPLES = REPO / "include" / "samples" / "docs"
+sys.path.insert(0, str(REPO / "bench"))  # the generated corpus of the benchmark
+
+
+def write_config(folder: Path, collection: str, docs: Path, embedder: str = "local", **extra) -> Path:
+    """A sources.yaml with one docs source over `docs`, writing to `collection`."""
+    import yaml
+
+    source = {"id": extra.pop("source_id", "docs"), "type": "docs", "path": str(docs),
+              "url_template": "https://docs.example/{path}", **extra.pop("source", {})}
+    config = {"collection": collection, "embedder": embedder, "chunking": {"max_tokens": 256, "overlap_tokens": 32},
+              "staging": f"file://{folder / 'staging'}", "sources": [source], **extra}
+    path = folder / "sources.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def copy_samples(folder: Path) -> Path:
+    target = folder / "docs"
+    shutil.copytree(SAMPLES, target)
+    return target
+
+
+def indexed_chunks(client, collection: str) -> dict[str, list[dict]]:
+    """doc_id -> its chunks' properties, sorted by chunk_index (read with the cursor iterator)."""
+    documents: dict[str, list[dict]] = {}
+    for obj in client.collections.use(collection).iterator(
+        return_properties=["doc_id", "chunk_index", "chunk_count", "chunk_hash", "doc_hash", "text"]
+    ):
+        documents.setdefault(obj.properties["doc_id"], []).append(obj.properties)
+    for chunks in documents.values():
+        chunks.sort(key=lambda p: p["chunk_index"])
+    return documents
+
+
+_collection_numbers = iter(range(1, 10_000))
+
+
+@pytest.fixture()
+def collection_name(request) -> str:
+    """A fresh collection name per test (Weaviate is shared by the session)."""
+    return f"T{next(_collection_numbers)}_{''.join(c for c in request.node.name.title() if c.isalnum())[:40]}"

@@ -193,6 +193,73 @@ def _check_text(report: dict) -> str:
     ])
 
 
+# --- ingest and search -------------------------------------------------------------------------
+
+def _ensure_local_weaviate() -> None:
+    """Start the local server when the connection points at it and it is down; a remote
+    Weaviate is left to whoever runs it."""
+    from ragloop.index import endpoint_from_connection
+    from ragloop.weaviate_local import LOOPBACK_HOSTS
+
+    endpoint = endpoint_from_connection()
+    if endpoint.host in LOOPBACK_HOSTS and not endpoint.http_secure:
+        server = _local_server()
+        if not server.is_ready():
+            server.start(progress=progress)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ragloop.config import load_config
+    from ragloop.dagrun import run_dag
+    from ragloop.pipeline import INGEST_DAG_ID, format_report, select_sources
+
+    config = load_config(args.config)  # every mistake in the file is reported before anything runs
+    sources = select_sources(args.config, args.source or None, "docs")
+    _prepare_airflow()
+    _ensure_local_weaviate()
+    progress(
+        f"Ingesting {', '.join(sources) or 'no sources'} into {config.collection} "
+        f"({'full refresh' if args.full_refresh else 'incremental'}) through {INGEST_DAG_ID} (dag.test)..."
+    )
+    conf = {"config": str(config.path), "sources": args.source or [], "full_refresh": args.full_refresh}
+    result = run_dag(INGEST_DAG_ID, conf, raise_on_failure=False, retries=0)
+    report = result.returns.get("report")
+    if report:
+        emit(args, {"run_id": result.run_id, "state": result.state, **report}, lambda r: format_report(r))
+    if result.state != "success":
+        failed = {task: state for task, state in result.task_states.items() if state not in ("success", "skipped")}
+        errors = "; ".join(report["errors"]) if report and report.get("errors") else ""
+        progress(f"ragloop: ingest run {result.run_id} ended {result.state}; tasks not successful: {failed}"
+                 + (f"; {errors}" if errors else "") + " (the task's error is logged above)")
+        return 1
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ragloop.config import load_config
+    from ragloop.embedding import make_embedder
+    from ragloop.index import connect, search
+
+    config = load_config(args.config)
+    _prepare_airflow()
+    embedder = make_embedder(config.embedder)
+    with connect() as client:
+        hits = search(client, config.collection, embedder, args.question, limit=args.limit,
+                      source_ids=args.source or None, kinds=args.kind or None)
+    if args.json:
+        # One JSON object per hit, one per line: `ragloop search ... --json | jq` works.
+        for hit in hits:
+            print(json.dumps(hit.to_json(), ensure_ascii=False), file=results)
+        return 0
+    if not hits:
+        print("No results.", file=results)
+    for rank, hit in enumerate(hits, 1):
+        snippet = " ".join(hit.text.split("\n\n", 1)[-1].split())
+        print(f"{rank}. {hit.title}  [{hit.score:.3f}]\n   {hit.url or hit.doc_id}\n   {hit.heading_path}\n"
+              f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}", file=results)
+    return 0
+
+
 # --- index -------------------------------------------------------------------------------------
 
 def cmd_index_drop(args: argparse.Namespace) -> int:
@@ -258,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     embedder.add_argument("--samples", help="folder of markdown to embed (default: include/samples/docs)")
     embedder.add_argument("--limit", type=int, help="embed at most this many passages")
 
+    ingest = command(commands, "ingest", cmd_ingest, "ingest the docs sources (the ragloop_ingest_docs DAG via dag.test())", config=True)
+    ingest.add_argument("--source", action="append", metavar="ID", help="only this source (repeatable)")
+    ingest.add_argument("--full-refresh", action="store_true", help="rewrite every document, changed or not")
+    search_cmd = command(commands, "search", cmd_search, "hybrid search (vector + BM25) over the collection", config=True)
+    search_cmd.add_argument("question")
+    search_cmd.add_argument("--limit", type=int, default=5)
+    search_cmd.add_argument("--source", action="append", metavar="ID", help="only chunks of this source (repeatable)")
+    search_cmd.add_argument("--kind", action="append", metavar="KIND", help="only this kind: docs, slack, github, qa (repeatable)")
+
     command(commands, "check", cmd_check, "run the ragloop_check DAG (Weaviate, collection, embedder) via dag.test()", config=True)
 
     index = commands.add_parser("index", help="manage collections").add_subparsers(dest="action", required=True)
@@ -288,11 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     from ragloop.dagrun import DagRunFailed
     from ragloop.embedding import EmbeddingError
     from ragloop.index import WeaviateIndexError
+    from ragloop.pipeline import IngestError
+    from ragloop.sources.base import SourceError
     from ragloop.weaviate_local import LocalWeaviateError
 
     try:
         return args.func(args)
-    except (ConfigError, EmbeddingError, WeaviateIndexError, LocalWeaviateError, localenv.LocalAirflowError, DagRunFailed) as err:
+    except (ConfigError, EmbeddingError, WeaviateIndexError, LocalWeaviateError, localenv.LocalAirflowError, DagRunFailed,
+            IngestError, SourceError) as err:
         print(f"ragloop: {err}", file=sys.stderr)
         return 1
 

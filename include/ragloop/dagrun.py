@@ -36,11 +36,16 @@ def load_dag(dag_id: str):
     return bag.dags[dag_id]
 
 
-def run_dag(dag_id: str, conf: dict | None = None, raise_on_failure: bool = True) -> DagRunResult:
+def run_dag(dag_id: str, conf: dict | None = None, raise_on_failure: bool = True, retries: int | None = None) -> DagRunResult:
+    """`retries=0` makes a failing task fail the run at once: someone at a terminal wants the
+    error now, not after the scheduler's backoff (dag.test() waits out retry delays)."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     dag = load_dag(dag_id)
+    if retries is not None:
+        for task in dag.tasks:
+            task.retries = retries
     dagrun = dag.test(run_conf=conf or {})
     result = DagRunResult(dag_id=dag_id, run_id=dagrun.run_id, state=str(dagrun.state))
     with create_session() as session:

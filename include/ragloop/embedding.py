@@ -78,6 +78,20 @@ def local_model_path() -> str:
     return str(get_model_path())
 
 
+@lru_cache(maxsize=None)
+def local_tokenizer(model_path: str | None = None):
+    """all-MiniLM-L6-v2's fast tokenizer alone (the `tokenizers` library, no torch): loads in
+    milliseconds, so planning and chunking never pay for the model."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(model_path or local_model_path()) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU, offline: 384 dimensions, 256 word pieces per input."""
 
@@ -102,7 +116,12 @@ class LocalEmbedder:
         return _load_sentence_transformer(self.model_path, self.device)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        # The model's own word pieces, from tokenizer.json: chunking needs no torch.
+        return len(local_tokenizer(self.model_path).encode(text, add_special_tokens=False).ids)
+
+    def count_tokens_batch(self, texts: Sequence[str]) -> list[int]:
+        encoded = local_tokenizer(self.model_path).encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -122,6 +141,47 @@ class LocalEmbedder:
         self.usage.requests += 1
         self.usage.seconds += time.monotonic() - started
         return vectors.tolist()
+
+
+# --- hash (benchmarks and tests) -----------------------------------------------------------------
+
+class HashEmbedder:
+    """Deterministic vectors from a hash of the text, at memory speed: isolates the cost of the
+    pipeline and of Weaviate in benchmarks and large tests. Equal texts get equal vectors; the
+    vectors carry no meaning, so search quality is nil. Counts tokens with all-MiniLM-L6-v2's
+    tokenizer, so documents split exactly as with `local`."""
+
+    max_input_tokens = LocalEmbedder.max_input_tokens
+
+    def __init__(self, dimension: int = 384, model_path: str | None = None):
+        self.dimension = int(dimension)
+        self.name = f"hash:sha256-{self.dimension}"
+        self.model_path = model_path or local_model_path()
+        self.usage = EmbeddingUsage()
+
+    def count_tokens(self, text: str) -> int:
+        return len(local_tokenizer(self.model_path).encode(text, add_special_tokens=False).ids)
+
+    def count_tokens_batch(self, texts: Sequence[str]) -> list[int]:
+        encoded = local_tokenizer(self.model_path).encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        import hashlib
+
+        import numpy as np
+
+        started = time.monotonic()
+        vectors = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+            vector = np.random.default_rng(seed).standard_normal(self.dimension).astype("float32")
+            vectors.append((vector / np.linalg.norm(vector)).tolist())
+        self.usage.texts += len(texts)
+        self.usage.tokens += sum(self.count_tokens_batch(texts)) if texts else 0
+        self.usage.requests += 1
+        self.usage.seconds += time.monotonic() - started
+        return vectors
 
 
 # --- OpenAI -------------------------------------------------------------------------------------
@@ -286,14 +346,18 @@ def make_embedder(spec: str | dict | None) -> Embedder:
         return LocalEmbedder()
     if spec == "openai":
         return OpenAIEmbedder()
+    if spec == "hash":
+        return HashEmbedder()
     if isinstance(spec, dict):
         options = dict(spec)
         kind = options.pop("type", None)
         if kind == "local":
             return LocalEmbedder(**options)
+        if kind == "hash":
+            return HashEmbedder(**options)
         if kind == "openai":
             if "connection" in options:
                 options["conn_id"] = options.pop("connection")
             return OpenAIEmbedder(**options)
-        raise ValueError(f"embedder.type must be 'local' or 'openai', not {kind!r}")
-    raise ValueError(f"embedder must be 'local', 'openai' or a mapping with a type, not {spec!r}")
+        raise ValueError(f"embedder.type must be 'local', 'openai' or 'hash', not {kind!r}")
+    raise ValueError(f"embedder must be 'local', 'openai', 'hash' or a mapping with a type, not {spec!r}")

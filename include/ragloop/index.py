@@ -1,4 +1,9 @@
-"""Everything that talks to Weaviate: the connection, the collection schema, and what it holds.
+"""Everything that talks to Weaviate: the connection, the collection schema, reading what is
+indexed, writing and deleting chunks, and search.
+
+The collection is the only record of what is indexed: every chunk carries its document's hash
+(`doc_hash`) and chunk count (`chunk_count`), so a plan can tell unchanged, changed and
+half-written documents apart from the index alone, with no side database that could drift.
 
 The `weaviate_default` Airflow connection is parsed here and nowhere else. It takes the same
 fields as the official provider's WeaviateHook (host, port, extra.grpc_host/grpc_port,
@@ -23,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WEAVIATE_CONN_ID = "weaviate_default"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # The collection's description carries the embedder it was built with, so the record lives with
 # the vectors it describes and cannot drift from them.
 DESCRIPTION_PREFIX = "ragloop "
@@ -85,6 +90,12 @@ def endpoint_from_connection(conn_id: str = WEAVIATE_CONN_ID) -> WeaviateEndpoin
     )
 
 
+def _weaviate_base_error() -> type[Exception]:
+    from weaviate.exceptions import WeaviateBaseError
+
+    return WeaviateBaseError
+
+
 def _client(endpoint: WeaviateEndpoint) -> "WeaviateClient":
     import weaviate
     from weaviate.classes.init import AdditionalConfig, Auth, Timeout
@@ -116,6 +127,11 @@ def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator["WeaviateClient"]:
         ) from err
     try:
         yield client
+    except WeaviateIndexError:
+        raise
+    except _weaviate_base_error() as err:
+        # Whatever the call, say which Weaviate failed: the client's own message often does not.
+        raise WeaviateIndexError(f"Weaviate at {endpoint.url} failed: {type(err).__name__}: {err}") from err
     finally:
         client.close()
 
@@ -175,6 +191,8 @@ def ensure_collection(client: "WeaviateClient", name: str, embedder: "Embedder")
                 f"remove the old collection with `ragloop index drop {name} --yes` when nothing uses it. To keep "
                 f"using this collection, set `embedder:` back to {recorded.get('embedder')!r}."
             )
+        if recorded.get("schema_version", 1) < SCHEMA_VERSION:
+            _upgrade_schema(client, name, embedder)
         return False
 
     from weaviate.classes.config import Configure, DataType, Property, Tokenization
@@ -201,6 +219,7 @@ def ensure_collection(client: "WeaviateClient", name: str, embedder: "Embedder")
             Property(name="heading_path", data_type=DataType.TEXT),
             Property(name="url", data_type=DataType.TEXT, index_searchable=False),
             Property(name="chunk_index", data_type=DataType.INT),
+            Property(name="chunk_count", data_type=DataType.INT),
             Property(name="updated_at", data_type=DataType.DATE),
             Property(name="metadata_json", data_type=DataType.TEXT, index_searchable=False, index_filterable=False),
         ],
@@ -214,3 +233,336 @@ def drop_collection(client: "WeaviateClient", name: str) -> bool:
         return False
     client.collections.delete(name)
     return True
+
+
+def _upgrade_schema(client: "WeaviateClient", name: str, embedder: "Embedder") -> None:
+    """Schema 1 (the foundation release) had no chunk_count; add it. Existing chunks then read as
+    incomplete documents, so the next ingest rewrites them (reusing their vectors)."""
+    from weaviate.classes.config import DataType, Property
+
+    collection = client.collections.use(name)
+    existing = {prop.name for prop in collection.config.get().properties}
+    if "chunk_count" not in existing:
+        collection.config.add_property(Property(name="chunk_count", data_type=DataType.INT))
+    collection.config.update(description=_describe(embedder))
+    log.info("Upgraded collection %s to schema version %d", name, SCHEMA_VERSION)
+
+
+# --- reading what is indexed --------------------------------------------------------------------
+
+# Weaviate refuses offset pages past QUERY_MAXIMUM_RESULTS (10,000 by default), and unordered
+# offset pages can skip objects; the cursor iterator reads every object exactly once at any size.
+ITERATOR_PAGE = 2000
+FILTER_GROUP = 100  # values per contains_any / any_of filter: small requests, bounded memory
+
+
+@dataclass
+class IndexedDocument:
+    """What the index holds for one document, summarized from its chunks."""
+
+    source_id: str
+    doc_hashes: set[str]
+    chunk_indexes: set[int]
+    chunk_counts: set[int]
+
+    @property
+    def complete_hash(self) -> str | None:
+        """The document's hash if its chunks form one complete write (all share one hash and
+        exactly indexes 0..n-1 are present); None for a half-written or stale-tailed document,
+        which the next run rewrites."""
+        if len(self.doc_hashes) != 1 or len(self.chunk_counts) != 1:
+            return None
+        (count,) = self.chunk_counts
+        if self.chunk_indexes != set(range(count)):
+            return None
+        (doc_hash,) = self.doc_hashes
+        return doc_hash
+
+    @property
+    def chunks(self) -> int:
+        return len(self.chunk_indexes)
+
+
+def read_indexed_documents(
+    client: "WeaviateClient", name: str, source_ids: set[str] | None = None, progress=None
+) -> dict[str, IndexedDocument]:
+    """One streaming read of the collection: doc_id -> IndexedDocument, for the given sources.
+
+    The cursor iterator cannot filter, so it reads the small plan properties of every object and
+    keeps those of the requested sources.
+    """
+    if not client.collections.exists(name):
+        return {}
+    collection = client.collections.use(name)
+    documents: dict[str, IndexedDocument] = {}
+    seen = 0
+    try:
+        for obj in collection.iterator(
+            return_properties=["doc_id", "source_id", "doc_hash", "chunk_index", "chunk_count"],
+            cache_size=ITERATOR_PAGE,
+        ):
+            seen += 1
+            if progress and seen % 50_000 == 0:
+                progress(f"read {seen} indexed chunks of {name}")
+            props = obj.properties
+            source_id = props.get("source_id")
+            if source_ids is not None and source_id not in source_ids:
+                continue
+            doc = documents.get(props["doc_id"])
+            if doc is None:
+                doc = documents[props["doc_id"]] = IndexedDocument(source_id, set(), set(), set())
+            doc.doc_hashes.add(props.get("doc_hash") or "")
+            doc.chunk_indexes.add(int(props.get("chunk_index") or 0))
+            doc.chunk_counts.add(int(props.get("chunk_count") or 0))
+    except Exception as err:
+        raise _index_error(f"reading collection {name}", err) from err
+    return documents
+
+
+def _index_error(action: str, err: Exception) -> WeaviateIndexError:
+    if isinstance(err, WeaviateIndexError):
+        return err
+    return WeaviateIndexError(f"Weaviate failed while {action}: {type(err).__name__}: {err}")
+
+
+def vectors_for_hashes(client: "WeaviateClient", name: str, hashes: set[str]) -> dict[str, list[float]]:
+    """A vector for each chunk hash the collection already holds (any document): equal text has
+    an equal vector, so these chunks need no embedding."""
+    from weaviate.classes.query import Filter
+
+    collection = client.collections.use(name)
+    found: dict[str, list[float]] = {}
+    pending = sorted(hashes)
+    try:
+        for start in range(0, len(pending), FILTER_GROUP):
+            group = pending[start : start + FILTER_GROUP]
+            # A hash can occur in many documents; a limit well above the group size finds each
+            # one at least once unless a text repeats hundreds of times, and those are fetched
+            # one by one below.
+            limit = len(group) * 20
+            result = collection.query.fetch_objects(
+                filters=Filter.by_property("chunk_hash").contains_any(group),
+                return_properties=["chunk_hash"],
+                include_vector=True,
+                limit=limit,
+            )
+            for obj in result.objects:
+                found.setdefault(obj.properties["chunk_hash"], _default_vector(obj.vector))
+            if len(result.objects) >= limit:
+                for missing in (h for h in group if h not in found):
+                    one = collection.query.fetch_objects(
+                        filters=Filter.by_property("chunk_hash").equal(missing), include_vector=True, limit=1
+                    )
+                    if one.objects:
+                        found[missing] = _default_vector(one.objects[0].vector)
+    except Exception as err:
+        raise _index_error(f"looking up vectors of {len(hashes)} chunk hashes in {name}", err) from err
+    return found
+
+
+def _default_vector(vector) -> list[float]:
+    if isinstance(vector, dict):
+        return list(vector.get("default") or next(iter(vector.values())))
+    return list(vector)
+
+
+# --- writing and deleting -----------------------------------------------------------------------
+
+class IndexWriteError(WeaviateIndexError):
+    """Some objects of a batch were refused; the message lists them."""
+
+
+WRITE_GROUP = 500  # objects per insert_many request
+
+
+@dataclass
+class ChunkObject:
+    """A chunk as stored: its id, its properties and its vector."""
+
+    uuid: str
+    properties: dict
+    vector: list[float]
+
+
+def chunk_object(document, chunk, doc_hash: str, chunk_count: int, vector: list[float]) -> ChunkObject:
+    return ChunkObject(
+        uuid=chunk.chunk_id,
+        properties={
+            "doc_id": document.doc_id,
+            "source_id": document.source_id,
+            "kind": document.kind,
+            "doc_hash": doc_hash,
+            "chunk_hash": chunk.chunk_hash,
+            "title": document.title,
+            "text": chunk.text,
+            "heading_path": " > ".join(chunk.heading_path),
+            "url": document.url,
+            "chunk_index": chunk.index,
+            "chunk_count": chunk_count,
+            "updated_at": document.updated_at,
+            "metadata_json": json.dumps(document.metadata, sort_keys=True, ensure_ascii=False, default=str),
+        },
+        vector=vector,
+    )
+
+
+def write_objects(client: "WeaviateClient", name: str, objects: list[ChunkObject]) -> int:
+    """Insert or replace objects by uuid. Every refused object is reported: a batch with any
+    failure raises IndexWriteError naming the objects and reasons, never counts as success."""
+    from weaviate.classes.data import DataObject
+
+    collection = client.collections.use(name)
+    failures: list[str] = []
+    written = 0
+    for start in range(0, len(objects), WRITE_GROUP):
+        group = objects[start : start + WRITE_GROUP]
+        try:
+            result = collection.data.insert_many(
+                [DataObject(uuid=o.uuid, properties=o.properties, vector=o.vector) for o in group]
+            )
+        except Exception as err:
+            raise _index_error(f"writing {len(group)} chunks to {name}", err) from err
+        for index, error in sorted(result.errors.items()):
+            obj = group[index]
+            failures.append(
+                f"{obj.uuid} ({obj.properties['doc_id']} chunk {obj.properties['chunk_index']}): {error.message}"
+            )
+        written += len(group) - len(result.errors)
+    if failures:
+        shown = "\n  ".join(failures[:20])
+        more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
+        raise IndexWriteError(f"Weaviate refused {len(failures)} of {len(objects)} chunks in {name}:\n  {shown}{more}")
+    return written
+
+
+def _delete_where(client: "WeaviateClient", name: str, where, what: str) -> int:
+    """delete_many until nothing matches: one call deletes at most QUERY_MAXIMUM_RESULTS objects."""
+    collection = client.collections.use(name)
+    deleted = 0
+    for _ in range(10_000):
+        try:
+            result = collection.data.delete_many(where=where)
+        except Exception as err:
+            raise _index_error(f"deleting {what} from {name}", err) from err
+        if result.failed:
+            raise WeaviateIndexError(f"Weaviate failed to delete {result.failed} objects ({what}) from {name}")
+        deleted += result.successful
+        if result.matches == 0 or result.successful == 0:
+            return deleted
+    raise WeaviateIndexError(f"Deleting {what} from {name} did not finish")
+
+
+def delete_stale_chunks(client: "WeaviateClient", name: str, current_hashes: dict[str, str]) -> int:
+    """Delete each document's chunks that carry another hash than the one just written.
+
+    Called only after the document's new chunks are written: the document is never without
+    chunks, and whatever an interrupted earlier run left behind goes too.
+    """
+    from weaviate.classes.query import Filter
+
+    deleted = 0
+    items = sorted(current_hashes.items())
+    for start in range(0, len(items), FILTER_GROUP):
+        group = items[start : start + FILTER_GROUP]
+        where = Filter.any_of([
+            Filter.by_property("doc_id").equal(doc_id) & Filter.by_property("doc_hash").not_equal(doc_hash)
+            for doc_id, doc_hash in group
+        ]) if len(group) > 1 else (
+            Filter.by_property("doc_id").equal(group[0][0]) & Filter.by_property("doc_hash").not_equal(group[0][1])
+        )
+        deleted += _delete_where(client, name, where, f"stale chunks of {len(group)} documents")
+    return deleted
+
+
+def delete_documents(client: "WeaviateClient", name: str, doc_ids: list[str]) -> int:
+    """Delete every chunk of the given documents; returns the number of chunks deleted."""
+    from weaviate.classes.query import Filter
+
+    deleted = 0
+    ids = sorted(doc_ids)
+    for start in range(0, len(ids), FILTER_GROUP):
+        group = ids[start : start + FILTER_GROUP]
+        deleted += _delete_where(
+            client, name, Filter.by_property("doc_id").contains_any(group), f"{len(group)} documents"
+        )
+    return deleted
+
+
+def count_chunks(client: "WeaviateClient", name: str, doc_id: str | None = None) -> int:
+    from weaviate.classes.query import Filter
+
+    collection = client.collections.use(name)
+    filters = Filter.by_property("doc_id").equal(doc_id) if doc_id else None
+    return int(collection.aggregate.over_all(total_count=True, filters=filters).total_count or 0)
+
+
+# --- search -------------------------------------------------------------------------------------
+
+@dataclass
+class Hit:
+    doc_id: str
+    source_id: str
+    kind: str
+    title: str
+    url: str
+    heading_path: str
+    text: str
+    score: float
+    chunk_id: str
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def search(
+    client: "WeaviateClient",
+    name: str,
+    embedder: "Embedder",
+    query: str,
+    limit: int = 5,
+    source_ids: list[str] | None = None,
+    kinds: list[str] | None = None,
+    alpha: float = 0.5,
+) -> list[Hit]:
+    """Hybrid search: the query's vector and BM25 over title, heading path and text, fused by
+    relative score (alpha 0.5 weighs them equally)."""
+    from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+
+    if not client.collections.exists(name):
+        raise WeaviateIndexError(f"Collection {name!r} does not exist yet: run `ragloop ingest` first")
+    ensure_collection(client, name, embedder)  # refuses a query vector from another embedder
+    filters = []
+    if source_ids:
+        filters.append(Filter.by_property("source_id").contains_any(list(source_ids)))
+    if kinds:
+        filters.append(Filter.by_property("kind").contains_any(list(kinds)))
+    where = Filter.all_of(filters) if len(filters) > 1 else (filters[0] if filters else None)
+    vector = embedder.embed([query])[0]
+    try:
+        result = client.collections.use(name).query.hybrid(
+            query=query,
+            vector=vector,
+            alpha=alpha,
+            query_properties=["title^2", "heading_path^2", "text"],
+            fusion_type=HybridFusion.RELATIVE_SCORE,
+            limit=limit,
+            filters=where,
+            return_metadata=MetadataQuery(score=True),
+            return_properties=["doc_id", "source_id", "kind", "title", "url", "heading_path", "text"],
+        )
+    except Exception as err:
+        raise _index_error(f"searching {name}", err) from err
+    return [
+        Hit(
+            doc_id=o.properties["doc_id"],
+            source_id=o.properties.get("source_id") or "",
+            kind=o.properties.get("kind") or "",
+            title=o.properties.get("title") or "",
+            url=o.properties.get("url") or "",
+            heading_path=o.properties.get("heading_path") or "",
+            text=o.properties.get("text") or "",
+            score=round(float(o.metadata.score or 0.0), 4),
+            chunk_id=str(o.uuid),
+        )
+        for o in result.objects
+    ]

@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +93,428 @@ def measure_embedder(config_path: str | None = None, samples: str | None = None,
     }
     log.info("Embedded %(passages)d passages (%(tokens)d tokens) with %(embedder)s in %(embed_seconds)s s", report)
     return report
+
+
+# --- ingestion: select → extract (per source) → plan → index (per batch) → prune → report -------
+
+INGEST_DAG_ID = "ragloop_ingest_docs"
+MAX_INDEX_BATCHES = 64  # mapped index tasks per run; beyond this, batches grow instead
+GROUP_CHUNKS = 1000  # chunks split, looked up, embedded and written together inside a batch
+FAILURES_SHOWN = 20  # failures listed per source in a report (all are logged)
+
+
+class IngestError(RuntimeError):
+    """The ingest run did not cover everything; the message says which sources and why."""
+
+
+def _config(config_path: str | None):
+    from ragloop.config import load_config
+
+    return load_config(config_path)
+
+
+def _run_dir(config, run_id: str):
+    from ragloop.staging import run_folder, staging_root
+
+    return run_folder(staging_root(config.staging, config.staging_conn_id), run_id)
+
+
+def select_sources(config_path: str | None = None, requested: list[str] | None = None, source_type: str = "docs") -> list[str]:
+    """The ids of the sources this run ingests; checks the whole configuration first, so a
+    mistake stops the run before anything is read or written."""
+    from ragloop.config import ConfigError
+
+    config = _config(config_path)
+    of_type = [s["id"] for s in config.sources if s["type"] == source_type]
+    if not requested:
+        if not of_type:
+            log.warning("%s has no sources of type %s: nothing to ingest", config.path, source_type)
+        return of_type
+    for source_id in requested:
+        source = config.source(source_id)  # raises naming the known ids
+        if source["type"] != source_type:
+            raise ConfigError(f"{config.path}: source {source_id!r} has type {source['type']!r}, not {source_type!r}")
+    return list(dict.fromkeys(requested))
+
+
+def extract_source(source_id: str, run_id: str, config_path: str | None = None) -> dict:
+    """Read one source and stage its documents; returns where the listing is and the counts."""
+    from ragloop.sources import ExtractReport, make_source
+    from ragloop.staging import ShardWriter, write_json
+
+    started = time.monotonic()
+    config = _config(config_path)
+    source = make_source(config.source(source_id))
+    report = ExtractReport(source_id)
+    folder = _run_dir(config, run_id) / "sources" / source_id
+    writer = ShardWriter(folder)
+    documents: dict[str, list] = {}
+    try:
+        for document in source.load_all(report):
+            if document.doc_id in documents:
+                report.fail(document.doc_id, "two items of this source give the same doc_id", document.doc_id)
+                continue
+            shard, line = writer.add(document)
+            # [content hash, shard number, line, characters]: compact, the listing can hold 100k documents
+            documents[document.doc_id] = [document.content_hash, len(writer.shards) - 1, line, len(document.content)]
+            if len(documents) % 1000 == 0:
+                log.info("%s: read %d documents", source_id, len(documents))
+    finally:
+        writer.close()
+    complete = source.lists_all_ids and not report.failed
+    seconds = round(time.monotonic() - started, 2)
+    listing = {
+        "source_id": source_id,
+        "complete": complete,
+        "seen": report.seen,
+        "seconds": seconds,
+        "shards": writer.shards,
+        "documents": documents,
+        "failed_doc_ids": report.failed_doc_ids,
+        "failures": [f.to_json() for f in report.failed],
+        "skipped": [f.to_json() for f in report.skipped],
+    }
+    listing_url = write_json(folder / "listing.json", listing)
+    result = {
+        "source_id": source_id,
+        "listing": listing_url,
+        "seen": report.seen,
+        "documents": len(documents),
+        "failed": len(report.failed),
+        "skipped": len(report.skipped),
+        "complete": complete,
+        "seconds": seconds,
+    }
+    log.info(
+        "%s: %d documents staged, %d failed, %d skipped (listing %s) in %.1f s",
+        source_id, len(documents), result["failed"], result["skipped"],
+        "complete" if complete else "incomplete: nothing will be pruned", result["seconds"],
+    )
+    return result
+
+
+def plan_path(config, run_id: str):
+    """Where a run's plan is: prune and report find it from the run id, so XCom carries only
+    the list of batches that the index task is mapped over."""
+    return _run_dir(config, run_id) / "plan.json"
+
+
+def _estimated_chunks(characters: int, max_tokens: int, overlap_tokens: int) -> int:
+    # English markdown runs about 4 characters per word piece; chunks average under half the
+    # limit, since every section starts a chunk of its own (measured: 112 tokens at 256).
+    return max(1, round(characters / 4 / max(16, 0.45 * max_tokens)))
+
+
+def plan_ingest(run_id: str, source_ids: list[str], config_path: str | None = None, full_refresh: bool = False) -> dict:
+    """Compare the staged listings with the index (one streaming read) and write the work: batches
+    of new and changed documents, and per source the documents to prune."""
+    from ragloop.chunking import ChunkingSettings
+    from ragloop.documents import indexed_hash
+    from ragloop.embedding import make_embedder
+    from ragloop.index import connect, ensure_collection, read_indexed_documents
+    from ragloop.staging import path, read_json, write_json
+
+    started = time.monotonic()
+    config = _config(config_path)
+    embedder = make_embedder(config.embedder)
+    run_dir = _run_dir(config, run_id)
+    with connect() as client:
+        ensure_collection(client, config.collection, embedder)
+        indexed = read_indexed_documents(client, config.collection, set(source_ids), progress=log.info)
+    log.info("Read the index state of %d documents of %s", len(indexed), ", ".join(source_ids) or "no sources")
+
+    by_source: dict[str, list[str]] = {}
+    for doc_id, state in indexed.items():
+        by_source.setdefault(state.source_id, []).append(doc_id)
+
+    sources: dict[str, dict] = {}
+    work: list[dict] = []
+    for source_id in source_ids:
+        listing_path = run_dir / "sources" / source_id / "listing.json"
+        if not path(str(listing_path)).exists():
+            sources[source_id] = {"error": "extract did not finish (see the extract task's log); nothing changed or pruned"}
+            continue
+        listing = read_json(str(listing_path))
+        chunking = config.chunking_for(source_id)
+        signature = ChunkingSettings(**chunking).signature
+        counts = {"new": 0, "changed": 0, "unchanged": 0}
+        for doc_id, (content_hash, shard, line, characters) in listing["documents"].items():
+            doc_hash = indexed_hash(content_hash, signature)
+            prior = indexed.get(doc_id)
+            if prior is None:
+                status = "new"
+            elif full_refresh or prior.complete_hash != doc_hash:
+                status = "changed"
+            else:
+                status = "unchanged"
+            counts[status] += 1
+            if status != "unchanged":
+                work.append({
+                    "doc_id": doc_id, "source_id": source_id, "shard": listing["shards"][shard], "line": line,
+                    "doc_hash": doc_hash, "existed": prior is not None,
+                    "estimated_chunks": _estimated_chunks(characters, chunking["max_tokens"], chunking["overlap_tokens"]),
+                })
+        listed = set(listing["documents"]) | set(listing["failed_doc_ids"])
+        gone = sorted(d for d in by_source.get(source_id, []) if d not in listed)
+        entry = {**counts, "seen": listing["seen"], "extract_seconds": listing["seconds"], "failed": len(listing["failures"]), "skipped": len(listing["skipped"]),
+                 "failures": listing["failures"], "skipped_items": listing["skipped"], "gone": len(gone)}
+        if listing["complete"]:
+            entry["prune"] = gone
+        else:
+            entry["prune"] = None
+            entry["prune_skipped"] = (
+                f"listing incomplete ({len(listing['failures'])} items failed to read): {len(gone)} documents "
+                "missing from it are kept"
+            )
+            if gone:
+                log.warning("%s: %s", source_id, entry["prune_skipped"])
+        sources[source_id] = entry
+
+    total = sum(item["estimated_chunks"] for item in work)
+    target = max(config.index_batch_chunks, -(-total // MAX_INDEX_BATCHES))
+    batches: list[list[dict]] = []
+    size = target
+    for item in work:
+        if size >= target:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += item["estimated_chunks"]
+    batch_urls = [
+        write_json(run_dir / "batches" / f"batch-{number:04d}.json", {"number": number, "of": len(batches), "items": items})
+        for number, items in enumerate(batches)
+    ]
+    seconds = round(time.monotonic() - started, 2)
+    plan_url = write_json(plan_path(config, run_id), {
+        "collection": config.collection, "sources": sources, "batches": batch_urls, "seconds": seconds,
+        "indexed_documents": len(indexed),
+    })
+    summary = {
+        source_id: {k: v for k, v in entry.items() if k not in ("prune", "failures", "skipped_items")}
+        for source_id, entry in sources.items()
+    }
+    log.info(
+        "Plan: %d documents to index in %d batches (about %d chunks), %d to prune, in %.1f s",
+        len(work), len(batches), total, sum(len(e.get("prune") or []) for e in sources.values()), seconds,
+    )
+    return {"batches": batch_urls, "plan": plan_url, "summary": summary, "indexed_documents": len(indexed), "seconds": seconds}
+
+
+def _empty_index_counts() -> dict:
+    return {"documents_indexed": 0, "chunks_embedded": 0, "chunks_reused": 0, "chunks_written": 0,
+            "chunks_deleted": 0, "embedding_tokens": 0, "seconds": 0.0}
+
+
+def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -> dict:
+    """Split, embed what is new, write, then delete each document's stale chunks.
+
+    Chunks whose text hash already has a vector in the index (in any document) reuse it. A
+    document's new chunks are written before its stale ones are deleted, so search never finds
+    it missing; chunk ids are uuid5(doc_id, index), so a retry rewrites the same objects.
+    """
+    from ragloop.chunking import ChunkingSettings, chunker_for
+    from ragloop.embedding import make_embedder
+    from ragloop.index import (
+        chunk_object, connect, delete_documents, delete_stale_chunks, ensure_collection, vectors_for_hashes, write_objects,
+    )
+    from ragloop.staging import read_documents, read_json
+
+    started = time.monotonic()
+    config = _config(config_path)
+    batch = read_json(batch_url)
+    items = batch["items"]
+    embedder = embedder or make_embedder(config.embedder)
+    chunkers: dict[str, Any] = {}
+    by_location = {(item["shard"], item["line"]): item for item in items}
+    documents = dict(read_documents(by_location))
+    missing = set(by_location) - set(documents)
+    if missing:
+        raise IngestError(f"Staged documents missing from {batch_url}: {sorted(missing)[:5]}")
+    stats: dict[str, dict] = {}
+    # One source per group (sources keep their own chunking), about GROUP_CHUNKS chunks each.
+    groups: list[list[dict]] = []
+    for item in items:
+        if not groups or groups[-1][0]["source_id"] != item["source_id"] or \
+                sum(i["estimated_chunks"] for i in groups[-1]) >= GROUP_CHUNKS:
+            groups.append([])
+        groups[-1].append(item)
+
+    label = f"batch {batch['number'] + 1}/{batch['of']}"
+    done_docs = 0
+    with connect() as client:
+        ensure_collection(client, config.collection, embedder)
+        for group in groups:
+            group_started = time.monotonic()
+            source_id = group[0]["source_id"]
+            counts = stats.setdefault(source_id, _empty_index_counts())
+            if source_id not in chunkers:
+                chunkers[source_id] = chunker_for(embedder, ChunkingSettings(**config.chunking_for(source_id)))
+            split = [(item, documents[(item["shard"], item["line"])]) for item in group]
+            split = [(item, document, chunkers[source_id].split(document)) for item, document in split]
+            hashes = {chunk.chunk_hash for _, _, chunks in split for chunk in chunks}
+            vectors = vectors_for_hashes(client, config.collection, hashes)
+            new_texts = {}
+            for _, _, chunks in split:
+                for chunk in chunks:
+                    if chunk.chunk_hash not in vectors:
+                        new_texts.setdefault(chunk.chunk_hash, chunk.text)
+            tokens_before = embedder.usage.tokens
+            if new_texts:
+                for chunk_hash, vector in zip(new_texts, embedder.embed(list(new_texts.values()))):
+                    vectors[chunk_hash] = vector
+            objects = [
+                chunk_object(document, chunk, item["doc_hash"], len(chunks), vectors[chunk.chunk_hash])
+                for item, document, chunks in split
+                for chunk in chunks
+            ]
+            counts["chunks_written"] += write_objects(client, config.collection, objects)
+            # Only now, with the new chunks in place, do the old ones go.
+            rewritten = {item["doc_id"]: item["doc_hash"] for item, _, chunks in split if item["existed"] and chunks}
+            emptied = [item["doc_id"] for item, _, chunks in split if item["existed"] and not chunks]
+            counts["chunks_deleted"] += delete_stale_chunks(client, config.collection, rewritten)
+            counts["chunks_deleted"] += delete_documents(client, config.collection, emptied)
+            counts["documents_indexed"] += len(group)
+            counts["chunks_embedded"] += len(new_texts)
+            counts["chunks_reused"] += len(objects) - len(new_texts)
+            counts["embedding_tokens"] += embedder.usage.tokens - tokens_before
+            counts["seconds"] = round(counts["seconds"] + time.monotonic() - group_started, 2)
+            done_docs += len(group)
+            log.info(
+                "%s: %d/%d documents, %d chunks written (%d embedded, %d reused) in %.1f s",
+                label, done_docs, len(items), len(objects), len(new_texts), len(objects) - len(new_texts),
+                time.monotonic() - group_started,
+            )
+    return {"batch": batch["number"], "documents": len(items), "sources": stats,
+            "seconds": round(time.monotonic() - started, 2)}
+
+
+def prune_sources(run_id: str, config_path: str | None = None) -> dict:
+    """Delete documents gone from complete listings; incomplete listings prune nothing."""
+    from ragloop.index import connect, delete_documents
+    from ragloop.staging import read_json
+
+    started = time.monotonic()
+    config = _config(config_path)
+    plan = read_json(str(plan_path(config, run_id)))
+    result: dict[str, dict] = {}
+    with connect() as client:
+        for source_id, entry in plan["sources"].items():
+            gone = entry.get("prune")
+            if gone is None:
+                result[source_id] = {"documents_deleted": 0, "chunks_deleted": 0,
+                                     "prune": entry.get("prune_skipped") or entry.get("error", "skipped")}
+                continue
+            chunks = delete_documents(client, config.collection, gone) if gone else 0
+            result[source_id] = {"documents_deleted": len(gone), "chunks_deleted": chunks, "prune": "done"}
+            if gone:
+                log.info("%s: pruned %d documents (%d chunks) gone from the source", source_id, len(gone), chunks)
+    return {"sources": result, "seconds": round(time.monotonic() - started, 2)}
+
+
+def build_report(
+    run_id: str, source_ids: list[str], index_results: list[dict] | None, prune: dict, config_path: str | None = None,
+) -> dict:
+    """One report per run: per source what was seen, changed, embedded, written and deleted."""
+    from ragloop.index import collection_counts, connect
+    from ragloop.staging import read_json, remove_old_runs, staging_root
+
+    config = _config(config_path)
+    plan = read_json(str(plan_path(config, run_id)))
+    plan_detail = plan["sources"]
+    sources = {}
+    for source_id in source_ids:
+        planned = plan_detail.get(source_id, {})
+        indexed = _empty_index_counts()
+        for result in index_results or []:
+            for key, value in (result or {}).get("sources", {}).get(source_id, {}).items():
+                indexed[key] = round(indexed[key] + value, 2) if isinstance(value, float) else indexed[key] + value
+        pruned = prune.get("sources", {}).get(source_id, {})
+        sources[source_id] = {
+            "documents": {
+                "seen": planned.get("seen", 0),
+                "new": planned.get("new", 0),
+                "changed": planned.get("changed", 0),
+                "unchanged": planned.get("unchanged", 0),
+                "deleted": pruned.get("documents_deleted", 0),
+                "failed": planned.get("failed", 0),
+                "skipped": planned.get("skipped", 0),
+            },
+            "chunks": {
+                "embedded": indexed["chunks_embedded"],
+                "reused": indexed["chunks_reused"],
+                "written": indexed["chunks_written"],
+                "deleted": indexed["chunks_deleted"] + pruned.get("chunks_deleted", 0),
+            },
+            "embedding_tokens": indexed["embedding_tokens"],
+            "seconds": {"extract": planned.get("extract_seconds"), "index": indexed["seconds"],
+                        "prune": prune.get("seconds")},
+            "prune": pruned.get("prune", "not run"),
+            "failures": planned.get("failures", [])[:FAILURES_SHOWN],
+            "skipped_items": planned.get("skipped_items", [])[:FAILURES_SHOWN],
+        }
+        if "error" in planned:
+            sources[source_id]["error"] = planned["error"]
+    with connect() as client:
+        counts = collection_counts(client)
+    removed = remove_old_runs(staging_root(config.staging, config.staging_conn_id))
+    report = {
+        "run_id": run_id,
+        "collection": config.collection,
+        "collection_chunks": counts.get(config.collection, 0),
+        "sources": sources,
+        "totals": {
+            key: sum(s["chunks"][key] for s in sources.values()) for key in ("embedded", "reused", "written", "deleted")
+        },
+        "embedding_tokens": sum(s["embedding_tokens"] for s in sources.values()),
+        "seconds": {"plan": plan.get("seconds"), "index": round(sum((r or {}).get("seconds", 0) for r in index_results or []), 2),
+                    "prune": prune.get("seconds")},
+        "errors": [f"{sid}: {s['error']}" for sid, s in sources.items() if "error" in s],
+    }
+    if removed:
+        log.info("Removed %d old staged runs", removed)
+    log.info("Ingest report:\n%s", format_report(report))
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a small table for logs and the CLI."""
+    header = f"{'source':<20} {'seen':>6} {'new':>5} {'chg':>5} {'same':>6} {'del':>5} {'fail':>5} {'skip':>5} " \
+             f"{'embedded':>9} {'reused':>7} {'written':>8} {'deleted':>8} {'tokens':>8}"
+    lines = [header]
+    for source_id, s in report["sources"].items():
+        d, c = s["documents"], s["chunks"]
+        lines.append(
+            f"{source_id:<20} {d['seen']:>6} {d['new']:>5} {d['changed']:>5} {d['unchanged']:>6} {d['deleted']:>5} "
+            f"{d['failed']:>5} {d['skipped']:>5} {c['embedded']:>9} {c['reused']:>7} {c['written']:>8} {c['deleted']:>8} "
+            f"{s['embedding_tokens']:>8}"
+        )
+        for failure in s["failures"]:
+            lines.append(f"  failed: {failure['item']}: {failure['reason']}")
+        for skipped in s["skipped_items"]:
+            lines.append(f"  skipped: {skipped['item']}: {skipped['reason']}")
+        if s["prune"] != "done":
+            lines.append(f"  prune: {s['prune']}")
+        if "error" in s:
+            lines.append(f"  ERROR: {s['error']}")
+    seconds = report["seconds"]
+    lines.append(
+        f"{report['collection']}: {report['collection_chunks']} chunks; embedded {report['totals']['embedded']} "
+        f"({report['embedding_tokens']} tokens), reused {report['totals']['reused']}, written {report['totals']['written']}, "
+        f"deleted {report['totals']['deleted']}; plan {seconds['plan']} s, index {seconds['index']} s, prune {seconds['prune']} s"
+    )
+    return "\n".join(lines)
+
+
+def ingest(
+    run_id: str, config_path: str | None = None, requested: list[str] | None = None, full_refresh: bool = False,
+    source_type: str = "docs", embedder=None,
+) -> dict:
+    """All task bodies in order, in this process, without a scheduler: what the DAG runs, for
+    benchmarks and tests that need no Airflow run."""
+    source_ids = select_sources(config_path, requested, source_type)
+    for source_id in source_ids:
+        extract_source(source_id, run_id, config_path)
+    plan = plan_ingest(run_id, source_ids, config_path, full_refresh)
+    index_results = [index_batch(url, config_path, embedder=embedder) for url in plan["batches"]]
+    prune = prune_sources(run_id, config_path)
+    return build_report(run_id, source_ids, index_results, prune, config_path)

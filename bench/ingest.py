@@ -1,0 +1,460 @@
+"""Ingestion benchmark: ragloop against an ask-astro-style ingest and the raw embedder, in the
+same run, on the same chunks, in the same (private) local Weaviate.
+
+Not a test. Prints a table and one JSON line, and writes bench/results/ingest-<time>.json.
+
+    python bench/ingest.py                       # 2,000 generated files, hash and local embedders, 100k-chunk scale run
+    python bench/ingest.py --files 200 --scale 0 # a quick one
+    python bench/ingest.py --docs ~/src/airflow/airflow-core/docs --embedders local
+
+Contenders
+- ragloop: the DAG's task bodies in order without a scheduler (`ragloop.pipeline.ingest`), and
+  once through Airflow's dag.test() to show the scheduler's share.
+- ask-astro style: the installed Weaviate provider's `WeaviateHook.create_or_replace_document_objects`
+  with existing="replace" and the document column = doc id, called with 7 documents at a time;
+  every chunk the hook sends is embedded as it is sent (as a Weaviate-side vectorizer would).
+- raw embedder: only embedding the same chunks, nothing else: the limit for this embedder here.
+Scenarios: full ingest; re-run with nothing changed; 1 % of files edited by one line; 10 % deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import corpus  # noqa: E402
+
+SCENARIOS = ("full", "no-change", "edit-1%", "delete-10%")
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextmanager
+def peak_rss():
+    """Samples this process's resident memory every 50 ms; yields a dict filled with the peak."""
+    result = {"peak_rss_mb": rss_mb()}
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            result["peak_rss_mb"] = max(result["peak_rss_mb"], rss_mb())
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+        result["peak_rss_mb"] = round(max(result["peak_rss_mb"], rss_mb()), 1)
+
+
+@dataclass
+class Row:
+    embedder: str
+    contender: str
+    scenario: str
+    seconds: float
+    chunks: int  # chunks in the collection afterwards (or embedded, for the raw embedder)
+    embedded: int
+    written: int
+    deleted: int
+    peak_rss_mb: float
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def chunks_per_second(self) -> float | None:
+        work = self.embedded if self.contender == "raw embedder" else self.written or self.embedded
+        return round(work / self.seconds, 1) if self.seconds and work else None
+
+
+# --- the contenders -----------------------------------------------------------------------------
+
+def write_bench_config(folder: Path, collection: str, docs: Path, embedder: str) -> Path:
+    import yaml
+
+    config = {
+        "collection": collection,
+        "embedder": embedder,
+        "chunking": {"max_tokens": 256, "overlap_tokens": 32},
+        "staging": f"file://{folder / 'staging'}",
+        "sources": [{"id": "bench", "type": "docs", "path": str(docs), "include": ["**/*.md", "**/*.mdx", "**/*.rst"]}],
+    }
+    path = folder / f"{collection}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def make_embedder(name: str):
+    from ragloop.embedding import make_embedder as build
+
+    return build(name)
+
+
+def chunk_corpus(config_path: Path, embedder) -> list[tuple]:
+    """(document, chunk) pairs exactly as ragloop splits them: the same chunks for every contender."""
+    from ragloop.chunking import ChunkingSettings, chunker_for
+    from ragloop.config import load_config
+    from ragloop.sources import ExtractReport, make_source
+
+    config = load_config(config_path)
+    chunker = chunker_for(embedder, ChunkingSettings(**config.chunking_for("bench")))
+    pairs = []
+    for document in make_source(config.source("bench")).load_all(ExtractReport("bench")):
+        pairs += [(document, chunk) for chunk in chunker.split(document)]
+    return pairs
+
+
+def run_raw(embedder_name: str, config_path: Path) -> Row:
+    embedder = make_embedder(embedder_name)
+    pairs = chunk_corpus(config_path, embedder)
+    if hasattr(embedder, "model"):
+        embedder.model  # loaded once per process, as in every contender
+    texts = [chunk.text for _, chunk in pairs]
+    with peak_rss() as memory:
+        started = time.monotonic()
+        embedder.embed(texts)
+        seconds = time.monotonic() - started
+    return Row(embedder_name, "raw embedder", "full", round(seconds, 2), len(texts), len(texts), 0, 0, memory["peak_rss_mb"])
+
+
+def run_ragloop(embedder_name: str, config_path: Path, scenario: str, run_id: str, embedder) -> Row:
+    from ragloop.pipeline import ingest
+
+    with peak_rss() as memory:
+        started = time.monotonic()
+        report = ingest(run_id, str(config_path), embedder=embedder)
+        seconds = time.monotonic() - started
+    totals = report["totals"]
+    return Row(embedder_name, "ragloop", scenario, round(seconds, 2), report["collection_chunks"], totals["embedded"],
+               totals["written"], totals["deleted"], memory["peak_rss_mb"],
+               extra={"plan_seconds": report["seconds"]["plan"], "index_seconds": report["seconds"]["index"]})
+
+
+def run_ragloop_dag(embedder_name: str, config_path: Path, scenario: str) -> Row:
+    from ragloop.dagrun import run_dag
+
+    with peak_rss() as memory:
+        started = time.monotonic()
+        result = run_dag("ragloop_ingest_docs", {"config": str(config_path), "sources": [], "full_refresh": False}, retries=0)
+        seconds = time.monotonic() - started
+    report = result.returns["report"]
+    totals = report["totals"]
+    return Row(embedder_name, "ragloop via dag.test()", scenario, round(seconds, 2), report["collection_chunks"],
+               totals["embedded"], totals["written"], totals["deleted"], memory["peak_rss_mb"])
+
+
+class AskAstroStyle:
+    """The reference app's path: documents as rows, the provider hook decides what to replace."""
+
+    DOCS_PER_CALL = 7
+
+    def __init__(self, embedder_name: str, collection: str, embedder):
+        from airflow.providers.weaviate.hooks.weaviate import WeaviateHook
+
+        from ragloop.index import connect, ensure_collection
+
+        self.embedder_name, self.collection, self.embedder = embedder_name, collection, embedder
+        with connect() as client:
+            ensure_collection(client, collection, embedder)  # the same schema, so the same objects
+        self.hook = WeaviateHook(conn_id="weaviate_default")
+        self.embedded = 0
+        original = self.hook.batch_data
+
+        def embed_then_send(collection_name, data, vector_col="Vector", uuid_col="id", **kwargs):
+            # What a Weaviate-side vectorizer does: every object sent is embedded.
+            data = data.copy()
+            data[vector_col] = self.embedder.embed(data["text"].tolist())
+            self.embedded += len(data)
+            return original(collection_name=collection_name, data=data, vector_col=vector_col, uuid_col=uuid_col, **kwargs)
+
+        self.hook.batch_data = embed_then_send
+
+    def count(self) -> int:
+        from ragloop.index import connect, count_chunks
+
+        with connect() as client:
+            return count_chunks(client, self.collection)
+
+    def run(self, config_path: Path, scenario: str) -> Row:
+        pairs = chunk_corpus(config_path, self.embedder)
+        by_doc: dict[str, list[dict]] = {}
+        for document, chunk in pairs:
+            by_doc.setdefault(document.doc_id, []).append({
+                "doc_id": document.doc_id, "source_id": document.source_id, "kind": document.kind,
+                "title": document.title, "url": document.url, "text": chunk.text,
+                "heading_path": " > ".join(chunk.heading_path), "chunk_index": chunk.index, "chunk_hash": chunk.chunk_hash,
+            })
+        doc_ids = sorted(by_doc)
+        before = self.count()
+        self.embedded = 0
+        error = None
+        with peak_rss() as memory:
+            started = time.monotonic()
+            try:
+                for start in range(0, len(doc_ids), self.DOCS_PER_CALL):
+                    rows = [row for doc_id in doc_ids[start : start + self.DOCS_PER_CALL] for row in by_doc[doc_id]]
+                    self.hook.create_or_replace_document_objects(
+                        data=rows, collection_name=self.collection, document_column="doc_id", existing="replace",
+                        vector_column="Vector",
+                    )
+            except Exception as err:  # noqa: BLE001 - the failure is the measurement
+                error = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+            seconds = time.monotonic() - started
+        after = self.count()
+        deleted = max(0, before + self.embedded - after)
+        return Row(self.embedder_name, "ask-astro style", scenario, round(seconds, 2), after, self.embedded,
+                   self.embedded, deleted, memory["peak_rss_mb"], error=error)
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+def fresh_copy(base: Path, target: Path) -> list[Path]:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(base, target)
+    return sorted(p for p in target.rglob("*") if p.is_file())
+
+
+def mutate(paths: list[Path], scenario: str) -> list[Path]:
+    """Apply a scenario's change to the working copy; returns the files still present."""
+    if scenario == "edit-1%":
+        corpus.edit_one_line(paths, 0.01)
+    elif scenario == "delete-10%":
+        gone = set(corpus.delete_some(paths, 0.10))
+        return [p for p in paths if p not in gone]
+    return paths
+
+
+def bench_embedder(embedder_name: str, base: Path, work: Path, scenarios: tuple[str, ...], with_dag: bool, log) -> list[Row]:
+    rows: list[Row] = []
+    tag = embedder_name.capitalize()
+    embedder = make_embedder(embedder_name)
+
+    config = write_bench_config(work, f"BenchRaw{tag}", base, embedder_name)
+    log(f"[{embedder_name}] raw embedder over the corpus's chunks...")
+    rows.append(run_raw(embedder_name, config))
+    log(f"  {rows[-1].embedded} chunks in {rows[-1].seconds} s")
+
+    docs = work / "docs-ragloop"
+    paths = fresh_copy(base, docs)
+    config = write_bench_config(work, f"BenchRagloop{tag}", docs, embedder_name)
+    for scenario in scenarios:
+        paths = mutate(paths, scenario)
+        log(f"[{embedder_name}] ragloop: {scenario}...")
+        rows.append(run_ragloop(embedder_name, config, scenario, f"bench-{embedder_name}-{scenario}", embedder))
+        log(f"  {rows[-1].seconds} s, embedded {rows[-1].embedded}, written {rows[-1].written}, deleted {rows[-1].deleted}")
+
+    docs = work / "docs-askastro"
+    paths = fresh_copy(base, docs)
+    config = write_bench_config(work, f"BenchAskAstro{tag}", docs, embedder_name)
+    contender = AskAstroStyle(embedder_name, f"BenchAskAstro{tag}", embedder)
+    for scenario in scenarios:
+        paths = mutate(paths, scenario)
+        log(f"[{embedder_name}] ask-astro style: {scenario}...")
+        rows.append(contender.run(config, scenario))
+        log(f"  {rows[-1].seconds} s, embedded {rows[-1].embedded}, deleted {rows[-1].deleted}"
+            + (f", FAILED: {rows[-1].error}" if rows[-1].error else ""))
+
+    if with_dag:
+        docs = work / "docs-dag"
+        fresh_copy(base, docs)
+        config = write_bench_config(work, f"BenchDag{tag}", docs, embedder_name)
+        for scenario in ("full", "no-change"):
+            log(f"[{embedder_name}] ragloop via dag.test(): {scenario}...")
+            rows.append(run_ragloop_dag(embedder_name, config, scenario))
+            log(f"  {rows[-1].seconds} s")
+    return rows
+
+
+def bench_scale(chunks_target: int, work: Path, log) -> list[Row]:
+    """100k chunks with the hash embedder: ragloop full, no-change and 1 % edit; ask-astro style
+    full and no-change (it is expected to fail past Weaviate's offset cap)."""
+    files = max(1, round(chunks_target / 5.2))  # the generated files average about 5.2 chunks
+    base = work / "scale-base"
+    log(f"[scale] generating {files} files for about {chunks_target} chunks...")
+    corpus.generate(base, files, seed=101)
+    embedder = make_embedder("hash")
+    rows = []
+    docs = work / "scale-ragloop"
+    paths = fresh_copy(base, docs)
+    config = write_bench_config(work, "BenchScaleRagloop", docs, "hash")
+    for scenario in ("full", "no-change", "edit-1%"):
+        paths = mutate(paths, scenario)
+        log(f"[scale] ragloop: {scenario}...")
+        rows.append(run_ragloop("hash", config, scenario, f"scale-{scenario}", embedder))
+        rows[-1].contender = "ragloop (scale)"
+        log(f"  {rows[-1].seconds} s, {rows[-1].chunks} chunks, embedded {rows[-1].embedded}")
+    docs = work / "scale-askastro"
+    fresh_copy(base, docs)
+    config = write_bench_config(work, "BenchScaleAskAstro", docs, "hash")
+    contender = AskAstroStyle("hash", "BenchScaleAskAstro", embedder)
+    for scenario in ("full", "no-change"):
+        log(f"[scale] ask-astro style: {scenario}...")
+        rows.append(contender.run(config, scenario))
+        rows[-1].contender = "ask-astro style (scale)"
+        log(f"  {rows[-1].seconds} s" + (f", FAILED: {rows[-1].error}" if rows[-1].error else ""))
+    return rows
+
+
+# --- report -------------------------------------------------------------------------------------
+
+def find(rows: list[Row], embedder: str, contender: str, scenario: str) -> Row | None:
+    return next((r for r in rows if (r.embedder, r.contender, r.scenario) == (embedder, contender, scenario)), None)
+
+
+def ratios(rows: list[Row]) -> dict:
+    out: dict = {}
+    for embedder in sorted({r.embedder for r in rows}):
+        raw, full = find(rows, embedder, "raw embedder", "full"), find(rows, embedder, "ragloop", "full")
+        entry: dict = {}
+        if raw and full and full.seconds:
+            entry["efficiency_full"] = round(raw.seconds / full.seconds, 3)
+        for scenario in ("no-change", "edit-1%", "delete-10%"):
+            row = find(rows, embedder, "ragloop", scenario)
+            if row and full and full.seconds:
+                entry[f"time_{scenario}_vs_full"] = round(row.seconds / full.seconds, 4)
+                entry[f"embedded_{scenario}_share"] = round(row.embedded / max(1, full.chunks), 4)
+            astro = find(rows, embedder, "ask-astro style", scenario)
+            if row and astro and row.seconds:
+                entry[f"askastro_vs_ragloop_time_{scenario}"] = round(astro.seconds / row.seconds, 2)
+        astro_full = find(rows, embedder, "ask-astro style", "full")
+        if astro_full and full and full.seconds:
+            entry["askastro_vs_ragloop_time_full"] = round(astro_full.seconds / full.seconds, 2)
+        dag_full = find(rows, embedder, "ragloop via dag.test()", "full")
+        if dag_full and full:
+            entry["airflow_share_full_seconds"] = round(dag_full.seconds - full.seconds, 2)
+        out[embedder] = entry
+    return out
+
+
+def targets(result: dict) -> dict:
+    local = result["ratios"].get("local", {})
+    checks = {}
+    if "efficiency_full" in local:
+        checks["efficiency >= 0.9 (local, full)"] = local["efficiency_full"] >= 0.9
+    if "time_no-change_vs_full" in local:
+        no_change = find(result["_rows"], "local", "ragloop", "no-change")
+        checks["no-change <= 2% of full, 0 embedded (local)"] = local["time_no-change_vs_full"] <= 0.02 and no_change.embedded == 0
+    if "embedded_edit-1%_share" in local:
+        checks["1% edit embeds <= 1.5% of chunks (local)"] = local["embedded_edit-1%_share"] <= 0.015
+    return checks
+
+
+def table(rows: list[Row]) -> str:
+    header = f"{'embedder':<8} {'contender':<24} {'scenario':<11} {'seconds':>8} {'chunks/s':>9} {'chunks':>8} " \
+             f"{'embedded':>9} {'written':>8} {'deleted':>8} {'peak MB':>8}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r.embedder:<8} {r.contender:<24} {r.scenario:<11} {r.seconds:>8} {r.chunks_per_second or '-':>9} {r.chunks:>8} "
+            f"{r.embedded:>9} {r.written:>8} {r.deleted:>8} {r.peak_rss_mb:>8}" + (f"  FAILED: {r.error}" if r.error else "")
+        )
+    return "\n".join(lines)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=2000, help="generated markdown files (default 2000)")
+    parser.add_argument("--docs", type=Path, help="benchmark on a copy of this folder instead of a generated corpus")
+    parser.add_argument("--embedders", default="hash,local", help="comma-separated: hash, local (default both)")
+    parser.add_argument("--scale", type=int, default=100_000, help="chunks in the scale scenario (0 skips it)")
+    parser.add_argument("--no-dag", action="store_true", help="skip the dag.test() runs")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--use-connection", action="store_true",
+                        help="use the Weaviate of weaviate_default instead of starting a private one")
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="ragloop-bench-"))
+    os.environ["RAGLOOP_STATE_DIR"] = str(work / "state")
+    os.environ.pop("AIRFLOW_HOME", None)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    from ragloop import localenv
+
+    localenv.configure_airflow_env()
+    server = None
+    started = time.monotonic()
+    try:
+        if not args.use_connection:
+            from ragloop.weaviate_local import LocalWeaviate
+
+            server = LocalWeaviate.with_free_ports(work / "weaviate")
+            server.state_dir.mkdir(parents=True, exist_ok=True)
+            server.start(timeout=120, progress=log)
+            os.environ["AIRFLOW_CONN_WEAVIATE_DEFAULT"] = json.dumps({
+                "conn_type": "weaviate", "host": "127.0.0.1", "port": server.http_port,
+                "extra": {"grpc_host": "127.0.0.1", "grpc_port": server.grpc_port},
+            })
+        if not args.no_dag:
+            log("Preparing a private Airflow metadata DB for the dag.test() runs...")
+            localenv.ensure_local_airflow(force=True)
+
+        base = work / "corpus"
+        if args.docs:
+            shutil.copytree(args.docs, base)
+            corpus_name = str(args.docs)
+        else:
+            corpus.generate(base, args.files)
+            corpus_name = f"generated, {args.files} files"
+        rows: list[Row] = []
+        for embedder_name in [e.strip() for e in args.embedders.split(",") if e.strip()]:
+            rows += bench_embedder(embedder_name, base, work, SCENARIOS, not args.no_dag, log)
+        if args.scale:
+            rows += bench_scale(args.scale, work, log)
+
+        result = {
+            "benchmark": "ingest",
+            "corpus": corpus_name,
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "rows": [{**r.__dict__, "chunks_per_second": r.chunks_per_second} for r in rows],
+            "_rows": rows,
+        }
+        result["ratios"] = ratios(rows)
+        result["targets"] = targets(result)
+        result["seconds"] = round(time.monotonic() - started, 1)
+        del result["_rows"]
+        print(table(rows))
+        print("ratios: " + json.dumps(result["ratios"]))
+        for name, ok in result["targets"].items():
+            print(f"target {name}: {'met' if ok else 'MISSED'}")
+        print(json.dumps(result, default=str))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2, default=str))
+        return 0
+    finally:
+        if server:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
