@@ -127,7 +127,9 @@ def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator["WeaviateClient"]:
         ) from err
     try:
         yield client
-    except WeaviateIndexError:
+    except WeaviateIndexError as err:
+        if endpoint.url not in str(err):
+            err.args = (f"{err} [Weaviate at {endpoint.url}]",)
         raise
     except _weaviate_base_error() as err:
         # Whatever the call, say which Weaviate failed: the client's own message often does not.

@@ -109,6 +109,9 @@ def port_is_free(port: int) -> bool:
     """True when nothing listens on `port`. Checks the wildcard address because Weaviate's gRPC and
     cluster listeners bind all interfaces, so a listener on any address collides."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Like the servers themselves (Go sets SO_REUSEADDR): connections in TIME_WAIT from a
+        # server that just stopped do not make its port busy for a restart.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("0.0.0.0", port))
         except OSError:

@@ -3,7 +3,7 @@
 import pytest
 
 from ragloop.embedding import LocalEmbedder, OpenAIEmbedder
-from ragloop.index import EmbedderMismatch, collection_counts, drop_collection, ensure_collection, recorded_embedder
+from ragloop.index import SCHEMA_VERSION, EmbedderMismatch, collection_counts, drop_collection, ensure_collection, recorded_embedder
 
 pytestmark = pytest.mark.integration
 
@@ -14,7 +14,7 @@ def test_embedder_recorded_and_mismatch_refused(weaviate_client):
     local = LocalEmbedder()
     assert ensure_collection(weaviate_client, name, local) is True
     assert recorded_embedder(weaviate_client, name) == {
-        "embedder": "local:all-MiniLM-L6-v2", "dimension": 384, "schema_version": 1,
+        "embedder": "local:all-MiniLM-L6-v2", "dimension": 384, "schema_version": SCHEMA_VERSION,
     }
     assert ensure_collection(weaviate_client, name, local) is False  # same embedder: fine
 
