@@ -392,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    from ragloop.cli import reserve_stdout_for_results
+
+    out = reserve_stdout_for_results()  # Airflow logs to stdout; the table and JSON line own it
+
     work = Path(tempfile.mkdtemp(prefix="ragloop-bench-"))
     os.environ["RAGLOOP_STATE_DIR"] = str(work / "state")
     os.environ.pop("AIRFLOW_HOME", None)
@@ -442,11 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         result["targets"] = targets(result)
         result["seconds"] = round(time.monotonic() - started, 1)
         del result["_rows"]
-        print(table(rows))
-        print("ratios: " + json.dumps(result["ratios"]))
+        print(table(rows), file=out)
+        print("ratios: " + json.dumps(result["ratios"]), file=out)
         for name, ok in result["targets"].items():
-            print(f"target {name}: {'met' if ok else 'MISSED'}")
-        print(json.dumps(result, default=str))
+            print(f"target {name}: {'met' if ok else 'MISSED'}", file=out)
+        print(json.dumps(result, default=str), file=out)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2, default=str))
         return 0

@@ -24,7 +24,9 @@ log = logging.getLogger("ragloop")
 results = sys.stdout
 
 
-def _reserve_stdout_for_results() -> None:
+def reserve_stdout_for_results():
+    """Keep stdout for results only: everything else (Airflow's logs, warnings, child processes)
+    goes to stderr from now on. Returns the results stream."""
     global results
     try:
         sys.stdout.flush()
@@ -33,6 +35,7 @@ def _reserve_stdout_for_results() -> None:
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     except (AttributeError, OSError, io.UnsupportedOperation):
         results, sys.stdout = sys.stdout, sys.stderr  # under a test runner's capture
+    return results
 
 
 def progress(message: str) -> None:
@@ -351,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _reserve_stdout_for_results()
+    reserve_stdout_for_results()
     if not args.verbose:
         # Airflow logs every step at INFO; the CLI prints its own progress and results instead.
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
