@@ -66,7 +66,10 @@ def ragloop_ingest_docs():
     def report(source_ids: list[str], indexed: list, pruned: dict, run_id=None, params=None, outlet_events=None) -> dict:
         from ragloop.pipeline import build_report
 
-        result = build_report(run_id, source_ids, list(indexed or []), pruned, params["config"])
+        # One slice request: iterating the lazy sequence probes past its end, which Airflow
+        # logs as an error ("XCom not found") on every run.
+        results = list(indexed[:]) if indexed else []
+        result = build_report(run_id, source_ids, results, pruned, params["config"])
         outlet_events[KNOWLEDGE_BASE].extra = result
         return result
 

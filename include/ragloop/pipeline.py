@@ -4,12 +4,25 @@ so it runs the same under the scheduler, under `dag.test()` and from a test."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# Set by the `ragloop` command: its progress lines then reach the terminal even though Airflow's
+# logging (which carries them to the task log) is quiet at a terminal.
+PROGRESS_ENV = "RAGLOOP_PROGRESS_TO_STDERR"
+
+
+def progress(message: str, *args) -> None:
+    """A progress line: in the task log, and on the terminal of a `ragloop` command."""
+    log.info(message, *args)
+    if os.environ.get(PROGRESS_ENV):
+        print("  " + (message % args if args else message), file=sys.__stderr__, flush=True)
 
 
 def check_weaviate(conn_id: str = "weaviate_default") -> dict:
@@ -158,7 +171,7 @@ def extract_source(source_id: str, run_id: str, config_path: str | None = None) 
             # [content hash, shard number, line, characters]: compact, the listing can hold 100k documents
             documents[document.doc_id] = [document.content_hash, len(writer.shards) - 1, line, len(document.content)]
             if len(documents) % 1000 == 0:
-                log.info("%s: read %d documents", source_id, len(documents))
+                progress("%s: read %d documents", source_id, len(documents))
     finally:
         writer.close()
     complete = source.lists_all_ids and not report.failed
@@ -185,7 +198,7 @@ def extract_source(source_id: str, run_id: str, config_path: str | None = None) 
         "complete": complete,
         "seconds": seconds,
     }
-    log.info(
+    progress(
         "%s: %d documents staged, %d failed, %d skipped (listing %s) in %.1f s",
         source_id, len(documents), result["failed"], result["skipped"],
         "complete" if complete else "incomplete: nothing will be pruned", result["seconds"],
@@ -220,8 +233,8 @@ def plan_ingest(run_id: str, source_ids: list[str], config_path: str | None = No
     run_dir = _run_dir(config, run_id)
     with connect() as client:
         ensure_collection(client, config.collection, embedder)
-        indexed = read_indexed_documents(client, config.collection, set(source_ids), progress=log.info)
-    log.info("Read the index state of %d documents of %s", len(indexed), ", ".join(source_ids) or "no sources")
+        indexed = read_indexed_documents(client, config.collection, set(source_ids), progress=progress)
+    progress("Read the index state of %d documents of %s", len(indexed), ", ".join(source_ids) or "no sources")
 
     by_source: dict[str, list[str]] = {}
     for doc_id, state in indexed.items():
@@ -293,7 +306,7 @@ def plan_ingest(run_id: str, source_ids: list[str], config_path: str | None = No
         source_id: {k: v for k, v in entry.items() if k not in ("prune", "failures", "skipped_items")}
         for source_id, entry in sources.items()
     }
-    log.info(
+    progress(
         "Plan: %d documents to index in %d batches (about %d chunks), %d to prune, in %.1f s",
         len(work), len(batches), total, sum(len(e.get("prune") or []) for e in sources.values()), seconds,
     )
@@ -379,7 +392,7 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -
             counts["embedding_tokens"] += embedder.usage.tokens - tokens_before
             counts["seconds"] = round(counts["seconds"] + time.monotonic() - group_started, 2)
             done_docs += len(group)
-            log.info(
+            progress(
                 "%s: %d/%d documents, %d chunks written (%d embedded, %d reused) in %.1f s",
                 label, done_docs, len(items), len(objects), len(new_texts), len(objects) - len(new_texts),
                 time.monotonic() - group_started,
@@ -407,7 +420,7 @@ def prune_sources(run_id: str, config_path: str | None = None) -> dict:
             chunks = delete_documents(client, config.collection, gone) if gone else 0
             result[source_id] = {"documents_deleted": len(gone), "chunks_deleted": chunks, "prune": "done"}
             if gone:
-                log.info("%s: pruned %d documents (%d chunks) gone from the source", source_id, len(gone), chunks)
+                progress("%s: pruned %d documents (%d chunks) gone from the source", source_id, len(gone), chunks)
     return {"sources": result, "seconds": round(time.monotonic() - started, 2)}
 
 
