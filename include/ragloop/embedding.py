@@ -92,7 +92,21 @@ def local_tokenizer(model_path: str | None = None):
     return tokenizer
 
 
-class LocalEmbedder:
+class _CountsWordPieces:
+    """Token counting with all-MiniLM-L6-v2's own word pieces, read from its tokenizer.json:
+    chunking needs no torch."""
+
+    model_path: str
+
+    def count_tokens(self, text: str) -> int:
+        return len(local_tokenizer(self.model_path).encode(text, add_special_tokens=False).ids)
+
+    def count_tokens_batch(self, texts: Sequence[str]) -> list[int]:
+        encoded = local_tokenizer(self.model_path).encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
+
+
+class LocalEmbedder(_CountsWordPieces):
     """all-MiniLM-L6-v2 on the CPU, offline: 384 dimensions, 256 word pieces per input."""
 
     name = f"local:{LOCAL_MODEL_NAME}"
@@ -114,14 +128,6 @@ class LocalEmbedder:
     @property
     def model(self):
         return _load_sentence_transformer(self.model_path, self.device)
-
-    def count_tokens(self, text: str) -> int:
-        # The model's own word pieces, from tokenizer.json: chunking needs no torch.
-        return len(local_tokenizer(self.model_path).encode(text, add_special_tokens=False).ids)
-
-    def count_tokens_batch(self, texts: Sequence[str]) -> list[int]:
-        encoded = local_tokenizer(self.model_path).encode_batch(list(texts), add_special_tokens=False)
-        return [len(e.ids) for e in encoded]
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -145,7 +151,7 @@ class LocalEmbedder:
 
 # --- hash (benchmarks and tests) -----------------------------------------------------------------
 
-class HashEmbedder:
+class HashEmbedder(_CountsWordPieces):
     """Deterministic vectors from a hash of the text, at memory speed: isolates the cost of the
     pipeline and of Weaviate in benchmarks and large tests. Equal texts get equal vectors; the
     vectors carry no meaning, so search quality is nil. Counts tokens with all-MiniLM-L6-v2's
@@ -158,13 +164,6 @@ class HashEmbedder:
         self.name = f"hash:sha256-{self.dimension}"
         self.model_path = model_path or local_model_path()
         self.usage = EmbeddingUsage()
-
-    def count_tokens(self, text: str) -> int:
-        return len(local_tokenizer(self.model_path).encode(text, add_special_tokens=False).ids)
-
-    def count_tokens_batch(self, texts: Sequence[str]) -> list[int]:
-        encoded = local_tokenizer(self.model_path).encode_batch(list(texts), add_special_tokens=False)
-        return [len(e.ids) for e in encoded]
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         import hashlib

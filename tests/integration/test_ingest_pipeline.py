@@ -168,3 +168,34 @@ def test_collection_larger_than_an_offset_page(tmp_path, weaviate_server, weavia
     after = indexed_chunks(weaviate_client, collection_name)
     assert set(after) == set(before) - gone_ids
     assert pruned["collection_chunks"] == sum(map(len, after.values()))
+
+
+def test_refused_objects_fail_the_write_with_their_ids_and_reasons(weaviate_server, weaviate_client, collection_name):
+    """A batch in which Weaviate refuses some objects never counts as written: the error names
+    every refused object (uuid, document, chunk) and Weaviate's reason."""
+    from ragloop.embedding import HashEmbedder
+    from ragloop.index import ChunkObject, IndexWriteError, count_chunks, ensure_collection, write_objects
+
+    embedder = HashEmbedder()
+    ensure_collection(weaviate_client, collection_name, embedder)
+
+    def chunk(doc_id: str, index: int, vector: list[float]) -> ChunkObject:
+        from ragloop.documents import chunk_uuid
+
+        return ChunkObject(
+            uuid=chunk_uuid(doc_id, index),
+            properties={"doc_id": doc_id, "source_id": "docs", "kind": "docs", "doc_hash": "h", "chunk_hash": f"c{index}",
+                        "title": doc_id, "text": f"text {index}", "heading_path": "", "url": "", "chunk_index": index,
+                        "chunk_count": 3, "metadata_json": "{}"},
+            vector=vector,
+        )
+
+    good = embedder.embed(["a", "b"])
+    assert write_objects(weaviate_client, collection_name, [chunk("docs:ok.md", 0, good[0])]) == 1
+    batch = [chunk("docs:a.md", 0, good[1]), chunk("docs:bad.md", 1, [0.5] * 7), chunk("docs:a.md", 2, good[0])]
+    with pytest.raises(IndexWriteError) as refused:
+        write_objects(weaviate_client, collection_name, batch)
+    message = str(refused.value)
+    assert "refused 1 of 3 chunks" in message
+    assert f"{batch[1].uuid} (docs:bad.md chunk 1)" in message and "length" in message
+    assert count_chunks(weaviate_client, collection_name, "docs:bad.md") == 0
