@@ -149,8 +149,8 @@ def _markdown_sections(lines: list[str]) -> list[_Section]:
         if fence:
             if _closes_fence(line, fence):
                 fence = None
-        elif _opens_fence(line):
-            fence = _opens_fence(line)
+        elif fence := _opens_fence(line):
+            pass  # the opening fence line stays in the section's text, like the code after it
         elif heading := _ATX_HEADING.match(line):
             _open_section(sections, stack, len(heading[1]), heading[2] or "")
             continue

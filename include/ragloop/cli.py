@@ -355,24 +355,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reserve_stdout_for_results()
-    if not args.verbose:
-        # Airflow logs every step at INFO; the CLI prints its own progress and results instead.
-        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
-    # The task bodies' progress lines (documents read, batches indexed) reach this terminal even
-    # while Airflow's logging is quiet; they run in this process under dag.test().
     from ragloop.pipeline import PROGRESS_ENV
 
     if not args.verbose:
+        # Airflow logs every step at INFO; the CLI prints its own progress and results instead.
+        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
         # dag.test() warns "No tasks to run" for a second while a task mapped over nothing (an
         # ingest with no changes) is being skipped; at a terminal that reads like a failure.
         # A filter, not a level: Airflow's logging setup resets the levels of existing loggers.
         logging.getLogger("airflow.sdk.definitions.dag").addFilter(
             lambda record: not str(record.msg).startswith("No tasks to run")
         )
-
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # The task bodies' progress lines (documents read, batches indexed) reach this terminal even
+    # while Airflow's logging is quiet; they run in this process under dag.test().
     os.environ[PROGRESS_ENV] = "1"
     # Before anything imports airflow: it reads its configuration at import time.
     localenv.configure_airflow_env()
