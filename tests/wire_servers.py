@@ -35,11 +35,15 @@ def fake_vector(text: str, dimension: int) -> list[float]:
 
 
 class OpenAIWireServer:
-    """Speaks the OpenAI embeddings API (`POST /v1/embeddings`)."""
+    """Speaks the OpenAI embeddings API (`POST /v1/embeddings`) and chat completions
+    (`POST /v1/chat/completions`). Chat replies come from `chat_responder(body) -> text`; a
+    responder may return a ScriptedReply to answer with any status and body."""
 
-    def __init__(self, api_key: str = "sk-test-key", dimension: int = 8):
+    def __init__(self, api_key: str = "sk-test-key", dimension: int = 8, chat_responder=None, chat_usage: bool = True):
         self.api_key = api_key
         self.dimension = dimension
+        self.chat_responder = chat_responder or (lambda body: "I do not know.")
+        self.chat_usage = chat_usage
         self.requests: list[RecordedRequest] = []
         self.script: list[ScriptedReply] = []
         self._lock = threading.Lock()
@@ -65,6 +69,11 @@ class OpenAIWireServer:
                     return self._reply(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
                 if self.path.rstrip("/").endswith("/embeddings"):
                     return self._reply(200, server.embeddings(body))
+                if self.path.rstrip("/").endswith("/chat/completions"):
+                    reply = server.chat(body)
+                    if isinstance(reply, ScriptedReply):
+                        return self._reply(reply.status, reply.body, reply.headers)
+                    return self._reply(200, reply)
                 return self._reply(404, {"error": {"message": f"no route {self.path}"}})
 
             def _reply(self, status: int, body: Any, headers: dict | None = None):
@@ -93,6 +102,24 @@ class OpenAIWireServer:
         tokens = sum(len(t.split()) for t in inputs)
         return {"object": "list", "data": data, "model": body["model"],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    def chat(self, body: dict):
+        text = self.chat_responder(body)
+        if isinstance(text, ScriptedReply):
+            return text
+        reply = {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": 1767225600,
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        }
+        if self.chat_usage:
+            prompt = sum(len(m["content"].split()) for m in body["messages"])
+            reply["usage"] = {"prompt_tokens": prompt, "completion_tokens": len(text.split()),
+                              "total_tokens": prompt + len(text.split())}
+        return reply
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.rstrip("/").endswith("/chat/completions")]
 
     def embedding_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.rstrip("/").endswith("/embeddings")]

@@ -8,6 +8,8 @@ Shape (extend it, never rename it; scripts and DAGs rely on it):
     index_batch_chunks: 4000   # about how many chunks one mapped index task embeds
     staging: file:///...       # where extracted documents wait between tasks (default .ragloop/staging)
     staging_conn_id: aws_default
+    llm: {connection: openai_default, model: gpt-4o-mini}   # answers (and the judge); omit: offline
+    product: Fernwood          # the product name the answer prompt speaks for
     sources:
       - {id: samples-docs, type: docs, ...}   # each type's keys: see ragloop.sources
 
@@ -25,7 +27,9 @@ from typing import Any
 import yaml
 
 CONFIG_ENV = "RAGLOOP_CONFIG"
-TOP_LEVEL_KEYS = {"collection", "embedder", "chunking", "sources", "index_batch_chunks", "staging", "staging_conn_id"}
+TOP_LEVEL_KEYS = {"collection", "embedder", "chunking", "sources", "index_batch_chunks", "staging", "staging_conn_id",
+                  "llm", "product"}
+LLM_KEYS = {"connection", "model"}
 CHUNKING_KEYS = {"max_tokens", "overlap_tokens"}
 EMBEDDER_TYPES = ("local", "openai", "hash")
 DEFAULT_INDEX_BATCH_CHUNKS = 4000
@@ -48,6 +52,10 @@ class Config:
     index_batch_chunks: int = DEFAULT_INDEX_BATCH_CHUNKS
     staging: str | None = None
     staging_conn_id: str | None = None
+    # The chat model for answers, rewrites and the judge: {connection, model}; None = offline
+    # (extractive answers, the offline judge).
+    llm: dict | None = None
+    product: str = "the product"
 
     def chunking_for(self, source_id: str) -> dict:
         """The chunking settings of a source: the global ones with the source's overrides."""
@@ -123,6 +131,12 @@ def load_config(path: str | Path | None = None) -> Config:
             if not isinstance(data[key], str) or not data[key]:
                 raise ConfigError(f"{path}:{keys[key]}: {key} must be a non-empty string")
             setattr(config, key, data[key])
+    if data.get("llm") not in (None, "none", False):
+        config.llm = _check_llm(path, keys["llm"], data["llm"])
+    if "product" in data:
+        if not isinstance(data["product"], str) or not data["product"].strip():
+            raise ConfigError(f"{path}:{keys['product']}: product must be a non-empty string")
+        config.product = data["product"].strip()
     if "sources" in data:
         config.sources = _check_sources(path, root, data["sources"])
     return config
@@ -140,6 +154,20 @@ def _check_chunking(path: Path, line: int, chunking: Any, where: str) -> dict:
     if chunking.get("max_tokens") == 0:
         raise ConfigError(f"{path}:{line}: {where}.max_tokens must be at least 1")
     return chunking
+
+
+def _check_llm(path: Path, line: int, spec: Any) -> dict:
+    if isinstance(spec, str):
+        spec = {"connection": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}:{line}: llm must be none or a mapping with connection (and model)")
+    unknown = set(spec) - LLM_KEYS
+    if unknown:
+        raise ConfigError(f"{path}:{line}: unknown llm key {sorted(unknown)[0]!r} (expected {', '.join(sorted(LLM_KEYS))})")
+    for key in LLM_KEYS:
+        if key in spec and (not isinstance(spec[key], str) or not spec[key]):
+            raise ConfigError(f"{path}:{line}: llm.{key} must be a non-empty string")
+    return {"connection": spec.get("connection", "openai_default"), "model": spec.get("model")}
 
 
 def _check_embedder(path: Path, line: int, spec: Any) -> None:

@@ -1,0 +1,282 @@
+"""Answering a question: retrieval from the knowledge base, then an answer that cites its sources.
+
+1. With a chat model configured (`llm:` in sources.yaml), the `rewrite` prompt turns the question
+   into a few search queries; retrieval runs hybrid search for the question and each rewrite and
+   keeps each chunk's best score. Written-back answers (kind `qa`) take part and are marked.
+2. The `answer` prompt gets the passages as delimited data and answers with [n] citations.
+3. With no chat model (the offline default), or when the model fails, the answer is extractive:
+   the sentences of the retrieved passages that best match the question, quoted with their
+   citations, and it says so plainly.
+
+Inside an active `RunRecorder`, every answer is recorded with its retrieval, tokens and latency.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+from ragloop.prompts import load_prompt
+
+log = logging.getLogger(__name__)
+
+MAX_REWRITES = 3
+EXTRACTIVE_SENTENCES = 3
+EXTRACTIVE_MODEL = "extractive"
+EXTRACTIVE_NOTE = (
+    "No language model is configured, so this is an extractive answer: the sentences below are quoted "
+    "from the passages that best match your question."
+)
+NOTHING_FOUND = "I found nothing in the knowledge base that answers this question."
+WRITTEN_BACK_LABEL = "earlier answer, graded good"
+
+STOPWORDS = frozenset(
+    "a an and are as at be but by can do does for from how i if in into is it its me my of on or our so "
+    "that the their then there these this to was what when where which who why will with would you your "
+    "should could have has had not no yes get got use using used make".split()
+)
+WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_'-]*")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`*\"'(\[])|\n+")
+
+
+class AnswerError(RuntimeError):
+    pass
+
+
+@dataclass
+class Citation:
+    number: int
+    doc_id: str
+    chunk_id: str
+    kind: str
+    title: str
+    url: str
+    score: float
+    text: str  # the passage as the answer saw it (the chunk without its heading line)
+    heading_path: str = ""
+
+    @property
+    def written_back(self) -> bool:
+        return self.kind == "qa"
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    mode: str  # "llm" or "extractive"
+    model: str
+    prompt: str  # name@version of the answer prompt, or "extractive"
+    sources: list[Citation] = field(default_factory=list)
+    rewrites: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    token_source: str = "none"
+    latency_ms: float = 0.0
+    run_id: str | None = None  # set when an active recorder stored the run
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for source in data["sources"]:
+            source["written_back"] = source["kind"] == "qa"
+        return data
+
+
+# --- retrieval ----------------------------------------------------------------------------------
+
+def passage_text(hit) -> str:
+    """The chunk's body: chunks embed their heading path as a first line, which a reader (and the
+    answer) does not need twice."""
+    text = hit.text
+    if hit.heading_path and text.startswith(hit.heading_path):
+        text = text[len(hit.heading_path):].lstrip("\n")
+    return text.strip()
+
+
+def retrieve(client, collection: str, embedder, queries: list[str], limit: int) -> list[Citation]:
+    """Hybrid search for every query; each chunk keeps its best score; the best `limit` chunks."""
+    from ragloop.index import search
+
+    best: dict[str, object] = {}
+    for query in queries:
+        for hit in search(client, collection, embedder, query, limit=limit):
+            if hit.chunk_id not in best or hit.score > best[hit.chunk_id].score:
+                best[hit.chunk_id] = hit
+    ranked = sorted(best.values(), key=lambda h: -h.score)[:limit]
+    return [
+        Citation(number=n, doc_id=h.doc_id, chunk_id=h.chunk_id, kind=h.kind, title=h.title, url=h.url,
+                 score=h.score, text=passage_text(h), heading_path=h.heading_path)
+        for n, h in enumerate(ranked, 1)
+    ]
+
+
+def format_sources(sources: list[Citation]) -> str:
+    """Passages as delimited data for the prompt. A passage cannot close its own tag early."""
+
+    def attr(value: str) -> str:
+        return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+    blocks = []
+    for s in sources:
+        body = re.sub(r"</?\s*sources?\b", lambda m: m.group().replace("<", "&lt;"), s.text, flags=re.I)
+        blocks.append(f'<source id="{s.number}" kind="{attr(s.kind)}" title="{attr(s.title)}" url="{attr(s.url)}">\n{body}\n</source>')
+    return "\n".join(blocks)
+
+
+# --- the extractive answer ----------------------------------------------------------------------
+
+def _stems(text: str) -> set[str]:
+    # Five-letter prefixes: "rotate", "rotation" and "rotating" meet; cheap and language-light.
+    return {w.lower()[:5] for w in WORD.findall(text) if len(w) > 2 and w.lower() not in STOPWORDS}
+
+
+def extractive_answer(question: str, sources: list[Citation], note: str = EXTRACTIVE_NOTE) -> str:
+    """The sentences of the passages that share the most words with the question, in source order,
+    each with its citation."""
+    if not sources:
+        return NOTHING_FOUND
+    wanted = _stems(question)
+    candidates = []
+    for source in sources:
+        in_fence = False
+        for position, sentence in enumerate(s.strip() for s in SENTENCE_END.split(source.text)):
+            if sentence.startswith("```"):
+                in_fence = not in_fence
+                continue
+            if in_fence or len(sentence.split()) < 4:
+                continue
+            overlap = len(_stems(sentence) & wanted)
+            if not overlap:
+                continue
+            score = overlap / math.sqrt(max(1, len(wanted))) + 0.3 * source.score
+            candidates.append((score, source.number, position, sentence))
+    if not candidates:
+        first = sources[0]
+        sentence = next((s.strip() for s in SENTENCE_END.split(first.text) if len(s.split()) >= 4), first.text[:300])
+        candidates = [(0.0, first.number, 0, sentence)]
+    chosen = sorted(candidates, reverse=True)[:EXTRACTIVE_SENTENCES]
+    chosen.sort(key=lambda c: (c[1], c[2]))
+    quoted = "\n".join(f"> {sentence} [{number}]" for _, number, _, sentence in chosen)
+    return f"{note}\n\n{quoted}"
+
+
+# --- asking -------------------------------------------------------------------------------------
+
+def _parse_rewrites(text: str, question: str) -> list[str]:
+    try:
+        data = json.loads(text)
+        queries = data.get("queries") if isinstance(data, dict) else data
+    except json.JSONDecodeError:
+        queries = [line.strip(" -*\t") for line in text.splitlines()]
+    if not isinstance(queries, list):
+        return []
+    seen = {question.strip().lower()}
+    rewrites = []
+    for query in queries:
+        if isinstance(query, str) and query.strip() and query.strip().lower() not in seen and len(query) <= 500:
+            seen.add(query.strip().lower())
+            rewrites.append(query.strip())
+    return rewrites[:MAX_REWRITES]
+
+
+def ask(
+    question: str,
+    *,
+    config_path: str | None = None,
+    limit: int = 5,
+    user_id: str | None = None,
+    chat=None,
+    weaviate_conn_id: str = "weaviate_default",
+) -> Answer:
+    """Answer `question` from the knowledge base; recorded when a RunRecorder is active."""
+    from ragloop.chat import ChatError, ChatModel
+    from ragloop.config import load_config
+    from ragloop.embedding import make_embedder
+    from ragloop.index import connect
+    from ragloop.runs import RetrievedSource, RunIn, record_run
+
+    question = question.strip()
+    if not question:
+        raise AnswerError("the question is empty")
+    started = time.monotonic()
+    config = load_config(config_path)
+    owns_chat = chat is None and config.llm is not None
+    if owns_chat:
+        chat = ChatModel(config.llm)
+    embedder = make_embedder(config.embedder)
+    answer_prompt = load_prompt("answer")
+    tokens = {"prompt": 0, "completion": 0}
+    token_sources: set[str] = set()
+    notes: list[str] = []
+    rewrites: list[str] = []
+    try:
+        if chat is not None:
+            rewrite_prompt = load_prompt("rewrite")
+            try:
+                reply = chat.complete(rewrite_prompt, product=config.product, question=question, count=str(MAX_REWRITES))
+                tokens["prompt"] += reply.prompt_tokens
+                tokens["completion"] += reply.completion_tokens
+                token_sources.add(reply.token_source)
+                rewrites = _parse_rewrites(reply.text, question)
+            except ChatError as err:
+                log.warning("Question not rewritten (searching with the question alone): %s", err)
+                notes.append(f"rewrite failed: {err}")
+        with connect(weaviate_conn_id) as client:
+            sources = retrieve(client, config.collection, embedder, [question, *rewrites], limit)
+
+        mode, model, prompt_label, text = "extractive", EXTRACTIVE_MODEL, EXTRACTIVE_MODEL, None
+        if chat is not None and sources:
+            try:
+                reply = chat.complete(answer_prompt, product=config.product, question=question, sources=format_sources(sources))
+                tokens["prompt"] += reply.prompt_tokens
+                tokens["completion"] += reply.completion_tokens
+                token_sources.add(reply.token_source)
+                mode, model, prompt_label, text = "llm", reply.model, answer_prompt.label, reply.text.strip()
+            except ChatError as err:
+                log.error("Answering with the extractive fallback: %s", err)
+                notes.append(f"language model failed: {err}")
+                text = extractive_answer(question, sources, note=(
+                    "The language model could not be reached, so this is an extractive answer: the sentences "
+                    "below are quoted from the passages that best match your question."))
+        if text is None:
+            text = extractive_answer(question, sources)
+    finally:
+        if owns_chat:
+            chat.close()
+
+    token_source = "none" if not token_sources else ("api" if token_sources == {"api"} else "tiktoken")
+    answer = Answer(
+        question=question, text=text, mode=mode, model=model, prompt=prompt_label, sources=sources, rewrites=rewrites,
+        prompt_tokens=tokens["prompt"], completion_tokens=tokens["completion"], token_source=token_source,
+        latency_ms=round((time.monotonic() - started) * 1000, 1), notes=notes,
+    )
+    prompt_name, _, prompt_version = prompt_label.partition("@")
+    answer.run_id = record_run(RunIn(
+        question=question, rewrites=rewrites,
+        sources=[RetrievedSource(doc_id=s.doc_id, chunk_id=s.chunk_id, url=s.url, title=s.title, kind=s.kind,
+                                 score=s.score, text=s.text) for s in sources],
+        answer=text, model=model, prompt_name=prompt_name, prompt_version=prompt_version,
+        prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, token_source=token_source,
+        latency_ms=answer.latency_ms, user_id=user_id,
+        metadata={"mode": mode, "collection": config.collection, "embedder": embedder.name, **({"notes": notes} if notes else {})},
+    ))
+    return answer
+
+
+def format_answer(answer: Answer) -> str:
+    """The answer for a terminal: text, numbered sources (written-back answers marked), run id."""
+    lines = [answer.text, ""]
+    if answer.sources:
+        lines.append("Sources:")
+        for s in answer.sources:
+            mark = f" ({WRITTEN_BACK_LABEL})" if s.written_back else ""
+            lines.append(f"  [{s.number}] {s.title}{mark}  {s.url or s.doc_id}")
+    tokens = f"{answer.prompt_tokens}+{answer.completion_tokens} tokens ({answer.token_source})" if answer.mode == "llm" else "no model tokens"
+    lines.append(f"{answer.mode} answer by {answer.model}, {tokens}, {answer.latency_ms:.0f} ms"
+                 + (f"; run {answer.run_id}" if answer.run_id else "; not recorded"))
+    return "\n".join(lines)

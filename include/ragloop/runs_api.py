@@ -1,0 +1,188 @@
+"""The runs and feedback HTTP API, mounted on Airflow's API server by `plugins/ragloop_plugin.py`
+(under `/ragloop`): any app records its runs here, and users' votes arrive here.
+
+Airflow does not authenticate plugin apps, so this one does: every request needs
+`Authorization: Bearer <token>` with a token Airflow's own REST API accepts (from `POST
+/auth/token`, or your auth manager's login), checked by Airflow's auth manager. Recording a run or
+a vote needs the permission to create asset events (it emits one on `ragloop://runs`); reading
+needs the permission to read assets.
+
+Errors are JSON: {"error": "...", "fields": [{"field": "sources.0.doc_id", "message": "..."}]}.
+A database that cannot be reached gives 503, and nothing of the request is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Annotated, Any, Callable
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ragloop.runs import (
+    RunId, RunIn, RunNotFound, RunStore, RunStoreError, RunStoreUnavailable, VoteIn, emit_runs_event,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_000_000
+MAX_LIST = 500
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, fields: list[dict] | None = None, headers: dict | None = None):
+        super().__init__(error)
+        self.status, self.error, self.fields, self.headers = status, error, fields or [], headers
+
+
+def _error(status: int, error: str, fields: list[dict] | None = None, headers: dict | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": error}
+    if fields:
+        body["fields"] = fields
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+class BodyLimit:
+    """Refuses bodies over `limit` bytes with 413 before anything parses them, whether the client
+    sent a Content-Length or streamed the body in chunks."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = _error(413, f"request body is larger than {self.limit} bytes", [{"field": "(body)", "message": "too large"}])
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await too_large(scope, receive, send)
+        received = 0
+        chunks: list[dict] = []
+        while True:  # bounded by the limit: we stop reading past it
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                return await too_large(scope, receive, send)
+            if not message.get("more_body"):
+                break
+
+        async def replay():
+            return chunks.pop(0) if chunks else await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def create_app(store_factory: Callable[[], RunStore] | None = None, emit: Callable[[dict], bool] = emit_runs_event,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The API app. The store opens on the first request (plugins load in every Airflow process;
+    only the API server serves requests)."""
+    app = FastAPI(
+        title="ragloop runs API",
+        description=__doc__,
+        version="1",
+        openapi_url="/openapi.json",
+    )
+    state: dict[str, RunStore] = {}
+
+    def store() -> RunStore:
+        if "store" not in state:
+            state["store"] = (store_factory or RunStore.default)()
+        return state["store"]
+
+    bearer = HTTPBearer(auto_error=False)
+
+    async def authorized(method: str, credentials: HTTPAuthorizationCredentials | None):
+        from airflow.api_fastapi.app import get_auth_manager
+
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+            raise ApiError(401, "missing bearer token: send Authorization: Bearer <token from POST /auth/token>", headers=challenge)
+        auth_manager = get_auth_manager()
+        try:
+            user = await auth_manager.get_user_from_token(credentials.credentials)
+        except Exception:  # expired, malformed, wrong signature: all the same to the caller
+            raise ApiError(401, "invalid or expired bearer token", headers=challenge) from None
+        if not auth_manager.is_authorized_asset(method=method, user=user):
+            raise ApiError(403, f"user {user.get_name()!r} may not {'record runs (create asset events)' if method == 'POST' else 'read runs (read assets)'}")
+        return user
+
+    async def may_write(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]):
+        return await authorized("POST", credentials)
+
+    async def may_read(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]):
+        return await authorized("GET", credentials)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, err: ApiError):
+        return _error(err.status, err.error, err.fields, err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError):
+        fields = []
+        for problem in err.errors():
+            location = [str(p) for p in problem.get("loc", ())]
+            if location and location[0] in ("body", "query", "path"):
+                location = location[1:]
+            fields.append({"field": ".".join(location) or "(body)", "message": problem.get("msg", "invalid")})
+        return _error(422, "invalid request: " + "; ".join(f"{f['field']}: {f['message']}" for f in fields), fields)
+
+    @app.exception_handler(RunStoreUnavailable)
+    async def unavailable(request: Request, err: RunStoreUnavailable):
+        log.error("%s", err)
+        return _error(503, "the run store is unavailable; nothing was written, retry later", headers={"Retry-After": "5"})
+
+    @app.exception_handler(RunNotFound)
+    async def not_found(request: Request, err: RunNotFound):
+        return _error(404, str(err), [{"field": "run_id", "message": "no such run"}])
+
+    @app.exception_handler(RunStoreError)
+    async def store_error(request: Request, err: RunStoreError):
+        log.error("%s", err)
+        return _error(500, str(err))
+
+    @app.post("/runs", status_code=201, dependencies=[Depends(may_write)])
+    def record_run(run: RunIn) -> JSONResponse:
+        run_id, created = store().record_run(run)
+        if created:
+            emit({"event": "run", "run_id": run_id, "app": run.app or "api"})
+        return JSONResponse(status_code=201 if created else 200, content={"run_id": run_id, "created": created})
+
+    @app.post("/runs/{run_id}/feedback", status_code=201, dependencies=[Depends(may_write)])
+    def add_feedback(run_id: RunId, vote: VoteIn) -> dict:
+        vote_id = store().add_vote(run_id, vote)
+        emit({"event": "vote", "run_id": run_id, "vote": vote.vote})
+        return {"run_id": run_id, "vote_id": vote_id, "vote_summary": store().get_run(run_id)["vote_summary"]}
+
+    @app.get("/runs/{run_id}", dependencies=[Depends(may_read)])
+    def get_run(run_id: RunId) -> dict:
+        return store().get_run(run_id)
+
+    @app.get("/runs", dependencies=[Depends(may_read)])
+    def list_runs(
+        since: Annotated[datetime | None, Query(description="ISO 8601 time; runs created at or after it")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
+        app_name: Annotated[str | None, Query(alias="app", max_length=100)] = None,
+    ) -> dict:
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+        runs = store().list_runs(since=since, limit=limit, app=app_name)
+        return {"runs": runs, "count": len(runs)}
+
+    @app.get("/health")
+    def health():
+        # Unauthenticated on purpose, and says nothing but whether the store answers.
+        try:
+            store().schema_version()
+            return {"status": "ok"}
+        except RunStoreError:
+            return JSONResponse(status_code=503, content={"status": "unavailable"})
+
+    if max_body_bytes:
+        app.add_middleware(BodyLimit, limit=max_body_bytes)
+    return app

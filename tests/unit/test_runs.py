@@ -1,0 +1,198 @@
+"""The run store on a real SQLite file: migrations, runs, votes, import; and the contextvars recorder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import REPO
+from ragloop.runs import (
+    SCHEMA_VERSION, RunIn, RunNotFound, RunRecorder, RunStore, VoteIn, active_recorder, record_run,
+)
+
+
+@pytest.fixture()
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'runs.db'}"
+
+
+@pytest.fixture()
+def store(db_url):
+    with RunStore(db_url) as store:
+        yield store
+
+
+def a_run(question="How do I rotate an SDK key?", **extra) -> RunIn:
+    return RunIn(question=question, answer="Rotate it in the console [1].",
+                 sources=[{"doc_id": "docs:api/authentication-tokens.md", "chunk_id": "c1", "score": 0.8, "text": "Keys rotate."}],
+                 model="gpt-test", prompt_name="answer", prompt_version="1", prompt_tokens=120, completion_tokens=12,
+                 token_source="api", latency_ms=812.5, **extra)
+
+
+def test_schema_is_created_by_versioned_migrations_once(db_url):
+    with RunStore(db_url) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+    with RunStore(db_url) as store:  # a second open applies nothing again
+        store.migrate()
+        with store.engine.connect() as connection:
+            rows = connection.execute(sa.text("select version, description from ragloop_schema")).all()
+            tables = set(sa.inspect(connection).get_table_names())
+    assert [r.version for r in rows] == [1]
+    assert {"ragloop_runs", "ragloop_votes", "ragloop_grades", "ragloop_writebacks"} <= tables
+
+
+def test_a_newer_schema_is_refused(db_url):
+    with RunStore(db_url) as store:
+        store.migrate()
+        with store.engine.begin() as connection:
+            connection.execute(sa.text("insert into ragloop_schema values (99, 'from the future', '2030-01-01')"))
+    with RunStore(db_url) as store, pytest.raises(Exception, match="schema version 99, newer than this ragloop"):
+        store.migrate()
+
+
+def test_run_round_trip_and_latest_vote_per_user_counts(store):
+    run_id, created = store.record_run(a_run(user_id="u-1", app="docs-bot"))
+    assert created
+    assert store.record_run(a_run(run_id=run_id)) == (run_id, False)  # idempotent by id
+    store.add_vote(run_id, VoteIn(vote="up", user_id="alice"))
+    store.add_vote(run_id, VoteIn(vote="up", user_id="bob", comment="spot on"))
+    store.add_vote(run_id, VoteIn(vote="down", user_id="alice", comment="actually no"))  # alice changes her mind
+    run = store.get_run(run_id)
+    assert run["question"] == "How do I rotate an SDK key?" and run["app"] == "docs-bot"
+    assert run["sources"][0]["doc_id"] == "docs:api/authentication-tokens.md" and run["sources"][0]["text"] == "Keys rotate."
+    assert (run["prompt_tokens"], run["completion_tokens"], run["token_source"]) == (120, 12, "api")
+    assert [v["vote"] for v in run["votes"]] == ["up", "up", "down"]
+    assert run["vote_summary"] == {"up": 1, "down": 1, "votes": 3}
+    assert run["grades"] == [] and run["writeback"] is None
+    with pytest.raises(RunNotFound):
+        store.add_vote("no-such-run", VoteIn(vote="up"))
+
+
+def test_runs_survive_a_process_restart(db_url):
+    code = (
+        "import sys; sys.path.insert(0, 'include')\n"
+        "from ragloop.runs import RunRecorder, record_run\n"
+        f"with RunRecorder(app='child', store_url={db_url!r}) as r:\n"
+        "    print(record_run({'question': 'from another process', 'answer': 'yes'}))\n"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert child.returncode == 0, child.stderr
+    run_id = child.stdout.strip().splitlines()[-1]
+    with RunStore(db_url) as store:
+        assert store.get_run(run_id)["question"] == "from another process"
+        assert store.get_run(run_id)["app"] == "child"
+
+
+def test_import_reports_bad_lines_and_imports_the_rest_once(store, tmp_path):
+    good = {"run_id": "imp-1", "question": "q1", "answer": "a1", "created_at": "2026-11-01T10:00:00Z",
+            "votes": [{"vote": "up", "user_id": "u", "created_at": "2026-11-01T10:05:00Z"}]}
+    no_id = {"question": "q3", "answer": "a3", "created_at": "2026-11-02T09:00:00+01:00"}
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({"run_id": "imp-2", "question": "q2", "created_at": "2026-11-01T11:00:00Z", "prompt_tokens": "many"}),
+        "",
+        json.dumps({"run_id": "imp-4", "question": "", "created_at": "2026-11-01T11:00:00Z"}),
+        json.dumps(no_id),
+        json.dumps({"run_id": "imp-5", "question": "q5", "created_at": "2026-11-01T11:00:00Z",
+                    "sources": [{"doc_id": "d", "text": "bell\x07"}]}),
+    ]
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    report = store.import_jsonl(path)
+    assert (report.imported, report.already_present, report.votes_added) == (2, 0, 1)
+    errors = {(e["line"], e["field"]) for e in report.errors}
+    assert errors == {(2, "(line)"), (3, "prompt_tokens"), (5, "question"), (7, "sources.0.text")}, report.errors
+    assert "control character" in next(e["message"] for e in report.errors if e["line"] == 7)
+    assert store.get_run("imp-1")["created_at"].startswith("2026-11-01T10:00:00")
+    assert store.count_runs() == 2
+
+    again = store.import_jsonl(path)  # the same file again: nothing twice
+    assert (again.imported, again.already_present, again.votes_added) == (0, 2, 0)
+    assert store.count_runs() == 2
+    assert len(store.get_run("imp-1")["votes"]) == 1
+
+
+# --- the recorder -------------------------------------------------------------------------------
+
+def question(text: str) -> dict:
+    return {"question": text, "answer": "an answer"}
+
+
+def questions_in(store, app: str) -> list[str]:
+    return sorted(r["question"] for r in store.list_runs(limit=100, app=app))
+
+
+def test_outside_any_recorder_nothing_is_recorded(store):
+    assert active_recorder() is None
+    assert record_run(question("nobody listens")) is None
+    assert store.count_runs() == 0
+
+
+def test_nested_recorders_stack(store):
+    with RunRecorder(app="outer", store=store) as outer:
+        record_run(question("outer 1"))
+        with RunRecorder(app="inner", store=store) as inner:
+            assert active_recorder() is inner
+            record_run(question("inner 1"))
+        record_run(question("outer 2"))
+    assert active_recorder() is None
+    assert questions_in(store, "outer") == ["outer 1", "outer 2"]
+    assert questions_in(store, "inner") == ["inner 1"]
+    assert len(outer.run_ids) == 2 and len(inner.run_ids) == 1
+
+
+def test_threads_with_a_copied_context_record_into_their_recorder(store):
+    results: dict[str, str | None] = {}
+
+    def answer(name: str):
+        results[name] = record_run(question(name))
+
+    with RunRecorder(app="a", store=store):
+        thread_a = threading.Thread(target=contextvars.copy_context().run, args=(answer, "from a"))
+    with RunRecorder(app="b", store=store):
+        thread_b = threading.Thread(target=contextvars.copy_context().run, args=(answer, "from b"))
+    bare = threading.Thread(target=answer, args=("from nowhere",))  # no context copied: no recorder
+    for thread in (thread_a, thread_b, bare):
+        thread.start()
+    for thread in (thread_a, thread_b, bare):
+        thread.join(timeout=30)
+    assert questions_in(store, "a") == ["from a"]
+    assert questions_in(store, "b") == ["from b"]
+    assert results["from nowhere"] is None and store.count_runs() == 2
+
+
+def test_asyncio_tasks_record_into_the_recorder_they_were_created_in(store):
+    async def answer(name: str, delay: float):
+        await asyncio.sleep(delay)  # interleave the tasks
+        return record_run(question(name))
+
+    async def main():
+        with RunRecorder(app="x", store=store):
+            task_x = asyncio.create_task(answer("task x", 0.02))
+        with RunRecorder(app="y", store=store):
+            task_y = asyncio.create_task(answer("task y", 0.0))
+        task_none = asyncio.create_task(answer("task none", 0.01))
+        return await asyncio.gather(task_x, task_y, task_none)
+
+    x, y, none = asyncio.run(main())
+    assert x and y and none is None
+    assert questions_in(store, "x") == ["task x"] and questions_in(store, "y") == ["task y"]
+
+
+def test_a_database_error_is_logged_and_counted_never_raised(tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the database folder should be")
+    with RunRecorder(app="broken", store_url=f"sqlite:///{blocker / 'runs.db'}") as recorder:
+        assert record_run(question("still answered")) is None
+        assert record_run(question("again")) is None
+    assert recorder.errors == 2 and recorder.run_ids == []
+    assert "Run not recorded by recorder 'broken'" in caplog.text
