@@ -111,6 +111,12 @@ def measure_embedder(config_path: str | None = None, samples: str | None = None,
 # --- ingestion: select → extract (per source) → plan → index (per batch) → prune → report -------
 
 INGEST_DAG_ID = "ragloop_ingest_docs"
+# One ingest DAG per source type, all running the same task bodies.
+INGEST_DAG_IDS = {
+    "docs": INGEST_DAG_ID,
+    "slack": "ragloop_ingest_slack",
+    "github_issues": "ragloop_ingest_github_issues",
+}
 MAX_INDEX_BATCHES = 64  # mapped index tasks per run; beyond this, batches grow instead
 GROUP_CHUNKS = 1000  # chunks split, looked up, embedded and written together inside a batch
 FAILURES_SHOWN = 20  # failures listed per source in a report (all are logged)
@@ -150,8 +156,13 @@ def select_sources(config_path: str | None = None, requested: list[str] | None =
     return list(dict.fromkeys(requested))
 
 
-def extract_source(source_id: str, run_id: str, config_path: str | None = None) -> dict:
-    """Read one source and stage its documents; returns where the listing is and the counts."""
+def extract_source(source_id: str, run_id: str, config_path: str | None = None, full_listing: bool = False) -> dict:
+    """Read one source and stage its documents; returns where the listing is and the counts.
+
+    An API source reads from the watermarks stored in the index (all of it on a full-listing
+    run); the watermarks it proposes travel in the listing and are stored by `prune_sources`,
+    after the documents are indexed.
+    """
     from ragloop.sources import ExtractReport, make_source
     from ragloop.staging import ShardWriter, write_json
 
@@ -159,11 +170,19 @@ def extract_source(source_id: str, run_id: str, config_path: str | None = None) 
     config = _config(config_path)
     source = make_source(config.source(source_id))
     report = ExtractReport(source_id)
+    watermarks: dict[str, dict] = {}
+    if source.uses_watermarks and not full_listing:
+        from ragloop.index import connect, read_watermarks
+
+        with connect() as client:
+            watermarks = read_watermarks(client, config.collection, source_id)
+        progress("%s: %s", source_id, f"watermarks of {', '.join(sorted(watermarks))}" if watermarks
+                 else "no watermarks in the index: reading everything")
     folder = _run_dir(config, run_id) / "sources" / source_id
     writer = ShardWriter(folder)
     documents: dict[str, list] = {}
     try:
-        for document in source.load_all(report):
+        for document in source.read(report, watermarks, full_listing):
             if document.doc_id in documents:
                 report.fail(document.doc_id, "two items of this source give the same doc_id", document.doc_id)
                 continue
@@ -174,11 +193,16 @@ def extract_source(source_id: str, run_id: str, config_path: str | None = None) 
                 progress("%s: read %d documents", source_id, len(documents))
     finally:
         writer.close()
-    complete = source.lists_all_ids and not report.failed
+    lists_everything = source.lists_everything(full_listing)
+    complete = lists_everything and not report.failed
     seconds = round(time.monotonic() - started, 2)
     listing = {
         "source_id": source_id,
         "complete": complete,
+        # "incremental": a window of changes, never a reason to prune what it does not list.
+        "mode": "full" if lists_everything else "incremental",
+        "watermarks": report.watermarks,
+        "withdrawn": sorted(set(report.skipped_doc_ids) - set(documents)),
         "seen": report.seen,
         "seconds": seconds,
         "shards": writer.shards,
@@ -201,7 +225,8 @@ def extract_source(source_id: str, run_id: str, config_path: str | None = None) 
     progress(
         "%s: %d documents staged, %d failed, %d skipped (listing %s) in %.1f s",
         source_id, len(documents), result["failed"], result["skipped"],
-        "complete" if complete else "incomplete: nothing will be pruned", result["seconds"],
+        "complete" if complete else "incremental: nothing will be pruned" if not lists_everything
+        else "incomplete: nothing will be pruned", result["seconds"],
     )
     return result
 
@@ -270,9 +295,19 @@ def plan_ingest(run_id: str, source_ids: list[str], config_path: str | None = No
         listed = set(listing["documents"]) | set(listing["failed_doc_ids"])
         gone = sorted(d for d in by_source.get(source_id, []) if d not in listed)
         entry = {**counts, "seen": listing["seen"], "extract_seconds": listing["seconds"], "failed": len(listing["failures"]), "skipped": len(listing["skipped"]),
-                 "failures": listing["failures"], "skipped_items": listing["skipped"], "gone": len(gone)}
+                 "failures": listing["failures"], "skipped_items": listing["skipped"], "gone": len(gone),
+                 "mode": listing.get("mode", "full"), "watermarks": listing.get("watermarks") or {}}
         if listing["complete"]:
             entry["prune"] = gone
+        elif listing.get("mode") == "incremental":
+            # A window of changes says nothing about documents outside it: only those it saw and
+            # left out (now filtered by the config, emptied) go. A full-listing run prunes the rest.
+            withdrawn = sorted(d for d in listing.get("withdrawn", []) if d in indexed and d not in listed)
+            entry["prune"] = withdrawn
+            entry["prune_note"] = (
+                f"incremental run: {len(withdrawn)} withdrawn documents removed, nothing else pruned "
+                "(a full-listing run prunes documents gone from the source)"
+            )
         else:
             entry["prune"] = None
             entry["prune_skipped"] = (
@@ -303,7 +338,7 @@ def plan_ingest(run_id: str, source_ids: list[str], config_path: str | None = No
         "indexed_documents": len(indexed),
     })
     summary = {
-        source_id: {k: v for k, v in entry.items() if k not in ("prune", "failures", "skipped_items")}
+        source_id: {k: v for k, v in entry.items() if k not in ("prune", "failures", "skipped_items", "watermarks")}
         for source_id, entry in sources.items()
     }
     progress(
@@ -402,8 +437,14 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -
 
 
 def prune_sources(run_id: str, config_path: str | None = None) -> dict:
-    """Delete documents gone from complete listings; incomplete listings prune nothing."""
-    from ragloop.index import connect, delete_documents
+    """Delete documents gone from complete listings (incomplete listings prune nothing), then
+    store the watermarks the API sources proposed.
+
+    This task runs only when every index batch succeeded (trigger rule none_failed), so a
+    watermark never moves past documents that are not in the index: a failed run re-reads the
+    same window next time. A source whose extract failed proposes none.
+    """
+    from ragloop.index import connect, delete_documents, write_watermarks
     from ragloop.staging import read_json
 
     started = time.monotonic()
@@ -416,11 +457,17 @@ def prune_sources(run_id: str, config_path: str | None = None) -> dict:
             if gone is None:
                 result[source_id] = {"documents_deleted": 0, "chunks_deleted": 0,
                                      "prune": entry.get("prune_skipped") or entry.get("error", "skipped")}
-                continue
-            chunks = delete_documents(client, config.collection, gone) if gone else 0
-            result[source_id] = {"documents_deleted": len(gone), "chunks_deleted": chunks, "prune": "done"}
-            if gone:
-                progress("%s: pruned %d documents (%d chunks) gone from the source", source_id, len(gone), chunks)
+            else:
+                chunks = delete_documents(client, config.collection, gone) if gone else 0
+                result[source_id] = {"documents_deleted": len(gone), "chunks_deleted": chunks,
+                                     "prune": entry.get("prune_note") or "done"}
+                if gone:
+                    progress("%s: pruned %d documents (%d chunks) gone from the source", source_id, len(gone), chunks)
+            watermarks = entry.get("watermarks") or {}
+            if watermarks and "error" not in entry:
+                write_watermarks(client, config.collection, source_id, watermarks)
+                result[source_id]["watermarks"] = {item: state.get("watermark") for item, state in watermarks.items()}
+                progress("%s: watermarks advanced for %s", source_id, ", ".join(sorted(watermarks)))
     return {"sources": result, "seconds": round(time.monotonic() - started, 2)}
 
 
@@ -462,6 +509,9 @@ def build_report(
             "seconds": {"extract": planned.get("extract_seconds"), "index": indexed["seconds"],
                         "prune": prune.get("seconds")},
             "prune": pruned.get("prune", "not run"),
+            "mode": planned.get("mode", "full"),
+            # item -> the watermark stored by this run (API sources; absent when none advanced)
+            "watermarks": pruned.get("watermarks", {}),
             "failures": planned.get("failures", [])[:FAILURES_SHOWN],
             "skipped_items": planned.get("skipped_items", [])[:FAILURES_SHOWN],
         }
@@ -507,6 +557,8 @@ def format_report(report: dict) -> str:
             lines.append(f"  skipped: {skipped['item']}: {skipped['reason']}")
         if s["prune"] != "done":
             lines.append(f"  prune: {s['prune']}")
+        if s.get("watermarks"):
+            lines.append("  watermarks: " + ", ".join(f"{item} → {mark}" for item, mark in sorted(s["watermarks"].items())))
         if "error" in s:
             lines.append(f"  ERROR: {s['error']}")
     seconds = report["seconds"]
@@ -518,15 +570,33 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def merge_reports(reports: list[dict]) -> dict:
+    """One report for several ingest runs (one per source type): `ragloop ingest` with no
+    --source runs each type's DAG."""
+    if len(reports) == 1:
+        return reports[0]
+    merged = {
+        "run_id": ", ".join(r["run_id"] for r in reports),
+        "collection": reports[-1]["collection"],
+        "collection_chunks": reports[-1]["collection_chunks"],  # the last run saw all the others' writes
+        "sources": {sid: s for r in reports for sid, s in r["sources"].items()},
+        "totals": {k: sum(r["totals"][k] for r in reports) for k in reports[0]["totals"]},
+        "embedding_tokens": sum(r["embedding_tokens"] for r in reports),
+        "seconds": {k: round(sum(r["seconds"].get(k) or 0 for r in reports), 2) for k in ("plan", "index", "prune")},
+        "errors": [e for r in reports for e in r["errors"]],
+    }
+    return merged
+
+
 def ingest(
     run_id: str, config_path: str | None = None, requested: list[str] | None = None, full_refresh: bool = False,
-    source_type: str = "docs", embedder=None,
+    source_type: str = "docs", embedder=None, full_listing: bool = False,
 ) -> dict:
     """All task bodies in order, in this process, without a scheduler: what the DAG runs, for
     benchmarks and tests that need no Airflow run."""
     source_ids = select_sources(config_path, requested, source_type)
     for source_id in source_ids:
-        extract_source(source_id, run_id, config_path)
+        extract_source(source_id, run_id, config_path, full_listing)
     plan = plan_ingest(run_id, source_ids, config_path, full_refresh)
     index_results = [index_batch(url, config_path, embedder=embedder) for url in plan["batches"]]
     prune = prune_sources(run_id, config_path)

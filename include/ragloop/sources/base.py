@@ -5,6 +5,11 @@
 - A source whose `load_all()` sees everything (`lists_all_ids`) gives a complete listing, so
   documents missing from it can be pruned; any failure while reading makes the listing
   incomplete, and then nothing is pruned.
+- `read(report, watermarks, full_listing)` is what the pipeline calls. API sources (live Slack
+  and GitHub) read incrementally from per-item watermarks (a channel, a repository) that the
+  pipeline keeps in the index; they propose the next watermarks in `report.watermarks` only for
+  items read without a failure, and the pipeline stores them only after the documents are
+  indexed. Their listing is complete only on a full-listing run.
 
 Problems with one item (a file, a channel, an issue) never stop the batch: the source records
 them in its `ExtractReport` with the item's name and the reason, logs them, and goes on.
@@ -57,6 +62,12 @@ class ExtractReport:
     skipped: list[Failure] = field(default_factory=list)
     # doc_ids of failed items, so that their indexed versions are never pruned.
     failed_doc_ids: list[str] = field(default_factory=list)
+    # doc_ids of items seen and positively left out (filtered by the config, emptied): an
+    # incremental run, which prunes nothing else, removes their indexed versions.
+    skipped_doc_ids: list[str] = field(default_factory=list)
+    # item (channel id, repository) -> its next watermark state, set only for items read in
+    # full; the pipeline stores these in the index after the run's documents are indexed.
+    watermarks: dict[str, dict] = field(default_factory=dict)
 
     def fail(self, item: str, reason: str, doc_id: str | None = None) -> None:
         log.warning("%s: skipped %s: %s", self.source_id, item, reason)
@@ -64,9 +75,11 @@ class ExtractReport:
         if doc_id:
             self.failed_doc_ids.append(doc_id)
 
-    def skip(self, item: str, reason: str) -> None:
+    def skip(self, item: str, reason: str, doc_id: str | None = None) -> None:
         log.info("%s: nothing to index in %s: %s", self.source_id, item, reason)
         self.skipped.append(Failure(item, reason))
+        if doc_id:
+            self.skipped_doc_ids.append(doc_id)
 
 
 class Source(ABC):
@@ -113,12 +126,65 @@ class Source(ABC):
     def poll(self, start: datetime, end: datetime, report: ExtractReport) -> Iterator[Document]:
         raise NotImplementedError(f"source type {self.type!r} cannot poll a time window; use load_all")
 
+    @property
+    def uses_watermarks(self) -> bool:
+        """True when `read` wants the watermarks stored in the index (live API sources)."""
+        return False
+
+    def lists_everything(self, full_listing: bool) -> bool:
+        """Whether this run's listing holds every id the source has (so missing ones may be pruned)."""
+        return self.lists_all_ids
+
+    def read(self, report: ExtractReport, watermarks: dict[str, dict], full_listing: bool = False) -> Iterator[Document]:
+        """The documents of this run: everything, or for an API source what changed since its
+        watermarks (everything when `full_listing`)."""
+        return self.load_all(report)
+
+
+def check_live_or_export(config: dict[str, Any], project_root: Path, export_kind: str) -> None:
+    """API sources read either the live API through an Airflow connection or an export on disk:
+    exactly one of `connection` and `export`, and the export must exist."""
+    where = f"source {config['id']!r}"
+    has_connection, has_export = config.get("connection") is not None, config.get("export") is not None
+    if has_connection == has_export:
+        raise SourceConfigError(
+            f"{where}: needs exactly one of 'connection' (an Airflow connection id, for the live API) or "
+            f"'export' ({export_kind})", "export" if has_export else "connection",
+        )
+    if has_connection and not str(config["connection"]).strip():
+        raise SourceConfigError(f"{where}: connection must be an Airflow connection id, not empty", "connection")
+    if has_export:
+        target = (project_root / Path(config["export"]).expanduser()).resolve()
+        if not target.exists():
+            raise SourceConfigError(f"{where}: export {target} does not exist", "export")
+
+
+def check_whole_number(config: dict[str, Any], key: str, least: int) -> None:
+    value = config.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+        raise SourceConfigError(f"source {config['id']!r}: {key} must be a whole number ≥ {least}, not {value!r}", key)
+
+
+def check_string_list(config: dict[str, Any], key: str, allowed: tuple[str, ...] | None = None) -> None:
+    values = config.get(key)
+    if values is None:
+        return
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        raise SourceConfigError(f"source {config['id']!r}: {key} must be a list of non-empty strings, not {values!r}", key)
+    for value in values:
+        if allowed and value not in allowed:
+            raise SourceConfigError(
+                f"source {config['id']!r}: {key} has {value!r} (expected any of {', '.join(allowed)})", key
+            )
+
 
 def _registry() -> dict[str, type[Source]]:
     # Imported here so that `ragloop.sources` stays cheap and new kinds register in one place.
     from ragloop.sources.docs import DocsSource
+    from ragloop.sources.github import GithubIssuesSource
+    from ragloop.sources.slack import SlackSource
 
-    return {cls.type: cls for cls in (DocsSource,)}
+    return {cls.type: cls for cls in (DocsSource, SlackSource, GithubIssuesSource)}
 
 
 def source_class(source_type: str) -> type[Source]:
