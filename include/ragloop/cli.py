@@ -212,28 +212,47 @@ def _ensure_local_weaviate() -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """Runs each source type's ingest DAG (docs, slack, github_issues) for the sources asked for,
+    or for every configured source, one after the other, and prints one report."""
     from ragloop.config import load_config
     from ragloop.dagrun import run_dag
-    from ragloop.pipeline import INGEST_DAG_ID, format_report, select_sources
+    from ragloop.pipeline import INGEST_DAG_IDS, format_report, merge_reports, select_sources
 
     config = load_config(args.config)  # every mistake in the file is reported before anything runs
-    sources = select_sources(args.config, args.source or None, "docs")
+    wanted = [config.source(source_id) for source_id in args.source or []]  # unknown ids fail here, named
+    types = [t for t in INGEST_DAG_IDS if any(s["type"] == t for s in (wanted or config.sources))] or ["docs"]
+    plans = []
+    for source_type in types:
+        requested = [s["id"] for s in wanted if s["type"] == source_type]
+        plans.append((source_type, requested, select_sources(args.config, requested or None, source_type)))
     _prepare_airflow()
     _ensure_local_weaviate()
-    progress(
-        f"Ingesting {', '.join(sources) or 'no sources'} into {config.collection} "
-        f"({'full refresh' if args.full_refresh else 'incremental'}) through {INGEST_DAG_ID} (dag.test)..."
-    )
-    conf = {"config": str(config.path), "sources": args.source or [], "full_refresh": args.full_refresh}
-    result = run_dag(INGEST_DAG_ID, conf, raise_on_failure=False, retries=0)
-    report = result.returns.get("report")
-    if report:
-        emit(args, {"run_id": result.run_id, "state": result.state, **report}, lambda r: format_report(r))
-    if result.state != "success":
-        failed = {task: state for task, state in result.task_states.items() if state not in ("success", "skipped")}
-        errors = "; ".join(report["errors"]) if report and report.get("errors") else ""
-        progress(f"ragloop: ingest run {result.run_id} ended {result.state}; tasks not successful: {failed}"
-                 + (f"; {errors}" if errors else "") + " (the task's error is logged above)")
+    reports, runs, failed_runs = [], [], []
+    for source_type, requested, sources in plans:
+        dag_id = INGEST_DAG_IDS[source_type]
+        mode = "full refresh" if args.full_refresh else "full listing" if args.full_listing and source_type != "docs" else "incremental"
+        progress(f"Ingesting {', '.join(sources) or 'no sources'} into {config.collection} ({mode}) through {dag_id} (dag.test)...")
+        conf = {"config": str(config.path), "sources": requested, "full_refresh": args.full_refresh}
+        if source_type != "docs":
+            conf["full_listing"] = args.full_listing
+        result = run_dag(dag_id, conf, raise_on_failure=False, retries=0)
+        runs.append({"dag_id": dag_id, "run_id": result.run_id, "state": result.state})
+        report = result.returns.get("report")
+        if report:
+            reports.append(report)
+        if result.state != "success":
+            failed = {task: state for task, state in result.task_states.items() if state not in ("success", "skipped")}
+            errors = "; ".join(report["errors"]) if report and report.get("errors") else ""
+            failed_runs.append(f"{dag_id} run {result.run_id} ended {result.state}; tasks not successful: {failed}"
+                               + (f"; {errors}" if errors else ""))
+    if reports:
+        merged = merge_reports(reports)
+        state = "success" if not failed_runs else "failed"
+        header = {"run_id": runs[0]["run_id"], "state": runs[0]["state"]} if len(runs) == 1 else {"runs": runs, "state": state}
+        emit(args, {**header, **merged}, lambda r: format_report(r))
+    if failed_runs:
+        for line in failed_runs:
+            progress(f"ragloop: ingest {line} (the task's error is logged above)")
         return 1
     return 0
 
@@ -328,9 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     embedder.add_argument("--samples", help="folder of markdown to embed (default: include/samples/docs)")
     embedder.add_argument("--limit", type=int, help="embed at most this many passages")
 
-    ingest = command(commands, "ingest", cmd_ingest, "ingest the docs sources (the ragloop_ingest_docs DAG via dag.test())", config=True)
-    ingest.add_argument("--source", action="append", metavar="ID", help="only this source (repeatable)")
+    ingest = command(commands, "ingest", cmd_ingest, "ingest the configured sources (each type's ingest DAG via dag.test())", config=True)
+    ingest.add_argument("--source", action="append", metavar="ID", help="only this source (repeatable); runs the DAG of its type")
     ingest.add_argument("--full-refresh", action="store_true", help="rewrite every document, changed or not")
+    ingest.add_argument("--full-listing", action="store_true",
+                        help="Slack and GitHub live sources: read everything, not just what changed since the watermarks, and prune what is gone")
     search_cmd = command(commands, "search", cmd_search, "hybrid search (vector + BM25) over the collection", config=True)
     search_cmd.add_argument("question")
     search_cmd.add_argument("--limit", type=int, default=5)
