@@ -112,10 +112,11 @@ def create_app(store_factory: Callable[[], RunStore] | None = None, emit: Callab
             raise ApiError(403, f"user {user.get_name()!r} may not {'record runs (create asset events)' if method == 'POST' else 'read runs (read assets)'}")
         return user
 
-    async def may_write(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]):
+    # Defaults, not Annotated: the annotations are strings here and `bearer` is local.
+    async def may_write(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)):
         return await authorized("POST", credentials)
 
-    async def may_read(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]):
+    async def may_read(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)):
         return await authorized("GET", credentials)
 
     @app.exception_handler(ApiError)

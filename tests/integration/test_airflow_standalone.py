@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -53,6 +54,17 @@ def test_standalone_serves_our_dags_and_connections_then_stops(tmp_path):
         assert connection["host"] == "127.0.0.1" and connection["port"] == 18080  # from airflow_settings.yaml
         dag = request(f"{info['url']}/api/v2/dags/ragloop_check", token)
         assert dag["dag_id"] == "ragloop_check" and "ragloop" in [t["name"] for t in dag["tags"]]
+
+        # The runs API plugin, mounted by the running API server, takes the same bearer token.
+        recorded = request(f"{info['url']}/ragloop/runs", token, body={"question": "Through the server?", "answer": "Yes."})
+        assert recorded["created"] is True
+        run = request(f"{info['url']}/ragloop/runs/{recorded['run_id']}", token)
+        assert run["question"] == "Through the server?" and run["app"] == "api"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            request(f"{info['url']}/ragloop/runs")
+        assert refused.value.code == 401
+        assets = request(f"{info['url']}/api/v2/assets?uri_pattern=ragloop://runs", token)["assets"]
+        assert [a["uri"] for a in assets] == ["ragloop://runs"]  # registered by the run's asset event
 
         again = cli(env, "airflow", "start")
         assert "already running" in again.stdout

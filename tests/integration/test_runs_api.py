@@ -1,0 +1,205 @@
+"""The runs and feedback API (plugins/ragloop_plugin.py → ragloop.runs_api) under FastAPI's test
+client with Airflow's real auth manager and metadata DB: bearer tokens as Airflow's REST API takes
+them, validation errors naming the field, 503 with nothing written when the store is locked, and
+the `ragloop://runs` asset event. One request through a running Airflow is in
+test_airflow_standalone.py."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from ragloop.runs import RUNS_ASSET_URI, RunStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def auth_manager(airflow_db):
+    from airflow.api_fastapi.app import create_auth_manager
+
+    manager = create_auth_manager()
+    manager.init()
+    return manager
+
+
+def token_for(auth_manager, role: str | None) -> str:
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return auth_manager.generate_jwt(SimpleAuthManagerUser(username=f"{role}-user", role=role))
+
+
+@pytest.fixture()
+def store(tmp_path):
+    with RunStore(f"sqlite:///{tmp_path / 'runs.db'}", connect_timeout=0.3) as store:
+        yield store
+
+
+@pytest.fixture()
+def api(store, auth_manager):
+    from fastapi.testclient import TestClient
+
+    from ragloop.runs_api import create_app
+
+    with TestClient(create_app(lambda: store, max_body_bytes=20_000), base_url="http://127.0.0.1") as client:
+        client.headers["authorization"] = f"Bearer {token_for(auth_manager, 'admin')}"
+        yield client
+
+
+def runs_events() -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.scalars(
+            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri == RUNS_ASSET_URI)
+        ).all()
+        return [dict(row.extra) for row in rows]
+
+
+RUN = {
+    "question": "How do I rotate an SDK key?",
+    "answer": "Create a new key, deploy it, then revoke the old one [1].",
+    "sources": [{"doc_id": "docs:api/authentication-tokens.md", "chunk_id": "c-1", "url": "https://docs.fernwood.example/api",
+                 "title": "Authentication tokens", "score": 0.82, "text": "Old keys keep working for 24 hours."}],
+    "model": "gpt-4o-mini", "prompt_name": "answer", "prompt_version": "1",
+    "prompt_tokens": 812, "completion_tokens": 41, "token_source": "api", "latency_ms": 1840.0,
+    "app": "support-widget", "user_id": "opaque-42",
+}
+
+
+def test_record_vote_read_and_asset_events(api, store):
+    events_before = len(runs_events())
+    created = api.post("/runs", json=RUN)
+    assert created.status_code == 201, created.text
+    run_id = created.json()["run_id"]
+    again = api.post("/runs", json={**RUN, "run_id": run_id})
+    assert again.status_code == 200 and again.json() == {"run_id": run_id, "created": False}
+
+    vote = api.post(f"/runs/{run_id}/feedback", json={"vote": "down", "user_id": "opaque-42", "comment": "old key info is wrong"})
+    assert vote.status_code == 201, vote.text
+    assert vote.json()["vote_summary"] == {"up": 0, "down": 1, "votes": 1}
+
+    run = api.get(f"/runs/{run_id}").json()
+    assert run["question"] == RUN["question"] and run["app"] == "support-widget"
+    assert run["sources"][0]["text"] == "Old keys keep working for 24 hours."
+    assert [v["comment"] for v in run["votes"]] == ["old key info is wrong"]
+    assert run["grades"] == [] and run["writeback"] is None
+
+    since = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()
+    listed = api.get("/runs", params={"since": since, "limit": 10}).json()
+    assert [r["run_id"] for r in listed["runs"]] == [run_id]
+    assert api.get("/runs", params={"since": "2999-01-01T00:00:00Z"}).json()["count"] == 0
+
+    events = runs_events()[events_before:]
+    assert {"event": "run", "run_id": run_id, "app": "support-widget"} in events
+    assert {"event": "vote", "run_id": run_id, "vote": "down"} in events
+    assert len(events) == 2  # the repeated POST recorded nothing and emitted nothing
+
+
+@pytest.mark.parametrize("header", [None, "Bearer not-a-jwt", "Basic YWRtaW46YWRtaW4=", "Bearer "])
+def test_missing_or_wrong_credentials_get_401(api, store, header):
+    headers = {"authorization": header} if header is not None else {}
+    client_headers = dict(api.headers)
+    api.headers.pop("authorization")
+    try:
+        response = api.post("/runs", json=RUN, headers=headers)
+        listing = api.get("/runs", headers=headers)
+    finally:
+        api.headers.update(client_headers)
+    assert response.status_code == 401 and listing.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "token" in response.json()["error"]
+    assert store.count_runs() == 0
+
+
+def test_a_token_from_another_secret_or_an_expired_one_gets_401(api, auth_manager, store):
+    import jwt
+
+    forged = jwt.encode({"sub": "admin", "role": "admin", "exp": 4102444800}, "some-other-secret", algorithm="HS512")
+    expired = auth_manager.generate_jwt(
+        __import__("airflow.api_fastapi.auth.managers.simple.user", fromlist=["x"]).SimpleAuthManagerUser(username="a", role="admin"),
+        expiration_time_in_seconds=-10,
+    )
+    for token in (forged, expired):
+        assert api.post("/runs", json=RUN, headers={"authorization": f"Bearer {token}"}).status_code == 401
+    assert store.count_runs() == 0
+
+
+def test_a_viewer_may_read_but_not_record(api, auth_manager, store):
+    viewer = {"authorization": f"Bearer {token_for(auth_manager, 'viewer')}"}
+    assert api.get("/runs", headers=viewer).status_code == 200
+    refused = api.post("/runs", json=RUN, headers=viewer)
+    assert refused.status_code == 403 and "may not record runs" in refused.json()["error"]
+    assert store.count_runs() == 0
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({k: v for k, v in RUN.items() if k != "question"}, "question"),
+        ({**RUN, "prompt_tokens": "lots"}, "prompt_tokens"),
+        ({**RUN, "sources": [{"title": "no doc id"}]}, "sources.0.doc_id"),
+        ({**RUN, "question": "hidden\x1b[2Jtext"}, "question"),
+        ({**RUN, "user_id": "u" * 201}, "user_id"),
+        ({**RUN, "run_id": "../../etc"}, "run_id"),
+        ({**RUN, "colour": "blue"}, "colour"),
+    ],
+    ids=["missing", "wrong-type", "nested-missing", "control-characters", "too-long", "bad-id", "unknown-field"],
+)
+def test_invalid_runs_get_4xx_json_naming_the_field(api, store, body, field):
+    response = api.post("/runs", json=body)
+    assert response.status_code == 422, response.text
+    assert field in [f["field"] for f in response.json()["fields"]], response.json()
+    assert store.count_runs() == 0
+
+
+def test_bad_votes_and_unknown_runs(api, store):
+    run_id = api.post("/runs", json=RUN).json()["run_id"]
+    wrong = api.post(f"/runs/{run_id}/feedback", json={"vote": "meh"})
+    assert wrong.status_code == 422 and wrong.json()["fields"][0]["field"] == "vote"
+    missing = api.post("/runs/no-such-run/feedback", json={"vote": "up"})
+    assert missing.status_code == 404 and missing.json()["fields"] == [{"field": "run_id", "message": "no such run"}]
+    assert api.get("/runs/no-such-run").status_code == 404
+    assert api.get("/runs", params={"limit": 0}).json()["fields"][0]["field"] == "limit"
+    assert api.get("/runs", params={"since": "yesterday"}).json()["fields"][0]["field"] == "since"
+
+
+def test_too_large_bodies_get_413_with_or_without_content_length(api, store):
+    big = {**RUN, "answer": "x" * 30_000}
+    response = api.post("/runs", json=big)
+    assert response.status_code == 413 and "larger than 20000 bytes" in response.json()["error"]
+
+    def chunks():
+        payload = ('{"question": "q", "answer": "' + "y" * 30_000 + '"}').encode()
+        for start in range(0, len(payload), 4096):
+            yield payload[start:start + 4096]
+
+    streamed = api.post("/runs", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert store.count_runs() == 0
+
+
+def test_a_locked_database_gives_503_and_nothing_half_written(api, store):
+    first = api.post("/runs", json=RUN).json()["run_id"]
+    events_before = len(runs_events())
+    locker = sqlite3.connect(store.url.database, timeout=1)
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    try:
+        run = {**RUN, "run_id": "during-outage", "votes": [{"vote": "up", "user_id": "x"}]}
+        response = api.post("/runs", json=run)
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "5"
+        assert "nothing was written" in response.json()["error"]
+        assert api.post(f"/runs/{first}/feedback", json={"vote": "up"}).status_code == 503
+    finally:
+        locker.rollback()
+        locker.close()
+    assert store.count_runs() == 1
+    assert store.get_run(first)["votes"] == []
+    assert len(runs_events()) == events_before  # no event for what was not recorded
+    retried = api.post("/runs", json={**RUN, "run_id": "during-outage", "votes": [{"vote": "up", "user_id": "x"}]})
+    assert retried.status_code == 201 and len(store.get_run("during-outage")["votes"]) == 1
