@@ -282,6 +282,99 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- answers, feedback and runs -----------------------------------------------------------------
+
+def _user_id(args: argparse.Namespace) -> str:
+    import getpass
+
+    return args.user or f"cli:{getpass.getuser()}"
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from ragloop.answer import ask, format_answer
+    from ragloop.config import load_config
+    from ragloop.runs import RunRecorder
+
+    load_config(args.config)
+    _prepare_airflow()
+    _ensure_local_weaviate()
+    with RunRecorder(app="cli", user_id=_user_id(args), emit_events=True) as recorder:
+        answer = ask(args.question, config_path=args.config, limit=args.limit)
+    if recorder.errors:
+        progress(f"ragloop: the answer was not recorded: {recorder.last_error}")
+    emit(args, answer.to_json(), lambda _: format_answer(answer))
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from ragloop.runs import RunStore, VoteIn, emit_runs_event
+
+    _prepare_airflow()
+    vote = VoteIn(vote=args.vote, user_id=_user_id(args), comment=args.comment)
+    with RunStore.default() as store:
+        vote_id = store.add_vote(args.run_id, vote)
+        summary = store.get_run(args.run_id)["vote_summary"]
+    emit_runs_event({"event": "vote", "run_id": args.run_id, "vote": args.vote})
+    emit(args, {"run_id": args.run_id, "vote_id": vote_id, "vote_summary": summary},
+         lambda r: f"Recorded {args.vote} vote {vote_id} on run {args.run_id} ({summary['up']} up, {summary['down']} down)")
+    return 0
+
+
+def _runs_text(runs: list[dict]) -> str:
+    if not runs:
+        return "No runs recorded yet."
+    lines = []
+    for run in runs:
+        votes = run["vote_summary"]
+        grades = ", ".join(
+            f"{g['criterion']}@{g['criterion_version']} {'pass' if g['passed'] else 'fail' if g['passed'] is False else 'ungraded'}"
+            for g in run["grades"]
+        ) or "not graded"
+        writeback = run["writeback"]["state"] if run["writeback"] else "not written back"
+        question = " ".join(run["question"].split())
+        lines.append(
+            f"{run['created_at'][:19]}  {run['run_id']}  {run['app']:<10} +{votes['up']}/-{votes['down']}  "
+            f"{grades}; {writeback}\n    {question[:110]}{'...' if len(question) > 110 else ''}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from ragloop.runs import RunStore
+
+    _prepare_airflow()
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            progress(f"ragloop: --since {args.since!r} is not an ISO 8601 time (like 2026-11-01 or 2026-11-01T08:00:00+00:00)")
+            return 2
+        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    with RunStore.default() as store:
+        runs = store.list_runs(since=since, limit=args.limit)
+    emit(args, {"runs": runs, "count": len(runs)}, lambda r: _runs_text(r["runs"]))
+    return 0
+
+
+def cmd_runs_import(args: argparse.Namespace) -> int:
+    from ragloop.runs import RunStore, emit_runs_event
+
+    _prepare_airflow()
+    with RunStore.default() as store:
+        report = store.import_jsonl(args.file, progress=progress)
+    for error in report.errors:
+        progress(f"{args.file}:{error['line']}: {error['field']}: {error['message']}")
+    if report.imported:
+        emit_runs_event({"event": "import", "file": str(args.file), "runs": report.imported})
+    emit(args, report.to_json(), lambda r: (
+        f"{r['path']}: {r['lines']} lines, {r['imported']} runs imported, {r['already_present']} already present, "
+        f"{r['votes_added']} votes added, {len(r['errors'])} errors"))
+    return 1 if report.errors else 0
+
+
 # --- index -------------------------------------------------------------------------------------
 
 def cmd_index_drop(args: argparse.Namespace) -> int:
@@ -358,6 +451,22 @@ def build_parser() -> argparse.ArgumentParser:
     search_cmd.add_argument("--source", action="append", metavar="ID", help="only chunks of this source (repeatable)")
     search_cmd.add_argument("--kind", action="append", metavar="KIND", help="only this kind: docs, slack, github, qa (repeatable)")
 
+    ask_cmd = command(commands, "ask", cmd_ask, "answer a question from the knowledge base, cite sources, record the run", config=True)
+    ask_cmd.add_argument("question")
+    ask_cmd.add_argument("--limit", type=int, default=5, help="passages to retrieve")
+    ask_cmd.add_argument("--user", help="opaque user id recorded with the run (default: cli:<login>)")
+    feedback = command(commands, "feedback", cmd_feedback, "vote on a recorded run: up or down, with an optional comment")
+    feedback.add_argument("run_id")
+    feedback.add_argument("vote", choices=["up", "down"])
+    feedback.add_argument("--comment")
+    feedback.add_argument("--user", help="opaque user id of the voter (default: cli:<login>); a user's latest vote counts")
+    runs_cmd = command(commands, "runs", cmd_runs, "recorded Q&A runs, newest first, with votes, grades and write-back state")
+    runs_cmd.add_argument("--limit", type=int, default=20)
+    runs_cmd.add_argument("--since", help="only runs created at or after this ISO 8601 time")
+    runs_actions = runs_cmd.add_subparsers(dest="action")
+    runs_import = command(runs_actions, "import", cmd_runs_import, "load runs (and their votes) from a JSON-lines file in the API's shape")
+    runs_import.add_argument("file")
+
     command(commands, "check", cmd_check, "run the ragloop_check DAG (Weaviate, collection, embedder) via dag.test()", config=True)
 
     index = commands.add_parser("index", help="manage collections").add_subparsers(dest="action", required=True)
@@ -402,11 +511,15 @@ def main(argv: list[str] | None = None) -> int:
     from ragloop.pipeline import IngestError
     from ragloop.sources.base import SourceError
     from ragloop.weaviate_local import LocalWeaviateError
+    from ragloop.answer import AnswerError
+    from ragloop.chat import ChatError
+    from ragloop.prompts import PromptError
+    from ragloop.runs import RunStoreError
 
     try:
         return args.func(args)
     except (ConfigError, EmbeddingError, WeaviateIndexError, LocalWeaviateError, localenv.LocalAirflowError, DagRunFailed,
-            IngestError, SourceError) as err:
+            IngestError, SourceError, AnswerError, ChatError, PromptError, RunStoreError) as err:
         print(f"ragloop: {err}", file=sys.stderr)
         return 1
 
