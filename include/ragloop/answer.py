@@ -148,7 +148,8 @@ def extractive_answer(question: str, sources: list[Citation], note: str = EXTRAC
             if sentence.startswith("```"):
                 in_fence = not in_fence
                 continue
-            if in_fence or len(sentence.split()) < 4:
+            # A sentence that introduces what follows ("The header has the form:") says nothing alone.
+            if in_fence or len(sentence.split()) < 4 or sentence.endswith(":"):
                 continue
             overlap = len(_stems(sentence) & wanted)
             if not overlap:
@@ -276,7 +277,8 @@ def format_answer(answer: Answer) -> str:
         for s in answer.sources:
             mark = f" ({WRITTEN_BACK_LABEL})" if s.written_back else ""
             lines.append(f"  [{s.number}] {s.title}{mark}  {s.url or s.doc_id}")
-    tokens = f"{answer.prompt_tokens}+{answer.completion_tokens} tokens ({answer.token_source})" if answer.mode == "llm" else "no model tokens"
-    lines.append(f"{answer.mode} answer by {answer.model}, {tokens}, {answer.latency_ms:.0f} ms"
+    how = (f"answered by {answer.model}, {answer.prompt_tokens}+{answer.completion_tokens} tokens ({answer.token_source})"
+           if answer.mode == "llm" else "extractive answer, no language model")
+    lines.append(f"{how}, {answer.latency_ms:.0f} ms"
                  + (f"; run {answer.run_id}" if answer.run_id else "; not recorded"))
     return "\n".join(lines)
