@@ -37,6 +37,11 @@ run: env
 	@echo "== two sample searches =="
 	$(RAGLOOP) search "How much clock skew is allowed when verifying a webhook signature?" --limit 3
 	$(RAGLOOP) search "Which signal makes fernd reopen its log files?" --limit 3
+	@echo "== ask (offline: an extractive answer that cites its sources); the run is recorded =="
+	$(RAGLOOP) ask "How long does an old SDK key keep working after rotation?" | tee .ragloop/last-answer.txt
+	@echo "== vote on that run, then list the recorded runs =="
+	$(RAGLOOP) feedback "$$(sed -n 's/.*; run \([0-9a-f]*\)$$/\1/p' .ragloop/last-answer.txt)" up --comment "clear, and it cites the docs"
+	$(RAGLOOP) runs --limit 3
 	$(RAGLOOP) status
 
 # Not a test: prints a table and a JSON line, writes bench/results/. See README "Performance".

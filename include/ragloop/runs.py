@@ -301,7 +301,13 @@ class RunStore:
             # `timeout`: how long a writer waits for another process's lock before the store
             # reports itself unavailable (the API answers 503 instead of hanging).
             kwargs["connect_args"] = {"timeout": connect_timeout, "check_same_thread": False}
-        self.engine = sa.create_engine(self.url, **kwargs)
+        try:
+            self.engine = sa.create_engine(self.url, **kwargs)
+        except ModuleNotFoundError as err:
+            raise RunStoreError(
+                f"the database driver for {self.url.drivername} is not installed ({err.name}); for Postgres install "
+                "psycopg2-binary (the Astro Runtime image has it)"
+            ) from None
         if self.url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._migrated = False
