@@ -258,7 +258,7 @@ def runs_database_url(conn_id: str = RUNS_CONN_ID) -> str:
         if not path:
             raise RunStoreError(f"connection {conn_id!r} (sqlite) has no file path in its host")
         return f"sqlite:///{Path(path).expanduser()}"
-    drivers = {"postgres": "postgresql", "postgresql": "postgresql", "mysql": "mysql+mysqldb"}
+    drivers = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "mysql": "mysql+mysqldb"}  # the drivers Airflow images ship
     if conn_type not in drivers:
         raise RunStoreError(
             f"connection {conn_id!r} has type {conn.conn_type!r}: use sqlite, postgres or mysql, or put a "
@@ -305,7 +305,7 @@ class RunStore:
             self.engine = sa.create_engine(self.url, **kwargs)
         except ModuleNotFoundError as err:
             raise RunStoreError(
-                f"the database driver for {self.url.drivername} is not installed ({err.name}); for Postgres install "
+                f"the database driver for {self.url.drivername} is not installed (module {err.name}); for Postgres install "
                 "psycopg2-binary (the Astro Runtime image has it)"
             ) from None
         if self.url.get_backend_name() == "sqlite":
