@@ -196,3 +196,36 @@ def test_a_database_error_is_logged_and_counted_never_raised(tmp_path, caplog):
         assert record_run(question("again")) is None
     assert recorder.errors == 2 and recorder.run_ids == []
     assert "Run not recorded by recorder 'broken'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "connection, expected",
+    [
+        ({"conn_type": "sqlite", "host": "/data/ragloop/runs.db"}, "sqlite:////data/ragloop/runs.db"),
+        ({"conn_type": "postgres", "host": "db.internal", "port": 5432, "login": "rl", "password": "s3cret", "schema": "ragloop"},
+         "postgresql+psycopg2://rl:s3cret@db.internal:5432/ragloop"),
+        ({"conn_type": "generic", "extra": {"sqlalchemy_url": "sqlite:////elsewhere.db"}}, "sqlite:////elsewhere.db"),
+    ],
+    ids=["sqlite", "postgres", "sqlalchemy-url"],
+)
+def test_the_runs_connection_selects_the_database(monkeypatch, connection, expected):
+    from ragloop.runs import runs_database_url
+
+    monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", json.dumps(connection))
+    assert runs_database_url() == expected
+
+
+def test_without_a_connection_the_store_is_a_file_under_the_state_folder(monkeypatch):
+    from ragloop.localenv import state_dir
+    from ragloop.runs import runs_database_url
+
+    monkeypatch.delenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", raising=False)
+    assert runs_database_url() == f"sqlite:///{state_dir() / 'runs.db'}"
+
+
+def test_an_unsupported_connection_type_is_named(monkeypatch):
+    from ragloop.runs import RunStoreError, runs_database_url
+
+    monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", json.dumps({"conn_type": "http", "host": "x"}))
+    with pytest.raises(RunStoreError, match="connection 'ragloop_runs_default' has type 'http'"):
+        runs_database_url()
