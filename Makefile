@@ -30,7 +30,7 @@ env: .venv/.synced
 run: env
 	$(RAGLOOP) weaviate start
 	$(RAGLOOP) check
-	@echo "== ingest the sample docs =="
+	@echo "== ingest the sample docs, Slack export and GitHub issues export (one DAG per source type) =="
 	$(RAGLOOP) ingest
 	@echo "== ingest again: nothing changed, so nothing is embedded or written =="
 	$(RAGLOOP) ingest
