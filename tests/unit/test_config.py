@@ -19,7 +19,7 @@ def test_bundled_config_loads():
     config = load_config(REPO / "include" / "sources.yaml")
     assert config.collection == "RagloopChunks" and config.embedder == "local"
     assert config.chunking == {"max_tokens": 256, "overlap_tokens": 32}
-    assert config.source_ids() == ["samples-docs"]
+    assert config.source_ids() == ["samples-docs", "samples-slack", "samples-github"]
 
 
 def test_unknown_top_level_key_names_line(tmp_path):
