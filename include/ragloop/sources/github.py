@@ -293,7 +293,8 @@ class GithubIssuesSource(Source):
             report.fail(self.repo, f"cannot list issues: {err}")
             return
         except Exception as err:  # noqa: BLE001 - network errors after retries: name the repository
-            report.fail(self.repo, f"cannot list issues: {type(err).__name__}: {err}")
+            cause = getattr(getattr(err, "args", [None])[0], "reason", None)  # urllib3's "too many 500 error responses"
+            report.fail(self.repo, f"cannot list issues: {type(err).__name__}: {cause or err}")
             return
         if not failed:
             report.watermarks[self.repo] = {"watermark": newest.isoformat() if newest else None}
