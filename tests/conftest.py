@@ -21,6 +21,9 @@ os.environ["RAGLOOP_STATE_DIR"] = str(TEST_STATE)
 os.environ.pop("AIRFLOW_HOME", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# A JWT secret of the length SHA-512 wants (Airflow's generated default is shorter and warns on
+# every token); the runs API tests sign and check tokens with it.
+os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = "ragloop-tests-" + "0123456789abcdef" * 4
 for name in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
     del os.environ[name]
 

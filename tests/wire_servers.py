@@ -29,6 +29,45 @@ class ScriptedReply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict | None = None) -> None:
+    """Write one JSON reply (a str or bytes body is sent as it is: malformed replies on purpose)."""
+    payload = body if isinstance(body, bytes) else body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json; charset=utf-8")
+    handler.send_header("content-length", str(len(payload)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+class LoopbackServer:
+    """Serves `handler` on 127.0.0.1 on a free port from daemon threads until `stop()`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def start(self) -> "LoopbackServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=10)
+
+
 def fake_vector(text: str, dimension: int) -> list[float]:
     digest = hashlib.sha256(text.encode()).digest()
     return [((digest[i % len(digest)] + i) % 97) / 97.0 for i in range(dimension)]
@@ -49,10 +88,7 @@ class OpenAIWireServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
@@ -77,22 +113,13 @@ class OpenAIWireServer:
                 return self._reply(404, {"error": {"message": f"no route {self.path}"}})
 
             def _reply(self, status: int, body: Any, headers: dict | None = None):
-                payload = json.dumps(body).encode() if not isinstance(body, (bytes, str)) else (
-                    body.encode() if isinstance(body, str) else body)
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                send_json(self, status, body, headers)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._server = LoopbackServer(Handler)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        return f"{self._server.url}/v1"
 
     def embeddings(self, body: dict) -> dict:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -125,10 +152,8 @@ class OpenAIWireServer:
         return [r for r in self.requests if r.path.rstrip("/").endswith("/embeddings")]
 
     def __enter__(self) -> "OpenAIWireServer":
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=10)
+        self._server.stop()

@@ -119,7 +119,7 @@ def test_missing_or_wrong_credentials_get_401(api, store, header):
 def test_a_token_from_another_secret_or_an_expired_one_gets_401(api, auth_manager, store):
     import jwt
 
-    forged = jwt.encode({"sub": "admin", "role": "admin", "exp": 4102444800}, "some-other-secret", algorithm="HS512")
+    forged = jwt.encode({"sub": "admin", "role": "admin", "exp": 4102444800}, "another-secret-" + "f" * 64, algorithm="HS512")
     expired = auth_manager.generate_jwt(
         __import__("airflow.api_fastapi.auth.managers.simple.user", fromlist=["x"]).SimpleAuthManagerUser(username="a", role="admin"),
         expiration_time_in_seconds=-10,

@@ -15,8 +15,9 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode, urlparse
+
+from wire_servers import LoopbackServer, QuietHandler, send_json
 
 TOKEN = "ghp_test_token"
 
@@ -140,7 +141,7 @@ class GithubWireServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def connection_json(self) -> str:
         return json.dumps({"conn_type": "github", "host": self.base_url, "password": TOKEN})
@@ -148,30 +149,17 @@ class GithubWireServer:
     def __enter__(self) -> "GithubWireServer":
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 url = urlparse(self.path)
                 if self.headers.get("authorization") not in (f"token {TOKEN}", f"Bearer {TOKEN}"):
                     status, body, headers = 401, {"message": "Bad credentials"}, {}
                 else:
                     status, body, headers = server.handle(url.path, dict(parse_qsl(url.query)))
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json; charset=utf-8")
-                self.send_header("content-length", str(len(payload)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                send_json(self, status, body, headers)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        self._server = LoopbackServer(Handler).start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

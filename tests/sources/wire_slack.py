@@ -13,9 +13,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
+
+from wire_servers import LoopbackServer, QuietHandler, send_json
 
 TOKEN = "xoxb-test-token"
 
@@ -149,7 +150,7 @@ class SlackWireServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+        return f"{self._server.url}/api/"
 
     def connection_json(self) -> str:
         return json.dumps({"conn_type": "slack", "password": TOKEN, "extra": {"base_url": self.base_url}})
@@ -157,10 +158,7 @@ class SlackWireServer:
     def __enter__(self) -> "SlackWireServer":
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _serve(self):
                 url = urlparse(self.path)
                 params = dict(parse_qsl(url.query))
@@ -176,26 +174,16 @@ class SlackWireServer:
                     status, body, headers = 200, {"ok": False, "error": "invalid_auth"}, {}
                 else:
                     status, body, headers = server.handle(method, params)
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json; charset=utf-8")
-                self.send_header("content-length", str(len(payload)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                send_json(self, status, body, headers)
 
             do_GET = _serve
             do_POST = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        self._server = LoopbackServer(Handler).start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 def now() -> float:
