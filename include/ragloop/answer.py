@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_REWRITES = 3
 EXTRACTIVE_SENTENCES = 3
+RELATIVE_FLOOR = 0.6  # a quoted sentence scores at least this share of the best one
 EXTRACTIVE_MODEL = "extractive"
 EXTRACTIVE_NOTE = (
     "No language model is configured, so this is an extractive answer: the sentences below are quoted "
@@ -40,7 +41,8 @@ STOPWORDS = frozenset(
     "should could have has had not no yes get got use using used make".split()
 )
 WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_'-]*")
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`*\"'(\[])|\n+")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`*\"'(\[])")
+LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
 
 
 class AnswerError(RuntimeError):
@@ -135,22 +137,60 @@ def _stems(text: str) -> set[str]:
     return {w.lower()[:5] for w in WORD.findall(text) if len(w) > 2 and w.lower() not in STOPWORDS}
 
 
+def prose_sentences(text: str) -> list[str]:
+    """The sentences of a passage's prose: code blocks (fenced, or indented under an rst
+    directive) left out, hard-wrapped lines joined, list items kept apart."""
+    units: list[str] = []
+    paragraph: list[str] = []
+    in_fence = in_directive = False
+
+    def flush():
+        if paragraph:
+            units.append(" ".join(paragraph))
+            paragraph.clear()
+
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("```") or stripped.startswith("~~~"):
+            flush()
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        if stripped.startswith(".. "):  # an rst directive: its indented body is code or markup
+            flush()
+            in_directive = True
+            continue
+        if in_directive:
+            if not stripped or line[:1] in (" ", "\t"):
+                continue
+            in_directive = False
+        if not stripped or stripped.startswith(("#", "|", "===", "---")):
+            flush()
+            continue
+        if LIST_ITEM.match(stripped):
+            flush()
+            stripped = LIST_ITEM.sub("", stripped)
+        paragraph.append(stripped)
+    flush()
+    return [sentence.strip() for unit in units for sentence in SENTENCE_END.split(unit) if sentence.strip()]
+
+
 def extractive_answer(question: str, sources: list[Citation], note: str = EXTRACTIVE_NOTE) -> str:
     """The sentences of the passages that share the most words with the question, in source order,
-    each with its citation."""
+    each with its citation; a sentence found in two overlapping chunks is quoted once."""
     if not sources:
         return NOTHING_FOUND
     wanted = _stems(question)
     candidates = []
+    seen: set[str] = set()
     for source in sources:
-        in_fence = False
-        for position, sentence in enumerate(s.strip() for s in SENTENCE_END.split(source.text)):
-            if sentence.startswith("```"):
-                in_fence = not in_fence
-                continue
+        for position, sentence in enumerate(prose_sentences(source.text)):
+            key = " ".join(sentence.lower().split())
             # A sentence that introduces what follows ("The header has the form:") says nothing alone.
-            if in_fence or len(sentence.split()) < 4 or sentence.endswith(":"):
+            if key in seen or len(sentence.split()) < 4 or sentence.endswith(":"):
                 continue
+            seen.add(key)
             overlap = len(_stems(sentence) & wanted)
             if not overlap:
                 continue
@@ -158,9 +198,11 @@ def extractive_answer(question: str, sources: list[Citation], note: str = EXTRAC
             candidates.append((score, source.number, position, sentence))
     if not candidates:
         first = sources[0]
-        sentence = next((s.strip() for s in SENTENCE_END.split(first.text) if len(s.split()) >= 4), first.text[:300])
+        sentence = next((s for s in prose_sentences(first.text) if len(s.split()) >= 4), first.text[:300])
         candidates = [(0.0, first.number, 0, sentence)]
-    chosen = sorted(candidates, reverse=True)[:EXTRACTIVE_SENTENCES]
+    ranked = sorted(candidates, reverse=True)
+    # Sentences far weaker than the best one share a word or two by chance: leave them out.
+    chosen = [c for c in ranked if c[0] >= RELATIVE_FLOOR * ranked[0][0]][:EXTRACTIVE_SENTENCES]
     chosen.sort(key=lambda c: (c[1], c[2]))
     quoted = "\n".join(f"> {sentence} [{number}]" for _, number, _, sentence in chosen)
     return f"{note}\n\n{quoted}"

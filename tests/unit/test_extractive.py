@@ -1,0 +1,47 @@
+"""The offline (extractive) answer: prose sentences only, joined across hard wraps, each quoted once."""
+
+from __future__ import annotations
+
+from ragloop.answer import NOTHING_FOUND, Citation, extractive_answer, prose_sentences
+
+PASSAGE = """Rotation issues a new key at once. The old key keeps working
+for **24 hours** by default.
+
+```bash
+fernctl keys rotate --old-key keeps working
+```
+
+.. code-block:: bash
+
+   fernctl keys rotate --grace 7d
+
+- Old keys stop working after the grace period ends.
+- Revoke a leaked key at once instead of rotating it.
+"""
+
+
+def citation(number: int, text: str, score: float = 0.5) -> Citation:
+    return Citation(number=number, doc_id=f"d{number}", chunk_id=f"c{number}", kind="docs", title="T", url="", score=score, text=text)
+
+
+def test_prose_sentences_skip_code_and_join_wrapped_lines():
+    assert prose_sentences(PASSAGE) == [
+        "Rotation issues a new key at once.",
+        "The old key keeps working for **24 hours** by default.",
+        "Old keys stop working after the grace period ends.",
+        "Revoke a leaked key at once instead of rotating it.",
+    ]
+
+
+def test_best_sentences_are_quoted_once_with_citations_in_source_order():
+    overlapping = "The old key keeps working for **24 hours** by default. Unrelated words about billing plans here."
+    answer = extractive_answer("How long does the old key keep working?", [citation(1, PASSAGE, 0.9), citation(2, overlapping, 0.8)])
+    quoted = [line for line in answer.splitlines() if line.startswith("> ")]
+    assert answer.startswith("No language model is configured")
+    assert quoted[0] == "> The old key keeps working for **24 hours** by default. [1]"
+    assert sum("24 hours" in line for line in quoted) == 1  # the overlap's copy is not quoted again
+    assert not any("billing" in line or "fernctl" in line for line in quoted)
+
+
+def test_nothing_retrieved_says_so():
+    assert extractive_answer("Anything?", []) == NOTHING_FOUND
