@@ -121,3 +121,21 @@ def test_live_github_issues_incremental_to_the_chunk(tmp_path, github, airflow_d
     source = report["sources"]["issues"]
     assert source["documents"]["deleted"] == 1 and source["prune"] == "done"
     assert doc_id(5) not in indexed(weaviate_client, collection_name)
+
+
+def test_secondary_rate_limit_is_waited_out(tmp_path, github, airflow_db):
+    """GitHub's secondary limit is a 403 whose message says so, with Retry-After: the client waits
+    it out (bounded) and the listing completes."""
+    from ragloop.sources import ExtractReport, make_source
+
+    for number in range(1, 4):
+        github.add_issue(number, f"Issue {number}", f"Body {number}.", BASE + number * timedelta(hours=1))
+    github.add_comment(2, "ingrid-s", "Seen on 2.6.0 too.", BASE + 3 * timedelta(hours=1))
+    github.fail("comments", 403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                headers={"Retry-After": "1"})
+    source = make_source({"id": "issues", "type": "github_issues", "repo": REPO, "connection": "github_wire"}, tmp_path)
+    report = ExtractReport("issues")
+    documents = {d.doc_id: d for d in source.read(report, {}, full_listing=True)}
+    assert report.failed == [] and sorted(documents) == [doc_id(n) for n in (1, 2, 3)]
+    assert "Seen on 2.6.0 too." in documents[doc_id(2)].content
+    assert len(github.calls("comments")) == 2  # issue 2's comments: refused once, then read after the wait
