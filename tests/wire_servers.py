@@ -29,6 +29,34 @@ class ScriptedReply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class FailureScript:
+    """Scripted failures per kind of request (an API method, a path kind). Each is served once,
+    after `after` successful calls of its kind; the caller holds its own lock around `next`."""
+
+    def __init__(self):
+        self.pending: list[tuple[str, int, ScriptedReply]] = []  # (kind, after, reply)
+        self.successes: dict[str, int] = {}
+
+    def add(self, kind: str, reply: ScriptedReply, after: int = 0) -> None:
+        self.pending.append((kind, after, reply))
+
+    def next(self, kind: str) -> ScriptedReply | None:
+        """The failure due now for a request of `kind`, or None (and the call counts as a success)."""
+        done = self.successes.get(kind, 0)
+        for entry in self.pending:
+            if entry[0] == kind and entry[1] == done:
+                self.pending.remove(entry)
+                return entry[2]
+        self.successes[kind] = done + 1
+        return None
+
+    def clear(self) -> None:
+        self.pending.clear()
+
+    def reset_counts(self) -> None:
+        self.successes.clear()
+
+
 def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict | None = None) -> None:
     """Write one JSON reply (a str or bytes body is sent as it is: malformed replies on purpose)."""
     payload = body if isinstance(body, bytes) else body.encode() if isinstance(body, str) else json.dumps(body).encode()

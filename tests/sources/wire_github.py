@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlencode, urlparse
 
-from wire_servers import LoopbackServer, QuietHandler, send_json
+from wire_servers import FailureScript, LoopbackServer, QuietHandler, ScriptedReply, send_json
 
 TOKEN = "ghp_test_token"
 
@@ -30,14 +29,6 @@ def parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-@dataclass
-class Failure:
-    kind: str  # "issues" or "comments"
-    status: int
-    body: dict
-    headers: dict[str, str] = field(default_factory=dict)
-    after: int = 0
-
 
 class GithubWireServer:
     def __init__(self, repo: str = "fernwood/fernwood", page_size: int = 100):
@@ -45,11 +36,10 @@ class GithubWireServer:
         self.page_size = page_size
         self.issues: dict[int, dict] = {}
         self.comments: dict[int, list[dict]] = {}
-        self.failures: list[Failure] = []
+        self.failures = FailureScript()
         self.requests: list[tuple[str, str, dict]] = []
-        self._calls: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
 
     # --- data -----------------------------------------------------------------------------
 
@@ -89,7 +79,7 @@ class GithubWireServer:
             self.issues[number].update(fields, updated_at=iso(when))
 
     def fail(self, kind: str, status: int, message: str = "Server Error", after: int = 0, headers: dict | None = None) -> None:
-        self.failures.append(Failure(kind, status, {"message": message}, headers or {}, after))
+        self.failures.add(kind, ScriptedReply(status, {"message": message}, headers or {}), after)
 
     def calls(self, kind: str) -> list[dict]:
         return [query for name, _, query in self.requests if name == kind]
@@ -97,7 +87,7 @@ class GithubWireServer:
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()
-            self._calls.clear()
+            self.failures.reset_counts()
 
     # --- API ------------------------------------------------------------------------------
 
@@ -107,12 +97,9 @@ class GithubWireServer:
         kind = "issues" if path == issues_path else "comments" if comments else "other"
         with self._lock:
             self.requests.append((kind, path, query))
-            number = self._calls.get(kind, 0)
-            for failure in self.failures:
-                if failure.kind == kind and failure.after == number:
-                    self.failures.remove(failure)  # served once; `after` counts successful calls
-                    return failure.status, failure.body, failure.headers
-            self._calls[kind] = number + 1
+            failure = self.failures.next(kind)
+            if failure is not None:
+                return failure.status, failure.body, failure.headers
             if kind == "issues":
                 items = sorted(self.issues.values(), key=lambda i: (i["updated_at"], i["number"]),
                                reverse=query.get("direction") == "desc")

@@ -12,22 +12,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-from wire_servers import LoopbackServer, QuietHandler, send_json
+from wire_servers import FailureScript, LoopbackServer, QuietHandler, ScriptedReply, send_json
 
 TOKEN = "xoxb-test-token"
 
-
-@dataclass
-class Failure:
-    method: str
-    status: int
-    body: dict
-    headers: dict[str, str] = field(default_factory=dict)
-    after: int = 0  # successful calls of the method to let through first
 
 
 def slack_ts(seconds: float) -> str:
@@ -40,11 +31,10 @@ class SlackWireServer:
         self.channels: dict[str, dict] = {}  # id -> {"name", "messages": [...]}
         self.users: dict[str, dict] = {}
         self.unreadable: set[str] = set()
-        self.failures: list[Failure] = []
+        self.failures = FailureScript()
         self.requests: list[tuple[str, dict]] = []
-        self._calls: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
 
     # --- data -----------------------------------------------------------------------------
 
@@ -64,7 +54,7 @@ class SlackWireServer:
 
     def fail(self, method: str, status: int = 200, error: str = "internal_error", after: int = 0,
              headers: dict | None = None) -> None:
-        self.failures.append(Failure(method, status, {"ok": False, "error": error}, headers or {}, after))
+        self.failures.add(method, ScriptedReply(status, {"ok": False, "error": error}, headers or {}), after)
 
     def calls(self, method: str) -> list[dict]:
         return [params for name, params in self.requests if name == method]
@@ -72,19 +62,16 @@ class SlackWireServer:
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()
-            self._calls.clear()
+            self.failures.reset_counts()
 
     # --- API ------------------------------------------------------------------------------
 
     def handle(self, method: str, params: dict) -> tuple[int, dict, dict]:
         with self._lock:
             self.requests.append((method, params))
-            number = self._calls.get(method, 0)
-            for failure in self.failures:
-                if failure.method == method and failure.after == number:
-                    self.failures.remove(failure)  # served once; `after` counts successful calls
-                    return failure.status, failure.body, failure.headers
-            self._calls[method] = number + 1
+            failure = self.failures.next(method)
+            if failure is not None:
+                return failure.status, failure.body, failure.headers
             handler = getattr(self, "api_" + method.replace(".", "_"), None)
             if handler is None:
                 return 200, {"ok": False, "error": "unknown_method"}, {}
