@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from wire_servers import FailureScript, LoopbackServer, QuietHandler, ScriptedReply, send_json
