@@ -503,6 +503,10 @@ class RunStore:
                 if run.created_at is None:
                     report.errors.append({"line": number, "field": "created_at", "message": "imported runs need their time"})
                     continue
+                # A vote without a time takes its run's, so importing the file again matches it
+                # with the stored vote instead of adding it a second time.
+                run = run.model_copy(update={"votes": [
+                    v if v.created_at else v.model_copy(update={"created_at": run.created_at}) for v in run.votes]})
                 run_id, created = self.record_run(run)
                 if created:
                     report.imported += 1

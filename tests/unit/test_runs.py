@@ -92,7 +92,8 @@ def test_runs_survive_a_process_restart(db_url):
 
 def test_import_reports_bad_lines_and_imports_the_rest_once(store, tmp_path):
     good = {"run_id": "imp-1", "question": "q1", "answer": "a1", "created_at": "2026-11-01T10:00:00Z",
-            "votes": [{"vote": "up", "user_id": "u", "created_at": "2026-11-01T10:05:00Z"}]}
+            "votes": [{"vote": "up", "user_id": "u", "created_at": "2026-11-01T10:05:00Z"},
+                      {"vote": "down", "user_id": "v", "comment": "no time given"}]}
     no_id = {"question": "q3", "answer": "a3", "created_at": "2026-11-02T09:00:00+01:00"}
     lines = [
         json.dumps(good),
@@ -108,7 +109,7 @@ def test_import_reports_bad_lines_and_imports_the_rest_once(store, tmp_path):
     path.write_text("\n".join(lines) + "\n")
 
     report = store.import_jsonl(path)
-    assert (report.imported, report.already_present, report.votes_added) == (2, 0, 1)
+    assert (report.imported, report.already_present, report.votes_added) == (2, 0, 2)
     errors = {(e["line"], e["field"]) for e in report.errors}
     assert errors == {(2, "(line)"), (3, "prompt_tokens"), (5, "question"), (7, "sources.0.text")}, report.errors
     assert "control character" in next(e["message"] for e in report.errors if e["line"] == 7)
@@ -118,7 +119,7 @@ def test_import_reports_bad_lines_and_imports_the_rest_once(store, tmp_path):
     again = store.import_jsonl(path)  # the same file again: nothing twice
     assert (again.imported, again.already_present, again.votes_added) == (0, 2, 0)
     assert store.count_runs() == 2
-    assert len(store.get_run("imp-1")["votes"]) == 1
+    assert len(store.get_run("imp-1")["votes"]) == 2
 
 
 # --- the recorder -------------------------------------------------------------------------------
