@@ -8,12 +8,13 @@ RAGLOOP := .venv/bin/ragloop
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help uv-bootstrap env run test bench airflow stop requirements clean-state
+.PHONY: help uv-bootstrap env run test bench bench-retrieval airflow stop requirements clean-state
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
 	@echo "make test      run the test suite against real Weaviate, Airflow and the local model"
 	@echo "make bench     ingestion benchmark (BENCH_ARGS='--files 200 --scale 0' for a quick one)"
+	@echo "make bench-retrieval   retrieval quality: hybrid vs vector vs BM25 on labelled questions"
 	@echo "make airflow   Airflow standalone on 127.0.0.1:8080 with our DAGs and connections"
 	@echo "make stop      stop what run/airflow started"
 
@@ -47,6 +48,10 @@ run: env
 # Not a test: prints a table and a JSON line, writes bench/results/. See README "Performance".
 bench: env
 	$(UV) run --frozen python bench/ingest.py $(BENCH_ARGS)
+
+# Retrieval quality over bench/questions.yaml: hybrid vs vector vs BM25. See README "Retrieval quality".
+bench-retrieval: env
+	$(UV) run --frozen python bench/retrieval.py $(BENCH_ARGS)
 
 test: env
 	$(UV) run --frozen pytest

@@ -12,7 +12,7 @@ export) are ingested with the configuration's chunking, the real local embedder 
 `ragloop.pipeline.ingest()` (the DAG's task bodies, no scheduler) into a dedicated collection.
 
 Modes (all through `ragloop.index.search`, which is what `answer.retrieve` calls):
-- ragloop: hybrid, alpha 0.5 (the default of `index.search`);
+- ragloop: hybrid at the default of `index.search` (`index.HYBRID_ALPHA`);
 - vector: alpha 1, the query's embedding alone;
 - bm25: alpha 0, keywords alone.
 A question's rank is the position of the first returned chunk whose document is one of its
@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragloop.index import HYBRID_ALPHA  # light: the Weaviate client is imported when used
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 QUESTIONS = HERE / "questions.yaml"
@@ -42,7 +44,7 @@ SOURCES_CONFIG = REPO / "include" / "sources.yaml"
 
 TOP_K = 5
 HIT_AT = (1, 3, 5)
-MODES = {"ragloop": 0.5, "vector": 1.0, "bm25": 0.0}  # name -> hybrid alpha
+MODES = {"ragloop": HYBRID_ALPHA, "vector": 1.0, "bm25": 0.0}  # name -> hybrid alpha
 BASELINES = ("vector", "bm25")
 KINDS = ("docs", "slack", "github")
 DEFAULT_COLLECTION = "BenchRetrieval"

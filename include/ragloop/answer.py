@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 MAX_REWRITES = 3
 EXTRACTIVE_SENTENCES = 3
 RELATIVE_FLOOR = 0.6  # a quoted sentence scores at least this share of the best one
+# How much a passage's retrieval score counts next to a sentence's word overlap with the question.
+# bench/retrieval.py: answers citing an expected document rose from 78 % at 0.3 to 88 % at 1.0
+# (flat beyond): retrieval ranks better than word overlap alone.
+SOURCE_SCORE_WEIGHT = 1.0
 EXTRACTIVE_MODEL = "extractive"
 EXTRACTIVE_NOTE = (
     "No language model is configured, so this is an extractive answer: the sentences below are quoted "
@@ -194,7 +198,7 @@ def extractive_answer(question: str, sources: list[Citation], note: str = EXTRAC
             overlap = len(_stems(sentence) & wanted)
             if not overlap:
                 continue
-            score = overlap / math.sqrt(max(1, len(wanted))) + 0.3 * source.score
+            score = overlap / math.sqrt(max(1, len(wanted))) + SOURCE_SCORE_WEIGHT * source.score
             candidates.append((score, source.number, position, sentence))
     if not candidates:
         first = sources[0]

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from ragloop.index import HYBRID_ALPHA
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ def test_bench_reports_every_mode_and_metric_and_every_label_exists(tmp_path, we
     assert len(questions) > 4 and report["questions"] == 4
 
     assert set(report["modes"]) == set(MODES)
-    assert [report["modes"][m]["alpha"] for m in MODES] == [0.5, 1.0, 0.0]
+    assert [report["modes"][m]["alpha"] for m in MODES] == [HYBRID_ALPHA, 1.0, 0.0]
     for mode in MODES:
         values = report["modes"][mode]
         assert values["questions"] == 4
