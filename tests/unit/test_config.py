@@ -78,3 +78,24 @@ def test_ingest_settings(tmp_path):
     with pytest.raises(ConfigError, match=r":1: index_batch_chunks"):
         load_config(write(tmp_path, "index_batch_chunks: 0\n"))
     assert load_config(write(tmp_path, "embedder: hash\n")).embedder == "hash"
+
+
+def test_llm_and_product(tmp_path):
+    config = load_config(write(tmp_path, "product: Fernwood\nllm: {connection: my_gateway, model: gpt-test}\n"))
+    assert config.product == "Fernwood" and config.llm == {"connection": "my_gateway", "model": "gpt-test"}
+    assert load_config(write(tmp_path, "llm: none\n")).llm is None  # the offline default, said explicitly
+    assert load_config(write(tmp_path, "collection: Docs\n")).llm is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("llm: {connection: x, temperature: 0}\n", r":1: unknown llm key 'temperature'"),
+        ("llm: {model: 4}\n", r":1: llm.model must be a non-empty string"),
+        ("llm: [openai_default]\n", r":1: llm must be none or a mapping"),
+        ("collection: Docs\nproduct: ''\n", r":2: product must be a non-empty string"),
+    ],
+)
+def test_bad_llm_and_product_name_the_line(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
