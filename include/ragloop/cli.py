@@ -257,6 +257,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
+    return value
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from ragloop.config import load_config
     from ragloop.embedding import make_embedder
@@ -267,7 +277,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     embedder = make_embedder(config.embedder)
     with connect() as client:
         hits = search(client, config.collection, embedder, args.question, limit=args.limit,
-                      source_ids=args.source or None, kinds=args.kind or None)
+                      source_ids=args.source or None, kinds=args.kind or None, alpha=args.alpha)
     if args.json:
         # One JSON object per hit, one per line: `ragloop search ... --json | jq` works.
         for hit in hits:
@@ -450,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     search_cmd.add_argument("--limit", type=int, default=5)
     search_cmd.add_argument("--source", action="append", metavar="ID", help="only chunks of this source (repeatable)")
     search_cmd.add_argument("--kind", action="append", metavar="KIND", help="only this kind: docs, slack, github, qa (repeatable)")
+    search_cmd.add_argument("--alpha", type=_unit_interval, default=None, metavar="A",
+                            help="weight of the vector against keywords, 0 to 1 (default: the measured HYBRID_ALPHA)")
 
     ask_cmd = command(commands, "ask", cmd_ask, "answer a question from the knowledge base, cite sources, record the run", config=True)
     ask_cmd.add_argument("question")

@@ -634,10 +634,10 @@ def search(
     limit: int = 5,
     source_ids: list[str] | None = None,
     kinds: list[str] | None = None,
-    alpha: float = HYBRID_ALPHA,
+    alpha: float | None = None,
 ) -> list[Hit]:
     """Hybrid search: the query's vector and BM25 over the chunk text, fused by relative score
-    (alpha 1 is the vector alone, 0 keywords alone)."""
+    (alpha 1 is the vector alone, 0 keywords alone; None: HYBRID_ALPHA)."""
     from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 
     if not client.collections.exists(name):
@@ -654,7 +654,7 @@ def search(
         result = client.collections.use(name).query.hybrid(
             query=query,
             vector=vector,
-            alpha=alpha,
+            alpha=HYBRID_ALPHA if alpha is None else alpha,
             query_properties=KEYWORD_PROPERTIES,
             fusion_type=HybridFusion.RELATIVE_SCORE,
             limit=limit,

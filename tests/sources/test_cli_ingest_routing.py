@@ -40,7 +40,9 @@ def test_ingest_routes_each_source_to_its_types_dag(tmp_path, airflow_db, weavia
     assert list(report["sources"]) == ["github"] and report["sources"]["github"]["documents"]["unchanged"] == 4
     assert "through ragloop_ingest_github_issues" in only_github.stderr and "ragloop_ingest_docs" not in only_github.stderr
 
-    found = run_cli("search", "webhook retried forever after 410 Gone", "--config", str(config), "--kind", "github", "--json")
+    # The hash embedder's vectors carry no meaning: keywords alone (--alpha 0).
+    found = run_cli("search", "webhook retried forever after 410 Gone", "--config", str(config), "--kind", "github",
+                    "--alpha", "0", "--json")
     assert found.returncode == 0, found.stderr[-3000:]
     hit = json.loads(found.stdout.splitlines()[0])
     assert hit["url"] == "https://github.com/fernwood/fernwood/issues/102"
