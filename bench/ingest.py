@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -36,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
+from bench_env import add_common_arguments, bench_environment, log  # noqa: E402
 
 SCENARIOS = ("full", "no-change", "edit-1%", "delete-10%")
 
@@ -405,40 +405,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--askastro-scale-budget", type=float, default=600,
                         help="seconds the ask-astro-style contender may spend on each scale scenario (default 600)")
     parser.add_argument("--no-dag", action="store_true", help="skip the dag.test() runs")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--use-connection", action="store_true",
-                        help="use the Weaviate of weaviate_default instead of starting a private one")
+    add_common_arguments(parser, HERE / "results")
     args = parser.parse_args(argv)
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
 
     from ragloop.cli import reserve_stdout_for_results
 
     out = reserve_stdout_for_results()  # Airflow logs to stdout; the table and JSON line own it
 
-    work = Path(tempfile.mkdtemp(prefix="ragloop-bench-"))
-    os.environ["RAGLOOP_STATE_DIR"] = str(work / "state")
-    os.environ.pop("AIRFLOW_HOME", None)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    from ragloop import localenv
-
-    localenv.configure_airflow_env()
-    server = None
     started = time.monotonic()
-    try:
-        if not args.use_connection:
-            from ragloop.weaviate_local import LocalWeaviate
+    # The dag.test() runs need an Airflow metadata DB of their own, whichever Weaviate is used.
+    with bench_environment("ragloop-bench-", args.use_connection, log, private_state=True) as work:
+        from ragloop import localenv
 
-            server = LocalWeaviate.with_free_ports(work / "weaviate")
-            server.state_dir.mkdir(parents=True, exist_ok=True)
-            server.start(timeout=120, progress=log)
-            os.environ["AIRFLOW_CONN_WEAVIATE_DEFAULT"] = json.dumps({
-                "conn_type": "weaviate", "host": "127.0.0.1", "port": server.http_port,
-                "extra": {"grpc_host": "127.0.0.1", "grpc_port": server.grpc_port},
-            })
         if not args.no_dag:
             log("Preparing a private Airflow metadata DB for the dag.test() runs...")
             localenv.ensure_local_airflow(force=True)
@@ -478,10 +456,6 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2, default=str))
         return 0
-    finally:
-        if server:
-            server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

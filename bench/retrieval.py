@@ -28,13 +28,12 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench_env import add_common_arguments, bench_environment, log
 from ragloop.index import HYBRID_ALPHA  # light: the Weaviate client is imported when used
 
 HERE = Path(__file__).resolve().parent
@@ -230,13 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--collection", default=DEFAULT_COLLECTION,
                         help=f"the collection to (re)build; dropped first and afterwards (default {DEFAULT_COLLECTION})")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--use-connection", action="store_true",
-                        help="use the Weaviate of weaviate_default instead of starting a private one")
+    add_common_arguments(parser, HERE / "results")
     args = parser.parse_args(argv)
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
 
     questions = load_questions(args.questions)
     all_expected = sorted({doc_id for q in questions for doc_id in q.expected})
@@ -247,31 +241,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = reserve_stdout_for_results()  # Airflow logs to stdout; the table and JSON line own it
 
-    work = Path(tempfile.mkdtemp(prefix="ragloop-bench-retrieval-"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    if not args.use_connection:
-        # A private Weaviate needs no Airflow state of the developer's: keep it all in the temp folder.
-        os.environ["RAGLOOP_STATE_DIR"] = str(work / "state")
-        os.environ.pop("AIRFLOW_HOME", None)
-    from ragloop import localenv
-
-    localenv.configure_airflow_env()
-    server = None
     started = time.monotonic()
-    try:
-        if not args.use_connection:
-            from ragloop.weaviate_local import LocalWeaviate
-
-            server = LocalWeaviate.with_free_ports(work / "weaviate")
-            server.state_dir.mkdir(parents=True, exist_ok=True)
-            server.start(timeout=120, progress=log)
-            os.environ["AIRFLOW_CONN_WEAVIATE_DEFAULT"] = json.dumps({
-                "conn_type": "weaviate", "host": "127.0.0.1", "port": server.http_port,
-                "extra": {"grpc_host": "127.0.0.1", "grpc_port": server.grpc_port},
-            })
-
+    with bench_environment("ragloop-bench-retrieval-", args.use_connection, log, private_state=False) as work:
         from ragloop.embedding import make_embedder
         from ragloop.index import connect, drop_collection
 
@@ -323,10 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"retrieval-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2, default=str))
         return 1 if unknown else 0
-    finally:
-        if server:
-            server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
