@@ -94,15 +94,19 @@ class SlackWireServer:
         channels = [{"id": cid, "name": c["name"], "is_channel": True} for cid, c in sorted(self.channels.items())]
         return self._page(channels, params, "channels")
 
-    def _channel(self, params) -> dict | None:
-        return self.channels.get(params.get("channel"))
+    def _channel(self, params) -> tuple[dict | None, dict | None]:
+        """(the channel, None), or (None, Slack's error for a missing or unreadable channel)."""
+        channel = self.channels.get(params.get("channel"))
+        if channel is None:
+            return None, {"ok": False, "error": "channel_not_found"}
+        if params.get("channel") in self.unreadable:
+            return None, {"ok": False, "error": "not_in_channel"}
+        return channel, None
 
     def api_conversations_history(self, params):
-        channel = self._channel(params)
-        if channel is None:
-            return {"ok": False, "error": "channel_not_found"}
-        if params.get("channel") in self.unreadable:
-            return {"ok": False, "error": "not_in_channel"}
+        channel, error = self._channel(params)
+        if error:
+            return error
         oldest = float(params.get("oldest") or 0)
         messages = channel["messages"]
         parents = []
@@ -120,11 +124,9 @@ class SlackWireServer:
         return self._page(parents, params, "messages")
 
     def api_conversations_replies(self, params):
-        channel = self._channel(params)
-        if channel is None:
-            return {"ok": False, "error": "channel_not_found"}
-        if params.get("channel") in self.unreadable:
-            return {"ok": False, "error": "not_in_channel"}
+        channel, error = self._channel(params)
+        if error:
+            return error
         ts = params.get("ts")
         thread = [m for m in channel["messages"] if m["ts"] == ts or m.get("thread_ts") == ts]
         if not any(m["ts"] == ts for m in thread):

@@ -1,7 +1,6 @@
 """The source protocol, in the spirit of Onyx connectors: a source says what it can do.
 
 - `load_all()` yields every Document the source holds now (all sources).
-- `poll(start, end)` yields what changed in a time window (API sources, `can_poll`).
 - A source whose `load_all()` sees everything (`lists_all_ids`) gives a complete listing, so
   documents missing from it can be pruned; any failure while reading makes the listing
   incomplete, and then nothing is pruned.
@@ -9,7 +8,7 @@
   and GitHub) read incrementally from per-item watermarks (a channel, a repository) that the
   pipeline keeps in the index; they propose the next watermarks in `report.watermarks` only for
   items read without a failure, and the pipeline stores them only after the documents are
-  indexed. Their listing is complete only on a full-listing run.
+  indexed. Their listing is complete only on a full-listing run (`ApiSource`).
 
 Problems with one item (a file, a channel, an issue) never stop the batch: the source records
 them in its `ExtractReport` with the item's name and the reason, logs them, and goes on.
@@ -20,7 +19,6 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -88,7 +86,6 @@ class Source(ABC):
     type: ClassVar[str]  # the `type:` in sources.yaml
     kind: ClassVar[str]  # the Document kind it produces
     lists_all_ids: ClassVar[bool] = False
-    can_poll: ClassVar[bool] = False
     # Keys a source of this type accepts besides id and type: name -> (python type(s), required).
     config_keys: ClassVar[dict[str, tuple[Any, bool]]] = {}
 
@@ -123,9 +120,6 @@ class Source(ABC):
     def load_all(self, report: ExtractReport) -> Iterator[Document]:
         """Every document the source holds now; per-item problems go to `report`."""
 
-    def poll(self, start: datetime, end: datetime, report: ExtractReport) -> Iterator[Document]:
-        raise NotImplementedError(f"source type {self.type!r} cannot poll a time window; use load_all")
-
     @property
     def uses_watermarks(self) -> bool:
         """True when `read` wants the watermarks stored in the index (live API sources)."""
@@ -141,22 +135,55 @@ class Source(ABC):
         return self.load_all(report)
 
 
-def check_live_or_export(config: dict[str, Any], project_root: Path, export_kind: str) -> None:
-    """API sources read either the live API through an Airflow connection or an export on disk:
-    exactly one of `connection` and `export`, and the export must exist."""
-    where = f"source {config['id']!r}"
-    has_connection, has_export = config.get("connection") is not None, config.get("export") is not None
-    if has_connection == has_export:
-        raise SourceConfigError(
-            f"{where}: needs exactly one of 'connection' (an Airflow connection id, for the live API) or "
-            f"'export' ({export_kind})", "export" if has_export else "connection",
-        )
-    if has_connection and not str(config["connection"]).strip():
-        raise SourceConfigError(f"{where}: connection must be an Airflow connection id, not empty", "connection")
-    if has_export:
-        target = (project_root / Path(config["export"]).expanduser()).resolve()
-        if not target.exists():
-            raise SourceConfigError(f"{where}: export {target} does not exist", "export")
+class ApiSource(Source):
+    """A source read either from a live API through an Airflow connection (`connection:`) or from
+    an export on disk (`export:`), exactly one of them. Live, it reads incrementally from its
+    watermarks and lists everything only on a full-listing run; an export is read whole."""
+
+    export_kind: ClassVar[str]  # what `export:` names, for the config error
+
+    def __init__(self, config: dict[str, Any], project_root: Path):
+        super().__init__(config, project_root)
+        self.live = config.get("connection") is not None
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], project_root: Path) -> None:
+        super().check_config(config, project_root)
+        where = f"source {config['id']!r}"
+        has_connection, has_export = config.get("connection") is not None, config.get("export") is not None
+        if has_connection == has_export:
+            raise SourceConfigError(
+                f"{where}: needs exactly one of 'connection' (an Airflow connection id, for the live API) or "
+                f"'export' ({cls.export_kind})", "export" if has_export else "connection",
+            )
+        if has_connection and not str(config["connection"]).strip():
+            raise SourceConfigError(f"{where}: connection must be an Airflow connection id, not empty", "connection")
+        if has_export:
+            target = cls.resolve_export(config, project_root)
+            if not target.exists():
+                raise SourceConfigError(f"{where}: export {target} does not exist", "export")
+
+    @staticmethod
+    def resolve_export(config: dict[str, Any], project_root: Path) -> Path:
+        return (project_root / Path(config["export"]).expanduser()).resolve()
+
+    @property
+    def export_path(self) -> Path:
+        return self.resolve_export(self.config, self.project_root)
+
+    @property
+    def uses_watermarks(self) -> bool:
+        return self.live
+
+    def lists_everything(self, full_listing: bool) -> bool:
+        return full_listing or not self.live
+
+    def load_all(self, report: ExtractReport) -> Iterator[Document]:
+        return self.read(report, {}, full_listing=True)
+
+    @abstractmethod
+    def read(self, report: ExtractReport, watermarks: dict[str, dict], full_listing: bool = False) -> Iterator[Document]:
+        """Live: what changed since `watermarks` (everything when `full_listing`); export: everything."""
 
 
 def check_whole_number(config: dict[str, Any], key: str, least: int) -> None:

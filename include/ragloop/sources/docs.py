@@ -31,7 +31,7 @@ import yaml
 
 from ragloop.documents import Document
 from ragloop.localenv import cache_dir
-from ragloop.sources.base import ExtractReport, Source, SourceConfigError, SourceError
+from ragloop.sources.base import ExtractReport, Source, SourceConfigError, SourceError, check_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -354,9 +354,7 @@ class DocsSource(Source):
             if unknown:
                 known = ", ".join("{" + name + "}" for name in URL_PLACEHOLDERS)
                 fail(f"url_template has unknown placeholder {{{unknown[0]}}} (expected {known})", "url_template")
-        limit = config.get("max_file_bytes")
-        if limit is not None and (isinstance(limit, bool) or limit < 1):
-            fail(f"max_file_bytes must be a whole number of bytes ≥ 1, not {limit!r}", "max_file_bytes")
+        check_whole_number(config, "max_file_bytes", 1)
         for key, value in (config.get("chunking") or {}).items():
             if key not in CHUNKING_KEYS:
                 fail(f"unknown chunking key {key!r} (expected {', '.join(CHUNKING_KEYS)})", "chunking")

@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 from ragloop.documents import Document
 from ragloop.sources.base import (
-    ExtractReport, Source, SourceConfigError, SourceError, check_live_or_export, check_string_list, check_whole_number,
+    ApiSource, ExtractReport, SourceConfigError, SourceError, check_string_list, check_whole_number,
 )
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,11 @@ def _date(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def label_names(issue: dict) -> list[str]:
+    """The issue's labels by name (the REST shape has objects; some exports plain strings)."""
+    return [str(label.get("name") if isinstance(label, dict) else label) for label in issue.get("labels") or []]
+
+
 def is_bot(user: dict | None) -> bool:
     user = user or {}
     return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
@@ -103,9 +108,10 @@ class _BadRecord(Exception):
     pass
 
 
-class GithubIssuesSource(Source):
+class GithubIssuesSource(ApiSource):
     type = "github_issues"
     kind = "github"
+    export_kind = "a JSON file of issues in the GitHub REST shape"
     config_keys = {
         "repo": (str, True),
         "connection": (str, False),
@@ -121,7 +127,6 @@ class GithubIssuesSource(Source):
     def __init__(self, config: dict[str, Any], project_root: Path):
         super().__init__(config, project_root)
         self.repo: str = config["repo"]
-        self.live = config.get("connection") is not None
         self.include_pull_requests = bool(config.get("include_pull_requests"))
         self.states = set(config.get("states") or STATES)
         self.labels_exclude = {label.lower() for label in config.get("labels_exclude") or []}
@@ -133,23 +138,12 @@ class GithubIssuesSource(Source):
         super().check_config(config, project_root)
         if not REPO_NAME.match(config["repo"]):
             raise SourceConfigError(f"source {config['id']!r}: repo must be owner/name, not {config['repo']!r}", "repo")
-        check_live_or_export(config, project_root, "a JSON file of issues in the GitHub REST shape")
         check_string_list(config, "states", STATES)
         if config.get("states") == []:
             raise SourceConfigError(f"source {config['id']!r}: states is empty, so nothing would be indexed", "states")
         check_string_list(config, "labels_exclude")
         check_whole_number(config, "min_comments", 0)
         check_whole_number(config, "closed_within_days", 1)
-
-    @property
-    def uses_watermarks(self) -> bool:
-        return self.live
-
-    def lists_everything(self, full_listing: bool) -> bool:
-        return full_listing or not self.live
-
-    def load_all(self, report: ExtractReport) -> Iterator[Document]:
-        return self.read(report, {}, full_listing=True)
 
     def read(self, report: ExtractReport, watermarks: dict[str, dict], full_listing: bool = False) -> Iterator[Document]:
         if self.live:
@@ -168,7 +162,7 @@ class GithubIssuesSource(Source):
             return "a pull request (include_pull_requests is false)"
         if issue.get("state") not in self.states:
             return f"state {issue.get('state')} is not in states"
-        labels = {str(label.get("name") if isinstance(label, dict) else label).lower() for label in issue.get("labels") or []}
+        labels = {label.lower() for label in label_names(issue)}
         if labels & self.labels_exclude:
             return f"label {sorted(labels & self.labels_exclude)[0]} is in labels_exclude"
         if comment_count < self.min_comments:
@@ -183,7 +177,7 @@ class GithubIssuesSource(Source):
         number = issue["number"]
         author = (issue.get("user") or {}).get("login") or "ghost"
         created = _date(issue.get("created_at"))
-        labels = [str(label.get("name") if isinstance(label, dict) else label) for label in issue.get("labels") or []]
+        labels = label_names(issue)
         assignees = [a.get("login") for a in issue.get("assignees") or [] if isinstance(a, dict) and a.get("login")]
         state = state_line(issue)
         kind_word = "Pull request" if issue.get("pull_request") else "Issue"
@@ -235,7 +229,7 @@ class GithubIssuesSource(Source):
     # --- export -------------------------------------------------------------------------------
 
     def _read_export(self, report: ExtractReport) -> Iterator[Document]:
-        path = (self.project_root / Path(self.config["export"]).expanduser()).resolve()
+        path = self.export_path
         try:
             records = json.loads(path.read_text(encoding="utf-8-sig"))
         except (OSError, ValueError) as err:

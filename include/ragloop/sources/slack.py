@@ -33,9 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
 from ragloop.documents import Document
-from ragloop.sources.base import (
-    ExtractReport, Source, SourceConfigError, SourceError, check_live_or_export, check_whole_number,
-)
+from ragloop.sources.base import ApiSource, ExtractReport, SourceConfigError, SourceError, check_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +93,17 @@ def slack_to_markdown(text: str, user_name: Callable[[str], str], channel_name: 
     return re.sub(r"\n{3,}", "\n\n", "".join(out)).strip()
 
 
+def display_name(user: dict, user_id: str) -> str:
+    """How Slack shows a user (a users.info or users.json object): display name, else real name."""
+    profile = user.get("profile") or {}
+    return profile.get("display_name") or profile.get("real_name") or user.get("real_name") or user.get("name") or user_id
+
+
+def archive_permalink(workspace_url: str, channel_id: str, thread_ts: str) -> str:
+    """Slack's permalink shape: /archives/<channel>/p<ts without its dot>."""
+    return f"{workspace_url.rstrip('/')}/archives/{channel_id}/p{thread_ts.replace('.', '')}"
+
+
 def is_conversation(message: dict) -> bool:
     """A message people wrote, with text: not housekeeping, not a bot, not empty."""
     if message.get("subtype") in NOISE_SUBTYPES or message.get("bot_id") or message.get("bot_profile"):
@@ -102,10 +111,10 @@ def is_conversation(message: dict) -> bool:
     return bool((message.get("text") or "").strip())
 
 
-class SlackSource(Source):
+class SlackSource(ApiSource):
     type = "slack"
     kind = "slack"
-    can_poll = False
+    export_kind = "a Slack workspace export folder or zip"
     config_keys = {
         "channels": (list, False),
         "connection": (str, False),
@@ -118,28 +127,16 @@ class SlackSource(Source):
         super().__init__(config, project_root)
         self.channels: list[str] = list(config.get("channels") or [])
         self.lookback_days: int = config.get("lookback_days") if config.get("lookback_days") is not None else DEFAULT_LOOKBACK_DAYS
-        self.live = config.get("connection") is not None
 
     @classmethod
     def check_config(cls, config: dict[str, Any], project_root: Path) -> None:
         super().check_config(config, project_root)
-        check_live_or_export(config, project_root, "a Slack workspace export folder or zip")
         channels = config.get("channels")
         if channels is not None and (not channels or not all(isinstance(c, str) and c.strip().lstrip("#") for c in channels)):
             raise SourceConfigError(f"source {config['id']!r}: channels must be a non-empty list of channel ids or names, not {channels!r}", "channels")
         if config.get("connection") is not None and not channels:
             raise SourceConfigError(f"source {config['id']!r}: a live Slack source needs channels (ids or names)", "channels")
         check_whole_number(config, "lookback_days", 0)
-
-    @property
-    def uses_watermarks(self) -> bool:
-        return self.live
-
-    def lists_everything(self, full_listing: bool) -> bool:
-        return full_listing or not self.live
-
-    def load_all(self, report: ExtractReport) -> Iterator[Document]:
-        return self.read(report, {}, full_listing=True)
 
     def read(self, report: ExtractReport, watermarks: dict[str, dict], full_listing: bool = False) -> Iterator[Document]:
         if self.live:
@@ -270,10 +267,7 @@ class _LiveReader:
     def user_name(self, user_id: str) -> str:
         if user_id not in self._users:
             try:
-                user = self.call("users.info", user=user_id).get("user") or {}
-                profile = user.get("profile") or {}
-                self._users[user_id] = (profile.get("display_name") or profile.get("real_name")
-                                        or user.get("real_name") or user.get("name") or user_id)
+                self._users[user_id] = display_name(self.call("users.info", user=user_id).get("user") or {}, user_id)
             except _ChannelFailed as err:
                 log.warning("%s: cannot resolve user %s (%s); showing the id", self.source.id, user_id, err)
                 self._users[user_id] = user_id
@@ -291,7 +285,7 @@ class _LiveReader:
         return self._workspace_url
 
     def permalink(self, channel_id: str, thread_ts: str) -> str:
-        return f"{self.workspace_url()}archives/{channel_id}/p{thread_ts.replace('.', '')}"
+        return archive_permalink(self.workspace_url(), channel_id, thread_ts)
 
     def resolve_channels(self) -> list[tuple[str, str]]:
         """(id, name) per configured channel; names are looked up with conversations.list once."""
@@ -438,7 +432,7 @@ class _ExportReader:
         return self.channel_names.get(channel_id, channel_id)
 
     def read(self) -> Iterator[Document]:
-        root = (self.source.project_root / Path(self.source.config["export"]).expanduser()).resolve()
+        root = self.source.export_path
         try:
             files = _ExportFiles(root)
         except (OSError, zipfile.BadZipFile) as err:
@@ -460,9 +454,7 @@ class _ExportReader:
         if files.exists("users.json"):
             try:
                 for user in files.read_json("users.json"):
-                    profile = user.get("profile") or {}
-                    self.users[user["id"]] = (profile.get("display_name") or profile.get("real_name")
-                                              or user.get("real_name") or user.get("name") or user["id"])
+                    self.users[user["id"]] = display_name(user, user["id"])
             except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
                 log.warning("%s: users.json in %s is malformed (%s): speakers are shown by user id", self.source.id, root, err)
         else:
@@ -522,4 +514,4 @@ def export_permalink(team: str, channel_id: str, thread_ts: str) -> str:
     """An export does not say the workspace's domain; Slack's web client opens a thread by team id."""
     if team:
         return f"https://app.slack.com/client/{team}/{channel_id}/thread/{channel_id}-{thread_ts}"
-    return f"https://slack.com/archives/{channel_id}/p{thread_ts.replace('.', '')}"
+    return archive_permalink("https://slack.com", channel_id, thread_ts)
