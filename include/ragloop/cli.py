@@ -322,8 +322,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     _prepare_airflow()
     vote = VoteIn(vote=args.vote, user_id=_user_id(args), comment=args.comment)
     with RunStore.default() as store:
-        vote_id = store.add_vote(args.run_id, vote)
-        summary = store.get_run(args.run_id)["vote_summary"]
+        vote_id, summary = store.add_vote(args.run_id, vote)
     emit_runs_event({"event": "vote", "run_id": args.run_id, "vote": args.vote})
     emit(args, {"run_id": args.run_id, "vote_id": vote_id, "vote_summary": summary},
          lambda r: f"Recorded {args.vote} vote {vote_id} on run {args.run_id} ({summary['up']} up, {summary['down']} down)")
@@ -350,7 +349,7 @@ def _runs_text(runs: list[dict]) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ragloop.runs import RunStore
 
@@ -362,7 +361,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
         except ValueError:
             progress(f"ragloop: --since {args.since!r} is not an ISO 8601 time (like 2026-11-01 or 2026-11-01T08:00:00+00:00)")
             return 2
-        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
     with RunStore.default() as store:
         runs = store.list_runs(since=since, limit=args.limit)
     emit(args, {"runs": runs, "count": len(runs)}, lambda r: _runs_text(r["runs"]))

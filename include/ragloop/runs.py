@@ -194,6 +194,7 @@ def _schema_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
 METADATA = sa.MetaData()
 TABLES = _schema_v1(METADATA)
 RUNS, VOTES, GRADES, WRITEBACKS = TABLES["runs"], TABLES["votes"], TABLES["grades"], TABLES["writebacks"]
+VOTE_ORDER = (VOTES.c.created_at, VOTES.c.vote_id)  # oldest first: the last vote of a user counts
 SCHEMA_TABLE = sa.Table(
     "ragloop_schema", sa.MetaData(),
     sa.Column("version", sa.Integer(), primary_key=True),
@@ -388,14 +389,18 @@ class RunStore:
                 connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote)))
         return run_id, True
 
-    def add_vote(self, run_id: str, vote: VoteIn) -> int:
-        """Add a vote; several per run and per user are kept, the latest of each user counts."""
+    def add_vote(self, run_id: str, vote: VoteIn) -> tuple[int, dict]:
+        """Add a vote; several per run and per user are kept, the latest of each user counts.
+        Returns the vote's id and the run's vote summary with it."""
         self.migrate()
         with self._begin() as connection:
             if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is None:
                 raise RunNotFound(f"no run {run_id!r}")
             result = connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote)))
-            return int(result.inserted_primary_key[0])
+            votes = connection.execute(
+                sa.select(VOTES.c.user_id, VOTES.c.vote).where(VOTES.c.run_id == run_id).order_by(*VOTE_ORDER)
+            ).mappings().all()
+            return int(result.inserted_primary_key[0]), summarize_votes(votes)
 
     def get_run(self, run_id: str) -> dict:
         self.migrate()
@@ -406,7 +411,8 @@ class RunStore:
             return self._with_details(connection, [dict(row)])[0]
 
     def list_runs(self, since: datetime | None = None, limit: int = 50, app: str | None = None) -> list[dict]:
-        """Newest first; `since` keeps runs created at or after it."""
+        """Newest first; `since` keeps runs created at or after it (a time without a zone is UTC,
+        as every stored time is: see UtcDateTime)."""
         self.migrate()
         query = sa.select(RUNS).order_by(RUNS.c.created_at.desc(), RUNS.c.run_id).limit(limit)
         if since is not None:
@@ -428,7 +434,7 @@ class RunStore:
             return []
         votes: dict[str, list[dict]] = {}
         for row in connection.execute(
-            sa.select(VOTES).where(VOTES.c.run_id.in_(ids)).order_by(VOTES.c.created_at, VOTES.c.vote_id)
+            sa.select(VOTES).where(VOTES.c.run_id.in_(ids)).order_by(*VOTE_ORDER)
         ).mappings():
             votes.setdefault(row["run_id"], []).append(
                 {"vote_id": row["vote_id"], "vote": row["vote"], "user_id": row["user_id"],

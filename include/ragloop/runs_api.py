@@ -14,7 +14,7 @@ A database that cannot be reached gives 503, and nothing of the request is writt
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any, Callable
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -156,9 +156,9 @@ def create_app(store_factory: Callable[[], RunStore] | None = None, emit: Callab
 
     @app.post("/runs/{run_id}/feedback", status_code=201, dependencies=[Depends(may_write)])
     def add_feedback(run_id: RunId, vote: VoteIn) -> dict:
-        vote_id = store().add_vote(run_id, vote)
+        vote_id, summary = store().add_vote(run_id, vote)
         emit({"event": "vote", "run_id": run_id, "vote": vote.vote})
-        return {"run_id": run_id, "vote_id": vote_id, "vote_summary": store().get_run(run_id)["vote_summary"]}
+        return {"run_id": run_id, "vote_id": vote_id, "vote_summary": summary}
 
     @app.get("/runs/{run_id}", dependencies=[Depends(may_read)])
     def get_run(run_id: RunId) -> dict:
@@ -170,8 +170,6 @@ def create_app(store_factory: Callable[[], RunStore] | None = None, emit: Callab
         limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
         app_name: Annotated[str | None, Query(alias="app", max_length=100)] = None,
     ) -> dict:
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
         runs = store().list_runs(since=since, limit=limit, app=app_name)
         return {"runs": runs, "count": len(runs)}
 

@@ -71,8 +71,19 @@ def test_run_round_trip_and_latest_vote_per_user_counts(store):
     assert [v["vote"] for v in run["votes"]] == ["up", "up", "down"]
     assert run["vote_summary"] == {"up": 1, "down": 1, "votes": 3}
     assert run["grades"] == [] and run["writeback"] is None
+    assert store.add_vote(run_id, VoteIn(vote="up", user_id="carol"))[1] == {"up": 2, "down": 1, "votes": 4}
     with pytest.raises(RunNotFound):
         store.add_vote("no-such-run", VoteIn(vote="up"))
+
+
+def test_since_without_a_zone_means_utc(store):
+    from datetime import datetime, timezone
+
+    store.record_run(a_run(run_id="early", created_at=datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)))
+    store.record_run(a_run(run_id="late", created_at=datetime(2026, 11, 1, 11, 0, tzinfo=timezone.utc)))
+    naive = [r["run_id"] for r in store.list_runs(since=datetime(2026, 11, 1, 10, 0))]
+    aware = [r["run_id"] for r in store.list_runs(since=datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc))]
+    assert naive == aware == ["late"]
 
 
 def test_runs_survive_a_process_restart(db_url):
