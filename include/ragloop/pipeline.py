@@ -575,7 +575,7 @@ def merge_reports(reports: list[dict]) -> dict:
     --source runs each type's DAG."""
     if len(reports) == 1:
         return reports[0]
-    merged = {
+    return {
         "run_id": ", ".join(r["run_id"] for r in reports),
         "collection": reports[-1]["collection"],
         "collection_chunks": reports[-1]["collection_chunks"],  # the last run saw all the others' writes
@@ -585,7 +585,6 @@ def merge_reports(reports: list[dict]) -> dict:
         "seconds": {k: round(sum(r["seconds"].get(k) or 0 for r in reports), 2) for k in ("plan", "index", "prune")},
         "errors": [e for r in reports for e in r["errors"]],
     }
-    return merged
 
 
 def ingest(
