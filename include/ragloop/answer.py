@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 
-from ragloop.prompts import load_prompt
+from ragloop.prompts import escape_data, load_prompt
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ EXTRACTIVE_MODEL = "extractive"
 EXTRACTIVE_NOTE = (
     "No language model is configured, so this is an extractive answer: the sentences below are quoted "
     "from the passages that best match your question."
+)
+FALLBACK_NOTE = (
+    "The language model could not be reached, so this is an extractive answer: the sentences "
+    "below are quoted from the passages that best match your question."
 )
 NOTHING_FOUND = "I found nothing in the knowledge base that answers this question."
 WRITTEN_BACK_LABEL = "earlier answer, graded good"
@@ -129,7 +133,7 @@ def format_sources(sources: list[Citation]) -> str:
 
     blocks = []
     for s in sources:
-        body = re.sub(r"</?\s*sources?\b", lambda m: m.group().replace("<", "&lt;"), s.text, flags=re.I)
+        body = escape_data(s.text)
         blocks.append(f'<source id="{s.number}" kind="{attr(s.kind)}" title="{attr(s.title)}" url="{attr(s.url)}">\n{body}\n</source>')
     return "\n".join(blocks)
 
@@ -287,9 +291,7 @@ def ask(
             except ChatError as err:
                 log.error("Answering with the extractive fallback: %s", err)
                 notes.append(f"language model failed: {err}")
-                text = extractive_answer(question, sources, note=(
-                    "The language model could not be reached, so this is an extractive answer: the sentences "
-                    "below are quoted from the passages that best match your question."))
+                text = extractive_answer(question, sources, note=FALLBACK_NOTE)
         if text is None:
             text = extractive_answer(question, sources)
     finally:

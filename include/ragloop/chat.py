@@ -65,8 +65,11 @@ class ChatModel:
             raise ChatError(f"no model for prompt {template.label}: set llm.model in sources.yaml or model in {template.path}")
         return model
 
-    def complete(self, template: PromptTemplate, **variables: str) -> ChatReply:
-        messages = template.render(**variables)
+    def complete(self, template: PromptTemplate, extra_messages: list[dict[str, str]] | None = None,
+                 **variables: str) -> ChatReply:
+        """The template rendered with `variables`, then `extra_messages` (a follow-up turn, such as
+        asking again after a reply that did not parse), sent as one chat completion."""
+        messages = template.render(**variables) + list(extra_messages or [])
         model = self.model_for(template)
         kwargs = dict(template.invocation)
         if template.response_format == "json":

@@ -281,13 +281,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         # One JSON object per hit, one per line: `ragloop search ... --json | jq` works.
         for hit in hits:
-            print(json.dumps(hit.to_json(), ensure_ascii=False), file=results)
+            print(json.dumps({**hit.to_json(), "written_back": hit.kind == "qa"}, ensure_ascii=False), file=results)
         return 0
     if not hits:
         print("No results.", file=results)
+    from ragloop.answer import WRITTEN_BACK_LABEL
+
     for rank, hit in enumerate(hits, 1):
         snippet = " ".join(hit.text.split("\n\n", 1)[-1].split())
-        print(f"{rank}. {hit.title}  [{hit.score:.3f}]\n   {hit.url or hit.doc_id}\n   {hit.heading_path}\n"
+        mark = f" ({WRITTEN_BACK_LABEL})" if hit.kind == "qa" else ""
+        print(f"{rank}. {hit.title}{mark}  [{hit.score:.3f}]\n   {hit.url or hit.doc_id}\n   {hit.heading_path}\n"
               f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}", file=results)
     return 0
 
@@ -329,21 +332,43 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grades_text(grades: list[dict]) -> str:
+    """Each criterion's latest grade: `relevance@1 pass 0.82`, a veto by its reasons."""
+    latest = {g["criterion"]: g for g in grades}
+    if not latest:
+        return "not graded"
+    checks = latest.get("checks")
+    if checks and checks["veto"]:
+        return f"vetoed: {checks['veto']}"
+    parts = []
+    for criterion, grade in latest.items():
+        if criterion == "checks":
+            continue
+        verdict = "pass" if grade["passed"] else "fail" if grade["passed"] is False else "undecided"
+        score = "" if grade["score"] is None else f" {grade['score']:.2f}"
+        parts.append(f"{criterion}@{grade['criterion_version']} {verdict}{score}")
+    return ", ".join(parts)
+
+
+def _writeback_text(writeback: dict | None) -> str:
+    if not writeback:
+        return "not written back"
+    if writeback["state"] == "written":
+        return f"written back {writeback['written_at'][:16]}"
+    return f"{writeback['state'].replace('_', ' ')} {(writeback['revoked_at'] or '')[:16]}: {writeback['revoke_reason']}"
+
+
 def _runs_text(runs: list[dict]) -> str:
     if not runs:
         return "No runs recorded yet."
     lines = []
     for run in runs:
         votes = run["vote_summary"]
-        grades = ", ".join(
-            f"{g['criterion']}@{g['criterion_version']} {'pass' if g['passed'] else 'fail' if g['passed'] is False else 'ungraded'}"
-            for g in run["grades"]
-        ) or "not graded"
-        writeback = run["writeback"]["state"] if run["writeback"] else "not written back"
         question = " ".join(run["question"].split())
         lines.append(
             f"{run['created_at'][:19]}  {run['run_id']}  {run['app']:<10} +{votes['up']}/-{votes['down']}  "
-            f"{grades}; {writeback}\n    {question[:110]}{'...' if len(question) > 110 else ''}"
+            f"{_writeback_text(run['writeback'])}\n    {question[:110]}{'...' if len(question) > 110 else ''}\n"
+            f"    grades: {_grades_text(run['grades'])}"
         )
     return "\n".join(lines)
 
@@ -381,6 +406,65 @@ def cmd_runs_import(args: argparse.Namespace) -> int:
         f"{r['path']}: {r['lines']} lines, {r['imported']} runs imported, {r['already_present']} already present, "
         f"{r['votes_added']} votes added, {len(r['errors'])} errors"))
     return 1 if report.errors else 0
+
+
+# --- grading and written-back answers ------------------------------------------------------------
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Runs the feedback DAG (ragloop_grade_feedback) through dag.test() and prints its report."""
+    from ragloop.config import load_config
+    from ragloop.dagrun import run_dag
+    from ragloop.grading import GRADE_DAG_ID, format_grade_report
+
+    config = load_config(args.config)
+    _prepare_airflow()
+    _ensure_local_weaviate()
+    judge = f"the LLM judge via {config.llm['connection']}" if config.llm else "the offline judge"
+    progress(f"Grading runs with {judge}, writing good answers back to {config.collection} through {GRADE_DAG_ID} (dag.test)...")
+    conf = {"config": str(config.path), "limit": args.limit, "regrade_outdated": args.regrade_outdated}
+    result = run_dag(GRADE_DAG_ID, conf, raise_on_failure=False, retries=0)
+    report = result.returns.get("report")
+    if report:
+        emit(args, {"dag_run_id": result.run_id, "state": result.state, **report}, format_grade_report)
+    if result.state != "success":
+        failed = {task: state for task, state in result.task_states.items() if state not in ("success", "skipped")}
+        progress(f"ragloop: grade run {result.run_id} ended {result.state}; tasks not successful: {failed} "
+                 "(the task's error is logged above)")
+        return 1
+    return 0
+
+
+def cmd_qa_list(args: argparse.Namespace) -> int:
+    from ragloop.grading import list_written_back
+
+    _prepare_airflow()
+    rows = list_written_back(args.config)
+
+    def text(rows: list[dict]) -> str:
+        if not rows:
+            return "No written-back answers in the index."
+        lines = []
+        for row in rows:
+            votes = row["votes"] or {"up": 0, "down": 0}
+            lines.append(f"{row['run_id']}  {(row['written_at'] or '')[:16]}  +{votes['up']}/-{votes['down']}  "
+                         f"{row['chunks']} chunks  {row['question'][:100]}")
+            if row["graded_by"]:
+                lines.append("    graded by " + ", ".join(row["graded_by"].values()))
+        return "\n".join(lines)
+
+    emit(args, {"answers": rows, "count": len(rows)}, lambda r: text(r["answers"]))
+    return 0
+
+
+def cmd_qa_revoke(args: argparse.Namespace) -> int:
+    from ragloop.grading import revoke_by_hand
+
+    _prepare_airflow()
+    result = revoke_by_hand(args.run_id, args.reason, args.config)
+    emit(args, result, lambda r: (
+        f"Revoked the written-back answer of run {r['run_id']} ({r['chunks_deleted']} chunks deleted from {r['collection']}); "
+        "the feedback DAG will not write it back again"))
+    return 0
 
 
 # --- index -------------------------------------------------------------------------------------
@@ -477,6 +561,17 @@ def build_parser() -> argparse.ArgumentParser:
     runs_import = command(runs_actions, "import", cmd_runs_import, "load runs (and their votes) from a JSON-lines file in the API's shape")
     runs_import.add_argument("file")
 
+    grade = command(commands, "grade", cmd_grade,
+                    "grade recorded runs and write good answers back (the feedback DAG via dag.test())", config=True)
+    grade.add_argument("--limit", type=int, default=1000, help="runs graded in this run, oldest first")
+    grade.add_argument("--regrade-outdated", action="store_true",
+                       help="also grade again every run graded by an older criterion version (written-back runs always are)")
+    qa = commands.add_parser("qa", help="written-back answers").add_subparsers(dest="action", required=True)
+    command(qa, "list", cmd_qa_list, "the answers written back into the knowledge base", config=True)
+    revoke = command(qa, "revoke", cmd_qa_revoke, "remove a written-back answer now and keep it out", config=True)
+    revoke.add_argument("run_id")
+    revoke.add_argument("--reason", help="why, recorded with the revocation")
+
     command(commands, "check", cmd_check, "run the ragloop_check DAG (Weaviate, collection, embedder) via dag.test()", config=True)
 
     index = commands.add_parser("index", help="manage collections").add_subparsers(dest="action", required=True)
@@ -525,11 +620,12 @@ def main(argv: list[str] | None = None) -> int:
     from ragloop.chat import ChatError
     from ragloop.prompts import PromptError
     from ragloop.runs import RunStoreError
+    from ragloop.grading import GradingError
 
     try:
         return args.func(args)
     except (ConfigError, EmbeddingError, WeaviateIndexError, LocalWeaviateError, localenv.LocalAirflowError, DagRunFailed,
-            IngestError, SourceError, AnswerError, ChatError, PromptError, RunStoreError) as err:
+            IngestError, SourceError, AnswerError, ChatError, PromptError, RunStoreError, GradingError) as err:
         print(f"ragloop: {err}", file=sys.stderr)
         return 1
 

@@ -9,6 +9,7 @@ Shape (extend it, never rename it; scripts and DAGs rely on it):
     staging: file:///...       # where extracted documents wait between tasks (default .ragloop/staging)
     staging_conn_id: aws_default
     llm: {connection: openai_default, model: gpt-4o-mini}   # answers (and the judge); omit: offline
+    # llm.prices: {input: 0.15, output: 0.60}   # USD per million tokens, for the judge's cost estimate
     product: Fernwood          # the product name the answer prompt speaks for
     sources:
       - {id: samples-docs, type: docs, ...}   # each type's keys: see ragloop.sources
@@ -26,10 +27,13 @@ from typing import Any
 
 import yaml
 
+from ragloop.documents import QA_SOURCE_ID
+
 CONFIG_ENV = "RAGLOOP_CONFIG"
 TOP_LEVEL_KEYS = {"collection", "embedder", "chunking", "sources", "index_batch_chunks", "staging", "staging_conn_id",
                   "llm", "product"}
-LLM_KEYS = {"connection", "model"}
+LLM_KEYS = {"connection", "model", "prices"}
+PRICE_KEYS = {"input", "output"}
 CHUNKING_KEYS = {"max_tokens", "overlap_tokens"}
 EMBEDDER_TYPES = ("local", "openai", "hash")
 DEFAULT_INDEX_BATCH_CHUNKS = 4000
@@ -58,7 +62,10 @@ class Config:
     product: str = "the product"
 
     def chunking_for(self, source_id: str) -> dict:
-        """The chunking settings of a source: the global ones with the source's overrides."""
+        """The chunking settings of a source: the global ones with the source's overrides.
+        Written-back answers (the `qa` source) use the global ones."""
+        if source_id == QA_SOURCE_ID:
+            return dict(self.chunking)
         return {**self.chunking, **(self.source(source_id).get("chunking") or {})}
 
     def source(self, source_id: str) -> dict:
@@ -164,10 +171,16 @@ def _check_llm(path: Path, line: int, spec: Any) -> dict:
     unknown = set(spec) - LLM_KEYS
     if unknown:
         raise ConfigError(f"{path}:{line}: unknown llm key {sorted(unknown)[0]!r} (expected {', '.join(sorted(LLM_KEYS))})")
-    for key in LLM_KEYS:
+    for key in ("connection", "model"):
         if key in spec and (not isinstance(spec[key], str) or not spec[key]):
             raise ConfigError(f"{path}:{line}: llm.{key} must be a non-empty string")
-    return {"connection": spec.get("connection", "openai_default"), "model": spec.get("model")}
+    prices = spec.get("prices")
+    if prices is not None:
+        if not isinstance(prices, dict) or set(prices) != PRICE_KEYS or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in prices.values()):
+            raise ConfigError(f"{path}:{line}: llm.prices must be {{input: N, output: N}}, USD per million tokens, each ≥ 0")
+        prices = {k: float(v) for k, v in prices.items()}
+    return {"connection": spec.get("connection", "openai_default"), "model": spec.get("model"), "prices": prices}
 
 
 def _check_embedder(path: Path, line: int, spec: Any) -> None:
@@ -200,6 +213,8 @@ def _check_sources(path: Path, root: yaml.MappingNode, sources: Any) -> list[dic
                 f"{path}:{_mapping_keys(item_node).get('id', line)}: source id {source['id']!r} must be letters, digits, '-', '_' or '.' "
                 "(it names staged files and is stored with every chunk)"
             )
+        if source["id"] == QA_SOURCE_ID:
+            raise ConfigError(f"{path}:{line}: source id {QA_SOURCE_ID!r} is reserved for written-back answers; choose another id")
         if source["id"] in seen:
             raise ConfigError(f"{path}:{line}: duplicate source id {source['id']!r} (first at line {seen[source['id']]})")
         seen[source["id"]] = line

@@ -16,6 +16,9 @@ from functools import cached_property
 from typing import Any
 
 KINDS = ("docs", "slack", "github", "qa")
+# Written-back answers are a source of their own, fed by the feedback DAG, not by sources.yaml:
+# a configured source cannot take this id.
+QA_SOURCE_ID = "qa"
 
 # Fixed namespace: chunk ids must be the same in every process and on every machine.
 RAGLOOP_NAMESPACE = uuid.UUID("5b0c3f1e-8a52-5d7e-9f1a-2c6d4e8b7a10")
@@ -32,6 +35,11 @@ def normalize_content(text: str) -> str:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def qa_doc_id(run_id: str) -> str:
+    """The document a written-back run becomes: one per run, so writing it again replaces it."""
+    return f"{QA_SOURCE_ID}:{run_id}"
 
 
 def chunk_uuid(doc_id: str, index: int) -> str:

@@ -164,7 +164,6 @@ def extract_source(source_id: str, run_id: str, config_path: str | None = None, 
     after the documents are indexed.
     """
     from ragloop.sources import ExtractReport, make_source
-    from ragloop.staging import ShardWriter, write_json
 
     started = time.monotonic()
     config = _config(config_path)
@@ -178,11 +177,26 @@ def extract_source(source_id: str, run_id: str, config_path: str | None = None, 
             watermarks = read_watermarks(client, config.collection, source_id)
         progress("%s: %s", source_id, f"watermarks of {', '.join(sorted(watermarks))}" if watermarks
                  else "no watermarks in the index: reading everything")
+    return stage_documents(config, run_id, source_id, source.read(report, watermarks, full_listing), report,
+                           source.lists_everything(full_listing), started)
+
+
+def stage_documents(config, run_id: str, source_id: str, documents_read, report, lists_everything: bool,
+                    started: float | None = None) -> dict:
+    """Stage one source's documents as files and write its listing, which `plan_ingest` compares
+    with the index: every source (written-back answers too) enters the index through here.
+
+    `lists_everything`: the documents are all the source has, so indexed documents missing from
+    them are pruned (unless some items failed to read, see `report`).
+    """
+    from ragloop.staging import ShardWriter, write_json
+
+    started = time.monotonic() if started is None else started
     folder = _run_dir(config, run_id) / "sources" / source_id
     writer = ShardWriter(folder)
     documents: dict[str, list] = {}
     try:
-        for document in source.read(report, watermarks, full_listing):
+        for document in documents_read:
             if document.doc_id in documents:
                 report.fail(document.doc_id, "two items of this source give the same doc_id", document.doc_id)
                 continue
@@ -193,7 +207,6 @@ def extract_source(source_id: str, run_id: str, config_path: str | None = None, 
                 progress("%s: read %d documents", source_id, len(documents))
     finally:
         writer.close()
-    lists_everything = source.lists_everything(full_listing)
     complete = lists_everything and not report.failed
     seconds = round(time.monotonic() - started, 2)
     listing = {

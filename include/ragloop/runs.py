@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 RUNS_CONN_ID = "ragloop_runs_default"
 RUNS_ASSET_NAME = "ragloop_runs"
 RUNS_ASSET_URI = "ragloop://runs"
+# written: in the index; revoked: removed by the feedback DAG (down vote, or no longer passes);
+# revoked_by_hand: removed with `ragloop qa revoke`, and never written back again on its own.
+WRITEBACK_STATES = ("written", "revoked", "revoked_by_hand")
 
 # --- the shape of a run, shared by the recorder, the HTTP API and `runs import` -----------------
 
@@ -194,6 +197,11 @@ def _schema_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
 METADATA = sa.MetaData()
 TABLES = _schema_v1(METADATA)
 RUNS, VOTES, GRADES, WRITEBACKS = TABLES["runs"], TABLES["votes"], TABLES["grades"], TABLES["writebacks"]
+# Migration 2: when a vote reached the store. A vote's created_at is the voter's time and can be
+# older than the last grade (imports, clients with their own clocks); grading picks up votes
+# recorded since a run's last grade.
+VOTE_RECORDED_AT = sa.Column("recorded_at", UtcDateTime(), index=True)
+VOTES.append_column(VOTE_RECORDED_AT)
 VOTE_ORDER = (VOTES.c.created_at, VOTES.c.vote_id)  # oldest first: the last vote of a user counts
 SCHEMA_TABLE = sa.Table(
     "ragloop_schema", sa.MetaData(),
@@ -209,9 +217,18 @@ def _migration_1(connection: sa.Connection) -> None:
     frozen.create_all(connection)
 
 
+def _migration_2(connection: sa.Connection) -> None:
+    column_type = VOTE_RECORDED_AT.type.compile(dialect=connection.dialect)
+    connection.execute(sa.text(f"ALTER TABLE ragloop_votes ADD COLUMN recorded_at {column_type}"))
+    connection.execute(sa.text("CREATE INDEX ix_ragloop_votes_recorded_at ON ragloop_votes (recorded_at)"))
+    # Votes stored before this migration count as recorded when they were cast.
+    connection.execute(sa.text("UPDATE ragloop_votes SET recorded_at = created_at"))
+
+
 # (version, description, upgrade): applied in order, each in its own transaction, once.
 MIGRATIONS: list[tuple[int, str, Any]] = [
     (1, "runs, votes, grades and write-back records", _migration_1),
+    (2, "votes: recorded_at, so grading sees votes that arrived since a run's last grade", _migration_2),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -449,7 +466,7 @@ class RunStore:
             row["run_id"]: {"doc_id": row["doc_id"], "collection": row["collection"], "state": row["state"],
                             "written_at": row["written_at"].isoformat(),
                             "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
-                            "revoke_reason": row["revoke_reason"]}
+                            "revoke_reason": row["revoke_reason"], "grader_versions": row["grader_versions"]}
             for row in connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id.in_(ids))).mappings()
         }
         out = []
@@ -465,6 +482,129 @@ class RunStore:
                 "writeback": writebacks.get(run["run_id"]),
             })
         return out
+
+    def get_runs(self, run_ids: Iterable[str]) -> list[dict]:
+        """The runs with these ids (with votes, grades and write-back), in the order given;
+        ids not stored are left out."""
+        self.migrate()
+        ids = list(dict.fromkeys(run_ids))
+        found: dict[str, dict] = {}
+        with self._connect() as connection:
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                rows = [dict(r) for r in connection.execute(
+                    sa.select(RUNS).where(RUNS.c.run_id.in_(ids[start:start + 500]))).mappings()]
+                found.update((run["run_id"], run) for run in self._with_details(connection, rows))
+        return [found[run_id] for run_id in ids if run_id in found]
+
+    # --- grading ---
+
+    def ungraded_run_ids(self, limit: int) -> list[str]:
+        """Runs that have no grade at all, oldest first."""
+        self.migrate()
+        graded = sa.select(GRADES.c.run_id).where(GRADES.c.run_id == RUNS.c.run_id).exists()
+        query = sa.select(RUNS.c.run_id).where(~graded).order_by(RUNS.c.created_at, RUNS.c.run_id).limit(limit)
+        with self._connect() as connection:
+            return list(connection.scalars(query))
+
+    def run_ids_with_new_votes(self, limit: int) -> list[str]:
+        """Graded runs with a vote recorded after their last grade, oldest run first."""
+        self.migrate()
+        last = sa.select(GRADES.c.run_id, sa.func.max(GRADES.c.graded_at).label("graded_at")) \
+            .group_by(GRADES.c.run_id).subquery()
+        recorded = sa.func.coalesce(VOTES.c.recorded_at, VOTES.c.created_at)
+        query = (
+            sa.select(RUNS.c.run_id)
+            .join(last, last.c.run_id == RUNS.c.run_id)
+            .where(sa.select(VOTES.c.vote_id).where(VOTES.c.run_id == RUNS.c.run_id, recorded > last.c.graded_at).exists())
+            .order_by(RUNS.c.created_at, RUNS.c.run_id).limit(limit)
+        )
+        with self._connect() as connection:
+            return list(connection.scalars(query))
+
+    def latest_grades(self, run_ids: Iterable[str] | None = None) -> dict[str, dict[str, dict]]:
+        """run_id -> criterion -> its latest grade row (the highest grade_id); None: every graded run."""
+        self.migrate()
+        latest: dict[str, dict[str, dict]] = {}
+        with self._connect() as connection:
+            if run_ids is None:
+                batches = [None]
+            else:
+                ids = list(dict.fromkeys(run_ids))
+                batches = [ids[i:i + 500] for i in range(0, len(ids), 500)]
+            for batch in batches:
+                query = sa.select(GRADES).order_by(GRADES.c.grade_id)
+                if batch is not None:
+                    query = query.where(GRADES.c.run_id.in_(batch))
+                for row in connection.execute(query).mappings():
+                    latest.setdefault(row["run_id"], {})[row["criterion"]] = dict(row)
+        return latest
+
+    def record_grades(self, run_id: str, grades: list[dict], graded_at: datetime) -> int:
+        """Store one grading of a run (rows with criterion, criterion_version, judge, score, passed,
+        reason, veto, tokens) in one transaction. `graded_at` is when the run was read: a vote
+        recorded while it was being graded is newer, and brings the run back next time."""
+        self.migrate()
+        with self._begin() as connection:
+            if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            for grade in grades:
+                connection.execute(sa.insert(GRADES).values(run_id=run_id, graded_at=graded_at, **grade))
+        return len(grades)
+
+    def passing_run_ids(self, versions: dict[str, str]) -> list[str]:
+        """Runs whose latest grade of every criterion in `versions` passed at that version."""
+        self.migrate()
+        if not versions:
+            return []
+        latest = sa.select(sa.func.max(GRADES.c.grade_id).label("grade_id")) \
+            .group_by(GRADES.c.run_id, GRADES.c.criterion).subquery()
+        current = sa.or_(*[sa.and_(GRADES.c.criterion == c, GRADES.c.criterion_version == v) for c, v in versions.items()])
+        query = (
+            sa.select(GRADES.c.run_id)
+            .join(latest, latest.c.grade_id == GRADES.c.grade_id)
+            .where(GRADES.c.passed.is_(True), current)
+            .group_by(GRADES.c.run_id)
+            .having(sa.func.count() == len(versions))
+            .order_by(GRADES.c.run_id)
+        )
+        with self._connect() as connection:
+            return list(connection.scalars(query))
+
+    # --- write-back records ---
+
+    def writebacks(self, state: str | None = None, run_ids: Iterable[str] | None = None) -> list[dict]:
+        self.migrate()
+        query = sa.select(WRITEBACKS).order_by(WRITEBACKS.c.written_at, WRITEBACKS.c.run_id)
+        if state:
+            query = query.where(WRITEBACKS.c.state == state)
+        if run_ids is not None:
+            query = query.where(WRITEBACKS.c.run_id.in_(list(run_ids)))
+        with self._connect() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
+
+    def set_writeback(self, run_id: str, *, doc_id: str, collection: str, state: str,
+                      grader_versions: dict | None = None, reason: str | None = None) -> None:
+        """Record that a run's answer was written back (state "written"), revoked by the feedback
+        DAG ("revoked") or by hand ("revoked_by_hand")."""
+        if state not in WRITEBACK_STATES:
+            raise ValueError(f"write-back state must be one of {WRITEBACK_STATES}, not {state!r}")
+        self.migrate()
+        now = _now()
+        with self._begin() as connection:
+            existing = connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id)).mappings().first()
+            if state == "written":
+                values = {"doc_id": doc_id, "collection": collection, "state": state,
+                          "grader_versions": grader_versions or {}, "revoked_at": None, "revoke_reason": None}
+                if existing is None or existing["state"] != "written":
+                    values["written_at"] = now
+            else:
+                values = {"doc_id": doc_id, "collection": collection, "state": state, "revoked_at": now, "revoke_reason": reason}
+                if existing is None:
+                    values.update(written_at=now, grader_versions=grader_versions or {})
+            if existing is None:
+                connection.execute(sa.insert(WRITEBACKS).values(run_id=run_id, **values))
+            else:
+                connection.execute(sa.update(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id).values(**values))
 
     # --- import ---
 
@@ -584,11 +724,12 @@ def _run_row(run: RunIn, run_id: str) -> dict:
 
 
 def _vote_row(run_id: str, vote: VoteIn) -> dict:
-    created = vote.created_at or _now()
+    now = _now()
+    created = vote.created_at or now
     if created.tzinfo is None:
         created = created.replace(tzinfo=timezone.utc)
     return {"run_id": run_id, "user_id": vote.user_id, "vote": vote.vote, "comment": vote.comment,
-            "created_at": created.astimezone(timezone.utc)}
+            "created_at": created.astimezone(timezone.utc), "recorded_at": now}
 
 
 def summarize_votes(votes: list[dict]) -> dict:
@@ -618,12 +759,11 @@ def emit_runs_event(extra: dict) -> bool:
         from airflow.models.asset import AssetActive, AssetModel
         from airflow.utils.session import create_session
 
+        asset = runs_asset()  # its URI as Airflow normalizes it, so it is the asset the DAG consumes
         with create_session() as session:
-            model = session.scalar(
-                sa.select(AssetModel).where(AssetModel.name == RUNS_ASSET_NAME, AssetModel.uri == RUNS_ASSET_URI)
-            )
+            model = session.scalar(sa.select(AssetModel).where(AssetModel.name == asset.name, AssetModel.uri == asset.uri))
             if model is None:
-                model = AssetModel(name=RUNS_ASSET_NAME, uri=RUNS_ASSET_URI, group="ragloop")
+                model = AssetModel(name=asset.name, uri=asset.uri, group=asset.group)
                 session.add(model)
                 session.flush()
                 session.add(AssetActive.for_asset(model))

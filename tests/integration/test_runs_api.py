@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from ragloop.runs import RUNS_ASSET_URI, RunStore
+from ragloop.runs import RunStore, runs_asset
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def runs_events() -> list[dict]:
 
     with create_session() as session:
         rows = session.scalars(
-            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri == RUNS_ASSET_URI)
+            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri == runs_asset().uri)
         ).all()
         return [dict(row.extra) for row in rows]
 

@@ -34,6 +34,13 @@ def test_duplicate_source_ids(tmp_path):
         load_config(path)
 
 
+def test_the_written_back_answers_source_id_is_reserved(tmp_path):
+    path = write(tmp_path, f"sources:\n  - {{id: qa, type: docs, path: {tmp_path}}}\n")
+    with pytest.raises(ConfigError, match=r":2: source id 'qa' is reserved for written-back answers"):
+        load_config(path)
+    assert load_config(write(tmp_path, "chunking: {max_tokens: 100}\n")).chunking_for("qa") == {"max_tokens": 100, "overlap_tokens": 32}
+
+
 def test_unknown_source_type(tmp_path):
     path = write(tmp_path, "sources:\n  - {id: a, type: confluence}\n")
     with pytest.raises(ConfigError, match=r":2: source 'a' has unknown type 'confluence'"):
@@ -82,7 +89,9 @@ def test_ingest_settings(tmp_path):
 
 def test_llm_and_product(tmp_path):
     config = load_config(write(tmp_path, "product: Fernwood\nllm: {connection: my_gateway, model: gpt-test}\n"))
-    assert config.product == "Fernwood" and config.llm == {"connection": "my_gateway", "model": "gpt-test"}
+    assert config.product == "Fernwood" and config.llm == {"connection": "my_gateway", "model": "gpt-test", "prices": None}
+    priced = load_config(write(tmp_path, "llm: {model: gpt-x, prices: {input: 1, output: 4.5}}\n"))
+    assert priced.llm["prices"] == {"input": 1.0, "output": 4.5} and priced.llm["connection"] == "openai_default"
     assert load_config(write(tmp_path, "llm: none\n")).llm is None  # the offline default, said explicitly
     assert load_config(write(tmp_path, "collection: Docs\n")).llm is None
 
@@ -94,6 +103,8 @@ def test_llm_and_product(tmp_path):
         ("llm: {model: 4}\n", r":1: llm.model must be a non-empty string"),
         ("llm: [openai_default]\n", r":1: llm must be none or a mapping"),
         ("collection: Docs\nproduct: ''\n", r":2: product must be a non-empty string"),
+        ("llm: {prices: {input: 1}}\n", r":1: llm.prices must be \{input: N, output: N\}"),
+        ("llm: {prices: {input: 1, output: -2}}\n", r":1: llm.prices must be"),
     ],
 )
 def test_bad_llm_and_product_name_the_line(tmp_path, text, message):

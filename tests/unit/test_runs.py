@@ -44,8 +44,30 @@ def test_schema_is_created_by_versioned_migrations_once(db_url):
         with store.engine.connect() as connection:
             rows = connection.execute(sa.text("select version, description from ragloop_schema")).all()
             tables = set(sa.inspect(connection).get_table_names())
-    assert [r.version for r in rows] == [1]
+    assert [r.version for r in rows] == [1, 2]
     assert {"ragloop_runs", "ragloop_votes", "ragloop_grades", "ragloop_writebacks"} <= tables
+
+
+def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):
+    from ragloop import runs
+
+    with RunStore(db_url) as store:  # a store as the first release left it: migration 1 only
+        with store.engine.begin() as connection:
+            runs.SCHEMA_TABLE.create(connection)
+            runs._migration_1(connection)
+            connection.execute(sa.insert(runs.SCHEMA_TABLE).values(version=1, description="v1", applied_at=runs._now()))
+            connection.execute(sa.text(
+                "insert into ragloop_runs (run_id, created_at, recorded_at, app, question, rewrites, sources, answer, model, "
+                "prompt_name, prompt_version, token_source, metadata) values ('old', '2026-01-01 00:00:00', "
+                "'2026-01-01 00:00:00', 'cli', 'q', '[]', '[]', 'a', 'm', '', '', 'none', '{}')"))
+            connection.execute(sa.text(
+                "insert into ragloop_votes (run_id, user_id, vote, created_at) values ('old', 'u', 'down', '2026-01-02 00:00:00')"))
+    with RunStore(db_url) as store:
+        assert store.schema_version() == SCHEMA_VERSION == 2
+        run = store.get_run("old")
+        assert run["vote_summary"] == {"up": 0, "down": 1, "votes": 1}
+        with store.engine.connect() as connection:
+            assert connection.scalar(sa.text("select recorded_at from ragloop_votes")).startswith("2026-01-02")
 
 
 def test_a_newer_schema_is_refused(db_url):

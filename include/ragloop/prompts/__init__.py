@@ -85,6 +85,19 @@ class PromptTemplate:
         return [{"role": m["role"], "content": fill(m["content"])} for m in self.messages]
 
 
+# The tags prompts wrap data in. Text placed inside them (a question, an answer, a passage, a
+# comment) is escaped so it can never close its own tag early or open another one and pass
+# itself off as instructions.
+DATA_TAGS = ("question", "answer", "sources", "source", "votes")
+_DATA_TAG = re.compile(r"<(?=\s*/?\s*(?:" + "|".join(DATA_TAGS) + r")\b)", re.I)
+
+
+def escape_data(text: str) -> str:
+    """`text` made safe to place between data tags: every `<` that would start one of the
+    DATA_TAGS (opening or closing) becomes `&lt;`; nothing else changes."""
+    return _DATA_TAG.sub("&lt;", text)
+
+
 def _fail(path: Path, message: str) -> PromptError:
     return PromptError(f"{path}: {message}")
 
