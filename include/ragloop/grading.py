@@ -48,18 +48,25 @@ DEFAULT_RUN_LIMIT = 1000  # runs graded per DAG run; the rest wait for the next 
 SHOWN = 20  # ungraded runs and revocations listed in a report (all are logged)
 
 # --- the offline judge's thresholds ------------------------------------------------------------
-# Chosen on tests/data/labelled_runs.jsonl (hand-labelled runs over the bundled samples) with
-# bench/judge.py, which sweeps each threshold and prints the agreement with the labels.
-# Relevance: cosine of question and answer (all-MiniLM-L6-v2, normalized vectors).
-RELEVANCE_THRESHOLD = 0.45
+# Chosen on tests/data/labelled_runs.jsonl (40 hand-labelled runs over the bundled samples: 17
+# good, 9 ungrounded, 9 irrelevant, 5 down-voted) with bench/judge.py, which sweeps each
+# threshold and prints the agreement of each verdict with the labels. Each value sits mid-plateau
+# rather than on the single best point, which 40 runs cannot tell from luck.
+# Relevance: cosine of question and answer (all-MiniLM-L6-v2, normalized vectors). A long answer
+# scores low against a short question even when it answers it, hence the low bar: agreement is
+# 0.900 from 0.20 to 0.25, and falls to 0.725 at 0.45.
+RELEVANCE_THRESHOLD = 0.25
 # Groundedness: an answer sentence is supported when it is quoted from a source, or its cosine
 # with a source sentence or passage reaches SUPPORT_THRESHOLD; the run passes when the share of
-# supported sentences reaches GROUNDED_THRESHOLD.
-SUPPORT_THRESHOLD = 0.7
-GROUNDED_THRESHOLD = 0.75
-# Agreement these thresholds reach on the labelled set; tests/unit/test_offline_judge.py prints
-# the current figures and fails below these.
-LABELLED_AGREEMENT = {"relevance": 0.0, "groundedness": 0.0}
+# supported sentences reaches GROUNDED_THRESHOLD. Agreement is 0.900 for support 0.50–0.55 with a
+# share of 0.60–0.75. The limit of an embedding judge: a subtly wrong answer (every number
+# changed, same words) reads as supported; only the LLM judge checks claims.
+SUPPORT_THRESHOLD = 0.55
+GROUNDED_THRESHOLD = 0.67
+# Agreement these thresholds reach on the labelled set (relevance 0.900, groundedness 0.900, the
+# whole good/not-good decision 0.875); tests/unit/test_offline_judge.py prints the current
+# figures and fails below these.
+LABELLED_AGREEMENT = {"relevance": 0.9, "groundedness": 0.9, "good": 0.875}
 # Versions of the offline criteria: bump one when its measure or threshold changes, so grades
 # show which rule produced them and written-back runs are graded again.
 OFFLINE_VERSIONS = {"relevance": "offline-1", "groundedness": "offline-1", "helpfulness": "votes-1", "publicness": "checks-1"}

@@ -263,3 +263,56 @@ def test_an_unsupported_connection_type_is_named(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", json.dumps({"conn_type": "http", "host": "x"}))
     with pytest.raises(RunStoreError, match="connection 'ragloop_runs_default' has type 'http'"):
         runs_database_url()
+
+
+# --- the queries the feedback DAG runs ------------------------------------------------------------
+
+def grade_rows(version="1", passed=True, veto=None):
+    rows = [{"criterion": "checks", "criterion_version": "1", "judge": "deterministic", "score": 0.0 if veto else 1.0,
+             "passed": veto is None, "reason": veto or "ok", "veto": veto, "tokens": 0}]
+    if veto is None:
+        rows += [{"criterion": c, "criterion_version": version, "judge": "llm:gpt-test", "score": 0.9 if passed else 0.2,
+                  "passed": passed, "reason": "r", "veto": None, "tokens": 10} for c in ("relevance", "groundedness")]
+    return rows
+
+
+def test_grading_queries_select_ungraded_and_newly_voted_runs_and_passing_ones(store):
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    ids = [store.record_run(a_run(question=f"q{n}", created_at=now - timedelta(hours=5 - n)))[0] for n in range(4)]
+    assert store.ungraded_run_ids(10) == ids  # oldest first
+    assert store.ungraded_run_ids(2) == ids[:2]
+    store.record_grades(ids[0], grade_rows(), now)
+    store.record_grades(ids[1], grade_rows(passed=False), now)
+    store.record_grades(ids[2], grade_rows(veto="email"), now)
+    assert store.ungraded_run_ids(10) == [ids[3]] and store.run_ids_with_new_votes(10) == []
+
+    # A vote cast "earlier" (a client's clock, an import) but recorded after the grade counts as new.
+    store.add_vote(ids[1], VoteIn(vote="up", user_id="u", created_at=now - timedelta(days=3)))
+    assert store.run_ids_with_new_votes(10) == [ids[1]]
+
+    versions = {"checks": "1", "relevance": "1", "groundedness": "1"}
+    assert store.passing_run_ids(versions) == [ids[0]]
+    assert store.passing_run_ids({**versions, "relevance": "2"}) == []  # graded by an older version
+    # The latest grade of a criterion counts: run 1 passes once graded again.
+    store.record_grades(ids[1], grade_rows(), now + timedelta(seconds=1))
+    assert sorted(store.passing_run_ids(versions)) == sorted(ids[:2])
+    assert store.run_ids_with_new_votes(10) == []
+    latest = store.latest_grades([ids[1]])[ids[1]]
+    assert latest["relevance"]["passed"] is True and set(latest) == {"checks", "relevance", "groundedness"}
+
+
+def test_writeback_records(store):
+    run_id, _ = store.record_run(a_run())
+    store.set_writeback(run_id, doc_id=f"qa:{run_id}", collection="C", state="written", grader_versions={"relevance": "relevance@1"})
+    first = store.writebacks("written")[0]
+    store.set_writeback(run_id, doc_id=f"qa:{run_id}", collection="C", state="written", grader_versions={"relevance": "relevance@2"})
+    again = store.writebacks("written")[0]
+    assert again["written_at"] == first["written_at"] and again["grader_versions"] == {"relevance": "relevance@2"}
+    store.set_writeback(run_id, doc_id=f"qa:{run_id}", collection="C", state="revoked", reason="down vote by u")
+    run = store.get_run(run_id)
+    assert run["writeback"]["state"] == "revoked" and run["writeback"]["revoke_reason"] == "down vote by u"
+    assert run["writeback"]["revoked_at"] and store.writebacks("written") == []
+    with pytest.raises(ValueError, match="write-back state"):
+        store.set_writeback(run_id, doc_id="x", collection="C", state="gone")

@@ -1,0 +1,106 @@
+"""Calibrate the offline judge on the labelled runs (tests/data/labelled_runs.jsonl).
+
+Measures every run once with the local model, then sweeps each threshold and prints the
+agreement of each criterion's verdict with the labels, and of the whole "good" decision.
+The thresholds in ragloop/grading.py were chosen with this; the test of the labelled set
+(tests/unit/test_offline_judge.py) holds them to the agreement stated there.
+
+    .venv/bin/python bench/judge.py [--labelled FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(REPO / "include"))
+
+from ragloop import grading  # noqa: E402
+from ragloop.runs import summarize_votes  # noqa: E402
+
+LABELLED = REPO / "tests" / "data" / "labelled_runs.jsonl"
+
+
+def load_labelled(path: Path = LABELLED) -> list[dict]:
+    """The labelled runs, each run in the store's shape (votes with a summary)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        run = dict(row["run"])
+        run.setdefault("votes", [])
+        run["vote_summary"] = summarize_votes(run["votes"])
+        row["run"] = run
+        rows.append(row)
+    return rows
+
+
+def measure_all(rows: list[dict], judge: grading.OfflineJudge | None = None) -> list[dict]:
+    judge = judge or grading.OfflineJudge()
+    return [judge.measure(row["run"]) for row in rows]
+
+
+def agreement(rows: list[dict], measures: list[dict], relevance: float, support: float, grounded: float) -> dict:
+    """Share of runs where each verdict matches its label, with these thresholds."""
+    hits = {"relevance": 0, "groundedness": 0, "good": 0}
+    for row, measure in zip(rows, measures):
+        relevant = measure["relevance"] >= relevance
+        sentences = measure["support"]
+        share = sum(s >= support for s in sentences) / len(sentences) if sentences else 0.0
+        is_grounded = bool(sentences) and share >= grounded
+        summary = row["run"]["vote_summary"]
+        # The write-back decision without the helpfulness vote requirement: the labels say
+        # whether the answer is good, votes aside from a standing down vote.
+        good = relevant and is_grounded and not summary["down"]
+        hits["relevance"] += relevant == row["relevant"]
+        hits["groundedness"] += is_grounded == row["grounded"]
+        hits["good"] += good == row["good"]
+    return {k: round(v / len(rows), 3) for k, v in hits.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labelled", type=Path, default=LABELLED)
+    args = parser.parse_args()
+    rows = load_labelled(args.labelled)
+    started = time.monotonic()
+    measures = measure_all(rows)
+    print(f"{len(rows)} labelled runs measured in {time.monotonic() - started:.1f} s (model load included)")
+
+    print("\nrelevance threshold sweep (cosine of question and answer):")
+    for threshold in [x / 100 for x in range(20, 75, 5)]:
+        result = agreement(rows, measures, threshold, grading.SUPPORT_THRESHOLD, grading.GROUNDED_THRESHOLD)
+        print(f"  {threshold:.2f}: relevance {result['relevance']:.3f}")
+    print("\ngroundedness sweep (support threshold × share of supported sentences):")
+    for support in [x / 100 for x in range(50, 90, 5)]:
+        cells = []
+        for grounded in (0.5, 0.6, 0.67, 0.75, 0.8, 1.0):
+            result = agreement(rows, measures, grading.RELEVANCE_THRESHOLD, support, grounded)
+            cells.append(f"{grounded:.2f}→{result['groundedness']:.3f}")
+        print(f"  support {support:.2f}: " + "  ".join(cells))
+    current = agreement(rows, measures, grading.RELEVANCE_THRESHOLD, grading.SUPPORT_THRESHOLD, grading.GROUNDED_THRESHOLD)
+    print(f"\ncurrent thresholds (relevance {grading.RELEVANCE_THRESHOLD}, support {grading.SUPPORT_THRESHOLD}, "
+          f"grounded {grading.GROUNDED_THRESHOLD}): {current}")
+    print("misjudged:")
+    for row, measure in zip(rows, measures):
+        sentences = measure["support"]
+        share = sum(s >= grading.SUPPORT_THRESHOLD for s in sentences) / len(sentences) if sentences else 0.0
+        relevant = measure["relevance"] >= grading.RELEVANCE_THRESHOLD
+        grounded = bool(sentences) and share >= grading.GROUNDED_THRESHOLD
+        if relevant != row["relevant"] or grounded != row["grounded"]:
+            print(f"  {row['id']}: relevance {measure['relevance']:.2f} (label {row['relevant']}), supported "
+                  f"{share:.2f} {[round(s, 2) for s in sentences]} (label {row['grounded']}) — {row['note'][:70]}")
+    print(json.dumps({"runs": len(rows), "agreement": current}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
