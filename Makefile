@@ -40,8 +40,17 @@ run: env
 	$(RAGLOOP) search "Which signal makes fernd reopen its log files?" --limit 3
 	@echo "== ask (offline: an extractive answer that cites its sources); the run is recorded =="
 	$(RAGLOOP) ask "How long does an old SDK key keep working after rotation?" | tee .ragloop/last-answer.txt
-	@echo "== vote on that run, then list the recorded runs =="
+	@echo "== vote up on that run; ask another question and vote that answer down =="
 	$(RAGLOOP) feedback "$$(sed -n 's/.*; run \([0-9a-f]*\)$$/\1/p' .ragloop/last-answer.txt)" up --comment "clear, and it cites the docs"
+	$(RAGLOOP) ask "Which signal makes fernd reopen its log files?" | tee .ragloop/second-answer.txt
+	$(RAGLOOP) feedback "$$(sed -n 's/.*; run \([0-9a-f]*\)$$/\1/p' .ragloop/second-answer.txt)" down --comment "we reload with SIGHUP"
+	@echo "== grade the runs (the feedback DAG, offline judge) and write the good answers back =="
+	$(RAGLOOP) grade
+	$(RAGLOOP) qa list
+	@echo "== the up-voted answer is retrieved for a paraphrase of its question, marked as an earlier answer =="
+	$(RAGLOOP) search "For how long is a previous SDK key still accepted once I rotate it?" --limit 3
+	@echo "== the down-voted one was not written back: a paraphrase of its question finds the docs only =="
+	$(RAGLOOP) search "What signal do I send fernd so it reopens its logs?" --limit 3
 	$(RAGLOOP) runs --limit 3
 	$(RAGLOOP) status
 

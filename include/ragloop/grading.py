@@ -501,6 +501,17 @@ def make_judge(config, chat=None):
     return OfflineJudge(embedder if isinstance(embedder, LocalEmbedder) else None)
 
 
+def configured_judge_name(config) -> str:
+    """The judge's name as its verdicts give it, without loading a model or a client."""
+    if config.llm is not None:
+        from ragloop.prompts import load_prompt
+
+        return f"llm:{config.llm.get('model') or load_prompt(CRITERIA[0]).model}"
+    from ragloop.embedding import LOCAL_MODEL_NAME
+
+    return f"offline:{LOCAL_MODEL_NAME}"
+
+
 def criterion_versions(config) -> dict[str, str]:
     """The version each criterion (and the checks) is graded at now, by the configured judge."""
     judge_version = LLMJudge.version if config.llm is not None else OfflineJudge.version
@@ -612,6 +623,11 @@ def grade_batch(run_ids: list[str], config_path: str | None = None, chat=None) -
                     tally["ungraded"] += 1
                     tally["ungraded_runs"].append({"run_id": run["run_id"], "reason": str(err)})
                     log.error("Run %s stays ungraded: %s", run["run_id"], err)
+                    continue
+                except Exception as err:  # noqa: BLE001 - one odd run must not stop the batch
+                    tally["ungraded"] += 1
+                    tally["ungraded_runs"].append({"run_id": run["run_id"], "reason": f"{type(err).__name__}: {err}"})
+                    log.exception("Run %s stays ungraded: grading it failed", run["run_id"])
                     continue
                 store.record_grades(run["run_id"], [v.row() for v in grading.verdicts], read_at)
                 tally["graded"] += 1
@@ -810,8 +826,7 @@ def grade_report(dag_run_id: str, batches: list[list[str]], results: list[dict],
         cost = estimated_cost(total["judge"], total["judge_tokens"]["prompt"], total["judge_tokens"]["completion"],
                               (config.llm or {}).get("prices"))
     report = {
-        "run_id": dag_run_id, "collection": config.collection, "judge": total["judge"] or (
-            "llm" if config.llm else OfflineJudge.__name__),
+        "run_id": dag_run_id, "collection": config.collection, "judge": total["judge"] or configured_judge_name(config),
         "selected": selected, "graded": total["graded"], "ungraded": total["ungraded"], "vetoed": total["vetoed"],
         "reused_verdicts": total["reused"], "verdicts": total["verdicts"], "vetoes": dict(sorted(total["vetoes"].items())),
         "ungraded_runs": total["ungraded_runs"][:SHOWN], "judge_calls": total["judge_calls"],

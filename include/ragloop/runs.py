@@ -766,6 +766,16 @@ def emit_runs_event(extra: dict) -> bool:
                 model = AssetModel(name=asset.name, uri=asset.uri, group=asset.group)
                 session.add(model)
                 session.flush()
+            # Mark it active: in local mode (dag.test(), no DAG processor) it would otherwise stay
+            # inactive and every event warn. Names are unique among active assets, so an active
+            # row with our name and another URI (the un-normalized "ragloop://runs" that earlier
+            # ragloop builds registered) gives way.
+            active = session.scalars(sa.select(AssetActive).where(
+                sa.or_(AssetActive.name == asset.name, AssetActive.uri == asset.uri))).all()
+            if not any(row.name == asset.name and row.uri == asset.uri for row in active):
+                for stale in active:
+                    session.delete(stale)
+                session.flush()
                 session.add(AssetActive.for_asset(model))
                 session.flush()
             event = asset_manager.register_asset_change(asset=model, extra=extra, session=session, source_is_api=True)

@@ -203,3 +203,29 @@ def test_a_locked_database_gives_503_and_nothing_half_written(api, store):
     assert len(runs_events()) == events_before  # no event for what was not recorded
     retried = api.post("/runs", json={**RUN, "run_id": "during-outage", "votes": [{"vote": "up", "user_id": "x"}]})
     assert retried.status_code == 201 and len(store.get_run("during-outage")["votes"]) == 1
+
+
+def test_events_reach_the_asset_the_grading_dag_consumes_even_over_a_stale_registration(airflow_db):
+    """An earlier build registered `ragloop://runs` un-normalized and active; active asset names
+    are unique, so that row gives way instead of every event failing."""
+    from airflow.models.asset import AssetActive, AssetModel
+    from airflow.utils.session import create_session
+
+    from ragloop.runs import RUNS_ASSET_NAME, emit_runs_event
+
+    with create_session() as session:
+        for row in session.scalars(sa.select(AssetActive).where(AssetActive.name == RUNS_ASSET_NAME)).all():
+            session.delete(row)
+        session.flush()
+        stale = session.scalar(sa.select(AssetModel).where(AssetModel.uri == "ragloop://runs"))
+        if stale is None:
+            stale = AssetModel(name=RUNS_ASSET_NAME, uri="ragloop://runs", group="ragloop")
+            session.add(stale)
+            session.flush()
+        session.add(AssetActive.for_asset(stale))
+    before = len(runs_events())
+    assert emit_runs_event({"event": "probe"}) and emit_runs_event({"event": "probe"})
+    assert runs_events()[before:] == [{"event": "probe"}, {"event": "probe"}]
+    with create_session() as session:
+        active = session.scalars(sa.select(AssetActive).where(AssetActive.name == RUNS_ASSET_NAME)).all()
+        assert [(a.name, a.uri) for a in active] == [(RUNS_ASSET_NAME, runs_asset().uri)]
