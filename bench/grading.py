@@ -74,6 +74,7 @@ def reload_all(config, documents) -> tuple[float, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=5, help="copies of the 40 labelled runs")
+    parser.add_argument("--solo-runs", type=int, default=40, help="runs the measure-each-run-alone baseline takes")
     add_common_arguments(parser, BENCH / "results")
     args = parser.parse_args(argv)
 
@@ -100,6 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         graded = grading.grade_batch(run_ids, str(config_path))
         grade_seconds = time.monotonic() - started
         log(f"graded {graded['graded']} runs in {grade_seconds:.1f} s")
+
+        # Baseline: the offline judge measuring each run on its own (one model call per run, no
+        # text shared between runs), on the first copy.
+        with RunStore.default() as store:
+            sample = store.get_runs(run_ids[:args.solo_runs])
+        solo = grading.OfflineJudge()
+        started = time.monotonic()
+        for run in sample:
+            solo.measure(run)
+            solo._vectors.clear()
+        solo_seconds = time.monotonic() - started
 
         first = grading.write_back("bench-1", str(config_path))
         again = grading.write_back("bench-2", str(config_path))
@@ -132,12 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         "qa_chunks": first["chunks"]["written"],
         "no_change_write_back_seconds": again["seconds"], "no_change_embedded": again["chunks"]["embedded"],
         "reload_seconds": round(reload_seconds, 2), "reload_chunks": reload_chunks,
+        "solo_measure_seconds_per_run": round(solo_seconds / len(sample), 3),
         "voted_runs": regraded["graded"], "vote_regrade_seconds": round(vote_seconds, 2),
         "reused_verdicts": regraded["reused"],
         "ratios": {
             "no_change_write_back / first_write_back": round(again["seconds"] / first["seconds"], 3),
             "no_change_write_back / reload_all": round(again["seconds"] / reload_seconds, 3),
             "vote_regrade_per_run / first_grade_per_run": round(per_vote_run / per_run, 3),
+            "grade_per_run / measure_each_run_alone": round(per_run / (solo_seconds / len(sample)), 3),
         },
         "machine": f"{os.cpu_count()} cores",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -145,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'step':<44} {'seconds':>8}  detail")
     print(f"{'grade (offline judge)':<44} {grade_seconds:>8.1f}  {graded['graded']} runs, {result['runs_per_second']} runs/s, "
           f"{graded['vetoed']} vetoed")
+    print(f"{f'baseline: measure each run alone ({len(sample)} runs)':<44} {solo_seconds:>8.1f}  "
+          f"{result['solo_measure_seconds_per_run']} s per run")
     print(f"{'first write-back':<44} {first['seconds']:>8.1f}  {first['written']} answers, {first['chunks']['written']} chunks")
     print(f"{'write-back again, nothing changed':<44} {again['seconds']:>8.1f}  {again['chunks']['embedded']} chunks embedded")
     print(f"{'baseline: reload every good answer':<44} {reload_seconds:>8.1f}  {reload_chunks} chunks embedded")

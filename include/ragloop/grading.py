@@ -413,22 +413,44 @@ class OfflineJudge:
         self.embedder = embedder if embedder is not None else LocalEmbedder()
         self.name = f"offline:{LOCAL_MODEL_NAME}"
         self.usage = JudgeUsage()
+        self._vectors: dict[str, list[float]] = {}  # text -> vector, for the runs being graded
 
     @staticmethod
     def version(criterion: str) -> str:
         return OFFLINE_VERSIONS[criterion]
 
-    def measure(self, run: dict) -> dict:
-        """The raw measures: relevance (cosine), and per answer sentence its best support."""
-        question = run["question"]
-        body = answer_body(run["answer"])
-        sentences = claim_sentences(body)
+    @staticmethod
+    def _texts(run: dict) -> tuple[str, str, list[str], list[str], list[str]]:
+        """(question, answer, answer sentences, source sentences and passages, passages)."""
         from ragloop.answer import prose_sentences
 
+        body = answer_body(run["answer"])
         passages = [s.get("text") or "" for s in run.get("sources") or []]
-        source_units = [u for text in passages for u in prose_sentences(text) if len(u.split()) >= 4] + passages
-        texts = [question, " ".join(CITATION.sub("", body).split()) or body, *sentences, *source_units]
-        vectors = self.embedder.embed(texts) if texts else []
+        units = [u for text in passages for u in prose_sentences(text) if len(u.split()) >= 4] + passages
+        return run["question"], " ".join(CITATION.sub("", body).split()) or body, claim_sentences(body), units, passages
+
+    def prepare(self, runs: list[dict]) -> None:
+        """Embed the texts of all these runs in one call, each distinct text once: runs over one
+        knowledge base retrieve the same passages again and again, and one call batches better."""
+        texts: dict[str, None] = {}
+        for run in runs:
+            question, answer, sentences, units, _ = self._texts(run)
+            texts.update(dict.fromkeys([question, answer, *sentences, *units]))
+        missing = [t for t in texts if t not in self._vectors]
+        self._vectors = {t: self._vectors[t] for t in texts if t in self._vectors}
+        if missing:
+            self._vectors.update(zip(missing, self.embedder.embed(missing)))
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            self._vectors.update(zip(missing, self.embedder.embed(missing)))
+        return [self._vectors[t] for t in texts]
+
+    def measure(self, run: dict) -> dict:
+        """The raw measures: relevance (cosine), and per answer sentence its best support."""
+        question, answer, sentences, units, passages = self._texts(run)
+        vectors = self._embed([question, answer, *sentences, *units])
 
         def cosine(a, b) -> float:
             return sum(x * y for x, y in zip(a, b))  # the model's vectors are normalized
@@ -548,16 +570,21 @@ def grade_run(run: dict, judge, previous: dict[str, dict], versions: dict[str, s
                                         "; ".join(v.detail for v in grading.vetoes), veto=",".join(reasons)))
         return grading
     grading.verdicts.append(Verdict(CHECKS, CHECKS_VERSION, CHECKS_JUDGE, 1.0, True, "no check vetoed the run"))
-    todo = []
-    for criterion in CRITERIA:
-        prior = previous.get(criterion)
-        if (prior and prior["criterion_version"] == versions[criterion] and prior["judge"].split(":")[0] == judge.name.split(":")[0]
-                and prior["passed"] is not None and criterion not in VOTE_CRITERIA):
-            grading.reused.append(criterion)
-        else:
-            todo.append(criterion)
+    todo = criteria_to_grade(judge, previous, versions)
+    grading.reused = [c for c in CRITERIA if c not in todo]
     grading.verdicts += judge.grade(run, todo)
     return grading
+
+
+def criteria_to_grade(judge, previous: dict[str, dict], versions: dict[str, str]) -> list[str]:
+    """The criteria without a grade that still holds: same version, same kind of judge, decided,
+    and not read from votes (those are graded again whenever the run is)."""
+    kind = judge.name.split(":")[0]
+    return [
+        criterion for criterion in CRITERIA
+        if not ((prior := previous.get(criterion)) and prior["criterion_version"] == versions[criterion]
+                and prior["judge"].split(":")[0] == kind and prior["passed"] is not None and criterion not in VOTE_CRITERIA)
+    ]
 
 
 # --- the feedback DAG's task bodies ----------------------------------------------------------------
@@ -615,6 +642,10 @@ def grade_batch(run_ids: list[str], config_path: str | None = None, chat=None) -
             read_at = datetime.now(timezone.utc)
             runs = store.get_runs(run_ids)
             previous = store.latest_grades(run_ids)
+            if isinstance(judge, OfflineJudge):
+                measured = {"relevance", "groundedness"}
+                judge.prepare([r for r in runs if measured & set(criteria_to_grade(judge, previous.get(r["run_id"], {}), versions))
+                               and not run_checks(r)])
             for number, run in enumerate(runs, 1):
                 tally["runs"] += 1
                 try:
