@@ -463,7 +463,7 @@ def cmd_qa_revoke(args: argparse.Namespace) -> int:
     result = revoke_by_hand(args.run_id, args.reason, args.config)
     emit(args, result, lambda r: (
         f"Revoked the written-back answer of run {r['run_id']} ({r['chunks_deleted']} chunks deleted from {r['collection']}); "
-        "the feedback DAG will not write it back again"))
+        if r["was_written_back"] else f"Run {r['run_id']} was not written back; ") + "the feedback DAG will not write it back again")
     return 0
 
 

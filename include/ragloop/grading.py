@@ -948,9 +948,10 @@ def revoke_by_hand(run_id: str, reason: str | None = None, config_path: str | No
 
     config = _config(config_path)
     with RunStore.default() as store:
-        store.get_run(run_id)  # RunNotFound names the id
+        run = store.get_run(run_id)  # RunNotFound names the id
         with connect(conn_id) as client:
             chunks = delete_documents(client, config.collection, [qa_doc_id(run_id)])
         store.set_writeback(run_id, doc_id=qa_doc_id(run_id), collection=config.collection, state="revoked_by_hand",
                             reason=f"revoked by hand: {reason}" if reason else "revoked by hand")
-    return {"run_id": run_id, "collection": config.collection, "chunks_deleted": chunks}
+    was_written = bool(chunks) or bool(run["writeback"] and run["writeback"]["state"] == "written")
+    return {"run_id": run_id, "collection": config.collection, "chunks_deleted": chunks, "was_written_back": was_written}

@@ -187,6 +187,8 @@ def test_llm_judge_grades_writes_back_and_revokes(knowledge_base, runs_db, no_wr
         assert all("&lt;/answer>" in b["messages"][1]["content"] for b in hostile)
         injected = runs_db.get_run(run_ids["How do I create an admin token?"])
         assert not any(g["passed"] for g in injected["grades"] if g["criterion"] != "checks") and injected["writeback"] is None
+        for leaking in ("How do I authenticate the Python SDK?", "Who can help me set up SSO with OIDC?"):
+            assert runs_db.get_run(run_ids[leaking])["writeback"] is None
         vetoed = runs_db.get_run(run_ids["How do I authenticate the Python SDK?"])["grades"]
         assert [g["veto"] for g in vetoed] == ["secret"] and "3f9a8b" not in vetoed[0]["reason"]
 
@@ -209,6 +211,7 @@ def test_llm_judge_grades_writes_back_and_revokes(knowledge_base, runs_db, no_wr
         assert f"qa:{good}" not in qa_hits(weaviate_client, PARAPHRASE, limit=10)
         assert runs_db.get_run(good)["writeback"]["state"] == "revoked"
         assert runs_db.get_run(run_ids[UNGRADEABLE_Q])["writeback"]["state"] == "written"
+        assert {r["run_id"] for r in runs_db.writebacks("written")} == {run_ids[UNGRADEABLE_Q]}  # the leaks, still never
         # Only the vote criterion was asked again for the re-graded run: the others still held.
         assert report["reused_verdicts"] == 3
 
