@@ -106,11 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         # text shared between runs), on the first copy.
         with RunStore.default() as store:
             sample = store.get_runs(run_ids[:args.solo_runs])
-        solo = grading.OfflineJudge()
+        embedder = make_embedder("local")
         started = time.monotonic()
         for run in sample:
-            solo.measure(run)
-            solo._vectors.clear()
+            grading.OfflineJudge(embedder).measure(run)  # a new judge per run: nothing shared
         solo_seconds = time.monotonic() - started
 
         first = grading.write_back("bench-1", str(config_path))

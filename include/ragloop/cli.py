@@ -241,9 +241,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if report:
             reports.append(report)
         if result.state != "success":
-            failed = {task: state for task, state in result.task_states.items() if state not in ("success", "skipped")}
             errors = "; ".join(report["errors"]) if report and report.get("errors") else ""
-            failed_runs.append(f"{dag_id} run {result.run_id} ended {result.state}; tasks not successful: {failed}"
+            failed_runs.append(f"{dag_id} run {result.run_id} ended {result.state}; tasks not successful: {result.failed_tasks}"
                                + (f"; {errors}" if errors else ""))
     if reports:
         merged = merge_reports(reports)
@@ -427,8 +426,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if report:
         emit(args, {"dag_run_id": result.run_id, "state": result.state, **report}, format_grade_report)
     if result.state != "success":
-        failed = {task: state for task, state in result.task_states.items() if state not in ("success", "skipped")}
-        progress(f"ragloop: grade run {result.run_id} ended {result.state}; tasks not successful: {failed} "
+        progress(f"ragloop: grade run {result.run_id} ended {result.state}; tasks not successful: {result.failed_tasks} "
                  "(the task's error is logged above)")
         return 1
     return 0

@@ -21,6 +21,11 @@ class DagRunResult:
     # Return value of each task; mapped tasks give a list in map-index order.
     returns: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def failed_tasks(self) -> dict[str, str]:
+        """Tasks that neither succeeded nor were skipped, with their state."""
+        return {task: state for task, state in self.task_states.items() if state not in ("success", "skipped")}
+
 
 def load_dag(dag_id: str):
     from airflow.configuration import conf

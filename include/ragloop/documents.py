@@ -42,6 +42,14 @@ def qa_doc_id(run_id: str) -> str:
     return f"{QA_SOURCE_ID}:{run_id}"
 
 
+def qa_run_id(doc_id: str) -> str:
+    """The run a written-back document came from: the inverse of qa_doc_id."""
+    prefix = f"{QA_SOURCE_ID}:"
+    if not doc_id.startswith(prefix):
+        raise ValueError(f"{doc_id!r} is not a written-back answer's doc_id")
+    return doc_id[len(prefix):]
+
+
 def chunk_uuid(doc_id: str, index: int) -> str:
     """uuid5(doc_id, index): the same chunk position of the same document is the same object, so a
     rewrite replaces it in place instead of adding a copy."""

@@ -303,9 +303,9 @@ def run_checks(run: dict) -> list[Veto]:
 
 def votes_text(run: dict) -> str:
     """The users' votes as the helpfulness judge reads them: each user's latest, with comments."""
-    latest: dict[str, dict] = {}
-    for vote in run.get("votes") or []:
-        latest[vote["user_id"]] = vote
+    from ragloop.runs import latest_votes
+
+    latest = latest_votes(run.get("votes") or [])
     if not latest:
         return "none yet"
     summary = run["vote_summary"]
@@ -460,7 +460,8 @@ class OfflineJudge:
         source_norm = _normalized("\n".join(passages))
         support = []
         for index, sentence in enumerate(sentences):
-            if _normalized(sentence) and _normalized(sentence) in source_norm:
+            normalized = _normalized(sentence)
+            if normalized and normalized in source_norm:
                 support.append(1.0)  # quoted
                 continue
             vector = vectors[2 + index]
@@ -526,9 +527,10 @@ def make_judge(config, chat=None):
 def configured_judge_name(config) -> str:
     """The judge's name as its verdicts give it, without loading a model or a client."""
     if config.llm is not None:
+        from ragloop.chat import ChatModel
         from ragloop.prompts import load_prompt
 
-        return f"llm:{config.llm.get('model') or load_prompt(CRITERIA[0]).model}"
+        return f"llm:{ChatModel(config.llm).model_for(load_prompt(CRITERIA[0]))}"  # the client is made on first use
     from ragloop.embedding import LOCAL_MODEL_NAME
 
     return f"offline:{LOCAL_MODEL_NAME}"
@@ -547,6 +549,7 @@ class RunGrading:
     run_id: str
     verdicts: list[Verdict] = field(default_factory=list)
     vetoes: list[Veto] = field(default_factory=list)
+    todo: list[str] = field(default_factory=list)  # criteria the judge grades
     reused: list[str] = field(default_factory=list)  # criteria whose latest grade still holds
 
 
@@ -559,9 +562,9 @@ def is_current(latest: dict[str, dict], versions: dict[str, str]) -> bool:
     return all(c in latest and latest[c]["criterion_version"] == v for c, v in versions.items())
 
 
-def grade_run(run: dict, judge, previous: dict[str, dict], versions: dict[str, str]) -> RunGrading:
-    """Checks first; a veto ends it. Then every criterion without a current grade by this judge,
-    and the vote criteria again. Raises JudgeFailed: the caller stores nothing for the run."""
+def plan_grading(run: dict, judge, previous: dict[str, dict], versions: dict[str, str]) -> RunGrading:
+    """Checks first; a veto ends it (nothing for the judge). Otherwise the criteria without a
+    current grade by this judge, and the vote criteria again, are left to the judge (`todo`)."""
     grading = RunGrading(run["run_id"])
     grading.vetoes = run_checks(run)
     if grading.vetoes:
@@ -570,9 +573,8 @@ def grade_run(run: dict, judge, previous: dict[str, dict], versions: dict[str, s
                                         "; ".join(v.detail for v in grading.vetoes), veto=",".join(reasons)))
         return grading
     grading.verdicts.append(Verdict(CHECKS, CHECKS_VERSION, CHECKS_JUDGE, 1.0, True, "no check vetoed the run"))
-    todo = criteria_to_grade(judge, previous, versions)
-    grading.reused = [c for c in CRITERIA if c not in todo]
-    grading.verdicts += judge.grade(run, todo)
+    grading.todo = criteria_to_grade(judge, previous, versions)
+    grading.reused = [c for c in CRITERIA if c not in grading.todo]
     return grading
 
 
@@ -642,14 +644,13 @@ def grade_batch(run_ids: list[str], config_path: str | None = None, chat=None) -
             read_at = datetime.now(timezone.utc)
             runs = store.get_runs(run_ids)
             previous = store.latest_grades(run_ids)
+            plans = [(run, plan_grading(run, judge, previous.get(run["run_id"], {}), versions)) for run in runs]
             if isinstance(judge, OfflineJudge):
-                measured = {"relevance", "groundedness"}
-                judge.prepare([r for r in runs if measured & set(criteria_to_grade(judge, previous.get(r["run_id"], {}), versions))
-                               and not run_checks(r)])
-            for number, run in enumerate(runs, 1):
+                judge.prepare([run for run, grading in plans if {"relevance", "groundedness"} & set(grading.todo)])
+            for number, (run, grading) in enumerate(plans, 1):
                 tally["runs"] += 1
                 try:
-                    grading = grade_run(run, judge, previous.get(run["run_id"], {}), versions)
+                    grading.verdicts += judge.grade(run, grading.todo)
                 except JudgeFailed as err:
                     tally["ungraded"] += 1
                     tally["ungraded_runs"].append({"run_id": run["run_id"], "reason": str(err)})
@@ -718,14 +719,11 @@ def grader_versions(latest: dict[str, dict]) -> dict[str, str]:
 
 def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -> str:
     """Why a run is not (or no longer) good, in one line."""
-    summary = run.get("vote_summary") or {}
-    if summary.get("down"):
-        downs = {}
-        for vote in run.get("votes") or []:
-            downs[vote["user_id"]] = vote
-        comments = [f"{v['user_id']}" + (f": {v['comment']}" if v.get("comment") else "")
-                    for v in downs.values() if v["vote"] == "down"]
-        return "down vote by " + "; ".join(comments)
+    from ragloop.runs import latest_votes
+
+    downs = [v for v in latest_votes(run.get("votes") or []).values() if v["vote"] == "down"]
+    if downs:
+        return "down vote by " + "; ".join(v["user_id"] + (f": {v['comment']}" if v.get("comment") else "") for v in downs)
     if run.get("writeback") and run["writeback"]["state"] == "revoked_by_hand":
         return run["writeback"].get("revoke_reason") or "revoked by hand"
     checks = latest.get(CHECKS)
@@ -752,7 +750,7 @@ def write_back(dag_run_id: str, config_path: str | None = None) -> dict:
     from ragloop.runs import RunStore
     from ragloop.sources.base import ExtractReport
     from ragloop.staging import read_json, remove_old_runs, staging_root
-    from ragloop.documents import QA_SOURCE_ID, qa_doc_id
+    from ragloop.documents import QA_SOURCE_ID, qa_doc_id, qa_run_id
 
     started = time.monotonic()
     config = _config(config_path)
@@ -774,7 +772,7 @@ def write_back(dag_run_id: str, config_path: str | None = None) -> dict:
     removed = read_json(str(plan_path(config, dag_run_id)))["sources"][QA_SOURCE_ID].get("prune") or []
 
     good_ids = {r["run_id"] for r in good}
-    revoked_ids = sorted((set(written_before) - good_ids) | {doc_id.split(":", 1)[1] for doc_id in removed})
+    revoked_ids = sorted((set(written_before) - good_ids) | {qa_run_id(doc_id) for doc_id in removed})
     revocations = []
     with RunStore.default() as store:
         for run in good:
@@ -915,14 +913,14 @@ def check_complete(report: dict) -> None:
 def list_written_back(config_path: str | None = None, conn_id: str = "weaviate_default") -> list[dict]:
     """The written-back answers in the index (the index is the record of what is indexed), with
     what the run store knows of them."""
-    from ragloop.documents import QA_SOURCE_ID
+    from ragloop.documents import QA_SOURCE_ID, qa_doc_id, qa_run_id
     from ragloop.index import connect, read_indexed_documents
     from ragloop.runs import RunStore
 
     config = _config(config_path)
     with connect(conn_id) as client:
         indexed = read_indexed_documents(client, config.collection, {QA_SOURCE_ID})
-    run_ids = sorted(doc_id.split(":", 1)[1] for doc_id in indexed)
+    run_ids = sorted(qa_run_id(doc_id) for doc_id in indexed)
     with RunStore.default() as store:
         runs = {r["run_id"]: r for r in store.get_runs(run_ids)}
     rows = []
@@ -930,8 +928,8 @@ def list_written_back(config_path: str | None = None, conn_id: str = "weaviate_d
         run = runs.get(run_id)
         writeback = (run or {}).get("writeback") or {}
         rows.append({
-            "run_id": run_id, "doc_id": f"{QA_SOURCE_ID}:{run_id}", "question": (run or {}).get("question", "(run not in the store)"),
-            "chunks": len(indexed[f"{QA_SOURCE_ID}:{run_id}"].chunk_indexes),
+            "run_id": run_id, "doc_id": qa_doc_id(run_id), "question": (run or {}).get("question", "(run not in the store)"),
+            "chunks": len(indexed[qa_doc_id(run_id)].chunk_indexes),
             "written_at": writeback.get("written_at"), "graded_by": writeback.get("grader_versions") or {},
             "votes": (run or {}).get("vote_summary"),
         })

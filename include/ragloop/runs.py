@@ -490,9 +490,8 @@ class RunStore:
         ids = list(dict.fromkeys(run_ids))
         found: dict[str, dict] = {}
         with self._connect() as connection:
-            for start in range(0, len(ids), 500):  # bounded IN lists
-                rows = [dict(r) for r in connection.execute(
-                    sa.select(RUNS).where(RUNS.c.run_id.in_(ids[start:start + 500]))).mappings()]
+            for group in _id_groups(ids):
+                rows = [dict(r) for r in connection.execute(sa.select(RUNS).where(RUNS.c.run_id.in_(group))).mappings()]
                 found.update((run["run_id"], run) for run in self._with_details(connection, rows))
         return [found[run_id] for run_id in ids if run_id in found]
 
@@ -529,8 +528,7 @@ class RunStore:
             if run_ids is None:
                 batches = [None]
             else:
-                ids = list(dict.fromkeys(run_ids))
-                batches = [ids[i:i + 500] for i in range(0, len(ids), 500)]
+                batches = _id_groups(list(dict.fromkeys(run_ids)))
             for batch in batches:
                 query = sa.select(GRADES).order_by(GRADES.c.grade_id)
                 if batch is not None:
@@ -572,13 +570,12 @@ class RunStore:
 
     # --- write-back records ---
 
-    def writebacks(self, state: str | None = None, run_ids: Iterable[str] | None = None) -> list[dict]:
+    def writebacks(self, state: str | None = None) -> list[dict]:
+        """Write-back records, oldest first; `state` keeps one state (see WRITEBACK_STATES)."""
         self.migrate()
         query = sa.select(WRITEBACKS).order_by(WRITEBACKS.c.written_at, WRITEBACKS.c.run_id)
         if state:
             query = query.where(WRITEBACKS.c.state == state)
-        if run_ids is not None:
-            query = query.where(WRITEBACKS.c.run_id.in_(list(run_ids)))
         with self._connect() as connection:
             return [dict(r) for r in connection.execute(query).mappings()]
 
@@ -680,6 +677,13 @@ class RunStore:
         return added
 
 
+ID_GROUP = 500  # ids per IN list: bounded statements on every database
+
+
+def _id_groups(ids: list[str]) -> list[list[str]]:
+    return [ids[i:i + ID_GROUP] for i in range(0, len(ids), ID_GROUP)]
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -732,12 +736,14 @@ def _vote_row(run_id: str, vote: VoteIn) -> dict:
             "created_at": created.astimezone(timezone.utc), "recorded_at": now}
 
 
+def latest_votes(votes: list[dict]) -> dict[str, dict]:
+    """user_id -> that user's latest vote: the one that counts. Votes come oldest first."""
+    return {vote["user_id"]: vote for vote in votes}
+
+
 def summarize_votes(votes: list[dict]) -> dict:
-    """The latest vote of each user counts: {up, down, latest}. Votes come oldest first."""
-    latest_by_user: dict[str, str] = {}
-    for vote in votes:
-        latest_by_user[vote["user_id"]] = vote["vote"]
-    counted = list(latest_by_user.values())
+    """The latest vote of each user counts: {up, down, votes}. Votes come oldest first."""
+    counted = [vote["vote"] for vote in latest_votes(votes).values()]
     return {"up": counted.count("up"), "down": counted.count("down"), "votes": len(votes)}
 
 
