@@ -28,6 +28,9 @@ sys.path.insert(0, str(BENCH.parent / "include"))
 from bench_env import add_common_arguments, bench_environment, log  # noqa: E402
 from judge import load_labelled  # noqa: E402
 
+from ragloop.grading import GRADE_DAG_ID  # noqa: E402
+from ragloop.staging import DagRunRef  # noqa: E402
+
 COLLECTION = "BenchGrading"
 BASELINE_COLLECTION = "BenchGradingReload"
 
@@ -112,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             grading.OfflineJudge(embedder).measure(run)  # a new judge per run: nothing shared
         solo_seconds = time.monotonic() - started
 
-        first = grading.write_back("bench-1", str(config_path))
-        again = grading.write_back("bench-2", str(config_path))
+        first = grading.write_back(DagRunRef(GRADE_DAG_ID, "bench-1"), str(config_path))
+        again = grading.write_back(DagRunRef(GRADE_DAG_ID, "bench-2"), str(config_path))
         log(f"write-back: {first['written']} written in {first['seconds']} s; again: {again['unchanged']} unchanged in "
             f"{again['seconds']} s")
 

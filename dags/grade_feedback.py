@@ -49,20 +49,23 @@ def grade_feedback():
 
     # all_done: revocations (down votes) happen even when a grade batch failed.
     @task(trigger_rule="all_done")
-    def write_back(run_id=None, params=None) -> dict:
+    def write_back(dag_run=None, params=None) -> dict:
         from ragloop.grading import write_back
+        from ragloop.staging import DagRunRef
 
-        return write_back(run_id, params["config"])
+        return write_back(DagRunRef.from_context(dag_run), params["config"])
 
     # all_done, pulling results itself: a failed batch or write-back has no result, and the report
     # still goes out, naming what did not finish.
     @task(trigger_rule="all_done", outlets=[KNOWLEDGE_BASE])
-    def report(batches: list, run_id=None, params=None, outlet_events=None, ti=None) -> dict:
+    def report(batches: list, dag_run=None, params=None, outlet_events=None, ti=None) -> dict:
         from ragloop.grading import grade_report
+        from ragloop.staging import DagRunRef
 
         batches = batches or []
         graded = ti.xcom_pull(task_ids="grade", map_indexes=list(range(len(batches)))) if batches else []
-        result = grade_report(run_id, batches, graded, ti.xcom_pull(task_ids="write_back"), params["config"])
+        result = grade_report(DagRunRef.from_context(dag_run), batches, graded, ti.xcom_pull(task_ids="write_back"),
+                              params["config"])
         outlet_events[KNOWLEDGE_BASE].extra = result
         return result
 

@@ -140,6 +140,17 @@ class OpenAIWireServer:
                     return self._reply(200, reply)
                 return self._reply(404, {"error": {"message": f"no route {self.path}"}})
 
+            def do_GET(self):
+                with server._lock:
+                    server.requests.append(RecordedRequest("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, None))
+                if self.headers.get("authorization") != f"Bearer {server.api_key}":
+                    return self._reply(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
+                if self.path.rstrip("/").endswith("/models"):
+                    return self._reply(200, {"object": "list", "data": [
+                        {"id": model, "object": "model", "created": 0, "owned_by": "tests"}
+                        for model in ("gpt-4o-mini", "text-embedding-3-small")]})
+                return self._reply(404, {"error": {"message": f"no route {self.path}"}})
+
             def _reply(self, status: int, body: Any, headers: dict | None = None):
                 send_json(self, status, body, headers)
 

@@ -134,6 +134,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if "error" not in report["weaviate"] else 3
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ragloop.doctor import diagnose, format_diagnosis
+
+    _prepare_airflow()
+    report = diagnose(args.config, progress=lambda line: progress(f"  checked {line}"))
+    emit(args, report, format_diagnosis)
+    return 0 if report["ok"] else 1
+
+
 def _overall_status_text(report: dict) -> str:
     weaviate = report["weaviate"]
     lines = [
@@ -414,9 +423,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from ragloop.config import load_config
     from ragloop.dagrun import run_dag
     from ragloop.grading import GRADE_DAG_ID, format_grade_report
+    from ragloop.runs import runs_database_url
 
     config = load_config(args.config)
     _prepare_airflow()
+    runs_database_url()  # an unreadable runs connection stops here, named, before the DAG runs
     _ensure_local_weaviate()
     judge = f"the LLM judge via {config.llm['connection']}" if config.llm else "the offline judge"
     progress(f"Grading runs with {judge}, writing good answers back to {config.collection} through {GRADE_DAG_ID} (dag.test)...")
@@ -526,6 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50)
 
     command(commands, "status", cmd_status, "configuration, embedder, Weaviate and what it holds", config=True)
+    command(commands, "doctor", cmd_doctor, "every connection and store ragloop uses, resolved and reached, with the fix "
+            "for each that is not right (run it where the tasks run)", config=True)
     embedder = command(commands, "embedder", cmd_embedder, "measure the configured embedder on the sample docs", config=True)
     embedder.add_argument("--samples", help="folder of markdown to embed (default: include/samples/docs)")
     embedder.add_argument("--limit", type=int, help="embed at most this many passages")
@@ -619,11 +632,13 @@ def main(argv: list[str] | None = None) -> int:
     from ragloop.prompts import PromptError
     from ragloop.runs import RunStoreError
     from ragloop.grading import GradingError
+    from ragloop.connections import ConnectionProblem
 
     try:
         return args.func(args)
     except (ConfigError, EmbeddingError, WeaviateIndexError, LocalWeaviateError, localenv.LocalAirflowError, DagRunFailed,
-            IngestError, SourceError, AnswerError, ChatError, PromptError, RunStoreError, GradingError) as err:
+            IngestError, SourceError, AnswerError, ChatError, PromptError, RunStoreError, GradingError,
+            ConnectionProblem) as err:
         print(f"ragloop: {err}", file=sys.stderr)
         return 1
 

@@ -248,12 +248,12 @@ class OpenAIEmbedder:
     def _client(self) -> "OpenAI":
         with self._lock:
             if self.client is None:
-                from ragloop.connections import openai_client
+                from ragloop.connections import ConnectionProblem, openai_client
 
                 # Our own retry loop below counts and bounds retries; the client's would double them.
                 try:
                     self.client = openai_client(self.conn_id, max_retries=0)
-                except LookupError as err:
+                except ConnectionProblem as err:
                     raise EmbeddingError(str(err)) from None
             return self.client
 

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragloop.pipeline import progress
+from ragloop.staging import DagRunRef
 
 log = logging.getLogger(__name__)
 
@@ -742,14 +743,14 @@ def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -
     return "; ".join(reasons) or "no longer eligible"
 
 
-def write_back(dag_run_id: str, config_path: str | None = None) -> dict:
+def write_back(dag_run: "DagRunRef", config_path: str | None = None) -> dict:
     """Stage every good run as a `qa` document, a complete listing, then plan, index and prune
     it like any source: new good runs are written, changed ones rewritten, and runs no longer
     good (a down vote, a failing grade after a criterion changed, revoked by hand) pruned."""
-    from ragloop.pipeline import index_batch, plan_ingest, plan_path, prune_sources, stage_documents
+    from ragloop.pipeline import finish_staging, index_batch, plan_ingest, plan_path, prune_sources, stage_documents
     from ragloop.runs import RunStore
     from ragloop.sources.base import ExtractReport
-    from ragloop.staging import read_json, remove_old_runs, staging_root
+    from ragloop.staging import read_json
     from ragloop.documents import QA_SOURCE_ID, qa_doc_id, qa_run_id
 
     started = time.monotonic()
@@ -765,11 +766,11 @@ def write_back(dag_run_id: str, config_path: str | None = None) -> dict:
     report = ExtractReport(QA_SOURCE_ID)
     report.seen = len(documents)
     progress("Write-back: %d good runs (%d written back before)", len(good), len(written_before))
-    stage_documents(config, dag_run_id, QA_SOURCE_ID, documents, report, lists_everything=True)
-    plan = plan_ingest(dag_run_id, [QA_SOURCE_ID], config_path)
+    stage_documents(config, dag_run, QA_SOURCE_ID, documents, report, lists_everything=True)
+    plan = plan_ingest(dag_run, [QA_SOURCE_ID], config_path)
     indexed = [index_batch(url, config_path) for url in plan["batches"]]
-    pruned = prune_sources(dag_run_id, config_path)
-    removed = read_json(str(plan_path(config, dag_run_id)))["sources"][QA_SOURCE_ID].get("prune") or []
+    pruned = prune_sources(dag_run, config_path)
+    removed = read_json(str(plan_path(config, dag_run)))["sources"][QA_SOURCE_ID].get("prune") or []
 
     good_ids = {r["run_id"] for r in good}
     revoked_ids = sorted((set(written_before) - good_ids) | {qa_run_id(doc_id) for doc_id in removed})
@@ -790,7 +791,7 @@ def write_back(dag_run_id: str, config_path: str | None = None) -> dict:
                 store.set_writeback(run["run_id"], doc_id=qa_doc_id(run["run_id"]), collection=config.collection,
                                     state="revoked", reason=reason)
             progress("Revoked the written-back answer of run %s: %s", run["run_id"], reason)
-    remove_old_runs(staging_root(config.staging, config.staging_conn_id))
+    finish_staging(config, dag_run)  # the feedback DAG's last task that reads its staging
     summary = plan["summary"].get(QA_SOURCE_ID, {})
     chunks = {key: sum(r["sources"].get(QA_SOURCE_ID, {}).get(f"chunks_{key}", 0) for r in indexed)
               for key in ("embedded", "reused", "written", "deleted")}
@@ -821,10 +822,14 @@ def estimated_cost(model: str, prompt_tokens: int, completion_tokens: int, price
     return round((prompt_tokens * per_million[0] + completion_tokens * per_million[1]) / 1_000_000, 6)
 
 
-def grade_report(dag_run_id: str, batches: list[list[str]], results: list[dict], written: dict | None,
+def grade_report(dag_run: DagRunRef, batches: list[list[str]], results: list[dict], written: dict | None,
                  config_path: str | None = None) -> dict:
     """One report per DAG run: runs graded, verdicts per criterion, vetoes by reason, written
-    back, revoked, judge tokens and their estimated cost."""
+    back, revoked, judge tokens and their estimated cost; and which run store and Weaviate the
+    run used."""
+    from ragloop.index import endpoint_from_connection
+    from ragloop.runs import describe_runs_store
+
     config = _config(config_path)
     total = _empty_tally()
     for result in results:
@@ -855,7 +860,8 @@ def grade_report(dag_run_id: str, batches: list[list[str]], results: list[dict],
         cost = estimated_cost(total["judge"], total["judge_tokens"]["prompt"], total["judge_tokens"]["completion"],
                               (config.llm or {}).get("prices"))
     report = {
-        "run_id": dag_run_id, "collection": config.collection, "judge": total["judge"] or configured_judge_name(config),
+        "dag_id": dag_run.dag_id, "dag_run_id": dag_run.run_id, "runs_store": describe_runs_store(),
+        "weaviate": endpoint_from_connection().url, "collection": config.collection, "judge": total["judge"] or configured_judge_name(config),
         "selected": selected, "graded": total["graded"], "ungraded": total["ungraded"], "vetoed": total["vetoed"],
         "reused_verdicts": total["reused"], "verdicts": total["verdicts"], "vetoes": dict(sorted(total["vetoes"].items())),
         "ungraded_runs": total["ungraded_runs"][:SHOWN], "judge_calls": total["judge_calls"],

@@ -65,11 +65,11 @@ class WeaviateEndpoint:
 
 
 def endpoint_from_connection(conn_id: str = WEAVIATE_CONN_ID) -> WeaviateEndpoint:
-    from ragloop.connections import get_connection
+    from ragloop.connections import ConnectionProblem, get_connection
 
     try:
         conn = get_connection(conn_id)
-    except LookupError as err:
+    except ConnectionProblem as err:
         raise WeaviateIndexError(str(err)) from None
     extra = conn.extra_dejson
     http_secure = bool(extra.get("http_secure", False))

@@ -55,20 +55,23 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
             return select_sources(params["config"], params["sources"], source_type)
 
         @task(map_index_template="{{ task.op_kwargs['source_id'] }}")
-        def extract(source_id: str, run_id=None, params=None) -> dict:
+        def extract(source_id: str, dag_run=None, params=None) -> dict:
             from ragloop.pipeline import extract_source
+            from ragloop.staging import DagRunRef
 
-            return extract_source(source_id, run_id, params["config"], bool(params.get("full_listing")))
+            return extract_source(source_id, DagRunRef.from_context(dag_run), params["config"],
+                                  bool(params.get("full_listing")))
 
         # Runs when some extracts failed: the others are still indexed, and the failed ones are
         # neither changed nor pruned, nor do their watermarks move (the report says so and the
         # run ends failed).
         @task(trigger_rule="all_done")
-        def plan(source_ids: list[str], run_id=None, params=None) -> list[str]:
+        def plan(source_ids: list[str], dag_run=None, params=None) -> list[str]:
             from ragloop.pipeline import plan_ingest
+            from ragloop.staging import DagRunRef
 
             # The batches to map over; prune and report read the rest of the plan from staging.
-            return plan_ingest(run_id, source_ids, params["config"], params["full_refresh"])["batches"]
+            return plan_ingest(DagRunRef.from_context(dag_run), source_ids, params["config"], params["full_refresh"])["batches"]
 
         @task(max_active_tis_per_dagrun=4)
         def index(batch: str, params=None) -> dict:
@@ -78,19 +81,21 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
 
         # none_failed: with any index batch failed, nothing is pruned and no watermark advances.
         @task(trigger_rule="none_failed")
-        def prune(run_id=None, params=None) -> dict:
+        def prune(dag_run=None, params=None) -> dict:
             from ragloop.pipeline import prune_sources
+            from ragloop.staging import DagRunRef
 
-            return prune_sources(run_id, params["config"])
+            return prune_sources(DagRunRef.from_context(dag_run), params["config"])
 
         @task(trigger_rule="none_failed", outlets=[KNOWLEDGE_BASE])
-        def report(source_ids: list[str], indexed: list, pruned: dict, run_id=None, params=None, outlet_events=None) -> dict:
+        def report(source_ids: list[str], indexed: list, pruned: dict, dag_run=None, params=None, outlet_events=None) -> dict:
             from ragloop.pipeline import build_report
+            from ragloop.staging import DagRunRef
 
             # One slice request: iterating the lazy sequence probes past its end, which Airflow
             # logs as an error ("XCom not found") on every run.
             results = list(indexed[:]) if indexed else []
-            result = build_report(run_id, source_ids, results, pruned, params["config"])
+            result = build_report(DagRunRef.from_context(dag_run), source_ids, results, pruned, params["config"])
             outlet_events[KNOWLEDGE_BASE].extra = result
             return result
 

@@ -9,7 +9,10 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ragloop.staging import DagRunRef
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +135,16 @@ def _config(config_path: str | None):
     return load_config(config_path)
 
 
-def _run_dir(config, run_id: str):
-    from ragloop.staging import run_folder, staging_root
+def _staging_root(config):
+    from ragloop.staging import staging_root
 
-    return run_folder(staging_root(config.staging, config.staging_conn_id), run_id)
+    return staging_root(config.staging, config.staging_conn_id)
+
+
+def _run_dir(config, dag_run: "DagRunRef"):
+    from ragloop.staging import run_folder
+
+    return run_folder(_staging_root(config), dag_run)
 
 
 def select_sources(config_path: str | None = None, requested: list[str] | None = None, source_type: str = "docs") -> list[str]:
@@ -156,7 +165,7 @@ def select_sources(config_path: str | None = None, requested: list[str] | None =
     return list(dict.fromkeys(requested))
 
 
-def extract_source(source_id: str, run_id: str, config_path: str | None = None, full_listing: bool = False) -> dict:
+def extract_source(source_id: str, dag_run: "DagRunRef", config_path: str | None = None, full_listing: bool = False) -> dict:
     """Read one source and stage its documents; returns where the listing is and the counts.
 
     An API source reads from the watermarks stored in the index (all of it on a full-listing
@@ -177,11 +186,11 @@ def extract_source(source_id: str, run_id: str, config_path: str | None = None, 
             watermarks = read_watermarks(client, config.collection, source_id)
         progress("%s: %s", source_id, f"watermarks of {', '.join(sorted(watermarks))}" if watermarks
                  else "no watermarks in the index: reading everything")
-    return stage_documents(config, run_id, source_id, source.read(report, watermarks, full_listing), report,
+    return stage_documents(config, dag_run, source_id, source.read(report, watermarks, full_listing), report,
                            source.lists_everything(full_listing), started)
 
 
-def stage_documents(config, run_id: str, source_id: str, documents_read, report, lists_everything: bool,
+def stage_documents(config, dag_run: "DagRunRef", source_id: str, documents_read, report, lists_everything: bool,
                     started: float | None = None) -> dict:
     """Stage one source's documents as files and write its listing, which `plan_ingest` compares
     with the index: every source (written-back answers too) enters the index through here.
@@ -189,10 +198,10 @@ def stage_documents(config, run_id: str, source_id: str, documents_read, report,
     `lists_everything`: the documents are all the source has, so indexed documents missing from
     them are pruned (unless some items failed to read, see `report`).
     """
-    from ragloop.staging import ShardWriter, write_json
+    from ragloop.staging import ShardWriter, safe_key, write_json
 
     started = time.monotonic() if started is None else started
-    folder = _run_dir(config, run_id) / "sources" / source_id
+    folder = _run_dir(config, dag_run) / "sources" / safe_key(source_id)
     writer = ShardWriter(folder)
     documents: dict[str, list] = {}
     try:
@@ -244,10 +253,10 @@ def stage_documents(config, run_id: str, source_id: str, documents_read, report,
     return result
 
 
-def plan_path(config, run_id: str):
-    """Where a run's plan is: prune and report find it from the run id, so XCom carries only
+def plan_path(config, dag_run: "DagRunRef"):
+    """Where a run's plan is: prune and report find it from the DAG run, so XCom carries only
     the list of batches that the index task is mapped over."""
-    return _run_dir(config, run_id) / "plan.json"
+    return _run_dir(config, dag_run) / "plan.json"
 
 
 def _estimated_chunks(characters: int, max_tokens: int, overlap_tokens: int) -> int:
@@ -256,19 +265,19 @@ def _estimated_chunks(characters: int, max_tokens: int, overlap_tokens: int) -> 
     return max(1, round(characters / 4 / max(16, 0.45 * max_tokens)))
 
 
-def plan_ingest(run_id: str, source_ids: list[str], config_path: str | None = None, full_refresh: bool = False) -> dict:
+def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | None = None, full_refresh: bool = False) -> dict:
     """Compare the staged listings with the index (one streaming read) and write the work: batches
     of new and changed documents, and per source the documents to prune."""
     from ragloop.chunking import ChunkingSettings
     from ragloop.documents import indexed_hash
     from ragloop.embedding import make_embedder
     from ragloop.index import connect, ensure_collection, read_indexed_documents
-    from ragloop.staging import path, read_json, write_json
+    from ragloop.staging import path, read_json, safe_key, write_json
 
     started = time.monotonic()
     config = _config(config_path)
     embedder = make_embedder(config.embedder)
-    run_dir = _run_dir(config, run_id)
+    run_dir = _run_dir(config, dag_run)
     with connect() as client:
         ensure_collection(client, config.collection, embedder)
         indexed = read_indexed_documents(client, config.collection, set(source_ids), progress=progress)
@@ -281,7 +290,7 @@ def plan_ingest(run_id: str, source_ids: list[str], config_path: str | None = No
     sources: dict[str, dict] = {}
     work: list[dict] = []
     for source_id in source_ids:
-        listing_path = run_dir / "sources" / source_id / "listing.json"
+        listing_path = run_dir / "sources" / safe_key(source_id) / "listing.json"
         if not path(str(listing_path)).exists():
             sources[source_id] = {"error": "extract did not finish (see the extract task's log); nothing changed or pruned"}
             continue
@@ -346,7 +355,7 @@ def plan_ingest(run_id: str, source_ids: list[str], config_path: str | None = No
         for number, items in enumerate(batches)
     ]
     seconds = round(time.monotonic() - started, 2)
-    plan_url = write_json(plan_path(config, run_id), {
+    plan_url = write_json(plan_path(config, dag_run), {
         "collection": config.collection, "sources": sources, "batches": batch_urls, "seconds": seconds,
         "indexed_documents": len(indexed),
     })
@@ -449,7 +458,7 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -
             "seconds": round(time.monotonic() - started, 2)}
 
 
-def prune_sources(run_id: str, config_path: str | None = None) -> dict:
+def prune_sources(dag_run: "DagRunRef", config_path: str | None = None) -> dict:
     """Delete documents gone from complete listings (incomplete listings prune nothing), then
     store the watermarks the API sources proposed.
 
@@ -462,7 +471,7 @@ def prune_sources(run_id: str, config_path: str | None = None) -> dict:
 
     started = time.monotonic()
     config = _config(config_path)
-    plan = read_json(str(plan_path(config, run_id)))
+    plan = read_json(str(plan_path(config, dag_run)))
     result: dict[str, dict] = {}
     with connect() as client:
         for source_id, entry in plan["sources"].items():
@@ -485,14 +494,16 @@ def prune_sources(run_id: str, config_path: str | None = None) -> dict:
 
 
 def build_report(
-    run_id: str, source_ids: list[str], index_results: list[dict] | None, prune: dict, config_path: str | None = None,
+    dag_run: "DagRunRef", source_ids: list[str], index_results: list[dict] | None, prune: dict,
+    config_path: str | None = None,
 ) -> dict:
-    """One report per run: per source what was seen, changed, embedded, written and deleted."""
-    from ragloop.index import collection_counts, connect
-    from ragloop.staging import read_json, remove_old_runs, staging_root
+    """One report per run: per source what was seen, changed, embedded, written and deleted; and
+    which Weaviate and staging store the run used. The run's staging is done with after this."""
+    from ragloop.index import collection_counts, connect, endpoint_from_connection
+    from ragloop.staging import read_json
 
     config = _config(config_path)
-    plan = read_json(str(plan_path(config, run_id)))
+    plan = read_json(str(plan_path(config, dag_run)))
     plan_detail = plan["sources"]
     sources = {}
     for source_id in source_ids:
@@ -532,9 +543,12 @@ def build_report(
             sources[source_id]["error"] = planned["error"]
     with connect() as client:
         counts = collection_counts(client)
-    removed = remove_old_runs(staging_root(config.staging, config.staging_conn_id))
+    removed = finish_staging(config, dag_run)
     report = {
-        "run_id": run_id,
+        "dag_id": dag_run.dag_id,
+        "dag_run_id": dag_run.run_id,
+        "weaviate": endpoint_from_connection().url,
+        "staging": str(_staging_root(config)),
         "collection": config.collection,
         "collection_chunks": counts.get(config.collection, 0),
         "sources": sources,
@@ -546,10 +560,20 @@ def build_report(
                     "prune": prune.get("seconds")},
         "errors": [f"{sid}: {s['error']}" for sid, s in sources.items() if "error" in s],
     }
-    if removed:
-        log.info("Removed %d old staged runs", removed)
     log.info("Ingest report:\n%s", format_report(report))
     return report
+
+
+def finish_staging(config, dag_run: "DagRunRef") -> int:
+    """Mark the run's staged folder finished and remove older finished runs of the same DAG."""
+    from ragloop.staging import mark_finished, remove_old_runs
+
+    root = _staging_root(config)
+    mark_finished(root, dag_run)
+    removed = remove_old_runs(root, dag_run)
+    if removed:
+        log.info("Removed %d staged folders of finished %s runs", removed, dag_run.dag_id)
+    return removed
 
 
 def format_report(report: dict) -> str:
@@ -589,7 +613,10 @@ def merge_reports(reports: list[dict]) -> dict:
     if len(reports) == 1:
         return reports[0]
     return {
-        "run_id": ", ".join(r["run_id"] for r in reports),
+        "dag_id": ", ".join(r["dag_id"] for r in reports),
+        "dag_run_id": ", ".join(r["dag_run_id"] for r in reports),
+        "weaviate": reports[-1]["weaviate"],
+        "staging": reports[-1]["staging"],
         "collection": reports[-1]["collection"],
         "collection_chunks": reports[-1]["collection_chunks"],  # the last run saw all the others' writes
         "sources": {sid: s for r in reports for sid, s in r["sources"].items()},
@@ -604,12 +631,16 @@ def ingest(
     run_id: str, config_path: str | None = None, requested: list[str] | None = None, full_refresh: bool = False,
     source_type: str = "docs", embedder=None, full_listing: bool = False,
 ) -> dict:
-    """All task bodies in order, in this process, without a scheduler: what the DAG runs, for
-    benchmarks and tests that need no Airflow run."""
+    """All task bodies in order, in this process, without a scheduler: what the DAG of
+    `source_type` runs (staged under that DAG's id and `run_id`), for benchmarks and tests that
+    need no Airflow run."""
+    from ragloop.staging import DagRunRef
+
+    dag_run = DagRunRef(INGEST_DAG_IDS[source_type], run_id)
     source_ids = select_sources(config_path, requested, source_type)
     for source_id in source_ids:
-        extract_source(source_id, run_id, config_path, full_listing)
-    plan = plan_ingest(run_id, source_ids, config_path, full_refresh)
+        extract_source(source_id, dag_run, config_path, full_listing)
+    plan = plan_ingest(dag_run, source_ids, config_path, full_refresh)
     index_results = [index_batch(url, config_path, embedder=embedder) for url in plan["batches"]]
-    prune = prune_sources(run_id, config_path)
-    return build_report(run_id, source_ids, index_results, prune, config_path)
+    prune = prune_sources(dag_run, config_path)
+    return build_report(dag_run, source_ids, index_results, prune, config_path)

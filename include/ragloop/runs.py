@@ -238,7 +238,12 @@ class RunStoreError(RuntimeError):
 
 
 class RunStoreUnavailable(RunStoreError):
-    """The database cannot be reached or is locked; nothing of the request was written."""
+    """The database cannot be reached or is locked, or the connection naming it cannot be read;
+    nothing of the request was written. `conn_id` names that connection when it is the cause."""
+
+    def __init__(self, message: str, conn_id: str | None = None):
+        super().__init__(message)
+        self.conn_id = conn_id
 
 
 class RunNotFound(RunStoreError, LookupError):
@@ -257,16 +262,23 @@ def runs_database_url(conn_id: str = RUNS_CONN_ID) -> str:
     """The SQLAlchemy URL of the run store: the Airflow connection when it is defined, else a
     SQLite file under the project's `.ragloop/`.
 
+    Only a connection that is truly absent selects the SQLite file. One that exists but cannot
+    be read (a secrets backend or the metadata DB failing) is an error naming it: on a worker, a
+    fall-back to an empty local file would show the feedback DAG no good runs, and its write-back
+    would then revoke every answer written back before.
+
     Connection types: `sqlite` (host = the file path), `postgres`, `mysql`; or any database by
     putting a full SQLAlchemy URL in the connection's extra as `sqlalchemy_url`.
     """
-    from ragloop.connections import get_connection
+    from ragloop.connections import ConnectionNotFound, ConnectionUnreadable, get_connection
     from ragloop.localenv import state_dir
 
     try:
         conn = get_connection(conn_id)
-    except LookupError:
+    except ConnectionNotFound:
         return f"sqlite:///{state_dir() / 'runs.db'}"
+    except ConnectionUnreadable as err:
+        raise RunStoreUnavailable(f"run store connection {conn_id!r} cannot be read: {err}", conn_id=conn_id) from None
     extra = conn.extra_dejson
     if extra.get("sqlalchemy_url"):
         return str(extra["sqlalchemy_url"])
@@ -286,6 +298,21 @@ def runs_database_url(conn_id: str = RUNS_CONN_ID) -> str:
         drivers[conn_type], username=conn.login or None, password=conn.password or None, host=conn.host or None,
         port=conn.port or None, database=conn.schema or None,
     ).render_as_string(hide_password=False)
+
+
+def describe_runs_store(conn_id: str = RUNS_CONN_ID) -> str:
+    """Which store the runs live in, password hidden, and whether the connection chose it (for
+    reports: never raises, an unreadable connection is described as such)."""
+    from ragloop.connections import ConnectionNotFound, get_connection
+
+    try:
+        url = sa.make_url(runs_database_url(conn_id)).render_as_string(hide_password=True)
+        get_connection(conn_id)
+    except ConnectionNotFound:
+        return f"{url} (default: no {conn_id} connection)"
+    except Exception as err:
+        return f"unusable: {err}"
+    return f"{url} (connection {conn_id})"
 
 
 def _unavailable(err: Exception, url: sa.URL) -> RunStoreUnavailable:
@@ -379,6 +406,13 @@ class RunStore:
                 raise _unavailable(err, self.url) from err
             self._migrated = True
             return SCHEMA_VERSION
+
+    def current_schema_version(self) -> int:
+        """The schema version the database holds now, without migrating it (0: none yet)."""
+        with self._connect() as connection:
+            if not sa.inspect(connection).has_table(SCHEMA_TABLE.name):
+                return 0
+            return connection.scalar(sa.select(sa.func.max(SCHEMA_TABLE.c.version))) or 0
 
     def schema_version(self) -> int:
         self.migrate()

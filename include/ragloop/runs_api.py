@@ -136,7 +136,10 @@ def create_app(store_factory: Callable[[], RunStore] | None = None, emit: Callab
     @app.exception_handler(RunStoreUnavailable)
     async def unavailable(request: Request, err: RunStoreUnavailable):
         log.error("%s", err)
-        return _error(503, "the run store is unavailable; nothing was written, retry later", headers={"Retry-After": "5"})
+        # The connection's name, not the backend's error text: that stays in the server's log.
+        where = f" (Airflow connection {err.conn_id!r} cannot be read)" if err.conn_id else ""
+        return _error(503, f"the run store is unavailable{where}; nothing was written, retry later",
+                      headers={"Retry-After": "5"})
 
     @app.exception_handler(RunNotFound)
     async def not_found(request: Request, err: RunNotFound):

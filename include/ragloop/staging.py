@@ -3,16 +3,26 @@
 XCom carries only the paths and counts written here, never documents. The root is the
 configuration's `staging:` (any fsspec URL Airflow's object storage understands, e.g.
 `s3://bucket/ragloop` with `staging_conn_id:`), else `RAGLOOP_STAGING`, else
-`file://<state dir>/staging`. Each DAG run gets its own folder; re-running a task rewrites the
-same files, so retries converge.
+`file://<state dir>/staging`. Each DAG run gets its own folder, keyed by the DAG id *and* the
+run id: the scheduler gives every nightly DAG the same run id (`scheduled__<date>`), so a folder
+keyed by the run id alone would be shared by three ingest DAGs and a grading DAG at once.
+Re-running a task rewrites the same files, so retries converge.
+
+Clean-up removes only folders of finished runs of the same DAG: a run writes `run.json` when it
+starts staging and `finished.json` when its last task is done, and a folder without the second
+belongs to a run that may still be reading it (unless Airflow says that run has ended).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -21,7 +31,37 @@ if TYPE_CHECKING:
 
 STAGING_ENV = "RAGLOOP_STAGING"
 DOCS_PER_SHARD = 500  # documents per JSON-lines file: an index batch reads only the shards it needs
-RUNS_KEPT = 5  # staged runs kept for clearing and re-running tasks; older ones are removed
+RUNS_KEPT = 5  # finished runs kept per DAG for clearing and re-running tasks; older ones are removed
+RUN_MANIFEST = "run.json"
+FINISHED_MARKER = "finished.json"
+FINISHED_STATES = {"success", "failed"}
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DagRunRef:
+    """The Airflow DAG run a staged folder belongs to. Both parts are needed: scheduled runs of
+    different DAGs share run ids."""
+
+    dag_id: str
+    run_id: str
+
+    @classmethod
+    def from_context(cls, dag_run: Any) -> "DagRunRef":
+        """From the `dag_run` a task receives in its context."""
+        return cls(dag_run.dag_id, dag_run.run_id)
+
+
+def safe_key(name: str) -> str:
+    """`name` as one object-store key segment that cannot leave its folder.
+
+    Characters outside [A-Za-z0-9._-] become `_` (run ids hold ':' and '+', which some stores
+    dislike), leading dots go (no `.`, `..` or hidden folders), and a short hash of the original
+    keeps two names that read alike apart (`a:b` and `a+b`)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:80] or "_"
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{readable}-{digest}"
 
 
 def staging_root(url: str | None = None, conn_id: str | None = None) -> "ObjectStoragePath":
@@ -35,9 +75,23 @@ def staging_root(url: str | None = None, conn_id: str | None = None) -> "ObjectS
     return ObjectStoragePath(url, conn_id=conn_id) if conn_id else ObjectStoragePath(url)
 
 
-def run_folder(root: "ObjectStoragePath", run_id: str) -> "ObjectStoragePath":
-    # Run ids hold ':' and '+' (timestamps), which some stores dislike in keys.
-    return root / re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+def dag_folder(root: "ObjectStoragePath", dag_id: str) -> "ObjectStoragePath":
+    return root / safe_key(dag_id)
+
+
+def run_folder(root: "ObjectStoragePath", dag_run: DagRunRef) -> "ObjectStoragePath":
+    """The run's own folder, `<root>/<dag id>/<run id>` (each made safe); records which run it is."""
+    folder = dag_folder(root, dag_run.dag_id) / safe_key(dag_run.run_id)
+    manifest = folder / RUN_MANIFEST
+    if not manifest.exists():
+        write_json(manifest, {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id,
+                              "created_at": datetime.now(timezone.utc).isoformat()})
+    return folder
+
+
+def mark_finished(root: "ObjectStoragePath", dag_run: DagRunRef) -> None:
+    """The run's last task is done with its folder: clean-up may now remove it."""
+    write_json(run_folder(root, dag_run) / FINISHED_MARKER, {"finished_at": datetime.now(timezone.utc).isoformat()})
 
 
 def path(url: str) -> "ObjectStoragePath":
@@ -107,14 +161,54 @@ def read_documents(locations: Iterable[tuple[str, int]]) -> Iterator[tuple[tuple
                     yield (shard, number), Document.from_json(json.loads(raw))
 
 
-def remove_old_runs(root: "ObjectStoragePath", keep: int = RUNS_KEPT) -> int:
-    """Remove all but the `keep` most recently written run folders."""
-    if not root.exists():
+def airflow_run_state(dag_run: DagRunRef) -> str | None:
+    """The state Airflow holds for a DAG run, asked through the Task SDK from inside a task; None
+    outside a task or when Airflow has no such run."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+
+        if getattr(task_runner, "SUPERVISOR_COMMS", None) is None:
+            return None
+        state = task_runner.RuntimeTaskInstance.get_dagrun_state(dag_id=dag_run.dag_id, run_id=dag_run.run_id)
+    except Exception as err:  # a run deleted from the metadata DB, an older Airflow: not known
+        log.debug("No state for %s/%s: %s", dag_run.dag_id, dag_run.run_id, err)
+        return None
+    return str(getattr(state, "value", state)) if state else None
+
+
+def remove_old_runs(
+    root: "ObjectStoragePath", dag_run: DagRunRef, keep: int = RUNS_KEPT,
+    run_state: Callable[[DagRunRef], str | None] = airflow_run_state,
+) -> int:
+    """Remove the folders of finished runs of `dag_run`'s DAG, all but the `keep` most recent.
+
+    A run is finished when its folder has the finished marker, or when Airflow says it ended
+    (a run that failed before its last task). Any other folder may belong to a run still
+    reading it, and stays. Folders of other DAGs are never touched."""
+    folder = dag_folder(root, dag_run.dag_id)
+    if not folder.exists():
         return 0
-    runs = [folder for folder in root.iterdir() if folder.is_dir()]
-    runs.sort(key=lambda folder: folder.stat().get("mtime", 0) or folder.stat().get("created", 0))
+    finished: list[tuple[str, "ObjectStoragePath"]] = []
+    for run in folder.iterdir():
+        if not run.is_dir():
+            continue
+        marker = run / FINISHED_MARKER
+        if marker.exists():
+            finished.append((read_json(str(marker)).get("finished_at", ""), run))
+            continue
+        manifest = run / RUN_MANIFEST
+        if not manifest.exists():
+            continue  # being created right now: its manifest comes first, so this is a young run
+        about = read_json(str(manifest))
+        if about.get("run_id") == dag_run.run_id:
+            continue
+        if run_state(DagRunRef(about["dag_id"], about["run_id"])) in FINISHED_STATES:
+            finished.append((about.get("created_at", ""), run))
+    finished.sort(key=lambda pair: pair[0])
     removed = 0
-    for folder in runs[:-keep] if keep else runs:
-        folder.rmdir(recursive=True)
+    for _, run in finished[:-keep] if keep else finished:
+        if run.name == safe_key(dag_run.run_id):
+            continue
+        run.rmdir(recursive=True)
         removed += 1
     return removed

@@ -92,7 +92,8 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
 
     import ragloop.index
     from ragloop.index import WeaviateIndexError, connect
-    from ragloop.pipeline import extract_source, index_batch, plan_ingest
+    from ragloop.pipeline import INGEST_DAG_ID, extract_source, index_batch, plan_ingest
+    from ragloop.staging import DagRunRef
     from ragloop.weaviate_local import LocalWeaviate
 
     server = LocalWeaviate.with_free_ports(TEST_STATE / "weaviate-crash")
@@ -106,8 +107,9 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
         ingest(config, "before")
         edit_one_line(paths, 1.0)  # every document changes: several write groups to interrupt
 
-        extract_source("docs", "crash", str(config))
-        plan = plan_ingest("crash", ["docs"], str(config))
+        crash_run = DagRunRef(INGEST_DAG_ID, "crash")
+        extract_source("docs", crash_run, str(config))
+        plan = plan_ingest(crash_run, ["docs"], str(config))
         write_objects = ragloop.index.write_objects
         writes = []
 

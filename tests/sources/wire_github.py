@@ -112,6 +112,9 @@ class GithubWireServer:
                 return self._page(path, items, query)
             if comments:
                 return self._page(path, list(self.comments.get(int(comments[1]), [])), query)
+            if path == f"/repos/{self.repo}":
+                owner, name = self.repo.split("/")
+                return 200, {"id": 1, "name": name, "full_name": self.repo, "owner": self.user(owner), "private": False}, {}
         return 404, {"message": "Not Found"}, {}
 
     def _page(self, path: str, items: list, query: dict) -> tuple[int, object, dict]:

@@ -249,7 +249,8 @@ def test_the_runs_connection_selects_the_database(monkeypatch, connection, expec
     assert runs_database_url() == expected
 
 
-def test_without_a_connection_the_store_is_a_file_under_the_state_folder(monkeypatch):
+def test_without_a_connection_the_store_is_a_file_under_the_state_folder(monkeypatch, airflow_db):
+    # A migrated metadata DB that has no such connection: truly absent, so the documented default.
     from ragloop.localenv import state_dir
     from ragloop.runs import runs_database_url
 

@@ -1,0 +1,184 @@
+"""The DAGs as users run them: Airflow standalone (what `make airflow` starts: LocalExecutor, every
+task in a process of its own under the Task SDK's supervisor), the scheduler making the runs.
+
+A backfill of one date for all three ingest DAGs gives them one run id (`backfill__<date>`), as
+the nightly schedule gives them `scheduled__<date>`; each must ingest exactly its own sources,
+and the collection must equal a reference made by `dag.test()`. Then a run and a vote recorded
+through the runs API trigger the feedback DAG by their asset event, and it writes the answer back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, weaviate_conn_json
+from ragloop.weaviate_local import free_port
+from test_shared_run_ids import chunk_table, three_source_config
+
+pytestmark = pytest.mark.integration
+
+INGEST_DAGS = ("ragloop_ingest_docs", "ragloop_ingest_slack", "ragloop_ingest_github_issues")
+GRADE_DAG = "ragloop_grade_feedback"
+NIGHT = "2026-11-30T00:00:00Z"
+QUESTION = "How long does an old SDK key keep working after rotation?"
+ANSWER = ("After `fern keys rotate`, the old key keeps working for a grace period: 24 hours by default and at most "
+          "7 days [1].")
+
+
+class Api:
+    def __init__(self, url: str, token: str):
+        self.url, self.token = url, token
+
+    def __call__(self, method: str, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
+            headers={"content-type": "application/json", "authorization": f"Bearer {self.token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            raise AssertionError(f"{method} {path}: {err.code} {err.read()[:2000]!r}") from None
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def task_log_tail(api: Api, dag_id: str, run_id: str) -> str:
+    """The logs of a run's failed tasks, for the assertion message."""
+    quoted = urllib.parse.quote(run_id, safe="")
+    lines = []
+    for ti in api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances")["task_instances"]:
+        if ti["state"] not in ("success", "skipped"):
+            lines.append(f"{ti['task_id']}[{ti['map_index']}]: {ti['state']}")
+    return "; ".join(lines)
+
+
+@pytest.fixture(scope="module")
+def standalone(weaviate_server, tmp_path_factory):
+    """Airflow standalone on free loopback ports with a state folder, config and run store of its
+    own; Weaviate is the session's."""
+    folder = tmp_path_factory.mktemp("scheduled")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    api_port = free_port()
+    env.update({
+        "RAGLOOP_STATE_DIR": str(folder / "state"),
+        "RAGLOOP_CONFIG": three_source_config(folder, "ScheduledNight"),
+        "AIRFLOW_CONN_WEAVIATE_DEFAULT": weaviate_conn_json(weaviate_server),
+        "AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(folder / "runs.db")}),
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    })
+    started = run_cli("airflow", "start", "--json", env=env, inherit_env=False, timeout=400)
+    try:
+        assert started.returncode == 0, started.stderr[-4000:]
+        info = json.loads(started.stdout)
+        passwords = json.loads((folder / "state" / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        request = urllib.request.Request(
+            f"{info['url']}/auth/token", data=json.dumps({"username": "admin", "password": passwords["admin"]}).encode(),
+            headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            token = json.loads(response.read())["access_token"]
+        yield Api(info["url"], token), folder
+    finally:
+        stopped = run_cli("airflow", "stop", env=env, inherit_env=False, timeout=400)
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def xcom(api: Api, dag_id: str, run_id: str, task_id: str):
+    quoted = urllib.parse.quote(run_id, safe="")
+    entry = api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/return_value"
+                       "?deserialize=true")
+    value = entry["value"]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_event(
+    standalone, weaviate_client, airflow_db, tmp_path,
+):
+    from ragloop.dagrun import run_dag
+    from ragloop.index import read_watermarks
+
+    api, folder = standalone
+    wait_for("the DAG processor to parse our DAGs",
+             lambda: {d["dag_id"] for d in api("GET", "/api/v2/dags?dag_id_pattern=ragloop")["dags"]} >= {*INGEST_DAGS, GRADE_DAG},
+             timeout=180)
+
+    # The reference: each DAG through dag.test() in this process, into a collection of its own.
+    reference = three_source_config(tmp_path, "ScheduledReference")
+    expected = {dag_id: run_dag(dag_id, {"config": reference}).returns["report"] for dag_id in INGEST_DAGS}
+
+    # One night for all three DAGs at once: unpaused (on unpause the scheduler moves their next
+    # run past now: catchup is off), then a backfill of the same date for each, which the
+    # scheduler runs with one run id, `backfill__<date>`, as it runs `scheduled__<date>` nightly.
+    for dag_id in INGEST_DAGS:
+        api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    for dag_id in INGEST_DAGS:
+        api("POST", "/api/v2/backfills", {"dag_id": dag_id, "from_date": NIGHT, "to_date": NIGHT, "max_active_runs": 1,
+                                          "reprocess_behavior": "none", "run_backwards": False, "dag_run_conf": {}})
+
+    def runs_of_the_night():
+        found = {}
+        for dag_id in INGEST_DAGS:
+            runs = api("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=backfill")["dag_runs"]
+            if not runs or runs[0]["state"] not in ("success", "failed"):
+                return None
+            found[dag_id] = runs[0]
+        return found
+
+    runs = wait_for("the three backfill runs to finish", runs_of_the_night, timeout=600)
+    run_ids = {run["dag_run_id"] for run in runs.values()}
+    assert run_ids == {"backfill__2026-11-30T00:00:00+00:00"}, runs
+    for dag_id, run in runs.items():
+        assert run["state"] == "success", f"{dag_id}: {task_log_tail(api, dag_id, run['dag_run_id'])}"
+
+    for dag_id, run in runs.items():
+        report = xcom(api, dag_id, run["dag_run_id"], "report")
+        assert set(report["sources"]) == set(expected[dag_id]["sources"]), report
+        for source_id, got in report["sources"].items():
+            want = expected[dag_id]["sources"][source_id]
+            assert got["documents"]["seen"] > 0 and got["documents"] == want["documents"], (source_id, got, want)
+            assert got["chunks"]["written"] == want["chunks"]["written"] and got["prune"] == "done", source_id
+            assert got["watermarks"] == {} or got["watermarks"].keys() == want["watermarks"].keys()
+        assert report["errors"] == [], report["errors"]
+        assert report["dag_id"] == dag_id and report["dag_run_id"] == run["dag_run_id"]
+    assert chunk_table(weaviate_client, "ScheduledNight") == chunk_table(weaviate_client, "ScheduledReference")
+    for source_id in ("docs", "slack", "github"):
+        assert read_watermarks(weaviate_client, "ScheduledNight", source_id) == \
+            read_watermarks(weaviate_client, "ScheduledReference", source_id)
+
+    # The feedback DAG, triggered by the asset events of a run and a vote recorded through the API.
+    api("PATCH", f"/api/v2/dags/{GRADE_DAG}", {"is_paused": False})
+    recorded = api("POST", "/ragloop/runs", {
+        "question": QUESTION, "answer": ANSWER, "app": "support-widget",
+        "sources": [{"doc_id": "docs:sdk/key-rotation.md", "title": "Rotating SDK keys", "text": ANSWER.replace(" [1]", "")}],
+    })
+    api("POST", f"/ragloop/runs/{recorded['run_id']}/feedback", {"vote": "up", "user_id": "u1"})
+
+    def written_back():
+        run = api("GET", f"/ragloop/runs/{recorded['run_id']}")
+        return run if (run.get("writeback") or {}).get("state") == "written" else None
+
+    wait_for("the feedback DAG to write the answer back", written_back, timeout=600)
+    grading_runs = api("GET", f"/api/v2/dags/{GRADE_DAG}/dagRuns")["dag_runs"]
+    triggered = [r for r in grading_runs if r["run_type"] == "asset_triggered"]
+    assert triggered and all(r["state"] in ("success", "running", "queued") for r in grading_runs), grading_runs
+    assert f"qa:{recorded['run_id']}" in chunk_table(weaviate_client, "ScheduledNight")
