@@ -230,3 +230,15 @@ def make_source(config: dict[str, Any], project_root: Path | None = None) -> Sou
         project_root = default_root()
     cls = source_class(config["type"])
     return cls(config, project_root)
+
+
+def record_failure_reason(err: BaseException) -> str:
+    """Why one record (a file, a thread, an issue) could not be turned into a document, when it
+    broke something other than the source's own checks: its record is named by the caller, so
+    this says what went wrong, without a traceback. A crafted record (a body that is an object,
+    front matter nested thousands deep) fails alone: the rest of the source is still read."""
+    if isinstance(err, RecursionError):
+        return "nested too deeply to read"
+    text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    return f"cannot be read: {type(err).__name__}" + (f": {text}" if text else "")
+

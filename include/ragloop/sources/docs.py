@@ -2,13 +2,17 @@
 
 Every file matched by `include` and not by `exclude` becomes one Document with doc_id
 "<source id>:<path relative to the folder>". A file that cannot be read (too large, binary, not
-text, malformed front matter, a symlink leaving the folder) is recorded with `report.fail` and the
-others still load; an empty file is recorded with `report.skip`. A repository is fetched into a
-per-user cache and checked out at `ref`; failing to reach it raises SourceError for the source.
+text, malformed front matter, a symlink leaving the folder, anything else that breaks on one file)
+is recorded with `report.fail` and the others still load; an empty file, and a symlink to a file
+that `exclude` or a hidden folder (.git) keeps out, is recorded with `report.skip`. A repository is
+fetched into a per-user cache and checked out at `ref`, with credentials (for https) from the
+Airflow connection named by `connection:` and never from the URL; failing to reach it raises
+SourceError for the source.
 """
 
 from __future__ import annotations
 
+import base64
 import codecs
 import fcntl
 import hashlib
@@ -31,7 +35,9 @@ import yaml
 
 from ragloop.documents import Document
 from ragloop.localenv import cache_dir
-from ragloop.sources.base import ExtractReport, Source, SourceConfigError, SourceError, check_whole_number
+from ragloop.sources.base import (
+    ExtractReport, Source, SourceConfigError, SourceError, check_whole_number, record_failure_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +152,8 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
         raise _Unreadable(f"malformed front matter: {err.problem or err.context}{where}") from None
     except (yaml.YAMLError, ValueError) as err:  # ValueError: an impossible date such as 2024-13-45
         raise _Unreadable(f"malformed front matter: {str(err).splitlines()[0]}") from None
+    except RecursionError:  # thousands of nested brackets: the parser recurses once per level
+        raise _Unreadable("malformed front matter: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -211,8 +219,44 @@ def repo_url(repo: str, project_root: Path) -> str:
     return str((project_root / Path(repo).expanduser()).resolve())
 
 
-def _git(args: list[str], cwd: Path, url: str, action: str) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+URL_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@]*)@")
+
+
+def url_credentials(url: str) -> bool:
+    """Whether an http(s) URL carries a user or a password (a token passed as the user counts):
+    those go in an Airflow connection, never in sources.yaml, logs or the clone's config. An ssh
+    user (git@host) is not a secret."""
+    match = URL_USERINFO.match(url)
+    return bool(match and match["scheme"].lower().startswith("http"))
+
+
+def redact_url(text: str) -> str:
+    """`text` with the user and password of every URL in it replaced by ***."""
+    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@", r"\1***@", text)
+
+
+def git_credentials_env(conn_id: str, url: str) -> dict[str, str]:
+    """Environment for git that sends the connection's credentials to `url` as an HTTP header.
+
+    Through GIT_CONFIG_* variables (git 2.31+), so the token is in no command line, no URL, no
+    file (the clone's .git/config keeps the bare URL), and in no error message git prints."""
+    from ragloop.connections import ConnectionProblem, get_connection
+
+    try:
+        conn = get_connection(conn_id)
+    except ConnectionProblem as err:
+        raise SourceError(str(err)) from None
+    if not conn.password:
+        raise SourceError(f"Airflow connection {conn_id!r} has no password (the token for {redact_url(url)})")
+    pair = f"{conn.login or 'x-access-token'}:{conn.password}".encode()
+    origin = re.match(r"https?://[^/]+/", url.rstrip("/") + "/")[0]  # type: ignore[index]
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{origin}.extraHeader",
+            "GIT_CONFIG_VALUE_0": "Authorization: Basic " + base64.b64encode(pair).decode()}
+
+
+def _git(args: list[str], cwd: Path, url: str, action: str, credentials: dict[str, str] | None = None) -> str:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(credentials or {})}
+    url = redact_url(url)
     try:
         result = subprocess.run(
             ["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
@@ -223,12 +267,14 @@ def _git(args: list[str], cwd: Path, url: str, action: str) -> str:
     except subprocess.TimeoutExpired:
         raise SourceError(f"git {action} timed out after {GIT_TIMEOUT_SECONDS} s for {url}") from None
     if result.returncode != 0:
-        raise SourceError(f"git {action} failed for {url}: {(result.stderr or result.stdout).strip()[-2000:]}")
+        said = redact_url((result.stderr or result.stdout).strip()[-2000:])
+        raise SourceError(f"git {action} failed for {url}: {said}")
     return result.stdout.strip()
 
 
-def sync_checkout(clone: Path, url: str, ref: str | None) -> str:
-    """Fetch `ref` (default: the remote's HEAD) into `clone`, check it out clean; return the sha."""
+def sync_checkout(clone: Path, url: str, ref: str | None, credentials: dict[str, str] | None = None) -> str:
+    """Fetch `ref` (default: the remote's HEAD) into `clone`, check it out clean; return the sha.
+    `credentials`: git_credentials_env() for a repository that needs them."""
     if not (clone / ".git").is_dir():
         shutil.rmtree(clone, ignore_errors=True)  # a clone interrupted before `git init` finished
         clone.mkdir(parents=True)
@@ -241,7 +287,8 @@ def sync_checkout(clone: Path, url: str, ref: str | None) -> str:
     else:
         try:
             target = ref or "HEAD"
-            _git(["fetch", "--quiet", "--no-tags", "--depth", "1", "origin", target], clone, url, f"fetch {target}")
+            _git(["fetch", "--quiet", "--no-tags", "--depth", "1", "origin", target], clone, url, f"fetch {target}",
+                 credentials)
             sha = _git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], clone, url, "rev-parse")
         except SourceError:
             if not (ref and SHA_LIKE.fullmatch(ref)):
@@ -251,7 +298,8 @@ def sync_checkout(clone: Path, url: str, ref: str | None) -> str:
             shallow = _git(["rev-parse", "--is-shallow-repository"], clone, url, "rev-parse") == "true"
             everything = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
             unshallow = ["--unshallow"] if shallow else []
-            _git(["fetch", "--quiet", *unshallow, "origin", *everything], clone, url, "fetch (all branches and tags)")
+            _git(["fetch", "--quiet", *unshallow, "origin", *everything], clone, url, "fetch (all branches and tags)",
+                 credentials)
             try:
                 sha = _git(["rev-parse", "--verify", f"{ref}^{{commit}}"], clone, url, "rev-parse")
             except SourceError:
@@ -305,6 +353,9 @@ class DocsSource(Source):
         "url_template": (str, False),
         "max_file_bytes": (int, False),
         "chunking": (dict, False),
+        # An Airflow connection with the credentials for an https `repo`: login (default
+        # x-access-token, what GitHub and GitLab take with a token) and password (the token).
+        "connection": (str, False),
     }
 
     def __init__(self, config: dict[str, Any], project_root: Path):
@@ -335,6 +386,15 @@ class DocsSource(Source):
         for key in ("repo", "ref"):
             if str(config.get(key) or "").startswith("-"):
                 fail(f"{key} must not start with '-'", key)  # git would read it as an option
+        if has_repo and url_credentials(config["repo"]):
+            # Said without the URL: its credentials would reach the log that shows this error.
+            fail(f"repo {redact_url(config['repo'])} holds credentials: put them in an Airflow connection "
+                 "(login and password, the token as the password) and name it with `connection:`", "repo")
+        if config.get("connection") is not None:
+            if not has_repo or not re.match(r"https?://", str(config.get("repo"))):
+                fail("'connection' gives the credentials for an https:// `repo` URL", "connection")
+            if not str(config["connection"]).strip():
+                fail("connection must be an Airflow connection id, not empty", "connection")
         subdir = config.get("subdir")
         if subdir is not None and (PurePosixPath(subdir).is_absolute() or ".." in PurePosixPath(subdir).parts):
             fail(f"subdir {subdir!r} must be a relative path inside the repository", "subdir")
@@ -372,7 +432,8 @@ class DocsSource(Source):
         url = repo_url(self.config["repo"], self.project_root)
         clone = cache_dir() / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
         with exclusive(clone.with_name(clone.name + ".lock"), url):
-            commit = sync_checkout(clone, url, self.config.get("ref"))
+            credentials = git_credentials_env(self.config["connection"], url) if self.config.get("connection") else None
+            commit = sync_checkout(clone, url, self.config.get("ref"), credentials)
             log.info("%s: %s checked out at %s in %s", self.id, url, commit, clone)
             folder = (clone / (self.config.get("subdir") or ".")).resolve()
             if not folder.is_relative_to(clone.resolve()) or not folder.is_dir():
@@ -387,11 +448,17 @@ class DocsSource(Source):
             report.seen += 1
             doc_id = f"{self.id}:{rel_path}"
             try:
-                yield self._read(folder, rel_path, doc_id, extra)
+                document = self._read(folder, rel_path, doc_id, extra)
             except _Unreadable as err:
                 report.fail(rel_path, str(err), doc_id)
+                continue
             except _NothingToIndex as err:
                 report.skip(rel_path, str(err))
+                continue
+            except Exception as err:  # noqa: BLE001 - one crafted file fails alone, named
+                report.fail(rel_path, record_failure_reason(err), doc_id)
+                continue
+            yield document
 
     def _listing(self, folder: Path, report: ExtractReport) -> list[str]:
         def unlistable(err: OSError) -> None:
@@ -409,8 +476,17 @@ class DocsSource(Source):
     def _read(self, folder: Path, rel_path: str, doc_id: str, extra: dict[str, str]) -> Document:
         """The file as a Document; raises _Unreadable or _NothingToIndex with the reason."""
         path = folder / rel_path
-        if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(folder):
-            raise _Unreadable(f"symlink to {os.path.realpath(path)}, outside the folder")
+        if path.is_symlink():
+            target = Path(os.path.realpath(path))
+            if not target.is_relative_to(folder):
+                raise _Unreadable(f"symlink to {target}, outside the folder")
+            # A link is read only where its target would be: not in .git/ or another hidden
+            # folder, and not past `exclude` (a link named notes.md to an excluded file).
+            rel_target = target.relative_to(folder).as_posix()
+            if any(part.startswith(".") for part in PurePosixPath(rel_target).parts):
+                raise _NothingToIndex(f"symlink to {rel_target}, in a hidden folder")
+            if not self.matches(rel_target):
+                raise _NothingToIndex(f"symlink to {rel_target}, which include/exclude leave out")
         try:
             info = path.stat()
             if not stat.S_ISREG(info.st_mode):

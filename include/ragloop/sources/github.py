@@ -33,6 +33,7 @@ from typing import Any, Iterator
 from ragloop.documents import Document
 from ragloop.sources.base import (
     ApiSource, ExtractReport, SourceConfigError, SourceError, check_string_list, check_whole_number,
+    record_failure_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -218,13 +219,19 @@ class GithubIssuesSource(ApiSource):
         )
 
     def _document_or_skip(self, issue: dict, comments: list[dict] | None, comment_count: int, report: ExtractReport):
+        """The issue's document; None when the filters leave it out (skipped) or when it cannot
+        be read (failed, named: a body that is an object, a label that is a number)."""
         report.seen += 1
-        item = f"{self.repo}#{issue['number']}"
-        reason = self.excluded(issue, comment_count)
-        if reason:
-            report.skip(item, reason, self.doc_id(issue["number"]))
+        item = f"{self.repo}#{issue.get('number')}"
+        try:
+            reason = self.excluded(issue, comment_count)
+            if reason:
+                report.skip(item, reason, self.doc_id(issue["number"]))
+                return None
+            return self.issue_document(issue, comments or [])
+        except Exception as err:  # noqa: BLE001 - one crafted issue fails alone; the rest is read
+            report.fail(item, record_failure_reason(err), self.doc_id(issue.get("number")))
             return None
-        return self.issue_document(issue, comments or [])
 
     # --- export -------------------------------------------------------------------------------
 

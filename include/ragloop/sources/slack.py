@@ -33,7 +33,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
 from ragloop.documents import Document
-from ragloop.sources.base import ApiSource, ExtractReport, SourceConfigError, SourceError, check_whole_number
+from ragloop.sources.base import (
+    ApiSource, ExtractReport, SourceConfigError, SourceError, check_whole_number, record_failure_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,12 @@ MAX_PAGES = 10_000  # a cursor that never ends is a server bug, not a reason to 
 MAX_RETRY_AFTER_SECONDS = 120  # a longer rate-limit wait fails the channel; the next run retries
 RATE_LIMIT_RETRIES = 3
 TITLE_CHARS = 90
+# What one file of an export may expand to, and how much more than its compressed size: a real
+# export's JSON compresses 5-20 times; a zip bomb (a few hundred KB that inflate to gigabytes)
+# is refused before it is inflated, and a member whose header lies is cut off at the limit.
+MAX_EXPORT_FILE_BYTES = 128 * 1024 * 1024
+MAX_COMPRESSION_RATIO = 100
+RATIO_CHECKED_ABOVE_BYTES = 1024 * 1024  # small files may compress far better, harmlessly
 # Message subtypes that are channel housekeeping or automation, not conversation.
 NOISE_SUBTYPES = {
     "channel_join", "channel_leave", "group_join", "group_leave", "channel_topic", "channel_purpose",
@@ -153,7 +161,19 @@ class SlackSource(ApiSource):
         self, channel_id: str, channel_name: str, thread_ts: str, messages: list[dict], url: str,
         user_name: Callable[[str], str], channel_label: Callable[[str], str], report: ExtractReport,
     ) -> Document | None:
-        """The thread as a Document, or None (reported as skipped) when nothing in it is conversation."""
+        """The thread as a Document, or None: reported as skipped when nothing in it is
+        conversation, as failed (named) when a message cannot be read (a `text` that is a number,
+        a user that is a list); the other threads are read all the same."""
+        try:
+            return self._thread_document(channel_id, channel_name, thread_ts, messages, url, user_name, channel_label, report)
+        except Exception as err:  # noqa: BLE001 - one crafted thread fails alone
+            report.fail(f"#{channel_name} thread {thread_ts}", record_failure_reason(err), self.doc_id(channel_id, thread_ts))
+            return None
+
+    def _thread_document(
+        self, channel_id: str, channel_name: str, thread_ts: str, messages: list[dict], url: str,
+        user_name: Callable[[str], str], channel_label: Callable[[str], str], report: ExtractReport,
+    ) -> Document | None:
         doc_id = self.doc_id(channel_id, thread_ts)
         kept = sorted((m for m in messages if is_conversation(m)), key=lambda m: ts_float(m["ts"]))
         # Edited messages and overlapping pages can repeat a ts: keep its last version.
@@ -385,12 +405,27 @@ class _LiveReader:
 
 # --- export ----------------------------------------------------------------------------------
 
+class ExportFileTooLarge(ValueError):
+    """A file of the export would expand past the limits (a zip bomb, or not a Slack export)."""
+
+
 class _ExportFiles:
-    """The files of an export folder or zip, by their path inside the export."""
+    """The files of an export folder or zip, by their path inside the export. Every file is read
+    within MAX_EXPORT_FILE_BYTES, and a zip member whose declared size or compression ratio is
+    beyond the limits is refused without inflating it."""
 
     def __init__(self, root: Path):
         self.root = root
         self.zip = zipfile.ZipFile(root) if root.is_file() else None
+        self.refused: dict[str, str] = {}  # member -> why it is not read
+        if self.zip:
+            for info in self.zip.infolist():
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.file_size > MAX_EXPORT_FILE_BYTES:
+                    self.refused[info.filename] = f"expands to {info.file_size} bytes, more than {MAX_EXPORT_FILE_BYTES}"
+                elif info.file_size > RATIO_CHECKED_ABOVE_BYTES and ratio > MAX_COMPRESSION_RATIO:
+                    self.refused[info.filename] = (f"expands {ratio:.0f} times ({info.compress_size} bytes to {info.file_size}), "
+                                                   f"more than {MAX_COMPRESSION_RATIO} times: not read (a zip bomb?)")
         names = self.zip.namelist() if self.zip else [
             p.relative_to(root).as_posix() for p in root.rglob("*.json") if p.is_file()]
         # A zip made by compressing the export folder holds it one level down.
@@ -407,7 +442,12 @@ class _ExportFiles:
 
     def read_json(self, name: str) -> Any:
         full = self.prefix + name
-        data = self.zip.read(full) if self.zip else (self.root / full).read_bytes()
+        if full in self.refused:
+            raise ExportFileTooLarge(f"{full} in {self.root.name} {self.refused[full]}")
+        with (self.zip.open(full) if self.zip else (self.root / full).open("rb")) as handle:
+            data = handle.read(MAX_EXPORT_FILE_BYTES + 1)  # a header that lies is cut off here
+        if len(data) > MAX_EXPORT_FILE_BYTES:
+            raise ExportFileTooLarge(f"{full} in {self.root.name} is larger than {MAX_EXPORT_FILE_BYTES} bytes: not read")
         return json.loads(data.decode("utf-8-sig"))
 
     def day_files(self, folder: str) -> list[str]:
@@ -449,14 +489,17 @@ class _ExportReader:
             channels = files.read_json("channels.json")
             if not isinstance(channels, list):
                 raise ValueError("not a list of channels")
-        except (ValueError, UnicodeDecodeError) as err:
+        except ExportFileTooLarge as err:
+            raise SourceError(f"source {self.source.id!r}: {err}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
             raise SourceError(f"source {self.source.id!r}: {root}/channels.json is malformed: {err}") from None
         if files.exists("users.json"):
             try:
                 for user in files.read_json("users.json"):
                     self.users[user["id"]] = display_name(user, user["id"])
-            except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
-                log.warning("%s: users.json in %s is malformed (%s): speakers are shown by user id", self.source.id, root, err)
+            except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError, RecursionError) as err:
+                log.warning("%s: users.json in %s is malformed or too large (%s): speakers are shown by user id",
+                            self.source.id, root, err)
         else:
             log.warning("%s: the export %s has no users.json: speakers are shown by user id", self.source.id, root)
         listed = {}
@@ -481,8 +524,11 @@ class _ExportReader:
                 records = files.read_json(day_file)
                 if not isinstance(records, list):
                     raise ValueError(f"expected a list of messages, found {type(records).__name__}")
-            except (ValueError, UnicodeDecodeError) as err:
-                self.report.fail(day_file, f"malformed day file: {err}")
+            except ExportFileTooLarge as err:
+                self.report.fail(day_file, str(err))
+                continue
+            except (ValueError, UnicodeDecodeError, RecursionError) as err:
+                self.report.fail(day_file, f"malformed day file: {record_failure_reason(err) if isinstance(err, RecursionError) else err}")
                 continue
             for number, message in enumerate(records):
                 if not isinstance(message, dict) or not _valid_ts(message.get("ts")):
