@@ -184,35 +184,39 @@ def check_openai(conn_id: str, why: str) -> Check:
     return Check("openai", conn_id, OK, f"{why}: {len(models)} models listed at {client.base_url}")
 
 
-def check_slack(source: dict) -> Check:
-    from ragloop.sources.slack import slack_client
-
+def _check_live_source(source: dict, service: str, probe: Callable[[str], str], fix: str) -> Check:
+    """A live Slack or GitHub source's connection, resolved, then `probe(conn_id)` against the API."""
     conn_id = source["connection"]
-    name = f"slack ({source['id']})"
-    _, failed = _resolve(conn_id, "slack", name)
+    name = f"{service} ({source['id']})"
+    _, failed = _resolve(conn_id, service, name)
     if failed:
         return failed
     try:
+        found = probe(conn_id)
+    except Exception as err:  # noqa: BLE001 - the API's own error, named
+        return Check(name, conn_id, FAIL, _first_line(err), fix)
+    return Check(name, conn_id, OK, found)
+
+
+def check_slack(source: dict) -> Check:
+    from ragloop.sources.slack import slack_client
+
+    def probe(conn_id: str) -> str:
         identity = slack_client(conn_id).auth_test()
-    except Exception as err:  # noqa: BLE001
-        return Check(name, conn_id, FAIL, _first_line(err), "check the connection's bot token (password) and its scopes")
-    return Check(name, conn_id, OK, f"token of {identity.get('user')} in workspace {identity.get('team')}")
+        return f"token of {identity.get('user')} in workspace {identity.get('team')}"
+
+    return _check_live_source(source, "slack", probe, "check the connection's bot token (password) and its scopes")
 
 
 def check_github(source: dict) -> Check:
     from ragloop.sources.github import github_client
 
-    conn_id = source["connection"]
-    name = f"github ({source['id']})"
-    _, failed = _resolve(conn_id, "github", name)
-    if failed:
-        return failed
-    try:
+    def probe(conn_id: str) -> str:
         repo = github_client(conn_id, source["id"]).get_repo(source["repo"])
-    except Exception as err:  # noqa: BLE001
-        return Check(name, conn_id, FAIL, _first_line(err),
-                     f"check the connection's token (password) can read {source.get('repo')}, and its host for GitHub Enterprise")
-    return Check(name, conn_id, OK, f"{repo.full_name} readable with the connection's token")
+        return f"{repo.full_name} readable with the connection's token"
+
+    return _check_live_source(source, "github", probe, f"check the connection's token (password) can read "
+                              f"{source.get('repo')}, and its host for GitHub Enterprise")
 
 
 def diagnose(config_path: str | None = None, progress: Callable[[str], None] | None = None) -> dict:
