@@ -512,6 +512,58 @@ def cmd_airflow_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- docs gaps ---------------------------------------------------------------------------------
+
+def cmd_gaps(args: argparse.Namespace) -> int:
+    """Recorded questions grouped into topics, the topics the docs serve worst first (ragloop.gaps)."""
+    from datetime import datetime
+    from pathlib import Path
+
+    from ragloop import gaps
+    from ragloop.config import load_config
+    from ragloop.embedding import make_embedder
+    from ragloop.runs import RunStore
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            progress(f"ragloop: --since {args.since!r} is not an ISO 8601 date or time (like 2026-11-01 or 2026-11-01T08:00:00+00:00)")
+            return 2
+    if args.limit < 1:
+        progress(f"ragloop: --limit must be at least 1, got {args.limit}")
+        return 2
+    config = load_config(args.config)
+    _prepare_airflow()
+    with RunStore.default() as store:
+        runs = store.list_runs(since=since, limit=args.limit)
+        where = repr(store)
+    if not runs:
+        progress(f"ragloop: no runs in the run store {where}" + (f" created at or after {args.since}" if since else "")
+                 + ": record answers with `ragloop ask`, the HTTP API or `ragloop runs import` first")
+        return 1
+    progress(f"Read {len(runs)} runs from {where}; embedding their questions with {config.embedder!r}...")
+    vectors = gaps.question_vectors(make_embedder(config.embedder), runs, progress=progress)
+    try:
+        topics = gaps.find_topics(runs, vectors)
+    except gaps.GapsError as err:
+        progress(f"ragloop: {err}")
+        return 1
+    progress(f"Grouped {len(runs)} questions into {sum(t.topic_id != gaps.NOT_GROUPED for t in topics)} topics "
+             f"({gaps.DEFAULT_METHOD}, cosine distance threshold {gaps.DEFAULT_THRESHOLD})")
+    if args.csv:
+        try:
+            Path(args.csv).write_text(gaps.topics_csv(topics), encoding="utf-8")
+        except OSError as err:
+            progress(f"ragloop: cannot write --csv {args.csv}: {err.strerror or err}")
+            return 1
+        progress(f"Wrote {len(topics)} topics to {args.csv}")
+    emit(args, {"runs": len(runs), "method": gaps.DEFAULT_METHOD, "threshold": gaps.DEFAULT_THRESHOLD,
+                "topics": [t.to_json() for t in topics]}, lambda _: gaps.topics_text(topics))
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -595,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     standalone = command(airflow, "start", cmd_airflow_start, "Airflow standalone on 127.0.0.1:8080 in the background")
     standalone.add_argument("--timeout", type=float, default=240.0)
     command(airflow, "stop", cmd_airflow_stop, "stop the Airflow standalone ragloop started")
+
+    gaps_cmd = command(commands, "gaps", cmd_gaps, "docs gaps: recorded questions grouped into topics by their embeddings, "
+                       "the topics answered worst first", config=True)
+    gaps_cmd.add_argument("--since", help="only runs created at or after this ISO 8601 date or time")
+    gaps_cmd.add_argument("--limit", type=int, default=5000, help="the newest runs read (default 5000)")
+    gaps_cmd.add_argument("--csv", metavar="PATH", help="also write the topics to this CSV file")
     return parser
 
 
