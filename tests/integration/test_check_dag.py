@@ -19,7 +19,7 @@ def test_ragloop_check_runs_the_dag(weaviate_server, airflow_db, weaviate_client
     assert report["state"] == "success"
     assert report["check_weaviate"]["version"] == "1.39.0"
     assert report["prepare_collection"] == {
-        "collection": "CheckProbe", "created": True, "embedder": "local:all-MiniLM-L6-v2", "dimension": 384,
+        "collection": "CheckProbe", "created": True, "embedder": "local:all-MiniLM-L6-v2@onnx-int8", "dimension": 384,
     }
     assert report["measure_embedder"]["dimension"] == 384 and report["measure_embedder"]["passages"] > 10
     assert weaviate_client.collections.exists("CheckProbe")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ragloop.embedding import LocalEmbedder, OpenAIEmbedder
+from ragloop.embedding import LocalEmbedder, OpenAIEmbedder, TorchEmbedder
 from ragloop.index import SCHEMA_VERSION, EmbedderMismatch, collection_counts, drop_collection, ensure_collection, recorded_embedder
 
 pytestmark = pytest.mark.integration
@@ -14,7 +14,8 @@ def test_embedder_recorded_and_mismatch_refused(weaviate_client):
     local = LocalEmbedder()
     assert ensure_collection(weaviate_client, name, local) is True
     assert recorded_embedder(weaviate_client, name) == {
-        "embedder": "local:all-MiniLM-L6-v2", "dimension": 384, "schema_version": SCHEMA_VERSION,
+        "embedder": "local:all-MiniLM-L6-v2@onnx-int8", "dimension": 384, "quantization": "int8",
+        "schema_version": SCHEMA_VERSION,
     }
     assert ensure_collection(weaviate_client, name, local) is False  # same embedder: fine
 
@@ -25,8 +26,34 @@ def test_embedder_recorded_and_mismatch_refused(weaviate_client):
     with pytest.raises(EmbedderMismatch) as refused:
         ensure_collection(weaviate_client, name, OpenAIEmbedder(model="text-embedding-3-small"))
     message = str(refused.value)
-    assert "'local:all-MiniLM-L6-v2' (384 dimensions)" in message
+    assert "'local:all-MiniLM-L6-v2@onnx-int8' (384 dimensions, int8)" in message
     assert "'openai:text-embedding-3-small' (1536 dimensions)" in message
+    assert "set `embedder:` back to `local`." in message
     assert "set `collection:` in sources.yaml to a new name and run `ragloop ingest`" in message
     assert collection_counts(weaviate_client)[name] == 0
+    assert drop_collection(weaviate_client, name) is True
+
+
+def test_torch_and_onnx_vectors_are_not_mixed(weaviate_client):
+    """The same weights through torch and through the int8 ONNX model give different vectors: a
+    collection filled by one refuses the other, both ways, and says which setting fills it."""
+    name = "SchemaProbeTorch"
+    drop_collection(weaviate_client, name)
+    torch_model = TorchEmbedder()  # never loaded: ensure_collection needs only its name
+    assert ensure_collection(weaviate_client, name, torch_model) is True
+    assert recorded_embedder(weaviate_client, name) == {
+        "embedder": "local:all-MiniLM-L6-v2", "dimension": 384, "schema_version": SCHEMA_VERSION,
+    }
+    with pytest.raises(EmbedderMismatch) as refused:
+        ensure_collection(weaviate_client, name, LocalEmbedder())
+    assert "'local:all-MiniLM-L6-v2' (384 dimensions)" in str(refused.value)
+    assert "set `embedder:` back to `local-torch`" in str(refused.value)
+    assert drop_collection(weaviate_client, name) is True
+
+    drop_collection(weaviate_client, name)
+    assert ensure_collection(weaviate_client, name, LocalEmbedder(quantization="fp32")) is True
+    with pytest.raises(EmbedderMismatch) as refused:
+        ensure_collection(weaviate_client, name, LocalEmbedder())  # int8 on an fp32 collection
+    assert "(384 dimensions, fp32)" in str(refused.value) and "(384 dimensions, int8)" in str(refused.value)
+    assert "`{type: local, quantization: fp32}`" in str(refused.value)
     assert drop_collection(weaviate_client, name) is True

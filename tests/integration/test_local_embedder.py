@@ -31,7 +31,7 @@ print(json.dumps({
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["name"] == "local:all-MiniLM-L6-v2"
+    assert report["name"] == "local:all-MiniLM-L6-v2@onnx-int8"
     assert report["dimension"] == 384 and report["lengths"] == [384, 384, 384]
     assert report["similar"] > report["unrelated"] + 0.2
     assert abs(report["norm"] - 1.0) < 1e-3  # normalized: dot product is cosine

