@@ -6,6 +6,7 @@ Not a test. Prints a table and one JSON line, and writes bench/results/retrieval
     python bench/retrieval.py                    # every question, a private local Weaviate
     python bench/retrieval.py --limit 8          # the first 8 questions: a quick one
     python bench/retrieval.py --use-connection   # the Weaviate of weaviate_default instead
+    python bench/retrieval.py --embedder local-torch   # the torch model (needs the `export` group)
 
 The three bundled sample sources of include/sources.yaml (docs, a Slack export, a GitHub issues
 export) are ingested with the configuration's chunking, the real local embedder and
@@ -74,14 +75,15 @@ def load_questions(path: Path) -> list[Question]:
 
 # --- the collection -----------------------------------------------------------------------------
 
-def write_bench_config(work: Path, collection: str) -> Path:
+def write_bench_config(work: Path, collection: str, embedder: str = "local") -> Path:
     """include/sources.yaml as it is (sources, chunking, embedder options), written to another
-    collection, staged under `work`, with the samples' paths made absolute and the local embedder."""
+    collection, staged under `work`, with the samples' paths made absolute and the given local
+    embedder (`local`: ONNX int8, `local-torch`)."""
     import yaml
 
     config = yaml.safe_load(SOURCES_CONFIG.read_text())
     config["collection"] = collection
-    config["embedder"] = "local"
+    config["embedder"] = embedder
     config["staging"] = f"file://{work / 'staging'}"
     config.pop("llm", None)  # retrieval only: answers stay extractive and offline
     for source in config["sources"]:
@@ -229,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--collection", default=DEFAULT_COLLECTION,
                         help=f"the collection to (re)build; dropped first and afterwards (default {DEFAULT_COLLECTION})")
+    parser.add_argument("--embedder", default="local", choices=("local", "local-torch"),
+                        help="local: all-MiniLM-L6-v2 on ONNX Runtime, int8 (the default); local-torch: the same "
+                             "weights through torch (needs the `export` dependency group)")
     add_common_arguments(parser, HERE / "results")
     args = parser.parse_args(argv)
 
@@ -246,11 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         from ragloop.embedding import make_embedder
         from ragloop.index import connect, drop_collection
 
-        config_path = write_bench_config(work, args.collection)
-        embedder = make_embedder("local")
+        config_path = write_bench_config(work, args.collection, args.embedder)
+        embedder = make_embedder(args.embedder)
         with connect() as client:
             drop_collection(client, args.collection)  # a leftover of an interrupted run may hold other documents
-        log(f"Ingesting the bundled samples into {args.collection} (local embedder)...")
+        log(f"Ingesting the bundled samples into {args.collection} ({embedder.name})...")
         ingested = ingest_samples(config_path, embedder, log)
 
         with connect() as client:

@@ -133,8 +133,10 @@ def _load_onnx(folder: str, quantization: str, verify: bool, threads: int | None
             f"and export again with {export_command(quantization)}."
         ) from err
     tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
-    tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
+    tokenizer.no_truncation()  # LocalEmbedder.embed cuts to MAX_SEQ_LENGTH itself, after counting
     tokenizer.no_padding()
+    if tokenizer.token_to_id("[SEP]") is None or MAX_SEQ_LENGTH != LocalEmbedder.max_input_tokens + 2:
+        raise OnnxModelError(f"{path / TOKENIZER_FILE} is not all-MiniLM-L6-v2's tokenizer (no [SEP]); export again.")
     inputs = tuple(i.name for i in session.get_inputs())
     log.info("Loaded %s (ONNX, %s) from %s in %.2f s", LOCAL_MODEL_NAME, quantization, path, time.monotonic() - started)
     return _OnnxRuntime(session, tokenizer, inputs, manifest)
@@ -183,8 +185,17 @@ class LocalEmbedder(_CountsWordPieces):
             return []
         started = time.monotonic()
         runtime = self.model
+        # One tokenization serves both the usage count (the whole text) and the model's input,
+        # cut as the tokenizer's own truncation cuts a single sequence: the first word pieces, then [SEP].
         encodings = runtime.tokenizer.encode_batch(list(texts))
-        lengths = [len(e.ids) for e in encodings]
+        limit = self.max_input_tokens + 2
+        tokens = 0
+        inputs = []
+        for encoding in encodings:
+            ids = encoding.ids
+            tokens += len(ids) - 2
+            inputs.append(ids if len(ids) <= limit else ids[: limit - 1] + ids[-1:])
+        lengths = [len(ids) for ids in inputs]
         # Shortest first: each batch pads only to its own longest text.
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
@@ -194,12 +205,12 @@ class LocalEmbedder(_CountsWordPieces):
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
             for row, i in enumerate(rows):
-                ids[row, : lengths[i]] = encodings[i].ids
+                ids[row, : lengths[i]] = inputs[i]
                 mask[row, : lengths[i]] = 1
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             vectors[rows] = runtime.session.run(None, {name: feed[name] for name in runtime.inputs})[0]
         self.usage.texts += len(texts)
-        self.usage.tokens += sum(self.count_tokens_batch(texts))
+        self.usage.tokens += tokens
         self.usage.requests += 1
         self.usage.seconds += time.monotonic() - started
         return vectors.tolist()

@@ -1,0 +1,222 @@
+"""Embedder benchmark: all-MiniLM-L6-v2 on ONNX Runtime (int8, ragloop's `local`) against the same
+weights through torch (`local-torch`), in the same run, on the same chunks.
+
+Not a test. Prints a table and one JSON line, and writes bench/results/embedders-<time>.json.
+
+    python bench/embedders.py                      # speed, memory, closeness and retrieval quality
+    python bench/embedders.py --no-retrieval       # speed, memory and closeness only (about 2 min)
+
+Each embedder runs in a process of its own, so its peak memory (the kernel's VmHWM) and its load
+time are its own: ONNX in this environment (which has no torch), torch in the export environment
+(`make export-env`: torch, sentence-transformers, the weights). The rounds alternate ONNX and torch
+so that whatever else runs on the machine weighs on both alike.
+
+The chunks: the bundled sample docs and `--files` generated markdown files, split by ragloop's
+chunker for the model (at most 254 word pieces each). Retrieval quality: bench/retrieval.py once
+per embedder (its hit@5 = recall@5 of the labelled documents, and MRR@5), the torch one in a
+project environment with the `export` group (created by uv in the cache on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- a worker: one embedder in one process --------------------------------------------------------
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def worker(kind: str, texts_path: Path, out: Path) -> None:
+    started = time.monotonic()
+    import numpy as np
+
+    from ragloop.embedding import LocalEmbedder, TorchEmbedder
+
+    embedder = LocalEmbedder() if kind == "onnx" else TorchEmbedder()
+    texts = json.loads(texts_path.read_text())
+    embedder.model  # the load, timed apart from embedding
+    loaded = time.monotonic() - started
+    embedder.embed(texts[:8])  # first-call allocations are not part of the rate
+    began = time.monotonic()
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    seconds = time.monotonic() - began
+    np.save(out.with_suffix(".npy"), vectors)
+    out.write_text(json.dumps({
+        "embedder": embedder.name, "texts": len(texts), "seconds": round(seconds, 2),
+        "texts_per_second": round(len(texts) / seconds, 2), "load_seconds": round(loaded, 2),
+        "peak_rss_mb": peak_rss_mb(), "torch_imported": "torch" in sys.modules,
+    }))
+
+
+# --- the driver -----------------------------------------------------------------------------------
+
+def bench_chunks(files: int, work: Path) -> list[str]:
+    """Chunk texts as ragloop's chunker cuts them for all-MiniLM-L6-v2."""
+    import corpus
+
+    from ragloop.chunking import ChunkingSettings, chunker_for
+    from ragloop.embedding import HashEmbedder
+    from ragloop.sources import ExtractReport, make_source
+
+    folders = [REPO / "include" / "samples" / "docs"]
+    if files:
+        corpus.generate(work / "generated", files, seed=5)
+        folders.append(work / "generated")
+    chunker = chunker_for(HashEmbedder(), ChunkingSettings(max_tokens=256, overlap_tokens=32))
+    texts = []
+    for number, folder in enumerate(folders):
+        source = make_source({"id": f"bench{number}", "type": "docs", "path": str(folder),
+                              "include": ["**/*.md", "**/*.mdx", "**/*.rst"]}, REPO)
+        for document in source.load_all(ExtractReport(f"bench{number}")):
+            texts += [chunk.text for chunk in chunker.split(document)]
+    return texts
+
+
+def run_worker(kind: str, texts_path: Path, out: Path) -> dict:
+    from ragloop.onnx_model import export_env
+
+    python = sys.executable if kind == "onnx" else str(export_env() / "bin" / "python")
+    if not Path(python).exists():
+        raise SystemExit(f"No export environment at {export_env()}: run `make export-env` first")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(HERE)]),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run([python, str(Path(__file__).resolve()), "--worker", kind, "--texts", str(texts_path),
+                             "--worker-out", str(out)], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"the {kind} worker failed:\n{result.stderr[-3000:]}")
+    return json.loads(out.read_text())
+
+
+def run_retrieval(embedder: str) -> dict:
+    """bench/retrieval.py with one embedder; its JSON line. torch runs in a project environment
+    with the export group (uv keeps it in its cache; the project's .venv is not touched)."""
+    from ragloop.localenv import cache_dir
+
+    command = [sys.executable, str(HERE / "retrieval.py"), "--embedder", embedder]
+    env = dict(os.environ)
+    if embedder == "local-torch":
+        env["UV_PROJECT_ENVIRONMENT"] = str(cache_dir() / "torch-project-env")
+        command = ["uv", "run", "--frozen", "--group", "export", "python", str(HERE / "retrieval.py"), "--embedder", embedder]
+    log(f"  retrieval: {' '.join(command[-4:])}...")
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        raise SystemExit(f"bench/retrieval.py --embedder {embedder} failed:\n{result.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=150, help="generated markdown files added to the sample docs (default 150)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating ONNX/torch rounds (default 2)")
+    parser.add_argument("--no-retrieval", action="store_true", help="skip bench/retrieval.py")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--worker", choices=("onnx", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.texts, args.worker_out)
+        return 0
+
+    import numpy as np
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ragloop-bench-embedders-") as folder:
+        work = Path(folder)
+        texts = bench_chunks(args.files, work)
+        texts_path = work / "texts.json"
+        texts_path.write_text(json.dumps(texts))
+        words = [len(t.split()) for t in texts]
+        log(f"{len(texts)} chunks (median {int(np.median(words))} words); {args.rounds} rounds of ONNX then torch")
+        runs: dict[str, list[dict]] = {"onnx": [], "torch": []}
+        vectors = {}
+        for round_number in range(args.rounds):
+            for kind in ("onnx", "torch"):
+                out = work / f"{kind}-{round_number}.json"
+                runs[kind].append(run_worker(kind, texts_path, out))
+                vectors[kind] = np.load(out.with_suffix(".npy"))
+                log(f"  round {round_number + 1} {kind}: {runs[kind][-1]['texts_per_second']} texts/s, "
+                    f"load {runs[kind][-1]['load_seconds']} s, peak {runs[kind][-1]['peak_rss_mb']} MB")
+        cosines = (vectors["onnx"] * vectors["torch"]).sum(axis=1)
+
+    def summary(kind: str) -> dict:
+        rows = runs[kind]
+        total = sum(r["seconds"] for r in rows)
+        return {"embedder": rows[0]["embedder"], "texts_per_second": round(len(texts) * len(rows) / total, 2),
+                "per_round": [r["texts_per_second"] for r in rows],
+                "load_seconds": round(min(r["load_seconds"] for r in rows), 2),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in rows), "torch_imported": rows[0]["torch_imported"]}
+
+    result = {"benchmark": "embedders", "chunks": len(texts), "median_words": int(np.median(words)),
+              "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+              "onnx": summary("onnx"), "torch": summary("torch"),
+              "cosine_onnx_torch": {"min": round(float(cosines.min()), 4), "mean": round(float(cosines.mean()), 4),
+                                    "p01": round(float(np.percentile(cosines, 1)), 4)}}
+    result["ratios"] = {
+        "texts_per_second_onnx_vs_torch": round(result["onnx"]["texts_per_second"] / result["torch"]["texts_per_second"], 2),
+        "peak_rss_onnx_vs_torch": round(result["onnx"]["peak_rss_mb"] / result["torch"]["peak_rss_mb"], 2),
+        "load_seconds_onnx_vs_torch": round(result["onnx"]["load_seconds"] / result["torch"]["load_seconds"], 3),
+    }
+    if not args.no_retrieval:
+        for name, embedder in (("onnx", "local"), ("torch", "local-torch")):
+            retrieval = run_retrieval(embedder)
+            result[name]["retrieval"] = {mode: {"recall@5": values["hit@5"], "mrr@5": values["mrr@5"], "hit@1": values["hit@1"]}
+                                         for mode, values in retrieval["modes"].items()}
+            result[name]["retrieval_embedder"] = retrieval["embedder"]
+        for mode in ("ragloop", "vector"):
+            result["ratios"][f"recall@5_{mode}_onnx_minus_torch"] = round(
+                result["onnx"]["retrieval"][mode]["recall@5"] - result["torch"]["retrieval"][mode]["recall@5"], 4)
+            result["ratios"][f"mrr@5_{mode}_onnx_minus_torch"] = round(
+                result["onnx"]["retrieval"][mode]["mrr@5"] - result["torch"]["retrieval"][mode]["mrr@5"], 4)
+    result["targets"] = {"texts/s ONNX >= 1.5x torch": result["ratios"]["texts_per_second_onnx_vs_torch"] >= 1.5}
+    if not args.no_retrieval:
+        result["targets"]["recall@5 (ragloop hybrid) within 0.01 of torch"] = \
+            abs(result["ratios"]["recall@5_ragloop_onnx_minus_torch"]) <= 0.01
+        result["targets"]["recall@5 (vector alone) within 0.01 of torch"] = \
+            abs(result["ratios"]["recall@5_vector_onnx_minus_torch"]) <= 0.01
+    result["seconds"] = round(time.monotonic() - started, 1)
+
+    header = f"{'embedder':<36} {'texts/s':>8} {'per round':>16} {'load s':>7} {'peak MB':>8} {'recall@5':>9} {'MRR@5':>6} {'vec r@5':>8} {'vec MRR':>8}"
+    print(header)
+    print("-" * len(header))
+    for kind in ("onnx", "torch"):
+        s = result[kind]
+        r = s.get("retrieval", {})
+        cells = [f"{r[m][k]:.3f}" if r else "-" for m, k in (("ragloop", "recall@5"), ("ragloop", "mrr@5"),
+                                                             ("vector", "recall@5"), ("vector", "mrr@5"))]
+        print(f"{s['embedder']:<36} {s['texts_per_second']:>8} {'/'.join(map(str, s['per_round'])):>16} "
+              f"{s['load_seconds']:>7} {s['peak_rss_mb']:>8} {cells[0]:>9} {cells[1]:>6} {cells[2]:>8} {cells[3]:>8}")
+    print(f"cosine ONNX/torch over {len(texts)} chunks: {result['cosine_onnx_torch']}")
+    print("ratios: " + json.dumps(result["ratios"]))
+    for name, ok in result["targets"].items():
+        print(f"target {name}: {'met' if ok else 'MISSED'}")
+    print(json.dumps(result))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"embedders-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
