@@ -100,7 +100,11 @@ def _client(endpoint: WeaviateEndpoint) -> "WeaviateClient":
     import weaviate
     from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 
-    return weaviate.connect_to_custom(
+    # The client's init checks would also ask the package index whether a newer client exists, on
+    # every connect: an HTTPS round trip per task (0.15-0.5 s measured; a wait for the timeout
+    # where the index is unreachable). Without them it still reads the server's meta (so an
+    # unreachable HTTP endpoint fails here); the gRPC health check is done below, as the client's.
+    client = weaviate.connect_to_custom(
         http_host=endpoint.host,
         http_port=endpoint.http_port,
         http_secure=endpoint.http_secure,
@@ -110,7 +114,35 @@ def _client(endpoint: WeaviateEndpoint) -> "WeaviateClient":
         headers=dict(endpoint.headers) or None,
         auth_credentials=Auth.api_key(endpoint.api_key) if endpoint.api_key else None,
         additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
+        skip_init_checks=True,
     )
+    try:
+        _check_grpc(endpoint, timeout=10)
+    except Exception:
+        client.close()
+        raise
+    return client
+
+
+def _check_grpc(endpoint: WeaviateEndpoint, timeout: float) -> None:
+    """Weaviate's gRPC health check, on a channel of its own."""
+    import grpc
+    from weaviate.proto.v1 import health_weaviate_pb2
+
+    target = f"{endpoint.grpc_host}:{endpoint.grpc_port}"
+    channel = grpc.secure_channel(target, grpc.ssl_channel_credentials()) if endpoint.grpc_secure else grpc.insecure_channel(target)
+    try:
+        reply = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_weaviate_pb2.WeaviateHealthCheckRequest.SerializeToString,
+            response_deserializer=health_weaviate_pb2.WeaviateHealthCheckResponse.FromString,
+        )(health_weaviate_pb2.WeaviateHealthCheckRequest(), timeout=timeout)
+    except grpc.RpcError as err:
+        raise WeaviateIndexError(f"Weaviate's gRPC port {target} does not answer: {err.code().name}: {err.details()}") from None
+    finally:
+        channel.close()
+    if reply.status != health_weaviate_pb2.WeaviateHealthCheckResponse.SERVING:
+        raise WeaviateIndexError(f"Weaviate's gRPC port {target} is not serving (status {reply.status})")
 
 
 @contextmanager

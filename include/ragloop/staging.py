@@ -104,7 +104,9 @@ def path(url: str) -> "ObjectStoragePath":
 def write_json(target: "ObjectStoragePath", data: Any) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w") as handle:
-        json.dump(data, handle, ensure_ascii=False, default=str)
+        # dumps, not dump: json.dump always takes the pure-Python encoder, dumps the C one (a plan's
+        # batch files took 2.8 s of a 35 s hash-embedder ingest of 15,249 chunks with dump).
+        handle.write(json.dumps(data, ensure_ascii=False, default=str))
     return str(target)
 
 

@@ -57,3 +57,28 @@ def test_torch_and_onnx_vectors_are_not_mixed(weaviate_client):
     assert "(384 dimensions, fp32)" in str(refused.value) and "(384 dimensions, int8)" in str(refused.value)
     assert "`{type: local, quantization: fp32}`" in str(refused.value)
     assert drop_collection(weaviate_client, name) is True
+
+
+def test_connect_checks_grpc_itself_and_names_the_port(weaviate_server, monkeypatch):
+    """The client's init checks are skipped (they would query the package index on every
+    connect); a gRPC port that does not answer is still refused at connect, by name."""
+    import json
+    import socket
+
+    from ragloop.index import WeaviateIndexError, connect
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    conn = {"conn_type": "weaviate", "host": "127.0.0.1", "port": weaviate_server.http_port,
+            "extra": {"grpc_host": "127.0.0.1", "grpc_port": weaviate_server.grpc_port}}
+    monkeypatch.setenv("AIRFLOW_CONN_WEAVIATE_PROBE", json.dumps(conn))
+    with connect("weaviate_probe") as client:
+        assert client.collections.exists("NoSuchCollection") is False
+    conn["extra"]["grpc_port"] = closed
+    monkeypatch.setenv("AIRFLOW_CONN_WEAVIATE_PROBE", json.dumps(conn))
+    with pytest.raises(WeaviateIndexError) as refused:
+        with connect("weaviate_probe"):
+            pass
+    assert f"gRPC port 127.0.0.1:{closed} does not answer: UNAVAILABLE" in str(refused.value)
+    assert "Cannot reach Weaviate" in str(refused.value)
