@@ -86,7 +86,8 @@ class _CountsWordPieces:
 
     def count_tokens_batch(self, texts: Sequence[str]) -> list[int]:
         memo: dict[str, int] = self.__dict__.setdefault("_counted", {})
-        known = {t: memo[t] for t in texts if t in memo}
+        # get(), never `in` then [], so another thread clearing the memo cannot fail this one.
+        known = {t: n for t in texts if (n := memo.get(t)) is not None}
         unknown = [t for t in dict.fromkeys(texts) if t not in known]
         if unknown:
             # Ids only: the fast path skips the offsets that counting does not need (~20 % faster).
