@@ -60,9 +60,11 @@ RELEVANCE_THRESHOLD = 0.25
 # Groundedness: an answer sentence is supported when it is quoted from a source, or its cosine
 # with a source sentence or passage reaches SUPPORT_THRESHOLD; the run passes when the share of
 # supported sentences reaches GROUNDED_THRESHOLD. Agreement is 0.900 for support 0.50–0.55 with a
-# share of 0.60–0.75. The limit of an embedding judge: a subtly wrong answer (every number
+# share of 0.60–0.75 with the torch model's vectors; with the int8 ONNX model's, support 0.55 at
+# share 0.67 fell to 0.875 (one run near 0.55 moved) while support 0.50 keeps 0.900 at shares
+# 0.60–0.75 with both. The limit of an embedding judge: a subtly wrong answer (every number
 # changed, same words) reads as supported; only the LLM judge checks claims.
-SUPPORT_THRESHOLD = 0.55
+SUPPORT_THRESHOLD = 0.50
 GROUNDED_THRESHOLD = 0.67
 # Agreement these thresholds reach on the labelled set (relevance 0.900, groundedness 0.900, the
 # whole good/not-good decision 0.875); tests/unit/test_offline_judge.py prints the current
@@ -70,7 +72,7 @@ GROUNDED_THRESHOLD = 0.67
 LABELLED_AGREEMENT = {"relevance": 0.9, "groundedness": 0.9, "good": 0.875}
 # Versions of the offline criteria: bump one when its measure or threshold changes, so grades
 # show which rule produced them and written-back runs are graded again.
-OFFLINE_VERSIONS = {"relevance": "offline-1", "groundedness": "offline-1", "helpfulness": "votes-1", "publicness": "checks-1"}
+OFFLINE_VERSIONS = {"relevance": "offline-1", "groundedness": "offline-2", "helpfulness": "votes-1", "publicness": "checks-1"}
 
 # Judge prices, USD per million tokens (input, output): OpenAI's list prices when this table was
 # written. Prices change: `llm.prices` in sources.yaml overrides them, and a model not listed
