@@ -136,6 +136,17 @@ def decode_text(data: bytes) -> str:
 # libyaml's parser with the safe constructor: the same values and errors as yaml.safe_load, and it
 # was most of the time of a no-change re-run (4.4 of 11.6 s on 4,000 files with front matter).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAX_FLOW_DEPTH = 200
+_FLOW = re.compile(r"[\[\]{}]")
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of [ ] and { } in a YAML text (quotes ignored: an over-count only refuses)."""
+    depth = deepest = 0
+    for bracket in _FLOW.findall(text):
+        depth = depth + 1 if bracket in "[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    return deepest
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)^---[ \t]*(?:\n|\Z)", re.DOTALL | re.MULTILINE)
 
@@ -147,6 +158,9 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     match = FRONT_MATTER.match(text)
     if not match:
         raise _Unreadable("malformed front matter: no closing '---' line")
+    if _flow_depth(match["yaml"]) > _MAX_FLOW_DEPTH:
+        # libyaml would parse it (the pure-Python parser recursed past its limit): refuse it alike.
+        raise _Unreadable("malformed front matter: nested too deeply")
     try:
         data = yaml.load(match["yaml"], Loader=_YAML_LOADER)
     except yaml.MarkedYAMLError as err:
