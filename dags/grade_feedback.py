@@ -6,14 +6,13 @@ from __future__ import annotations
 from airflow.configuration import conf
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from ragloop.dag_defaults import DEFAULT_ARGS, TAGS, ingest_asset
-from ragloop.runs import runs_asset
+from ragloop.catalog import DEFAULT_ARGS, GRADE_DAG_ID, TAGS, ingest_asset, runs_asset
 
 KNOWLEDGE_BASE = ingest_asset()
 
 
 @dag(
-    dag_id="ragloop_grade_feedback",
+    dag_id=GRADE_DAG_ID,
     # Nightly at 01:00, after the midnight ingests; and whenever a run or a vote is recorded
     # (the runs API, `ragloop ask`/`feedback`/`runs import` emit ragloop://runs events).
     schedule=AssetOrTimeSchedule(

@@ -3,11 +3,11 @@ embedder embeds. Trigger it after changing connections or `embedder:` in sources
 
 from airflow.sdk import Param, dag, task
 
-from ragloop.dag_defaults import DEFAULT_ARGS, TAGS
+from ragloop.catalog import CHECK_DAG_ID, DEFAULT_ARGS, TAGS
 
 
 @dag(
-    dag_id="ragloop_check",
+    dag_id=CHECK_DAG_ID,
     schedule=None,
     catchup=False,
     default_args=DEFAULT_ARGS,

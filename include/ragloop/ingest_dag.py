@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from ragloop.dag_defaults import DEFAULT_ARGS, TAGS, ingest_asset
+from ragloop.catalog import DEFAULT_ARGS, TAGS, ingest_asset
 
 KNOWLEDGE_BASE = ingest_asset()
 
