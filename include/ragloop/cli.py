@@ -15,6 +15,7 @@ import sys
 from typing import Any, Callable
 
 from ragloop import localenv
+from ragloop.runs.models import WritebackState
 
 log = logging.getLogger("ragloop")
 
@@ -361,7 +362,7 @@ def _grades_text(grades: list[dict]) -> str:
 def _writeback_text(writeback: dict | None) -> str:
     if not writeback:
         return "not written back"
-    if writeback["state"] == "written":
+    if writeback["state"] == WritebackState.WRITTEN:
         return f"written back {writeback['written_at'][:16]}"
     return f"{writeback['state'].replace('_', ' ')} {(writeback['revoked_at'] or '')[:16]}: {writeback['revoke_reason']}"
 

@@ -16,7 +16,7 @@ from ragloop.grading.choice import criterion_versions, make_judge
 from ragloop.grading.judge import Judge
 from ragloop.grading.verdicts import CHECKS, CHECKS_JUDGE, CHECKS_VERSION, CRITERIA, VOTE_CRITERIA, JudgeFailed, Verdict
 from ragloop.pipeline import progress
-from ragloop.runs import RunStore
+from ragloop.runs import RunStore, WritebackState
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def select_runs(config_path: str | None = None, limit: int = DEFAULT_RUN_LIMIT, 
     with RunStore.default() as store:
         never = store.ungraded_run_ids(limit)
         voted = store.run_ids_with_new_votes(limit)
-        written = [w["run_id"] for w in store.writebacks("written")]
+        written = [w["run_id"] for w in store.writebacks(WritebackState.WRITTEN)]
         latest = store.latest_grades(None if regrade_outdated else written)
         outdated = sorted(run_id for run_id, grades in latest.items() if not is_current(grades, versions))
     selected = list(dict.fromkeys([*never, *voted, *outdated]))[:limit]

@@ -13,7 +13,7 @@ from ragloop.grading.choice import criterion_versions
 from ragloop.grading.verdicts import CHECKS
 from ragloop.index import connect, delete_documents, read_indexed_documents
 from ragloop.pipeline import finish_staging, index_batch, plan_ingest, plan_path, progress, prune_sources, stage_documents
-from ragloop.runs import RunStore, latest_votes
+from ragloop.runs import RunStore, WritebackState, latest_votes, writeback_state
 from ragloop.sources.base import ExtractReport
 from ragloop.staging import DagRunRef, read_json
 
@@ -50,7 +50,7 @@ def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -
     downs = [v for v in latest_votes(run.get("votes") or []).values() if v["vote"] == "down"]
     if downs:
         return "down vote by " + "; ".join(v["user_id"] + (f": {v['comment']}" if v.get("comment") else "") for v in downs)
-    if run.get("writeback") and run["writeback"]["state"] == "revoked_by_hand":
+    if writeback_state(run) is WritebackState.REVOKED_BY_HAND:
         return run["writeback"].get("revoke_reason") or "revoked by hand"
     checks = latest.get(CHECKS)
     if checks and checks["veto"]:
@@ -78,9 +78,9 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None) -> dict:
     with RunStore.default() as store:
         passing = store.get_runs(store.passing_run_ids(versions))
         good = [r for r in passing if not r["vote_summary"]["down"]
-                and not (r["writeback"] and r["writeback"]["state"] == "revoked_by_hand")]
+                and writeback_state(r) is not WritebackState.REVOKED_BY_HAND]
         latest = store.latest_grades([r["run_id"] for r in good])
-        written_before = {w["run_id"]: w for w in store.writebacks("written")}
+        written_before = {w["run_id"]: w for w in store.writebacks(WritebackState.WRITTEN)}
     documents = [qa_document(run, latest[run["run_id"]]) for run in good]
     report = ExtractReport(QA_SOURCE_ID)
     report.seen = len(documents)
@@ -100,15 +100,15 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None) -> dict:
             before = written_before.get(run["run_id"])
             if before is None or before["grader_versions"] != versions_now:
                 store.set_writeback(run["run_id"], doc_id=qa_doc_id(run["run_id"]), collection=config.collection,
-                                    state="written", grader_versions=versions_now)
+                                    state=WritebackState.WRITTEN, grader_versions=versions_now)
         revoked_runs = store.get_runs(revoked_ids)
         revoked_latest = store.latest_grades(revoked_ids)
         for run in revoked_runs:
             reason = why_not_good(run, revoked_latest.get(run["run_id"], {}), versions)
             revocations.append({"run_id": run["run_id"], "reason": reason})
-            if not (run["writeback"] and run["writeback"]["state"] == "revoked_by_hand"):
+            if writeback_state(run) is not WritebackState.REVOKED_BY_HAND:
                 store.set_writeback(run["run_id"], doc_id=qa_doc_id(run["run_id"]), collection=config.collection,
-                                    state="revoked", reason=reason)
+                                    state=WritebackState.REVOKED, reason=reason)
             progress("Revoked the written-back answer of run %s: %s", run["run_id"], reason)
     finish_staging(config, dag_run)  # the feedback DAG's last task that reads its staging
     summary = plan["summary"].get(QA_SOURCE_ID, {})
@@ -159,7 +159,7 @@ def revoke_by_hand(run_id: str, reason: str | None = None, config_path: str | No
         run = store.get_run(run_id)  # RunNotFound names the id
         with connect(conn_id) as client:
             chunks = delete_documents(client, config.collection, [qa_doc_id(run_id)])
-        store.set_writeback(run_id, doc_id=qa_doc_id(run_id), collection=config.collection, state="revoked_by_hand",
+        store.set_writeback(run_id, doc_id=qa_doc_id(run_id), collection=config.collection, state=WritebackState.REVOKED_BY_HAND,
                             reason=f"revoked by hand: {reason}" if reason else "revoked by hand")
-    was_written = bool(chunks) or bool(run["writeback"] and run["writeback"]["state"] == "written")
+    was_written = bool(chunks) or writeback_state(run) is WritebackState.WRITTEN
     return {"run_id": run_id, "collection": config.collection, "chunks_deleted": chunks, "was_written_back": was_written}

@@ -1,253 +1,26 @@
-"""The Q&A run store, the recorder, and user feedback.
-
-A run is one answer the assistant gave: the question, the rewritten queries, what retrieval
-returned (with the text the answer saw), the answer, the model and prompt, token counts, latency.
-Votes (up/down with a comment) and, later, grades and write-back records hang off a run.
-
-The store is a real SQL database through SQLAlchemy: a SQLite file under `.ragloop/` by default,
-or whatever the Airflow connection `ragloop_runs_default` points at (Postgres in production). The
-schema is created and upgraded by numbered migrations recorded in `ragloop_schema`, on first use.
-
-`RunRecorder` is a context manager over a `contextvars.ContextVar`: answering code records into
-whichever recorder is active in its context, without being handed one. Recording never breaks
-answering: a database error is logged and counted on the recorder.
-"""
+"""`RunStore`: runs, votes, grades and write-back records in one SQL database (SQLAlchemy);
+migrated on first use. Over 450 lines for a reason: it is one class, the only code that reads or
+writes these tables, and its queries read best next to each other."""
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
-import re
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Any, Iterable
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ValidationError
+
+from ragloop.runs.connection import RunNotFound, RunStoreError, runs_database_url, unavailable
+from ragloop.runs.models import WRITEBACK_STATES, WritebackState, RunIn, VoteIn, field_errors, summarize_votes
+from ragloop.runs.schema import GRADES, MIGRATIONS, RUNS, SCHEMA_TABLE, SCHEMA_VERSION, VOTE_ORDER, VOTES, WRITEBACKS
 
 log = logging.getLogger(__name__)
-
-RUNS_CONN_ID = "ragloop_runs_default"
-RUNS_ASSET_NAME = "ragloop_runs"
-RUNS_ASSET_URI = "ragloop://runs"
-# written: in the index; revoked: removed by the feedback DAG (down vote, or no longer passes);
-# revoked_by_hand: removed with `ragloop qa revoke`, and never written back again on its own.
-WRITEBACK_STATES = ("written", "revoked", "revoked_by_hand")
-
-# --- the shape of a run, shared by the recorder, the HTTP API and `runs import` -----------------
-
-# Tab, newline and carriage return are text; every other control character is refused: they hide
-# content from people reading runs and break terminals and CSV exports.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _no_control_characters(value: str) -> str:
-    match = CONTROL_CHARACTERS.search(value)
-    if match:
-        raise ValueError(f"contains the control character {match.group()!r} at position {match.start()}")
-    return value
-
-
-def Text(max_length: int, min_length: int = 0):  # noqa: N802 - reads as a type in the models below
-    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_no_control_characters)]
-
-
-RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
-
-
-class RetrievedSource(BaseModel):
-    """One retrieved passage as the answer saw it."""
-
-    model_config = ConfigDict(extra="forbid")
-    doc_id: Text(2000, 1)
-    chunk_id: Text(100) = ""
-    url: Text(2000) = ""
-    title: Text(1000) = ""
-    kind: Text(20) = ""
-    score: float | None = None
-    text: Text(50_000) = ""
-
-
-class VoteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    vote: Literal["up", "down"]
-    user_id: Text(200) = ""
-    comment: Text(4000) | None = None
-    created_at: datetime | None = None
-
-
-class RunIn(BaseModel):
-    """A run as recorded by `ask`, posted to the API, or read from an import file."""
-
-    model_config = ConfigDict(extra="forbid")
-    run_id: RunId | None = None
-    question: Text(20_000, 1)
-    rewrites: list[Text(2000)] = Field(default_factory=list, max_length=20)
-    sources: list[RetrievedSource] = Field(default_factory=list, max_length=100)
-    answer: Text(100_000) = ""
-    model: Text(200) = ""
-    prompt_name: Text(100) = ""
-    prompt_version: Text(50) = ""
-    prompt_tokens: int | None = Field(default=None, ge=0)
-    completion_tokens: int | None = Field(default=None, ge=0)
-    # "api": the model's own usage figures; "tiktoken": counted here; "none": no model was called.
-    token_source: Literal["api", "tiktoken", "none", ""] = ""
-    latency_ms: float | None = Field(default=None, ge=0)
-    app: Text(100, 1) | None = None  # None: the recorder's app, or "api" when posted to the API
-    user_id: Text(200) | None = None
-    created_at: datetime | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    votes: list[VoteIn] = Field(default_factory=list, max_length=1000)
-
-
-def field_errors(err: ValidationError) -> list[dict[str, str]]:
-    """Pydantic's errors as [{field, message}], the field as a dotted path ("sources.2.doc_id")."""
-    return [
-        {"field": ".".join(str(part) for part in e["loc"]) or "(body)", "message": e["msg"]}
-        for e in err.errors(include_url=False)
-    ]
-
-
-# --- schema and migrations ----------------------------------------------------------------------
-
-class UtcDateTime(sa.types.TypeDecorator):
-    """Stored as UTC, read back timezone-aware on every database (SQLite drops the zone)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-def _schema_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
-    """The tables as migration 1 creates them. Later changes are new migrations that alter these
-    tables (and update the definitions below), never an edit of what migration 1 does."""
-    runs = sa.Table(
-        "ragloop_runs", metadata,
-        sa.Column("run_id", sa.String(64), primary_key=True),
-        sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
-        sa.Column("recorded_at", UtcDateTime(), nullable=False),
-        sa.Column("app", sa.String(100), nullable=False, index=True),
-        sa.Column("user_id", sa.String(200)),
-        sa.Column("question", sa.Text(), nullable=False),
-        sa.Column("rewrites", sa.JSON(), nullable=False),
-        sa.Column("sources", sa.JSON(), nullable=False),
-        sa.Column("answer", sa.Text(), nullable=False),
-        sa.Column("model", sa.String(200), nullable=False),
-        sa.Column("prompt_name", sa.String(100), nullable=False),
-        sa.Column("prompt_version", sa.String(50), nullable=False),
-        sa.Column("prompt_tokens", sa.Integer()),
-        sa.Column("completion_tokens", sa.Integer()),
-        sa.Column("token_source", sa.String(20), nullable=False),
-        sa.Column("latency_ms", sa.Float()),
-        sa.Column("metadata", sa.JSON(), nullable=False),
-    )
-    votes = sa.Table(
-        "ragloop_votes", metadata,
-        sa.Column("vote_id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
-        sa.Column("user_id", sa.String(200), nullable=False),
-        sa.Column("vote", sa.String(4), nullable=False),
-        sa.Column("comment", sa.Text()),
-        sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.CheckConstraint("vote in ('up', 'down')", name="ragloop_votes_vote"),
-    )
-    grades = sa.Table(
-        "ragloop_grades", metadata,
-        sa.Column("grade_id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
-        sa.Column("criterion", sa.String(100), nullable=False),
-        sa.Column("criterion_version", sa.String(50), nullable=False),
-        sa.Column("judge", sa.String(200), nullable=False),
-        sa.Column("score", sa.Float()),
-        sa.Column("passed", sa.Boolean()),
-        sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("veto", sa.String(100)),
-        sa.Column("tokens", sa.Integer()),
-        sa.Column("graded_at", UtcDateTime(), nullable=False),
-    )
-    writebacks = sa.Table(
-        "ragloop_writebacks", metadata,
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("doc_id", sa.String(2000), nullable=False),
-        sa.Column("collection", sa.String(200), nullable=False),
-        sa.Column("state", sa.String(20), nullable=False),  # written | revoked
-        sa.Column("grader_versions", sa.JSON(), nullable=False),
-        sa.Column("written_at", UtcDateTime(), nullable=False),
-        sa.Column("revoked_at", UtcDateTime()),
-        sa.Column("revoke_reason", sa.Text()),
-    )
-    return {"runs": runs, "votes": votes, "grades": grades, "writebacks": writebacks}
-
-
-METADATA = sa.MetaData()
-TABLES = _schema_v1(METADATA)
-RUNS, VOTES, GRADES, WRITEBACKS = TABLES["runs"], TABLES["votes"], TABLES["grades"], TABLES["writebacks"]
-# Migration 2: when a vote reached the store. A vote's created_at is the voter's time and can be
-# older than the last grade (imports, clients with their own clocks); grading picks up votes
-# recorded since a run's last grade.
-VOTE_RECORDED_AT = sa.Column("recorded_at", UtcDateTime(), index=True)
-VOTES.append_column(VOTE_RECORDED_AT)
-VOTE_ORDER = (VOTES.c.created_at, VOTES.c.vote_id)  # oldest first: the last vote of a user counts
-SCHEMA_TABLE = sa.Table(
-    "ragloop_schema", sa.MetaData(),
-    sa.Column("version", sa.Integer(), primary_key=True),
-    sa.Column("description", sa.String(200), nullable=False),
-    sa.Column("applied_at", UtcDateTime(), nullable=False),
-)
-
-
-def _migration_1(connection: sa.Connection) -> None:
-    frozen = sa.MetaData()
-    _schema_v1(frozen)
-    frozen.create_all(connection)
-
-
-def _migration_2(connection: sa.Connection) -> None:
-    column_type = VOTE_RECORDED_AT.type.compile(dialect=connection.dialect)
-    connection.execute(sa.text(f"ALTER TABLE ragloop_votes ADD COLUMN recorded_at {column_type}"))
-    connection.execute(sa.text("CREATE INDEX ix_ragloop_votes_recorded_at ON ragloop_votes (recorded_at)"))
-    # Votes stored before this migration count as recorded when they were cast.
-    connection.execute(sa.text("UPDATE ragloop_votes SET recorded_at = created_at"))
-
-
-# (version, description, upgrade): applied in order, each in its own transaction, once.
-MIGRATIONS: list[tuple[int, str, Any]] = [
-    (1, "runs, votes, grades and write-back records", _migration_1),
-    (2, "votes: recorded_at, so grading sees votes that arrived since a run's last grade", _migration_2),
-]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-
-class RunStoreError(RuntimeError):
-    pass
-
-
-class RunStoreUnavailable(RunStoreError):
-    """The database cannot be reached or is locked, or the connection naming it cannot be read;
-    nothing of the request was written. `conn_id` names that connection when it is the cause."""
-
-    def __init__(self, message: str, conn_id: str | None = None):
-        super().__init__(message)
-        self.conn_id = conn_id
-
-
-class RunNotFound(RunStoreError, LookupError):
-    pass
 
 
 def _now() -> datetime:
@@ -256,68 +29,6 @@ def _now() -> datetime:
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
-
-
-def runs_database_url(conn_id: str = RUNS_CONN_ID) -> str:
-    """The SQLAlchemy URL of the run store: the Airflow connection when it is defined, else a
-    SQLite file under the project's `.ragloop/`.
-
-    Only a connection that is truly absent selects the SQLite file. One that exists but cannot
-    be read (a secrets backend or the metadata DB failing) is an error naming it: on a worker, a
-    fall-back to an empty local file would show the feedback DAG no good runs, and its write-back
-    would then revoke every answer written back before.
-
-    Connection types: `sqlite` (host = the file path), `postgres`, `mysql`; or any database by
-    putting a full SQLAlchemy URL in the connection's extra as `sqlalchemy_url`.
-    """
-    from ragloop.connections import ConnectionNotFound, ConnectionUnreadable, get_connection
-    from ragloop.localenv import state_dir
-
-    try:
-        conn = get_connection(conn_id)
-    except ConnectionNotFound:
-        return f"sqlite:///{state_dir() / 'runs.db'}"
-    except ConnectionUnreadable as err:
-        raise RunStoreUnavailable(f"run store connection {conn_id!r} cannot be read: {err}", conn_id=conn_id) from None
-    extra = conn.extra_dejson
-    if extra.get("sqlalchemy_url"):
-        return str(extra["sqlalchemy_url"])
-    conn_type = (conn.conn_type or "").lower()
-    if conn_type == "sqlite":
-        path = conn.host or conn.schema
-        if not path:
-            raise RunStoreError(f"connection {conn_id!r} (sqlite) has no file path in its host")
-        return f"sqlite:///{Path(path).expanduser()}"
-    drivers = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "mysql": "mysql+mysqldb"}  # the drivers Airflow images ship
-    if conn_type not in drivers:
-        raise RunStoreError(
-            f"connection {conn_id!r} has type {conn.conn_type!r}: use sqlite, postgres or mysql, or put a "
-            "SQLAlchemy URL in its extra as sqlalchemy_url"
-        )
-    return sa.URL.create(
-        drivers[conn_type], username=conn.login or None, password=conn.password or None, host=conn.host or None,
-        port=conn.port or None, database=conn.schema or None,
-    ).render_as_string(hide_password=False)
-
-
-def describe_runs_store(conn_id: str = RUNS_CONN_ID) -> str:
-    """Which store the runs live in, password hidden, and whether the connection chose it (for
-    reports: never raises, an unreadable connection is described as such)."""
-    from ragloop.connections import ConnectionNotFound, get_connection
-
-    try:
-        url = sa.make_url(runs_database_url(conn_id)).render_as_string(hide_password=True)
-        get_connection(conn_id)
-    except ConnectionNotFound:
-        return f"{url} (default: no {conn_id} connection)"
-    except Exception as err:
-        return f"unusable: {err}"
-    return f"{url} (connection {conn_id})"
-
-
-def _unavailable(err: Exception, url: sa.URL) -> RunStoreUnavailable:
-    first_line = str(getattr(err, "orig", None) or err).splitlines()[0]
-    return RunStoreUnavailable(f"run store {url.render_as_string(hide_password=True)} is unavailable: {first_line}")
 
 
 @dataclass
@@ -403,7 +114,7 @@ class RunStore:
                         # Another process applied the same migration first.
                         log.info("Run store migration %d was applied by another process", version)
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
-                raise _unavailable(err, self.url) from err
+                raise unavailable(err, self.url) from err
             self._migrated = True
             return SCHEMA_VERSION
 
@@ -619,14 +330,15 @@ class RunStore:
         DAG ("revoked") or by hand ("revoked_by_hand")."""
         if state not in WRITEBACK_STATES:
             raise ValueError(f"write-back state must be one of {WRITEBACK_STATES}, not {state!r}")
+        state = WritebackState(state).value  # the plain string: every database driver binds it
         self.migrate()
         now = _now()
         with self._begin() as connection:
             existing = connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id)).mappings().first()
-            if state == "written":
+            if state == WritebackState.WRITTEN:
                 values = {"doc_id": doc_id, "collection": collection, "state": state,
                           "grader_versions": grader_versions or {}, "revoked_at": None, "revoke_reason": None}
-                if existing is None or existing["state"] != "written":
+                if existing is None or existing["state"] != WritebackState.WRITTEN:
                     values["written_at"] = now
             else:
                 values = {"doc_id": doc_id, "collection": collection, "state": state, "revoked_at": now, "revoke_reason": reason}
@@ -736,15 +448,15 @@ class _Guarded:
             self._context = self._opener()
             return self._context.__enter__()
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
-            raise _unavailable(err, self._url) from err
+            raise unavailable(err, self._url) from err
 
     def __exit__(self, exc_type, exc, tb):
         try:
             result = self._context.__exit__(exc_type, exc, tb)
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
-            raise _unavailable(err, self._url) from err
+            raise unavailable(err, self._url) from err
         if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
-            raise _unavailable(exc, self._url) from exc
+            raise unavailable(exc, self._url) from exc
         return result
 
 
@@ -768,140 +480,3 @@ def _vote_row(run_id: str, vote: VoteIn) -> dict:
         created = created.replace(tzinfo=timezone.utc)
     return {"run_id": run_id, "user_id": vote.user_id, "vote": vote.vote, "comment": vote.comment,
             "created_at": created.astimezone(timezone.utc), "recorded_at": now}
-
-
-def latest_votes(votes: list[dict]) -> dict[str, dict]:
-    """user_id -> that user's latest vote: the one that counts. Votes come oldest first."""
-    return {vote["user_id"]: vote for vote in votes}
-
-
-def summarize_votes(votes: list[dict]) -> dict:
-    """The latest vote of each user counts: {up, down, votes}. Votes come oldest first."""
-    counted = [vote["vote"] for vote in latest_votes(votes).values()]
-    return {"up": counted.count("up"), "down": counted.count("down"), "votes": len(votes)}
-
-
-# --- asset events -------------------------------------------------------------------------------
-
-def runs_asset():
-    """The asset a recorded run or vote updates; the grading DAG is scheduled on it."""
-    from airflow.sdk import Asset
-
-    return Asset(name=RUNS_ASSET_NAME, uri=RUNS_ASSET_URI, group="ragloop")
-
-
-def emit_runs_event(extra: dict) -> bool:
-    """Record an asset event for `ragloop://runs` in Airflow's metadata DB, so DAGs scheduled on
-    it start. Registers the asset first if no DAG has declared it yet. Never raises: the run or
-    vote is already stored, and the nightly schedule grades it anyway."""
-    try:
-        from airflow.assets.manager import asset_manager
-        from airflow.models.asset import AssetActive, AssetModel
-        from airflow.utils.session import create_session
-
-        asset = runs_asset()  # its URI as Airflow normalizes it, so it is the asset the DAG consumes
-        with create_session() as session:
-            model = session.scalar(sa.select(AssetModel).where(AssetModel.name == asset.name, AssetModel.uri == asset.uri))
-            if model is None:
-                model = AssetModel(name=asset.name, uri=asset.uri, group=asset.group)
-                session.add(model)
-                session.flush()
-            # Mark it active: in local mode (dag.test(), no DAG processor) it would otherwise stay
-            # inactive and every event warn. Names are unique among active assets, so an active
-            # row with our name and another URI (the un-normalized "ragloop://runs" that earlier
-            # ragloop builds registered) gives way.
-            active = session.scalars(sa.select(AssetActive).where(
-                sa.or_(AssetActive.name == asset.name, AssetActive.uri == asset.uri))).all()
-            if not any(row.name == asset.name and row.uri == asset.uri for row in active):
-                for stale in active:
-                    session.delete(stale)
-                session.flush()
-                session.add(AssetActive.for_asset(model))
-                session.flush()
-            event = asset_manager.register_asset_change(asset=model, extra=extra, session=session, source_is_api=True)
-        return event is not None
-    except Exception as err:  # noqa: BLE001 - an event is a nudge; the schedule is the backstop
-        log.warning("Could not emit the %s asset event (%s); the nightly grading run will pick this up", RUNS_ASSET_URI, err)
-        return False
-
-
-# --- the recorder -------------------------------------------------------------------------------
-
-_active_recorder: contextvars.ContextVar["RunRecorder | None"] = contextvars.ContextVar("ragloop_run_recorder", default=None)
-
-
-class RunRecorder:
-    """Records every answer given inside `with RunRecorder(app=...)`.
-
-    Nested recorders stack (the innermost records); threads started with a copy of the context
-    (`contextvars.copy_context().run`, or asyncio tasks, which copy it themselves) record into the
-    recorder that was active where they were started. A recorder can be entered again after it
-    exits, but not twice at once.
-    """
-
-    def __init__(self, app: str = "ragloop", *, store: RunStore | None = None, store_url: str | None = None,
-                 user_id: str | None = None, emit_events: bool = False):
-        self.app = app
-        self.user_id = user_id
-        self.emit_events = emit_events
-        self._store = store
-        self._store_url = store_url
-        self._owns_store = store is None
-        self._token: contextvars.Token | None = None
-        self._lock = threading.Lock()
-        self.run_ids: list[str] = []
-        self.errors = 0  # recordings that failed (logged); answers were still returned
-        self.last_error: str | None = None
-
-    @property
-    def store(self) -> RunStore:
-        with self._lock:
-            if self._store is None:
-                self._store = RunStore(self._store_url) if self._store_url else RunStore.default()
-            return self._store
-
-    def __enter__(self) -> "RunRecorder":
-        if self._token is not None:
-            raise RuntimeError("this RunRecorder is already active; create another one to nest")
-        self._token = _active_recorder.set(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _active_recorder.reset(self._token)
-        self._token = None
-        if self._owns_store and self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def record(self, run: RunIn | dict) -> str | None:
-        """Store one run; returns its id, or None when recording failed (logged and counted)."""
-        try:
-            if isinstance(run, dict):
-                run = RunIn.model_validate(run)
-            updates = {"app": self.app} if run.app is None else {}
-            if self.user_id and not run.user_id:
-                updates["user_id"] = self.user_id
-            if updates:
-                run = run.model_copy(update=updates)
-            run_id, _ = self.store.record_run(run)
-        except Exception as err:  # noqa: BLE001 - recording must never break answering
-            with self._lock:
-                self.errors += 1
-                self.last_error = str(err)
-            log.error("Run not recorded by recorder %r: %s", self.app, err)
-            return None
-        with self._lock:
-            self.run_ids.append(run_id)
-        if self.emit_events:
-            emit_runs_event({"run_id": run_id, "app": self.app, "event": "run"})
-        return run_id
-
-
-def active_recorder() -> RunRecorder | None:
-    return _active_recorder.get()
-
-
-def record_run(run: RunIn | dict) -> str | None:
-    """Record into the active recorder; outside any recorder, nothing is recorded and None returned."""
-    recorder = _active_recorder.get()
-    return recorder.record(run) if recorder is not None else None
