@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragloop.ingest.planning import MAX_INDEX_BATCHES, WorkItem, batch_work, plan_source
+
 if TYPE_CHECKING:
     from ragloop.staging import DagRunRef
 
@@ -120,7 +122,6 @@ INGEST_DAG_IDS = {
     "slack": "ragloop_ingest_slack",
     "github_issues": "ragloop_ingest_github_issues",
 }
-MAX_INDEX_BATCHES = 64  # mapped index tasks per run; beyond this, batches grow instead
 GROUP_CHUNKS = 1000  # chunks split, looked up, embedded and written together inside a batch
 FAILURES_SHOWN = 20  # failures listed per source in a report (all are logged)
 
@@ -259,17 +260,10 @@ def plan_path(config, dag_run: "DagRunRef"):
     return _run_dir(config, dag_run) / "plan.json"
 
 
-def _estimated_chunks(characters: int, max_tokens: int, overlap_tokens: int) -> int:
-    # English markdown runs about 4 characters per word piece; chunks average under half the
-    # limit, since every section starts a chunk of its own (measured: 112 tokens at 256).
-    return max(1, round(characters / 4 / max(16, 0.45 * max_tokens)))
-
-
 def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | None = None, full_refresh: bool = False) -> dict:
     """Compare the staged listings with the index (one streaming read) and write the work: batches
     of new and changed documents, and per source the documents to prune."""
     from ragloop.chunking import ChunkingSettings
-    from ragloop.documents import indexed_hash
     from ragloop.embedding import make_embedder
     from ragloop.index import connect, ensure_collection, read_indexed_documents
     from ragloop.staging import path, read_json, safe_key, write_json
@@ -283,73 +277,22 @@ def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | 
         indexed = read_indexed_documents(client, config.collection, set(source_ids), progress=progress)
     progress("Read the index state of %d documents of %s", len(indexed), ", ".join(source_ids) or "no sources")
 
-    by_source: dict[str, list[str]] = {}
-    for doc_id, state in indexed.items():
-        by_source.setdefault(state.source_id, []).append(doc_id)
-
     sources: dict[str, dict] = {}
-    work: list[dict] = []
+    work: list[WorkItem] = []
     for source_id in source_ids:
         listing_path = run_dir / "sources" / safe_key(source_id) / "listing.json"
         if not path(str(listing_path)).exists():
             sources[source_id] = {"error": "extract did not finish (see the extract task's log); nothing changed or pruned"}
             continue
-        listing = read_json(str(listing_path))
         chunking = config.chunking_for(source_id)
-        signature = ChunkingSettings(**chunking).signature
-        counts = {"new": 0, "changed": 0, "unchanged": 0}
-        for doc_id, (content_hash, shard, line, characters) in listing["documents"].items():
-            doc_hash = indexed_hash(content_hash, signature)
-            prior = indexed.get(doc_id)
-            if prior is None:
-                status = "new"
-            elif full_refresh or prior.complete_hash != doc_hash:
-                status = "changed"
-            else:
-                status = "unchanged"
-            counts[status] += 1
-            if status != "unchanged":
-                work.append({
-                    "doc_id": doc_id, "source_id": source_id, "shard": listing["shards"][shard], "line": line,
-                    "doc_hash": doc_hash, "existed": prior is not None,
-                    "estimated_chunks": _estimated_chunks(characters, chunking["max_tokens"], chunking["overlap_tokens"]),
-                })
-        listed = set(listing["documents"]) | set(listing["failed_doc_ids"])
-        gone = sorted(d for d in by_source.get(source_id, []) if d not in listed)
-        entry = {**counts, "seen": listing["seen"], "extract_seconds": listing["seconds"], "failed": len(listing["failures"]), "skipped": len(listing["skipped"]),
-                 "failures": listing["failures"], "skipped_items": listing["skipped"], "gone": len(gone),
-                 "mode": listing.get("mode", "full"), "watermarks": listing.get("watermarks") or {}}
-        if listing["complete"]:
-            entry["prune"] = gone
-        elif listing.get("mode") == "incremental":
-            # A window of changes says nothing about documents outside it: only those it saw and
-            # left out (now filtered by the config, emptied) go. A full-listing run prunes the rest.
-            withdrawn = sorted(d for d in listing.get("withdrawn", []) if d in indexed and d not in listed)
-            entry["prune"] = withdrawn
-            entry["prune_note"] = (
-                f"incremental run: {len(withdrawn)} withdrawn documents removed, nothing else pruned "
-                "(a full-listing run prunes documents gone from the source)"
-            )
-        else:
-            entry["prune"] = None
-            entry["prune_skipped"] = (
-                f"listing incomplete ({len(listing['failures'])} items failed to read): {len(gone)} documents "
-                "missing from it are kept"
-            )
-            if gone:
-                log.warning("%s: %s", source_id, entry["prune_skipped"])
-        sources[source_id] = entry
+        planned = plan_source(read_json(str(listing_path)), indexed, full_refresh, ChunkingSettings(**chunking).signature,
+                              source_id=source_id, max_tokens=chunking["max_tokens"],
+                              overlap_tokens=chunking["overlap_tokens"])
+        sources[source_id] = planned["entry"]
+        work += planned["work"]
 
     total = sum(item["estimated_chunks"] for item in work)
-    target = max(config.index_batch_chunks, -(-total // MAX_INDEX_BATCHES))
-    batches: list[list[dict]] = []
-    size = target
-    for item in work:
-        if size >= target:
-            batches.append([])
-            size = 0
-        batches[-1].append(item)
-        size += item["estimated_chunks"]
+    batches = batch_work(work, config.index_batch_chunks, MAX_INDEX_BATCHES)
     batch_urls = [
         write_json(run_dir / "batches" / f"batch-{number:04d}.json", {"number": number, "of": len(batches), "items": items})
         for number, items in enumerate(batches)
@@ -543,7 +486,7 @@ def build_report(
             sources[source_id]["error"] = planned["error"]
     with connect() as client:
         counts = collection_counts(client)
-    removed = finish_staging(config, dag_run)
+    finish_staging(config, dag_run)
     report = {
         "dag_id": dag_run.dag_id,
         "dag_run_id": dag_run.run_id,
