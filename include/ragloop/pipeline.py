@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.ingest.planning import MAX_INDEX_BATCHES, WorkItem, batch_work, plan_source
 
 if TYPE_CHECKING:
@@ -30,12 +31,12 @@ def progress(message: str, *args) -> None:
         print("  " + (message % args if args else message), file=sys.__stderr__, flush=True)
 
 
-def check_weaviate(conn_id: str = "weaviate_default") -> dict:
+def check_weaviate(weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Reach Weaviate through the connection; report its version and what it holds."""
     from ragloop.index import collection_counts, connect, endpoint_from_connection
 
-    endpoint = endpoint_from_connection(conn_id)
-    with connect(conn_id) as client:
+    endpoint = endpoint_from_connection(weaviate_conn_id)
+    with connect(weaviate_conn_id) as client:
         meta = client.get_meta()
         counts = collection_counts(client)
     report = {"url": endpoint.url, "version": meta.get("version"), "collections": counts}
@@ -43,7 +44,7 @@ def check_weaviate(conn_id: str = "weaviate_default") -> dict:
     return report
 
 
-def prepare_collection(config_path: str | None = None, conn_id: str = "weaviate_default") -> dict:
+def prepare_collection(config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Create the configured collection for the configured embedder, or refuse a mismatch."""
     from ragloop.config import load_config
     from ragloop.embedding import make_embedder
@@ -51,7 +52,7 @@ def prepare_collection(config_path: str | None = None, conn_id: str = "weaviate_
 
     config = load_config(config_path)
     embedder = make_embedder(config.embedder)
-    with connect(conn_id) as client:
+    with connect(weaviate_conn_id) as client:
         created = ensure_collection(client, config.collection, embedder)
     return {
         "collection": config.collection,
@@ -166,7 +167,8 @@ def select_sources(config_path: str | None = None, requested: list[str] | None =
     return list(dict.fromkeys(requested))
 
 
-def extract_source(source_id: str, dag_run: "DagRunRef", config_path: str | None = None, full_listing: bool = False) -> dict:
+def extract_source(source_id: str, dag_run: "DagRunRef", config_path: str | None = None, full_listing: bool = False,
+                   weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Read one source and stage its documents; returns where the listing is and the counts.
 
     An API source reads from the watermarks stored in the index (all of it on a full-listing
@@ -183,7 +185,7 @@ def extract_source(source_id: str, dag_run: "DagRunRef", config_path: str | None
     if source.uses_watermarks and not full_listing:
         from ragloop.index import connect, read_watermarks
 
-        with connect() as client:
+        with connect(weaviate_conn_id) as client:
             watermarks = read_watermarks(client, config.collection, source_id)
         progress("%s: %s", source_id, f"watermarks of {', '.join(sorted(watermarks))}" if watermarks
                  else "no watermarks in the index: reading everything")
@@ -260,7 +262,8 @@ def plan_path(config, dag_run: "DagRunRef"):
     return _run_dir(config, dag_run) / "plan.json"
 
 
-def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | None = None, full_refresh: bool = False) -> dict:
+def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | None = None, full_refresh: bool = False,
+                weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Compare the staged listings with the index (one streaming read) and write the work: batches
     of new and changed documents, and per source the documents to prune."""
     from ragloop.chunking import ChunkingSettings
@@ -272,7 +275,7 @@ def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | 
     config = _config(config_path)
     embedder = make_embedder(config.embedder)
     run_dir = _run_dir(config, dag_run)
-    with connect() as client:
+    with connect(weaviate_conn_id) as client:
         ensure_collection(client, config.collection, embedder)
         indexed = read_indexed_documents(client, config.collection, set(source_ids), progress=progress)
     progress("Read the index state of %d documents of %s", len(indexed), ", ".join(source_ids) or "no sources")
@@ -318,7 +321,7 @@ def _empty_index_counts() -> dict:
             "chunks_deleted": 0, "embedding_tokens": 0, "seconds": 0.0}
 
 
-def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -> dict:
+def index_batch(batch_url: str, config_path: str | None = None, embedder=None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Split, embed what is new, write, then delete each document's stale chunks.
 
     Chunks whose text hash already has a vector in the index (in any document) reuse it. A
@@ -354,7 +357,7 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -
 
     label = f"batch {batch['number'] + 1}/{batch['of']}"
     done_docs = 0
-    with connect() as client:
+    with connect(weaviate_conn_id) as client:
         ensure_collection(client, config.collection, embedder)
         for group in groups:
             group_started = time.monotonic()
@@ -401,7 +404,7 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -
             "seconds": round(time.monotonic() - started, 2)}
 
 
-def prune_sources(dag_run: "DagRunRef", config_path: str | None = None) -> dict:
+def prune_sources(dag_run: "DagRunRef", config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Delete documents gone from complete listings (incomplete listings prune nothing), then
     store the watermarks the API sources proposed.
 
@@ -416,7 +419,7 @@ def prune_sources(dag_run: "DagRunRef", config_path: str | None = None) -> dict:
     config = _config(config_path)
     plan = read_json(str(plan_path(config, dag_run)))
     result: dict[str, dict] = {}
-    with connect() as client:
+    with connect(weaviate_conn_id) as client:
         for source_id, entry in plan["sources"].items():
             gone = entry.get("prune")
             if gone is None:
@@ -438,7 +441,7 @@ def prune_sources(dag_run: "DagRunRef", config_path: str | None = None) -> dict:
 
 def build_report(
     dag_run: "DagRunRef", source_ids: list[str], index_results: list[dict] | None, prune: dict,
-    config_path: str | None = None,
+    config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID,
 ) -> dict:
     """One report per run: per source what was seen, changed, embedded, written and deleted; and
     which Weaviate and staging store the run used. The run's staging is done with after this."""
@@ -484,13 +487,13 @@ def build_report(
         }
         if "error" in planned:
             sources[source_id]["error"] = planned["error"]
-    with connect() as client:
+    with connect(weaviate_conn_id) as client:
         counts = collection_counts(client)
     finish_staging(config, dag_run)
     report = {
         "dag_id": dag_run.dag_id,
         "dag_run_id": dag_run.run_id,
-        "weaviate": endpoint_from_connection().url,
+        "weaviate": endpoint_from_connection(weaviate_conn_id).url,
         "staging": str(_staging_root(config)),
         "collection": config.collection,
         "collection_chunks": counts.get(config.collection, 0),
@@ -572,7 +575,7 @@ def merge_reports(reports: list[dict]) -> dict:
 
 def ingest(
     run_id: str, config_path: str | None = None, requested: list[str] | None = None, full_refresh: bool = False,
-    source_type: str = "docs", embedder=None, full_listing: bool = False,
+    source_type: str = "docs", embedder=None, full_listing: bool = False, weaviate_conn_id: str = WEAVIATE_CONN_ID,
 ) -> dict:
     """All task bodies in order, in this process, without a scheduler: what the DAG of
     `source_type` runs (staged under that DAG's id and `run_id`), for benchmarks and tests that
@@ -582,8 +585,8 @@ def ingest(
     dag_run = DagRunRef(INGEST_DAG_IDS[source_type], run_id)
     source_ids = select_sources(config_path, requested, source_type)
     for source_id in source_ids:
-        extract_source(source_id, dag_run, config_path, full_listing)
-    plan = plan_ingest(dag_run, source_ids, config_path, full_refresh)
-    index_results = [index_batch(url, config_path, embedder=embedder) for url in plan["batches"]]
-    prune = prune_sources(dag_run, config_path)
-    return build_report(dag_run, source_ids, index_results, prune, config_path)
+        extract_source(source_id, dag_run, config_path, full_listing, weaviate_conn_id)
+    plan = plan_ingest(dag_run, source_ids, config_path, full_refresh, weaviate_conn_id)
+    index_results = [index_batch(url, config_path, embedder, weaviate_conn_id) for url in plan["batches"]]
+    prune = prune_sources(dag_run, config_path, weaviate_conn_id)
+    return build_report(dag_run, source_ids, index_results, prune, config_path, weaviate_conn_id)

@@ -9,6 +9,7 @@ from ragloop.config import load_config
 from ragloop.grading.choice import configured_judge_name
 from ragloop.grading.tasks import empty_tally
 from ragloop.grading.verdicts import GradingError
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import endpoint_from_connection
 from ragloop.runs import describe_runs_store
 from ragloop.staging import DagRunRef
@@ -44,7 +45,7 @@ def estimated_cost(model: str, prompt_tokens: int, completion_tokens: int, price
 
 
 def grade_report(dag_run: DagRunRef, batches: list[list[str]], results: list[dict], written: dict | None,
-                 config_path: str | None = None) -> dict:
+                 config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """One report per DAG run: runs graded, verdicts per criterion, vetoes by reason, written
     back, revoked, judge tokens and their estimated cost; and which run store and Weaviate the
     run used."""
@@ -79,7 +80,7 @@ def grade_report(dag_run: DagRunRef, batches: list[list[str]], results: list[dic
                               (config.llm or {}).get("prices"))
     report = {
         "dag_id": dag_run.dag_id, "dag_run_id": dag_run.run_id, "runs_store": describe_runs_store(),
-        "weaviate": endpoint_from_connection().url, "collection": config.collection, "judge": total["judge"] or configured_judge_name(config),
+        "weaviate": endpoint_from_connection(weaviate_conn_id).url, "collection": config.collection, "judge": total["judge"] or configured_judge_name(config),
         "selected": selected, "graded": total["graded"], "ungraded": total["ungraded"], "vetoed": total["vetoed"],
         "reused_verdicts": total["reused"], "verdicts": total["verdicts"], "vetoes": dict(sorted(total["vetoes"].items())),
         "ungraded_runs": total["ungraded_runs"][:SHOWN], "judge_calls": total["judge_calls"],

@@ -11,6 +11,7 @@ from ragloop.documents import QA_SOURCE_ID, Document, qa_doc_id, qa_run_id
 from ragloop.grading.checks import answer_body, cited_numbers
 from ragloop.grading.choice import criterion_versions
 from ragloop.grading.verdicts import CHECKS
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import connect, delete_documents, read_indexed_documents
 from ragloop.pipeline import finish_staging, index_batch, plan_ingest, plan_path, progress, prune_sources, stage_documents
 from ragloop.runs import RunStore, WritebackState, latest_votes, writeback_state
@@ -68,7 +69,7 @@ def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -
     return "; ".join(reasons) or "no longer eligible"
 
 
-def write_back(dag_run: DagRunRef, config_path: str | None = None) -> dict:
+def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Stage every good run as a `qa` document, a complete listing, then plan, index and prune
     it like any source: new good runs are written, changed ones rewritten, and runs no longer
     good (a down vote, a failing grade after a criterion changed, revoked by hand) pruned."""
@@ -86,9 +87,9 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None) -> dict:
     report.seen = len(documents)
     progress("Write-back: %d good runs (%d written back before)", len(good), len(written_before))
     stage_documents(config, dag_run, QA_SOURCE_ID, documents, report, lists_everything=True)
-    plan = plan_ingest(dag_run, [QA_SOURCE_ID], config_path)
-    indexed = [index_batch(url, config_path) for url in plan["batches"]]
-    pruned = prune_sources(dag_run, config_path)
+    plan = plan_ingest(dag_run, [QA_SOURCE_ID], config_path, weaviate_conn_id=weaviate_conn_id)
+    indexed = [index_batch(url, config_path, weaviate_conn_id=weaviate_conn_id) for url in plan["batches"]]
+    pruned = prune_sources(dag_run, config_path, weaviate_conn_id)
     removed = read_json(str(plan_path(config, dag_run)))["sources"][QA_SOURCE_ID].get("prune") or []
 
     good_ids = {r["run_id"] for r in good}
@@ -128,11 +129,11 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None) -> dict:
 
 
 
-def list_written_back(config_path: str | None = None, conn_id: str = "weaviate_default") -> list[dict]:
+def list_written_back(config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> list[dict]:
     """The written-back answers in the index (the index is the record of what is indexed), with
     what the run store knows of them."""
     config = load_config(config_path)
-    with connect(conn_id) as client:
+    with connect(weaviate_conn_id) as client:
         indexed = read_indexed_documents(client, config.collection, {QA_SOURCE_ID})
     run_ids = sorted(qa_run_id(doc_id) for doc_id in indexed)
     with RunStore.default() as store:
@@ -151,13 +152,13 @@ def list_written_back(config_path: str | None = None, conn_id: str = "weaviate_d
 
 
 def revoke_by_hand(run_id: str, reason: str | None = None, config_path: str | None = None,
-                   conn_id: str = "weaviate_default") -> dict:
+                   weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Remove a run's written-back answer from the index now, and keep it out: the feedback DAG
     does not write back a run revoked by hand."""
     config = load_config(config_path)
     with RunStore.default() as store:
         run = store.get_run(run_id)  # RunNotFound names the id
-        with connect(conn_id) as client:
+        with connect(weaviate_conn_id) as client:
             chunks = delete_documents(client, config.collection, [qa_doc_id(run_id)])
         store.set_writeback(run_id, doc_id=qa_doc_id(run_id), collection=config.collection, state=WritebackState.REVOKED_BY_HAND,
                             reason=f"revoked by hand: {reason}" if reason else "revoked by hand")
