@@ -27,16 +27,19 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
     params = {
         "config": Param(None, type=["null", "string"], description="sources.yaml path (default: include/sources.yaml)"),
         "weaviate_conn_id": Param(WEAVIATE_CONN_ID, type="string", description="Airflow connection of the Weaviate to fill"),
-        "sources": Param([], type="array", items={"type": "string"},
-                         description=f"source ids to ingest (default: all {source_type} sources)"),
-        "full_refresh": Param(False, type="boolean",
-                              description="rewrite every document, changed or not (vectors of unchanged text are reused)"),
+        "sources": Param(
+            [], type="array", items={"type": "string"}, description=f"source ids to ingest (default: all {source_type} sources)"
+        ),
+        "full_refresh": Param(
+            False, type="boolean", description="rewrite every document, changed or not (vectors of unchanged text are reused)"
+        ),
     }
     if api_source:
         params["full_listing"] = Param(
-            False, type="boolean",
+            False,
+            type="boolean",
             description="read everything, not just what changed since the watermarks, and prune documents gone "
-                        "from the source (run it now and then: deleted threads, deleted or transferred issues)",
+            "from the source (run it now and then: deleted threads, deleted or transferred issues)",
         )
 
     @dag(
@@ -61,8 +64,13 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
             from ragloop.pipeline import extract_source
             from ragloop.staging import DagRunRef
 
-            return extract_source(source_id, DagRunRef.from_context(dag_run), params["config"],
-                                  bool(params.get("full_listing")), params["weaviate_conn_id"])
+            return extract_source(
+                source_id,
+                DagRunRef.from_context(dag_run),
+                params["config"],
+                bool(params.get("full_listing")),
+                params["weaviate_conn_id"],
+            )
 
         # Runs when some extracts failed: the others are still indexed, and the failed ones are
         # neither changed nor pruned, nor do their watermarks move (the report says so and the
@@ -73,8 +81,9 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
             from ragloop.staging import DagRunRef
 
             # The batches to map over; prune and report read the rest of the plan from staging.
-            return plan_ingest(DagRunRef.from_context(dag_run), source_ids, params["config"], params["full_refresh"],
-                               params["weaviate_conn_id"])["batches"]
+            return plan_ingest(
+                DagRunRef.from_context(dag_run), source_ids, params["config"], params["full_refresh"], params["weaviate_conn_id"]
+            )["batches"]
 
         @task(max_active_tis_per_dagrun=4)
         def index(batch: str, params=None) -> dict:
@@ -98,8 +107,9 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
             # One slice request: iterating the lazy sequence probes past its end, which Airflow
             # logs as an error ("XCom not found") on every run.
             results = list(indexed[:]) if indexed else []
-            result = build_report(DagRunRef.from_context(dag_run), source_ids, results, pruned, params["config"],
-                                  params["weaviate_conn_id"])
+            result = build_report(
+                DagRunRef.from_context(dag_run), source_ids, results, pruned, params["config"], params["weaviate_conn_id"]
+            )
             outlet_events[KNOWLEDGE_BASE].extra = result
             return result
 

@@ -167,8 +167,13 @@ def select_sources(config_path: str | None = None, requested: list[str] | None =
     return list(dict.fromkeys(requested))
 
 
-def extract_source(source_id: str, dag_run: "DagRunRef", config_path: str | None = None, full_listing: bool = False,
-                   weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
+def extract_source(
+    source_id: str,
+    dag_run: "DagRunRef",
+    config_path: str | None = None,
+    full_listing: bool = False,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
+) -> dict:
     """Read one source and stage its documents; returns where the listing is and the counts.
 
     An API source reads from the watermarks stored in the index (all of it on a full-listing
@@ -187,14 +192,25 @@ def extract_source(source_id: str, dag_run: "DagRunRef", config_path: str | None
 
         with connect(weaviate_conn_id) as client:
             watermarks = read_watermarks(client, config.collection, source_id)
-        progress("%s: %s", source_id, f"watermarks of {', '.join(sorted(watermarks))}" if watermarks
-                 else "no watermarks in the index: reading everything")
-    return stage_documents(config, dag_run, source_id, source.read(report, watermarks, full_listing), report,
-                           source.lists_everything(full_listing), started)
+        progress(
+            "%s: %s",
+            source_id,
+            f"watermarks of {', '.join(sorted(watermarks))}" if watermarks else "no watermarks in the index: reading everything",
+        )
+    return stage_documents(
+        config,
+        dag_run,
+        source_id,
+        source.read(report, watermarks, full_listing),
+        report,
+        source.lists_everything(full_listing),
+        started,
+    )
 
 
-def stage_documents(config, dag_run: "DagRunRef", source_id: str, documents_read, report, lists_everything: bool,
-                    started: float | None = None) -> dict:
+def stage_documents(
+    config, dag_run: "DagRunRef", source_id: str, documents_read, report, lists_everything: bool, started: float | None = None
+) -> dict:
     """Stage one source's documents as files and write its listing, which `plan_ingest` compares
     with the index: every source (written-back answers too) enters the index through here.
 
@@ -249,9 +265,16 @@ def stage_documents(config, dag_run: "DagRunRef", source_id: str, documents_read
     }
     progress(
         "%s: %d documents staged, %d failed, %d skipped (listing %s) in %.1f s",
-        source_id, len(documents), result["failed"], result["skipped"],
-        "complete" if complete else "incremental: nothing will be pruned" if not lists_everything
-        else "incomplete: nothing will be pruned", result["seconds"],
+        source_id,
+        len(documents),
+        result["failed"],
+        result["skipped"],
+        "complete"
+        if complete
+        else "incremental: nothing will be pruned"
+        if not lists_everything
+        else "incomplete: nothing will be pruned",
+        result["seconds"],
     )
     return result
 
@@ -262,8 +285,13 @@ def plan_path(config, dag_run: "DagRunRef"):
     return _run_dir(config, dag_run) / "plan.json"
 
 
-def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | None = None, full_refresh: bool = False,
-                weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
+def plan_ingest(
+    dag_run: "DagRunRef",
+    source_ids: list[str],
+    config_path: str | None = None,
+    full_refresh: bool = False,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
+) -> dict:
     """Compare the staged listings with the index (one streaming read) and write the work: batches
     of new and changed documents, and per source the documents to prune."""
     from ragloop.chunking import ChunkingSettings
@@ -288,9 +316,15 @@ def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | 
             sources[source_id] = {"error": "extract did not finish (see the extract task's log); nothing changed or pruned"}
             continue
         chunking = config.chunking_for(source_id)
-        planned = plan_source(read_json(str(listing_path)), indexed, full_refresh, ChunkingSettings(**chunking).signature,
-                              source_id=source_id, max_tokens=chunking["max_tokens"],
-                              overlap_tokens=chunking["overlap_tokens"])
+        planned = plan_source(
+            read_json(str(listing_path)),
+            indexed,
+            full_refresh,
+            ChunkingSettings(**chunking).signature,
+            source_id=source_id,
+            max_tokens=chunking["max_tokens"],
+            overlap_tokens=chunking["overlap_tokens"],
+        )
         sources[source_id] = planned["entry"]
         work += planned["work"]
 
@@ -301,24 +335,41 @@ def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | 
         for number, items in enumerate(batches)
     ]
     seconds = round(time.monotonic() - started, 2)
-    plan_url = write_json(plan_path(config, dag_run), {
-        "collection": config.collection, "sources": sources, "batches": batch_urls, "seconds": seconds,
-        "indexed_documents": len(indexed),
-    })
+    plan_url = write_json(
+        plan_path(config, dag_run),
+        {
+            "collection": config.collection,
+            "sources": sources,
+            "batches": batch_urls,
+            "seconds": seconds,
+            "indexed_documents": len(indexed),
+        },
+    )
     summary = {
         source_id: {k: v for k, v in entry.items() if k not in ("prune", "failures", "skipped_items", "watermarks")}
         for source_id, entry in sources.items()
     }
     progress(
         "Plan: %d documents to index in %d batches (about %d chunks), %d to prune, in %.1f s",
-        len(work), len(batches), total, sum(len(e.get("prune") or []) for e in sources.values()), seconds,
+        len(work),
+        len(batches),
+        total,
+        sum(len(e.get("prune") or []) for e in sources.values()),
+        seconds,
     )
     return {"batches": batch_urls, "plan": plan_url, "summary": summary, "indexed_documents": len(indexed), "seconds": seconds}
 
 
 def _empty_index_counts() -> dict:
-    return {"documents_indexed": 0, "chunks_embedded": 0, "chunks_reused": 0, "chunks_written": 0,
-            "chunks_deleted": 0, "embedding_tokens": 0, "seconds": 0.0}
+    return {
+        "documents_indexed": 0,
+        "chunks_embedded": 0,
+        "chunks_reused": 0,
+        "chunks_written": 0,
+        "chunks_deleted": 0,
+        "embedding_tokens": 0,
+        "seconds": 0.0,
+    }
 
 
 def index_batch(batch_url: str, config_path: str | None = None, embedder=None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
@@ -331,7 +382,13 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None, w
     from ragloop.chunking import ChunkingSettings, chunker_for
     from ragloop.embedding import make_embedder
     from ragloop.index import (
-        chunk_object, connect, delete_documents, delete_stale_chunks, ensure_collection, vectors_for_hashes, write_objects,
+        chunk_object,
+        connect,
+        delete_documents,
+        delete_stale_chunks,
+        ensure_collection,
+        vectors_for_hashes,
+        write_objects,
     )
     from ragloop.staging import read_documents, read_json
 
@@ -350,8 +407,11 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None, w
     # One source per group (sources keep their own chunking), about GROUP_CHUNKS chunks each.
     groups: list[list[dict]] = []
     for item in items:
-        if not groups or groups[-1][0]["source_id"] != item["source_id"] or \
-                sum(i["estimated_chunks"] for i in groups[-1]) >= GROUP_CHUNKS:
+        if (
+            not groups
+            or groups[-1][0]["source_id"] != item["source_id"]
+            or sum(i["estimated_chunks"] for i in groups[-1]) >= GROUP_CHUNKS
+        ):
             groups.append([])
         groups[-1].append(item)
 
@@ -397,11 +457,15 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None, w
             done_docs += len(group)
             progress(
                 "%s: %d/%d documents, %d chunks written (%d embedded, %d reused) in %.1f s",
-                label, done_docs, len(items), len(objects), len(new_texts), len(objects) - len(new_texts),
+                label,
+                done_docs,
+                len(items),
+                len(objects),
+                len(new_texts),
+                len(objects) - len(new_texts),
                 time.monotonic() - group_started,
             )
-    return {"batch": batch["number"], "documents": len(items), "sources": stats,
-            "seconds": round(time.monotonic() - started, 2)}
+    return {"batch": batch["number"], "documents": len(items), "sources": stats, "seconds": round(time.monotonic() - started, 2)}
 
 
 def prune_sources(dag_run: "DagRunRef", config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
@@ -423,12 +487,18 @@ def prune_sources(dag_run: "DagRunRef", config_path: str | None = None, weaviate
         for source_id, entry in plan["sources"].items():
             gone = entry.get("prune")
             if gone is None:
-                result[source_id] = {"documents_deleted": 0, "chunks_deleted": 0,
-                                     "prune": entry.get("prune_skipped") or entry.get("error", "skipped")}
+                result[source_id] = {
+                    "documents_deleted": 0,
+                    "chunks_deleted": 0,
+                    "prune": entry.get("prune_skipped") or entry.get("error", "skipped"),
+                }
             else:
                 chunks = delete_documents(client, config.collection, gone) if gone else 0
-                result[source_id] = {"documents_deleted": len(gone), "chunks_deleted": chunks,
-                                     "prune": entry.get("prune_note") or "done"}
+                result[source_id] = {
+                    "documents_deleted": len(gone),
+                    "chunks_deleted": chunks,
+                    "prune": entry.get("prune_note") or "done",
+                }
                 if gone:
                     progress("%s: pruned %d documents (%d chunks) gone from the source", source_id, len(gone), chunks)
             watermarks = entry.get("watermarks") or {}
@@ -440,8 +510,12 @@ def prune_sources(dag_run: "DagRunRef", config_path: str | None = None, weaviate
 
 
 def build_report(
-    dag_run: "DagRunRef", source_ids: list[str], index_results: list[dict] | None, prune: dict,
-    config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID,
+    dag_run: "DagRunRef",
+    source_ids: list[str],
+    index_results: list[dict] | None,
+    prune: dict,
+    config_path: str | None = None,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
 ) -> dict:
     """One report per run: per source what was seen, changed, embedded, written and deleted; and
     which Weaviate and staging store the run used. The run's staging is done with after this."""
@@ -476,8 +550,7 @@ def build_report(
                 "deleted": indexed["chunks_deleted"] + pruned.get("chunks_deleted", 0),
             },
             "embedding_tokens": indexed["embedding_tokens"],
-            "seconds": {"extract": planned.get("extract_seconds"), "index": indexed["seconds"],
-                        "prune": prune.get("seconds")},
+            "seconds": {"extract": planned.get("extract_seconds"), "index": indexed["seconds"], "prune": prune.get("seconds")},
             "prune": pruned.get("prune", "not run"),
             "mode": planned.get("mode", "full"),
             # item -> the watermark stored by this run (API sources; absent when none advanced)
@@ -498,12 +571,13 @@ def build_report(
         "collection": config.collection,
         "collection_chunks": counts.get(config.collection, 0),
         "sources": sources,
-        "totals": {
-            key: sum(s["chunks"][key] for s in sources.values()) for key in ("embedded", "reused", "written", "deleted")
-        },
+        "totals": {key: sum(s["chunks"][key] for s in sources.values()) for key in ("embedded", "reused", "written", "deleted")},
         "embedding_tokens": sum(s["embedding_tokens"] for s in sources.values()),
-        "seconds": {"plan": plan.get("seconds"), "index": round(sum((r or {}).get("seconds", 0) for r in index_results or []), 2),
-                    "prune": prune.get("seconds")},
+        "seconds": {
+            "plan": plan.get("seconds"),
+            "index": round(sum((r or {}).get("seconds", 0) for r in index_results or []), 2),
+            "prune": prune.get("seconds"),
+        },
         "errors": [f"{sid}: {s['error']}" for sid, s in sources.items() if "error" in s],
     }
     log.info("Ingest report:\n%s", format_report(report))
@@ -524,8 +598,10 @@ def finish_staging(config, dag_run: "DagRunRef") -> int:
 
 def format_report(report: dict) -> str:
     """The report as a small table for logs and the CLI."""
-    header = f"{'source':<20} {'seen':>6} {'new':>5} {'chg':>5} {'same':>6} {'del':>5} {'fail':>5} {'skip':>5} " \
-             f"{'embedded':>9} {'reused':>7} {'written':>8} {'deleted':>8} {'tokens':>8}"
+    header = (
+        f"{'source':<20} {'seen':>6} {'new':>5} {'chg':>5} {'same':>6} {'del':>5} {'fail':>5} {'skip':>5} "
+        f"{'embedded':>9} {'reused':>7} {'written':>8} {'deleted':>8} {'tokens':>8}"
+    )
     lines = [header]
     for source_id, s in report["sources"].items():
         d, c = s["documents"], s["chunks"]
@@ -574,8 +650,14 @@ def merge_reports(reports: list[dict]) -> dict:
 
 
 def ingest(
-    run_id: str, config_path: str | None = None, requested: list[str] | None = None, full_refresh: bool = False,
-    source_type: str = "docs", embedder=None, full_listing: bool = False, weaviate_conn_id: str = WEAVIATE_CONN_ID,
+    run_id: str,
+    config_path: str | None = None,
+    requested: list[str] | None = None,
+    full_refresh: bool = False,
+    source_type: str = "docs",
+    embedder=None,
+    full_listing: bool = False,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
 ) -> dict:
     """All task bodies in order, in this process, without a scheduler: what the DAG of
     `source_type` runs (staged under that DAG's id and `run_id`), for benchmarks and tests that

@@ -24,7 +24,7 @@ def answer_body(text: str) -> str:
     body = text.strip()
     for note in (EXTRACTIVE_NOTE, FALLBACK_NOTE):
         if body.startswith(note):
-            body = body[len(note):].strip()
+            body = body[len(note) :].strip()
     return "\n".join(re.sub(r"^\s*>\s?", "", line) for line in body.split("\n")).strip()
 
 
@@ -42,8 +42,8 @@ def normalized(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-
 # --- deterministic checks ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Veto:
@@ -65,9 +65,14 @@ SECRET_PATTERNS = [
     ("JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")),
     ("private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
     ("password in a URL", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@]+:[^\s/@]+@[^\s/]+", re.I)),
-    ("credential assignment", re.compile(
-        r"\b(?:password|passwd|secret|api[_-]?key|access[_-]?token)\b\s*[:=]\s*[\"']?(?=[A-Za-z0-9/+_-]*\d)"
-        r"(?=[A-Za-z0-9/+_-]*[A-Za-z])[A-Za-z0-9/+_-]{16,}", re.I)),
+    (
+        "credential assignment",
+        re.compile(
+            r"\b(?:password|passwd|secret|api[_-]?key|access[_-]?token)\b\s*[:=]\s*[\"']?(?=[A-Za-z0-9/+_-]*\d)"
+            r"(?=[A-Za-z0-9/+_-]*[A-Za-z])[A-Za-z0-9/+_-]{16,}",
+            re.I,
+        ),
+    ),
 ]
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 # Domains reserved for examples (RFC 2606 and 6761): addresses there reach nobody.
@@ -76,7 +81,8 @@ EXAMPLE_DOMAINS = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net)|example|test|
 PHONE = re.compile(
     r"(?<![\w.+-])(?<!\d\s)(?:\+\d{1,3}[\s.-]?)?"
     r"(?:\(\d{2,4}\)[\s.-]?\d{3,4}[\s.-]\d{3,4}|\d{2,4}[\s.-]\d{3,4}[\s.-]\d{3,4}|0\d(?:[\s.-]\d{2}){4})"
-    r"(?![\w.-]?\d)(?!\s\d)")
+    r"(?![\w.-]?\d)(?!\s\d)"
+)
 THOUSANDS = re.compile(r"\d{1,3}(?:([ .,])\d{3})(?:\1\d{3})*")
 CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 REFUSAL = re.compile(
@@ -84,14 +90,18 @@ REFUSAL = re.compile(
     r"i(?:'m| am) (?:not sure|sorry|unable)|sorry\b|unfortunately\b|i found nothing|"
     r"(?:the )?(?:provided )?(?:sources|passages|documents|context) (?:do not|don't|does not|doesn't) "
     r"(?:say|answer|mention|contain|cover|include)|there is no information|no information (?:is )?(?:available|found)|"
-    r"as an ai\b)", re.I)
+    r"as an ai\b)",
+    re.I,
+)
 INJECTION = re.compile(
     r"(?:ignore|disregard|forget) (?:all |any )?(?:of )?(?:the |your )?(?:previous|prior|above|earlier|preceding|system) "
     r"(?:instructions|prompts?|rules|messages)|"
     r"\b(?:rate|grade|score|mark|judge|evaluate) (?:this|the|my) (?:answer|response|reply)? ?(?:as )?"
     r"(?:helpful|good|correct|grounded|relevant|safe|public|perfect|excellent|1(?:\.0)?|10|100)\b|"
     r"\byou are now\b|\bnew instructions\s*:|\bsystem prompt\b|</?(?:system|instructions?)>|"
-    r'"score"\s*:\s*(?:1(?:\.0+)?|0?\.\d+)', re.I)
+    r'"score"\s*:\s*(?:1(?:\.0+)?|0?\.\d+)',
+    re.I,
+)
 
 
 def _luhn_valid(digits: str) -> bool:

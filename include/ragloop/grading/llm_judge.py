@@ -34,11 +34,21 @@ def votes_text(run: dict) -> str:
 
 def source_blocks(run: dict) -> str:
     """The run's sources as delimited data, numbered as the answer cites them."""
-    return format_sources([
-        Citation(number=n, doc_id=s.get("doc_id", ""), chunk_id=s.get("chunk_id", ""), kind=s.get("kind", ""),
-                 title=s.get("title", ""), url=s.get("url", ""), score=s.get("score") or 0.0, text=s.get("text", ""))
-        for n, s in enumerate(run.get("sources") or [], 1)
-    ])
+    return format_sources(
+        [
+            Citation(
+                number=n,
+                doc_id=s.get("doc_id", ""),
+                chunk_id=s.get("chunk_id", ""),
+                kind=s.get("kind", ""),
+                title=s.get("title", ""),
+                url=s.get("url", ""),
+                score=s.get("score") or 0.0,
+                text=s.get("text", ""),
+            )
+            for n, s in enumerate(run.get("sources") or [], 1)
+        ]
+    )
 
 
 class LLMJudge:
@@ -67,8 +77,11 @@ class LLMJudge:
 
     def grade(self, run: dict, criteria: list[str]) -> list[Verdict]:
         available = {
-            "product": self.product, "question": escape_data(run["question"]), "answer": escape_data(run["answer"]),
-            "sources": source_blocks(run), "votes": escape_data(votes_text(run)),
+            "product": self.product,
+            "question": escape_data(run["question"]),
+            "answer": escape_data(run["answer"]),
+            "sources": source_blocks(run),
+            "votes": escape_data(votes_text(run)),
         }
         verdicts = []
         for criterion in criteria:
@@ -93,18 +106,34 @@ class LLMJudge:
                 except ValueError as err:
                     problem = str(err)
                     self.usage.malformed += 1
-                    log.warning("Run %s, %s: malformed verdict (attempt %d of %d): %s",
-                                run["run_id"], template.label, attempt + 1, MALFORMED_RETRIES + 1, problem)
+                    log.warning(
+                        "Run %s, %s: malformed verdict (attempt %d of %d): %s",
+                        run["run_id"],
+                        template.label,
+                        attempt + 1,
+                        MALFORMED_RETRIES + 1,
+                        problem,
+                    )
                     follow_up = [
                         {"role": "assistant", "content": reply.text[:2000]},
-                        {"role": "user", "content": f"That reply is not a valid verdict ({problem}). Reply with exactly one "
-                                                    'JSON object: {"score": <number from 0 to 1>, "reason": "<text>"}.'},
+                        {
+                            "role": "user",
+                            "content": f"That reply is not a valid verdict ({problem}). Reply with exactly one "
+                            'JSON object: {"score": <number from 0 to 1>, "reason": "<text>"}.',
+                        },
                     ]
             else:
                 raise JudgeFailed(f"{template.label}: no valid verdict after {MALFORMED_RETRIES + 1} replies (last: {problem})")
-            verdicts.append(Verdict(
-                criterion=criterion, version=template.version, judge=f"llm:{reply.model}", score=round(parsed.score, 4),
-                passed=parsed.score >= (template.threshold if template.threshold is not None else 0.5),
-                reason=parsed.reason.strip(), prompt_tokens=tokens[0], completion_tokens=tokens[1],
-            ))
+            verdicts.append(
+                Verdict(
+                    criterion=criterion,
+                    version=template.version,
+                    judge=f"llm:{reply.model}",
+                    score=round(parsed.score, 4),
+                    passed=parsed.score >= (template.threshold if template.threshold is not None else 0.5),
+                    reason=parsed.reason.strip(),
+                    prompt_tokens=tokens[0],
+                    completion_tokens=tokens[1],
+                )
+            )
         return verdicts

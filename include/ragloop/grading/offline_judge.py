@@ -93,7 +93,7 @@ class OfflineJudge:
             return sum(x * y for x, y in zip(a, b))  # the model's vectors are normalized
 
         relevance = cosine(vectors[0], vectors[1])
-        unit_vectors = vectors[2 + len(sentences):]
+        unit_vectors = vectors[2 + len(sentences) :]
         source_norm = normalized("\n".join(passages))
         support = []
         for index, sentence in enumerate(sentences):
@@ -107,23 +107,35 @@ class OfflineJudge:
 
     def grade(self, run: dict, criteria: list[str]) -> list[Verdict]:
         verdicts = []
-        measures = self.measure(run) if {"relevance", "groundedness"} & set(criteria) else None
+        # Embedding is the costly part: measured only when a criterion reads the measures.
+        measures = self.measure(run) if {"relevance", "groundedness"} & set(criteria) else {}
         for criterion in criteria:
             version = self.version(criterion)
             if criterion == "relevance":
                 score = round(measures["relevance"], 4)
                 passed = score >= RELEVANCE_THRESHOLD
-                verdicts.append(Verdict(criterion, version, self.name, score, passed,
-                                        f"question and answer similarity {score:.2f} "
-                                        f"{'≥' if passed else '<'} {RELEVANCE_THRESHOLD}"))
+                verdicts.append(
+                    Verdict(
+                        criterion,
+                        version,
+                        self.name,
+                        score,
+                        passed,
+                        f"question and answer similarity {score:.2f} {'≥' if passed else '<'} {RELEVANCE_THRESHOLD}",
+                    )
+                )
             elif criterion == "groundedness":
                 sentences, support = measures["sentences"], measures["support"]
                 supported = [s >= SUPPORT_THRESHOLD for s in support]
                 score = round(sum(supported) / len(sentences), 4) if sentences else 0.0
                 passed = bool(sentences) and score >= GROUNDED_THRESHOLD
                 weakest = [f"{s[:80]!r} ({v:.2f})" for s, v, ok in zip(sentences, support, supported) if not ok][:3]
-                reason = (f"{sum(supported)} of {len(sentences)} answer sentences supported by a source "
-                          f"(similarity ≥ {SUPPORT_THRESHOLD} or quoted)" if sentences else "no sentence to check")
+                reason = (
+                    f"{sum(supported)} of {len(sentences)} answer sentences supported by a source "
+                    f"(similarity ≥ {SUPPORT_THRESHOLD} or quoted)"
+                    if sentences
+                    else "no sentence to check"
+                )
                 if weakest:
                     reason += "; unsupported: " + "; ".join(weakest)
                 verdicts.append(Verdict(criterion, version, self.name, score, passed, reason))
@@ -132,15 +144,39 @@ class OfflineJudge:
                 counted = summary["up"] + summary["down"]
                 threshold = load_prompt("helpfulness").threshold or 0.5
                 if not counted:
-                    verdicts.append(Verdict(criterion, version, "offline:votes", None, None,
-                                            "no votes yet: without a language model, helpfulness is read from users' votes"))
+                    verdicts.append(
+                        Verdict(
+                            criterion,
+                            version,
+                            "offline:votes",
+                            None,
+                            None,
+                            "no votes yet: without a language model, helpfulness is read from users' votes",
+                        )
+                    )
                 else:
                     score = round(summary["up"] / counted, 4)
-                    verdicts.append(Verdict(criterion, version, "offline:votes", score, score >= threshold,
-                                            f"{summary['up']} of {counted} users' latest votes are up (pass at {threshold})"))
+                    verdicts.append(
+                        Verdict(
+                            criterion,
+                            version,
+                            "offline:votes",
+                            score,
+                            score >= threshold,
+                            f"{summary['up']} of {counted} users' latest votes are up (pass at {threshold})",
+                        )
+                    )
             elif criterion == "publicness":
-                verdicts.append(Verdict(criterion, version, "offline:checks", 1.0, True,
-                                        "the checks found no secrets or personal data (the offline judge reads nothing more)"))
+                verdicts.append(
+                    Verdict(
+                        criterion,
+                        version,
+                        "offline:checks",
+                        1.0,
+                        True,
+                        "the checks found no secrets or personal data (the offline judge reads nothing more)",
+                    )
+                )
             else:
                 raise GradingError(f"unknown criterion {criterion!r}")
         return verdicts

@@ -44,8 +44,14 @@ def estimated_cost(model: str, prompt_tokens: int, completion_tokens: int, price
     return round((prompt_tokens * per_million[0] + completion_tokens * per_million[1]) / 1_000_000, 6)
 
 
-def grade_report(dag_run: DagRunRef, batches: list[list[str]], results: list[dict], written: dict | None,
-                 config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
+def grade_report(
+    dag_run: DagRunRef,
+    batches: list[list[str]],
+    results: list[dict],
+    written: dict | None,
+    config_path: str | None = None,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
+) -> dict:
     """One report per DAG run: runs graded, verdicts per criterion, vetoes by reason, written
     back, revoked, judge tokens and their estimated cost; and which run store and Weaviate the
     run used."""
@@ -70,21 +76,35 @@ def grade_report(dag_run: DagRunRef, batches: list[list[str]], results: list[dic
     errors = []
     finished = len([r for r in results if r])
     if finished < len(batches):
-        errors.append(f"{len(batches) - finished} of {len(batches)} grade batches failed (see their task logs); "
-                      "their runs are graded on the next run")
+        errors.append(
+            f"{len(batches) - finished} of {len(batches)} grade batches failed (see their task logs); "
+            "their runs are graded on the next run"
+        )
     if written is None:
         errors.append("write-back did not finish (see its task log); nothing was revoked or written this run")
     cost = None
     if total["judge"].startswith("llm:"):
-        cost = estimated_cost(total["judge"], total["judge_tokens"]["prompt"], total["judge_tokens"]["completion"],
-                              (config.llm or {}).get("prices"))
+        cost = estimated_cost(
+            total["judge"], total["judge_tokens"]["prompt"], total["judge_tokens"]["completion"], (config.llm or {}).get("prices")
+        )
     report = {
-        "dag_id": dag_run.dag_id, "dag_run_id": dag_run.run_id, "runs_store": describe_runs_store(),
-        "weaviate": endpoint_from_connection(weaviate_conn_id).url, "collection": config.collection, "judge": total["judge"] or configured_judge_name(config),
-        "selected": selected, "graded": total["graded"], "ungraded": total["ungraded"], "vetoed": total["vetoed"],
-        "reused_verdicts": total["reused"], "verdicts": total["verdicts"], "vetoes": dict(sorted(total["vetoes"].items())),
-        "ungraded_runs": total["ungraded_runs"][:SHOWN], "judge_calls": total["judge_calls"],
-        "malformed_replies": total["malformed_replies"], "judge_tokens": total["judge_tokens"],
+        "dag_id": dag_run.dag_id,
+        "dag_run_id": dag_run.run_id,
+        "runs_store": describe_runs_store(),
+        "weaviate": endpoint_from_connection(weaviate_conn_id).url,
+        "collection": config.collection,
+        "judge": total["judge"] or configured_judge_name(config),
+        "selected": selected,
+        "graded": total["graded"],
+        "ungraded": total["ungraded"],
+        "vetoed": total["vetoed"],
+        "reused_verdicts": total["reused"],
+        "verdicts": total["verdicts"],
+        "vetoes": dict(sorted(total["vetoes"].items())),
+        "ungraded_runs": total["ungraded_runs"][:SHOWN],
+        "judge_calls": total["judge_calls"],
+        "malformed_replies": total["malformed_replies"],
+        "judge_tokens": total["judge_tokens"],
         "estimated_cost_usd": cost,
         "write_back": written or {},
         "seconds": {"grade": total["seconds"], "write_back": (written or {}).get("seconds")},
@@ -111,8 +131,13 @@ def format_grade_report(report: dict) -> str:
     lines.append(
         f"judge tokens: {tokens['prompt']} prompt + {tokens['completion']} completion in {report['judge_calls']} calls "
         f"({report['malformed_replies']} malformed replies asked again); estimated cost "
-        + ("n/a (no language model)" if not report["judge"].startswith("llm:") else
-           f"${cost:.4f}" if cost is not None else "unknown: set llm.prices in sources.yaml")
+        + (
+            "n/a (no language model)"
+            if not report["judge"].startswith("llm:")
+            else f"${cost:.4f}"
+            if cost is not None
+            else "unknown: set llm.prices in sources.yaml"
+        )
     )
     written = report["write_back"]
     if written:

@@ -50,8 +50,17 @@ def plan_grading(run: dict, judge: Judge, previous: dict[str, dict], versions: d
     grading.vetoes = run_checks(run)
     if grading.vetoes:
         reasons = sorted({v.reason for v in grading.vetoes})
-        grading.verdicts.append(Verdict(CHECKS, CHECKS_VERSION, CHECKS_JUDGE, 0.0, False,
-                                        "; ".join(v.detail for v in grading.vetoes), veto=",".join(reasons)))
+        grading.verdicts.append(
+            Verdict(
+                CHECKS,
+                CHECKS_VERSION,
+                CHECKS_JUDGE,
+                0.0,
+                False,
+                "; ".join(v.detail for v in grading.vetoes),
+                veto=",".join(reasons),
+            )
+        )
         return grading
     grading.verdicts.append(Verdict(CHECKS, CHECKS_VERSION, CHECKS_JUDGE, 1.0, True, "no check vetoed the run"))
     grading.todo = criteria_to_grade(judge, previous, versions)
@@ -64,15 +73,24 @@ def criteria_to_grade(judge: Judge, previous: dict[str, dict], versions: dict[st
     and not read from votes (those are graded again whenever the run is)."""
     kind = judge.name.split(":")[0]
     return [
-        criterion for criterion in CRITERIA
-        if not ((prior := previous.get(criterion)) and prior["criterion_version"] == versions[criterion]
-                and prior["judge"].split(":")[0] == kind and prior["passed"] is not None and criterion not in VOTE_CRITERIA)
+        criterion
+        for criterion in CRITERIA
+        if not (
+            (prior := previous.get(criterion))
+            and prior["criterion_version"] == versions[criterion]
+            and prior["judge"].split(":")[0] == kind
+            and prior["passed"] is not None
+            and criterion not in VOTE_CRITERIA
+        )
     ]
 
 
-
-def select_runs(config_path: str | None = None, limit: int = DEFAULT_RUN_LIMIT, regrade_outdated: bool = False,
-                batch_runs: int = DEFAULT_BATCH_RUNS) -> list[list[str]]:
+def select_runs(
+    config_path: str | None = None,
+    limit: int = DEFAULT_RUN_LIMIT,
+    regrade_outdated: bool = False,
+    batch_runs: int = DEFAULT_BATCH_RUNS,
+) -> list[list[str]]:
     """The runs this DAG run grades, in batches for the mapped grade task: runs never graded,
     runs with votes recorded since their last grade, written-back runs graded by an older
     criterion version (with `regrade_outdated`: every such run), oldest first, at most `limit`."""
@@ -85,19 +103,36 @@ def select_runs(config_path: str | None = None, limit: int = DEFAULT_RUN_LIMIT, 
         latest = store.latest_grades(None if regrade_outdated else written)
         outdated = sorted(run_id for run_id, grades in latest.items() if not is_current(grades, versions))
     selected = list(dict.fromkeys([*never, *voted, *outdated]))[:limit]
-    progress("Runs to grade: %d never graded, %d with new votes, %d graded by an older criterion version%s; %d selected",
-             len(never), len(voted), len(outdated), "" if regrade_outdated else " (written back)", len(selected))
+    progress(
+        "Runs to grade: %d never graded, %d with new votes, %d graded by an older criterion version%s; %d selected",
+        len(never),
+        len(voted),
+        len(outdated),
+        "" if regrade_outdated else " (written back)",
+        len(selected),
+    )
     if not selected:
         return []
     size = max(batch_runs, math.ceil(len(selected) / MAX_GRADE_BATCHES))
-    return [selected[i:i + size] for i in range(0, len(selected), size)]
+    return [selected[i : i + size] for i in range(0, len(selected), size)]
 
 
 def empty_tally() -> dict:
-    return {"runs": 0, "graded": 0, "ungraded": 0, "vetoed": 0, "reused": 0,
-            "verdicts": {c: {"pass": 0, "fail": 0, "undecided": 0} for c in CRITERIA},
-            "vetoes": {}, "ungraded_runs": [], "judge": "", "judge_calls": 0, "malformed_replies": 0,
-            "judge_tokens": {"prompt": 0, "completion": 0}, "seconds": 0.0}
+    return {
+        "runs": 0,
+        "graded": 0,
+        "ungraded": 0,
+        "vetoed": 0,
+        "reused": 0,
+        "verdicts": {c: {"pass": 0, "fail": 0, "undecided": 0} for c in CRITERIA},
+        "vetoes": {},
+        "ungraded_runs": [],
+        "judge": "",
+        "judge_calls": 0,
+        "malformed_replies": 0,
+        "judge_tokens": {"prompt": 0, "completion": 0},
+        "seconds": 0.0,
+    }
 
 
 def grade_batch(run_ids: list[str], config_path: str | None = None, chat: ChatModel | None = None) -> dict:

@@ -27,7 +27,6 @@ class JudgeFailed(GradingError):
     after the client's retries): the run stays ungraded this time."""
 
 
-
 @dataclass
 class Verdict:
     criterion: str
@@ -46,9 +45,16 @@ class Verdict:
 
     def row(self) -> dict:
         """The grade row the run store keeps."""
-        return {"criterion": self.criterion, "criterion_version": self.version, "judge": self.judge,
-                "score": self.score, "passed": self.passed, "reason": self.reason[:4000], "veto": self.veto,
-                "tokens": self.prompt_tokens + self.completion_tokens}
+        return {
+            "criterion": self.criterion,
+            "criterion_version": self.version,
+            "judge": self.judge,
+            "score": self.score,
+            "passed": self.passed,
+            "reason": self.reason[:4000],
+            "veto": self.veto,
+            "tokens": self.prompt_tokens + self.completion_tokens,
+        }
 
 
 class JudgeReply(BaseModel):

@@ -18,6 +18,7 @@ from ragloop.runs import RunStore, WritebackState, latest_votes, writeback_state
 from ragloop.sources.base import ExtractReport
 from ragloop.staging import DagRunRef, read_json
 
+
 def qa_document(run: dict, latest: dict[str, dict]) -> Document:
     """A good run as a Document of kind `qa`: the question as title, the answer, links to the
     sources it cites (numbered as in the answer), and its provenance in the metadata."""
@@ -30,11 +31,17 @@ def qa_document(run: dict, latest: dict[str, dict]) -> Document:
         lines.append(f"- [{number}] [{source.get('title') or source.get('doc_id')}]({target})")
     title = " ".join(run["question"].split())
     return Document(
-        doc_id=qa_doc_id(run["run_id"]), source_id=QA_SOURCE_ID, kind="qa",
-        title=title if len(title) <= 300 else title[:299] + "…", content="\n".join(lines),
-        url=f"ragloop://runs/{run['run_id']}", updated_at=datetime.fromisoformat(run["created_at"]),
+        doc_id=qa_doc_id(run["run_id"]),
+        source_id=QA_SOURCE_ID,
+        kind="qa",
+        title=title if len(title) <= 300 else title[:299] + "…",
+        content="\n".join(lines),
+        url=f"ragloop://runs/{run['run_id']}",
+        updated_at=datetime.fromisoformat(run["created_at"]),
         metadata={
-            "run_id": run["run_id"], "asked_at": run["created_at"], "model": run["model"],
+            "run_id": run["run_id"],
+            "asked_at": run["created_at"],
+            "model": run["model"],
             "cited_sources": [sources[n - 1].get("doc_id") for n in cited],
             "graded_by": grader_versions(latest),
         },
@@ -65,7 +72,9 @@ def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -
             reasons.append(f"graded with {criterion}@{grade['criterion_version']}, not yet with {criterion}@{version}")
         elif grade["passed"] is not True:
             score = "no score" if grade["score"] is None else f"{grade['score']:.2f}"
-            reasons.append(f"{criterion}@{version} {'undecided' if grade['passed'] is None else 'fails'} ({score}): {grade['reason'][:120]}")
+            reasons.append(
+                f"{criterion}@{version} {'undecided' if grade['passed'] is None else 'fails'} ({score}): {grade['reason'][:120]}"
+            )
     return "; ".join(reasons) or "no longer eligible"
 
 
@@ -78,8 +87,7 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
     versions = criterion_versions(config)
     with RunStore.default() as store:
         passing = store.get_runs(store.passing_run_ids(versions))
-        good = [r for r in passing if not r["vote_summary"]["down"]
-                and writeback_state(r) is not WritebackState.REVOKED_BY_HAND]
+        good = [r for r in passing if not r["vote_summary"]["down"] and writeback_state(r) is not WritebackState.REVOKED_BY_HAND]
         latest = store.latest_grades([r["run_id"] for r in good])
         written_before = {w["run_id"]: w for w in store.writebacks(WritebackState.WRITTEN)}
     documents = [qa_document(run, latest[run["run_id"]]) for run in good]
@@ -100,33 +108,54 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
             versions_now = grader_versions(latest[run["run_id"]])
             before = written_before.get(run["run_id"])
             if before is None or before["grader_versions"] != versions_now:
-                store.set_writeback(run["run_id"], doc_id=qa_doc_id(run["run_id"]), collection=config.collection,
-                                    state=WritebackState.WRITTEN, grader_versions=versions_now)
+                store.set_writeback(
+                    run["run_id"],
+                    doc_id=qa_doc_id(run["run_id"]),
+                    collection=config.collection,
+                    state=WritebackState.WRITTEN,
+                    grader_versions=versions_now,
+                )
         revoked_runs = store.get_runs(revoked_ids)
         revoked_latest = store.latest_grades(revoked_ids)
         for run in revoked_runs:
             reason = why_not_good(run, revoked_latest.get(run["run_id"], {}), versions)
             revocations.append({"run_id": run["run_id"], "reason": reason})
             if writeback_state(run) is not WritebackState.REVOKED_BY_HAND:
-                store.set_writeback(run["run_id"], doc_id=qa_doc_id(run["run_id"]), collection=config.collection,
-                                    state=WritebackState.REVOKED, reason=reason)
+                store.set_writeback(
+                    run["run_id"],
+                    doc_id=qa_doc_id(run["run_id"]),
+                    collection=config.collection,
+                    state=WritebackState.REVOKED,
+                    reason=reason,
+                )
             progress("Revoked the written-back answer of run %s: %s", run["run_id"], reason)
     finish_staging(config, dag_run)  # the feedback DAG's last task that reads its staging
     summary = plan["summary"].get(QA_SOURCE_ID, {})
-    chunks = {key: sum(r["sources"].get(QA_SOURCE_ID, {}).get(f"chunks_{key}", 0) for r in indexed)
-              for key in ("embedded", "reused", "written", "deleted")}
+    chunks = {
+        key: sum(r["sources"].get(QA_SOURCE_ID, {}).get(f"chunks_{key}", 0) for r in indexed)
+        for key in ("embedded", "reused", "written", "deleted")
+    }
     chunks["deleted"] += pruned["sources"].get(QA_SOURCE_ID, {}).get("chunks_deleted", 0)
     result = {
-        "collection": config.collection, "good_runs": len(good), "written": summary.get("new", 0),
-        "rewritten": summary.get("changed", 0), "unchanged": summary.get("unchanged", 0),
-        "revoked": len(revocations), "revocations": revocations, "chunks": chunks,
+        "collection": config.collection,
+        "good_runs": len(good),
+        "written": summary.get("new", 0),
+        "rewritten": summary.get("changed", 0),
+        "unchanged": summary.get("unchanged", 0),
+        "revoked": len(revocations),
+        "revocations": revocations,
+        "chunks": chunks,
         "embedding_tokens": sum(r["sources"].get(QA_SOURCE_ID, {}).get("embedding_tokens", 0) for r in indexed),
         "seconds": round(time.monotonic() - started, 2),
     }
-    progress("Write-back: %d written, %d rewritten, %d unchanged, %d revoked", result["written"], result["rewritten"],
-             result["unchanged"], result["revoked"])
+    progress(
+        "Write-back: %d written, %d rewritten, %d unchanged, %d revoked",
+        result["written"],
+        result["rewritten"],
+        result["unchanged"],
+        result["revoked"],
+    )
     return result
-
 
 
 def list_written_back(config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> list[dict]:
@@ -142,17 +171,23 @@ def list_written_back(config_path: str | None = None, weaviate_conn_id: str = WE
     for run_id in run_ids:
         run = runs.get(run_id)
         writeback = (run or {}).get("writeback") or {}
-        rows.append({
-            "run_id": run_id, "doc_id": qa_doc_id(run_id), "question": (run or {}).get("question", "(run not in the store)"),
-            "chunks": len(indexed[qa_doc_id(run_id)].chunk_indexes),
-            "written_at": writeback.get("written_at"), "graded_by": writeback.get("grader_versions") or {},
-            "votes": (run or {}).get("vote_summary"),
-        })
+        rows.append(
+            {
+                "run_id": run_id,
+                "doc_id": qa_doc_id(run_id),
+                "question": (run or {}).get("question", "(run not in the store)"),
+                "chunks": len(indexed[qa_doc_id(run_id)].chunk_indexes),
+                "written_at": writeback.get("written_at"),
+                "graded_by": writeback.get("grader_versions") or {},
+                "votes": (run or {}).get("vote_summary"),
+            }
+        )
     return rows
 
 
-def revoke_by_hand(run_id: str, reason: str | None = None, config_path: str | None = None,
-                   weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
+def revoke_by_hand(
+    run_id: str, reason: str | None = None, config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID
+) -> dict:
     """Remove a run's written-back answer from the index now, and keep it out: the feedback DAG
     does not write back a run revoked by hand."""
     config = load_config(config_path)
@@ -160,7 +195,12 @@ def revoke_by_hand(run_id: str, reason: str | None = None, config_path: str | No
         run = store.get_run(run_id)  # RunNotFound names the id
         with connect(weaviate_conn_id) as client:
             chunks = delete_documents(client, config.collection, [qa_doc_id(run_id)])
-        store.set_writeback(run_id, doc_id=qa_doc_id(run_id), collection=config.collection, state=WritebackState.REVOKED_BY_HAND,
-                            reason=f"revoked by hand: {reason}" if reason else "revoked by hand")
+        store.set_writeback(
+            run_id,
+            doc_id=qa_doc_id(run_id),
+            collection=config.collection,
+            state=WritebackState.REVOKED_BY_HAND,
+            reason=f"revoked by hand: {reason}" if reason else "revoked by hand",
+        )
     was_written = bool(chunks) or writeback_state(run) is WritebackState.WRITTEN
     return {"run_id": run_id, "collection": config.collection, "chunks_deleted": chunks, "was_written_back": was_written}

@@ -65,8 +65,13 @@ def client_kwargs(endpoint: WeaviateEndpoint, auth: AuthCredentials | None = Non
     from weaviate.classes.init import AdditionalConfig, Timeout  # the client loads on first connect
 
     return {
-        "http_host": endpoint.host, "http_port": endpoint.http_port, "http_secure": endpoint.http_secure,
-        "grpc_host": endpoint.grpc_host, "grpc_port": endpoint.grpc_port, "grpc_secure": endpoint.grpc_secure,
-        "headers": dict(endpoint.headers), "auth_credentials": auth,
+        "http_host": endpoint.host,
+        "http_port": endpoint.http_port,
+        "http_secure": endpoint.http_secure,
+        "grpc_host": endpoint.grpc_host,
+        "grpc_port": endpoint.grpc_port,
+        "grpc_secure": endpoint.grpc_secure,
+        "headers": dict(endpoint.headers),
+        "auth_credentials": auth,
         "additional_config": AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
     }

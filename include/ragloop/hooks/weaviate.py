@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from weaviate import WeaviateClient
     from weaviate.auth import AuthCredentials
 
+
 class RagloopWeaviateHook(WeaviateHook):
     """The official Weaviate hook, reading connections the same way, with ragloop's additions
     (see the module docstring)."""

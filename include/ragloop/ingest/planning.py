@@ -49,8 +49,16 @@ def estimated_chunks(characters: int, max_tokens: int, overlap_tokens: int) -> i
     return max(1, round(characters / 4 / max(16, 0.45 * max_tokens)))
 
 
-def plan_source(listing: Mapping[str, Any], indexed: Mapping[str, IndexedState], full_refresh: bool, signature: str,
-                *, source_id: str, max_tokens: int, overlap_tokens: int) -> SourcePlan:
+def plan_source(
+    listing: Mapping[str, Any],
+    indexed: Mapping[str, IndexedState],
+    full_refresh: bool,
+    signature: str,
+    *,
+    source_id: str,
+    max_tokens: int,
+    overlap_tokens: int,
+) -> SourcePlan:
     """Compare one source's staged listing with the index state of all planned sources.
 
     A listed document is new when the index lacks it, changed when its hash with this chunking
@@ -71,17 +79,30 @@ def plan_source(listing: Mapping[str, Any], indexed: Mapping[str, IndexedState],
             status = "unchanged"
         counts[status] += 1
         if status != "unchanged":
-            work.append({
-                "doc_id": doc_id, "source_id": source_id, "shard": listing["shards"][shard], "line": line,
-                "doc_hash": doc_hash, "existed": prior is not None,
-                "estimated_chunks": estimated_chunks(characters, max_tokens, overlap_tokens),
-            })
+            work.append(
+                {
+                    "doc_id": doc_id,
+                    "source_id": source_id,
+                    "shard": listing["shards"][shard],
+                    "line": line,
+                    "doc_hash": doc_hash,
+                    "existed": prior is not None,
+                    "estimated_chunks": estimated_chunks(characters, max_tokens, overlap_tokens),
+                }
+            )
     listed = set(listing["documents"]) | set(listing["failed_doc_ids"])
     gone = sorted(d for d, state in indexed.items() if state.source_id == source_id and d not in listed)
     entry: dict[str, Any] = {
-        **counts, "seen": listing["seen"], "extract_seconds": listing["seconds"], "failed": len(listing["failures"]),
-        "skipped": len(listing["skipped"]), "failures": listing["failures"], "skipped_items": listing["skipped"],
-        "gone": len(gone), "mode": listing.get("mode", "full"), "watermarks": listing.get("watermarks") or {},
+        **counts,
+        "seen": listing["seen"],
+        "extract_seconds": listing["seconds"],
+        "failed": len(listing["failures"]),
+        "skipped": len(listing["skipped"]),
+        "failures": listing["failures"],
+        "skipped_items": listing["skipped"],
+        "gone": len(gone),
+        "mode": listing.get("mode", "full"),
+        "watermarks": listing.get("watermarks") or {},
     }
     if listing["complete"]:
         entry["prune"] = gone

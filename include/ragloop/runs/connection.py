@@ -58,15 +58,23 @@ def runs_database_url(conn_id: str = RUNS_CONN_ID) -> str:
         if not path:
             raise RunStoreError(f"connection {conn_id!r} (sqlite) has no file path in its host")
         return f"sqlite:///{Path(path).expanduser()}"
-    drivers = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "mysql": "mysql+mysqldb"}  # the drivers Airflow images ship
+    drivers = {
+        "postgres": "postgresql+psycopg2",
+        "postgresql": "postgresql+psycopg2",
+        "mysql": "mysql+mysqldb",
+    }  # the drivers Airflow images ship
     if conn_type not in drivers:
         raise RunStoreError(
             f"connection {conn_id!r} has type {conn.conn_type!r}: use sqlite, postgres or mysql, or put a "
             "SQLAlchemy URL in its extra as sqlalchemy_url"
         )
     return sa.URL.create(
-        drivers[conn_type], username=conn.login or None, password=conn.password or None, host=conn.host or None,
-        port=conn.port or None, database=conn.schema or None,
+        drivers[conn_type],
+        username=conn.login or None,
+        password=conn.password or None,
+        host=conn.host or None,
+        port=conn.port or None,
+        database=conn.schema or None,
     ).render_as_string(hide_password=False)
 
 

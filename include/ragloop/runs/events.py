@@ -31,8 +31,9 @@ def emit_runs_event(extra: dict) -> bool:
             # inactive and every event warn. Names are unique among active assets, so an active
             # row with our name and another URI (the un-normalized "ragloop://runs" that earlier
             # ragloop builds registered) gives way.
-            active = session.scalars(sa.select(AssetActive).where(
-                sa.or_(AssetActive.name == asset.name, AssetActive.uri == asset.uri))).all()
+            active = session.scalars(
+                sa.select(AssetActive).where(sa.or_(AssetActive.name == asset.name, AssetActive.uri == asset.uri))
+            ).all()
             if not any(row.name == asset.name and row.uri == asset.uri for row in active):
                 for stale in active:
                     session.delete(stale)

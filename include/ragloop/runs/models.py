@@ -27,6 +27,7 @@ def writeback_state(run: dict) -> WritebackState | None:
     record = run.get("writeback")
     return WritebackState(record["state"]) if record else None
 
+
 # Tab, newline and carriage return are text; every other control character is refused: they hide
 # content from people reading runs and break terminals and CSV exports.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -26,8 +26,15 @@ class RunRecorder:
     exits, but not twice at once.
     """
 
-    def __init__(self, app: str = "ragloop", *, store: RunStore | None = None, store_url: str | None = None,
-                 user_id: str | None = None, emit_events: bool = False):
+    def __init__(
+        self,
+        app: str = "ragloop",
+        *,
+        store: RunStore | None = None,
+        store_url: str | None = None,
+        user_id: str | None = None,
+        emit_events: bool = False,
+    ):
         self.app = app
         self.user_id = user_id
         self.emit_events = emit_events

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+
 class UtcDateTime(sa.types.TypeDecorator):
     """Stored as UTC, read back timezone-aware on every database (SQLite drops the zone)."""
 
@@ -31,7 +32,8 @@ def _schema_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
     """The tables as migration 1 creates them. Later changes are new migrations that alter these
     tables (and update the definitions below), never an edit of what migration 1 does."""
     runs = sa.Table(
-        "ragloop_runs", metadata,
+        "ragloop_runs",
+        metadata,
         sa.Column("run_id", sa.String(64), primary_key=True),
         sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
         sa.Column("recorded_at", UtcDateTime(), nullable=False),
@@ -51,7 +53,8 @@ def _schema_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("metadata", sa.JSON(), nullable=False),
     )
     votes = sa.Table(
-        "ragloop_votes", metadata,
+        "ragloop_votes",
+        metadata,
         sa.Column("vote_id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
         sa.Column("user_id", sa.String(200), nullable=False),
@@ -61,7 +64,8 @@ def _schema_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.CheckConstraint("vote in ('up', 'down')", name="ragloop_votes_vote"),
     )
     grades = sa.Table(
-        "ragloop_grades", metadata,
+        "ragloop_grades",
+        metadata,
         sa.Column("grade_id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
         sa.Column("criterion", sa.String(100), nullable=False),
@@ -75,7 +79,8 @@ def _schema_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("graded_at", UtcDateTime(), nullable=False),
     )
     writebacks = sa.Table(
-        "ragloop_writebacks", metadata,
+        "ragloop_writebacks",
+        metadata,
         sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), primary_key=True),
         sa.Column("doc_id", sa.String(2000), nullable=False),
         sa.Column("collection", sa.String(200), nullable=False),
@@ -98,7 +103,8 @@ VOTE_RECORDED_AT = sa.Column("recorded_at", UtcDateTime(), index=True)
 VOTES.append_column(VOTE_RECORDED_AT)
 VOTE_ORDER = (VOTES.c.created_at, VOTES.c.vote_id)  # oldest first: the last vote of a user counts
 SCHEMA_TABLE = sa.Table(
-    "ragloop_schema", sa.MetaData(),
+    "ragloop_schema",
+    sa.MetaData(),
     sa.Column("version", sa.Integer(), primary_key=True),
     sa.Column("description", sa.String(200), nullable=False),
     sa.Column("applied_at", UtcDateTime(), nullable=False),

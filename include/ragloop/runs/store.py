@@ -107,8 +107,9 @@ class RunStore:
                     try:
                         with self.engine.begin() as connection:
                             upgrade(connection)
-                            connection.execute(sa.insert(SCHEMA_TABLE).values(
-                                version=version, description=description, applied_at=_now()))
+                            connection.execute(
+                                sa.insert(SCHEMA_TABLE).values(version=version, description=description, applied_at=_now())
+                            )
                         log.info("Run store %r migrated to version %d: %s", self, version, description)
                     except sa.exc.IntegrityError:
                         # Another process applied the same migration first.
@@ -159,9 +160,11 @@ class RunStore:
             if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is None:
                 raise RunNotFound(f"no run {run_id!r}")
             result = connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote)))
-            votes = connection.execute(
-                sa.select(VOTES.c.user_id, VOTES.c.vote).where(VOTES.c.run_id == run_id).order_by(*VOTE_ORDER)
-            ).mappings().all()
+            votes = (
+                connection.execute(sa.select(VOTES.c.user_id, VOTES.c.vote).where(VOTES.c.run_id == run_id).order_by(*VOTE_ORDER))
+                .mappings()
+                .all()
+            )
             return int(result.inserted_primary_key[0]), summarize_votes(votes)
 
     def get_run(self, run_id: str) -> dict:
@@ -195,37 +198,50 @@ class RunStore:
         if not ids:
             return []
         votes: dict[str, list[dict]] = {}
-        for row in connection.execute(
-            sa.select(VOTES).where(VOTES.c.run_id.in_(ids)).order_by(*VOTE_ORDER)
-        ).mappings():
+        for row in connection.execute(sa.select(VOTES).where(VOTES.c.run_id.in_(ids)).order_by(*VOTE_ORDER)).mappings():
             votes.setdefault(row["run_id"], []).append(
-                {"vote_id": row["vote_id"], "vote": row["vote"], "user_id": row["user_id"],
-                 "comment": row["comment"], "created_at": row["created_at"].isoformat()})
+                {
+                    "vote_id": row["vote_id"],
+                    "vote": row["vote"],
+                    "user_id": row["user_id"],
+                    "comment": row["comment"],
+                    "created_at": row["created_at"].isoformat(),
+                }
+            )
         grades: dict[str, list[dict]] = {}
         for row in connection.execute(
             sa.select(GRADES).where(GRADES.c.run_id.in_(ids)).order_by(GRADES.c.graded_at, GRADES.c.grade_id)
         ).mappings():
-            grade = {k: row[k] for k in ("criterion", "criterion_version", "judge", "score", "passed", "reason", "veto", "tokens")}
+            grade = {
+                k: row[k] for k in ("criterion", "criterion_version", "judge", "score", "passed", "reason", "veto", "tokens")
+            }
             grades.setdefault(row["run_id"], []).append({**grade, "graded_at": row["graded_at"].isoformat()})
         writebacks = {
-            row["run_id"]: {"doc_id": row["doc_id"], "collection": row["collection"], "state": row["state"],
-                            "written_at": row["written_at"].isoformat(),
-                            "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
-                            "revoke_reason": row["revoke_reason"], "grader_versions": row["grader_versions"]}
+            row["run_id"]: {
+                "doc_id": row["doc_id"],
+                "collection": row["collection"],
+                "state": row["state"],
+                "written_at": row["written_at"].isoformat(),
+                "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+                "revoke_reason": row["revoke_reason"],
+                "grader_versions": row["grader_versions"],
+            }
             for row in connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id.in_(ids))).mappings()
         }
         out = []
         for run in runs:
             run_votes = votes.get(run["run_id"], [])
-            out.append({
-                **{k: v for k, v in run.items() if k not in ("created_at", "recorded_at")},
-                "created_at": run["created_at"].isoformat(),
-                "recorded_at": run["recorded_at"].isoformat(),
-                "votes": run_votes,
-                "vote_summary": summarize_votes(run_votes),
-                "grades": grades.get(run["run_id"], []),
-                "writeback": writebacks.get(run["run_id"]),
-            })
+            out.append(
+                {
+                    **{k: v for k, v in run.items() if k not in ("created_at", "recorded_at")},
+                    "created_at": run["created_at"].isoformat(),
+                    "recorded_at": run["recorded_at"].isoformat(),
+                    "votes": run_votes,
+                    "vote_summary": summarize_votes(run_votes),
+                    "grades": grades.get(run["run_id"], []),
+                    "writeback": writebacks.get(run["run_id"]),
+                }
+            )
         return out
 
     def get_runs(self, run_ids: Iterable[str]) -> list[dict]:
@@ -253,14 +269,14 @@ class RunStore:
     def run_ids_with_new_votes(self, limit: int) -> list[str]:
         """Graded runs with a vote recorded after their last grade, oldest run first."""
         self.migrate()
-        last = sa.select(GRADES.c.run_id, sa.func.max(GRADES.c.graded_at).label("graded_at")) \
-            .group_by(GRADES.c.run_id).subquery()
+        last = sa.select(GRADES.c.run_id, sa.func.max(GRADES.c.graded_at).label("graded_at")).group_by(GRADES.c.run_id).subquery()
         recorded = sa.func.coalesce(VOTES.c.recorded_at, VOTES.c.created_at)
         query = (
             sa.select(RUNS.c.run_id)
             .join(last, last.c.run_id == RUNS.c.run_id)
             .where(sa.select(VOTES.c.vote_id).where(VOTES.c.run_id == RUNS.c.run_id, recorded > last.c.graded_at).exists())
-            .order_by(RUNS.c.created_at, RUNS.c.run_id).limit(limit)
+            .order_by(RUNS.c.created_at, RUNS.c.run_id)
+            .limit(limit)
         )
         with self._connect() as connection:
             return list(connection.scalars(query))
@@ -299,8 +315,9 @@ class RunStore:
         self.migrate()
         if not versions:
             return []
-        latest = sa.select(sa.func.max(GRADES.c.grade_id).label("grade_id")) \
-            .group_by(GRADES.c.run_id, GRADES.c.criterion).subquery()
+        latest = (
+            sa.select(sa.func.max(GRADES.c.grade_id).label("grade_id")).group_by(GRADES.c.run_id, GRADES.c.criterion).subquery()
+        )
         current = sa.or_(*[sa.and_(GRADES.c.criterion == c, GRADES.c.criterion_version == v) for c, v in versions.items()])
         query = (
             sa.select(GRADES.c.run_id)
@@ -324,8 +341,16 @@ class RunStore:
         with self._connect() as connection:
             return [dict(r) for r in connection.execute(query).mappings()]
 
-    def set_writeback(self, run_id: str, *, doc_id: str, collection: str, state: str,
-                      grader_versions: dict | None = None, reason: str | None = None) -> None:
+    def set_writeback(
+        self,
+        run_id: str,
+        *,
+        doc_id: str,
+        collection: str,
+        state: str,
+        grader_versions: dict | None = None,
+        reason: str | None = None,
+    ) -> None:
         """Record that a run's answer was written back (state "written"), revoked by the feedback
         DAG ("revoked") or by hand ("revoked_by_hand")."""
         if state not in WRITEBACK_STATES:
@@ -336,8 +361,14 @@ class RunStore:
         with self._begin() as connection:
             existing = connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id)).mappings().first()
             if state == WritebackState.WRITTEN:
-                values = {"doc_id": doc_id, "collection": collection, "state": state,
-                          "grader_versions": grader_versions or {}, "revoked_at": None, "revoke_reason": None}
+                values = {
+                    "doc_id": doc_id,
+                    "collection": collection,
+                    "state": state,
+                    "grader_versions": grader_versions or {},
+                    "revoked_at": None,
+                    "revoke_reason": None,
+                }
                 if existing is None or existing["state"] != WritebackState.WRITTEN:
                     values["written_at"] = now
             else:
@@ -372,7 +403,9 @@ class RunStore:
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as err:
-                    report.errors.append({"line": number, "field": "(line)", "message": f"not valid JSON: {err.msg} at column {err.colno}"})
+                    report.errors.append(
+                        {"line": number, "field": "(line)", "message": f"not valid JSON: {err.msg} at column {err.colno}"}
+                    )
                     continue
                 except UnicodeDecodeError as err:  # pragma: no cover - depends on the file
                     report.errors.append({"line": number, "field": "(line)", "message": f"not UTF-8: {err}"})
@@ -394,8 +427,11 @@ class RunStore:
                     continue
                 # A vote without a time takes its run's, so importing the file again matches it
                 # with the stored vote instead of adding it a second time.
-                run = run.model_copy(update={"votes": [
-                    v if v.created_at else v.model_copy(update={"created_at": run.created_at}) for v in run.votes]})
+                run = run.model_copy(
+                    update={
+                        "votes": [v if v.created_at else v.model_copy(update={"created_at": run.created_at}) for v in run.votes]
+                    }
+                )
                 run_id, created = self.record_run(run)
                 if created:
                     report.imported += 1
@@ -427,7 +463,7 @@ ID_GROUP = 500  # ids per IN list: bounded statements on every database
 
 
 def _id_groups(ids: list[str]) -> list[list[str]]:
-    return [ids[i:i + ID_GROUP] for i in range(0, len(ids), ID_GROUP)]
+    return [ids[i : i + ID_GROUP] for i in range(0, len(ids), ID_GROUP)]
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -463,13 +499,23 @@ class _Guarded:
 def _run_row(run: RunIn, run_id: str) -> dict:
     now = _now()
     return {
-        "run_id": run_id, "created_at": run.created_at or now, "recorded_at": now, "app": run.app or "api",
-        "user_id": run.user_id, "question": run.question, "rewrites": list(run.rewrites),
-        "sources": [s.model_dump() for s in run.sources], "answer": run.answer, "model": run.model,
-        "prompt_name": run.prompt_name, "prompt_version": run.prompt_version,
-        "prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
+        "run_id": run_id,
+        "created_at": run.created_at or now,
+        "recorded_at": now,
+        "app": run.app or "api",
+        "user_id": run.user_id,
+        "question": run.question,
+        "rewrites": list(run.rewrites),
+        "sources": [s.model_dump() for s in run.sources],
+        "answer": run.answer,
+        "model": run.model,
+        "prompt_name": run.prompt_name,
+        "prompt_version": run.prompt_version,
+        "prompt_tokens": run.prompt_tokens,
+        "completion_tokens": run.completion_tokens,
         "token_source": run.token_source or ("none" if run.prompt_tokens is None else "api"),
-        "latency_ms": run.latency_ms, "metadata": run.metadata,
+        "latency_ms": run.latency_ms,
+        "metadata": run.metadata,
     }
 
 
@@ -478,5 +524,11 @@ def _vote_row(run_id: str, vote: VoteIn) -> dict:
     created = vote.created_at or now
     if created.tzinfo is None:
         created = created.replace(tzinfo=timezone.utc)
-    return {"run_id": run_id, "user_id": vote.user_id, "vote": vote.vote, "comment": vote.comment,
-            "created_at": created.astimezone(timezone.utc), "recorded_at": now}
+    return {
+        "run_id": run_id,
+        "user_id": vote.user_id,
+        "vote": vote.vote,
+        "comment": vote.comment,
+        "created_at": created.astimezone(timezone.utc),
+        "recorded_at": now,
+    }
