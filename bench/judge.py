@@ -45,7 +45,7 @@ def load_labelled(path: Path = LABELLED) -> list[dict]:
 
 def measure_all(rows: list[dict], judge: grading.OfflineJudge | None = None) -> list[dict]:
     judge = judge or grading.OfflineJudge()
-    judge.prepare([row["run"] for row in rows])
+    judge.embed_runs([row["run"] for row in rows])
     return [judge.measure(row["run"]) for row in rows]
 
 

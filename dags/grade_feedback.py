@@ -6,14 +6,14 @@ from __future__ import annotations
 from airflow.configuration import conf
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from ragloop.dag_defaults import DEFAULT_ARGS, TAGS, ingest_asset
-from ragloop.runs import runs_asset
+from ragloop.catalog import DEFAULT_ARGS, GRADE_DAG_ID, TAGS, ingest_asset, runs_asset
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 
 KNOWLEDGE_BASE = ingest_asset()
 
 
 @dag(
-    dag_id="ragloop_grade_feedback",
+    dag_id=GRADE_DAG_ID,
     # Nightly at 01:00, after the midnight ingests; and whenever a run or a vote is recorded
     # (the runs API, `ragloop ask`/`feedback`/`runs import` emit ragloop://runs events).
     schedule=AssetOrTimeSchedule(
@@ -26,6 +26,7 @@ KNOWLEDGE_BASE = ingest_asset()
     tags=[*TAGS, "feedback"],
     params={
         "config": Param(None, type=["null", "string"], description="sources.yaml path (default: include/sources.yaml)"),
+        "weaviate_conn_id": Param(WEAVIATE_CONN_ID, type="string", description="Airflow connection of the Weaviate written back to"),
         "limit": Param(1000, type="integer", minimum=1, description="runs graded per DAG run, oldest first"),
         "regrade_outdated": Param(
             False, type="boolean",
@@ -53,7 +54,7 @@ def grade_feedback():
         from ragloop.grading import write_back
         from ragloop.staging import DagRunRef
 
-        return write_back(DagRunRef.from_context(dag_run), params["config"])
+        return write_back(DagRunRef.from_context(dag_run), params["config"], params["weaviate_conn_id"])
 
     # all_done, pulling results itself: a failed batch or write-back has no result, and the report
     # still goes out, naming what did not finish.
@@ -65,7 +66,7 @@ def grade_feedback():
         batches = batches or []
         graded = ti.xcom_pull(task_ids="grade", map_indexes=list(range(len(batches)))) if batches else []
         result = grade_report(DagRunRef.from_context(dag_run), batches, graded, ti.xcom_pull(task_ids="write_back"),
-                              params["config"])
+                              params["config"], params["weaviate_conn_id"])
         outlet_events[KNOWLEDGE_BASE].extra = result
         return result
 

@@ -8,6 +8,7 @@ Trigger with `sources` to ingest some sources only, `full_refresh` to rewrite ev
 The flow is shared by every ingest DAG: `ragloop.ingest_dag`.
 """
 
+from ragloop.catalog import INGEST_DAG_IDS
 from ragloop.ingest_dag import ingest_dag
 
-ingest_dag(dag_id="ragloop_ingest_docs", source_type="docs", doc_md=__doc__)()
+ingest_dag(dag_id=INGEST_DAG_IDS["docs"], source_type="docs", doc_md=__doc__)()

@@ -8,6 +8,7 @@ issue and prune deleted or transferred ones.
 The flow is shared by every ingest DAG: `ragloop.ingest_dag`.
 """
 
+from ragloop.catalog import INGEST_DAG_IDS
 from ragloop.ingest_dag import ingest_dag
 
-ingest_dag(dag_id="ragloop_ingest_github_issues", source_type="github_issues", doc_md=__doc__, api_source=True)()
+ingest_dag(dag_id=INGEST_DAG_IDS["github_issues"], source_type="github_issues", doc_md=__doc__, api_source=True)()

@@ -8,6 +8,7 @@ rewrite every document, `full_listing` to read everything and prune deleted thre
 The flow is shared by every ingest DAG: `ragloop.ingest_dag`.
 """
 
+from ragloop.catalog import INGEST_DAG_IDS
 from ragloop.ingest_dag import ingest_dag
 
-ingest_dag(dag_id="ragloop_ingest_slack", source_type="slack", doc_md=__doc__, api_source=True)()
+ingest_dag(dag_id=INGEST_DAG_IDS["slack"], source_type="slack", doc_md=__doc__, api_source=True)()

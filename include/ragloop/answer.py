@@ -99,12 +99,13 @@ class Answer:
 
 # --- retrieval ----------------------------------------------------------------------------------
 
+
 def passage_text(hit) -> str:
     """The chunk's body: chunks embed their heading path as a first line, which a reader (and the
     answer) does not need twice."""
     text = hit.text
     if hit.heading_path and text.startswith(hit.heading_path):
-        text = text[len(hit.heading_path):].lstrip("\n")
+        text = text[len(hit.heading_path) :].lstrip("\n")
     return text.strip()
 
 
@@ -119,8 +120,17 @@ def retrieve(client, collection: str, embedder, queries: list[str], limit: int) 
                 best[hit.chunk_id] = hit
     ranked = sorted(best.values(), key=lambda h: -h.score)[:limit]
     return [
-        Citation(number=n, doc_id=h.doc_id, chunk_id=h.chunk_id, kind=h.kind, title=h.title, url=h.url,
-                 score=h.score, text=passage_text(h), heading_path=h.heading_path)
+        Citation(
+            number=n,
+            doc_id=h.doc_id,
+            chunk_id=h.chunk_id,
+            kind=h.kind,
+            title=h.title,
+            url=h.url,
+            score=h.score,
+            text=passage_text(h),
+            heading_path=h.heading_path,
+        )
         for n, h in enumerate(ranked, 1)
     ]
 
@@ -134,11 +144,14 @@ def format_sources(sources: list[Citation]) -> str:
     blocks = []
     for s in sources:
         body = escape_data(s.text)
-        blocks.append(f'<source id="{s.number}" kind="{attr(s.kind)}" title="{attr(s.title)}" url="{attr(s.url)}">\n{body}\n</source>')
+        blocks.append(
+            f'<source id="{s.number}" kind="{attr(s.kind)}" title="{attr(s.title)}" url="{attr(s.url)}">\n{body}\n</source>'
+        )
     return "\n".join(blocks)
 
 
 # --- the extractive answer ----------------------------------------------------------------------
+
 
 def _stems(text: str) -> set[str]:
     # Five-letter prefixes: "rotate", "rotation" and "rotating" meet; cheap and language-light.
@@ -217,6 +230,7 @@ def extractive_answer(question: str, sources: list[Citation], note: str = EXTRAC
 
 
 # --- asking -------------------------------------------------------------------------------------
+
 
 def _parse_rewrites(text: str, question: str) -> list[str]:
     try:
@@ -300,20 +314,47 @@ def ask(
 
     token_source = "none" if not token_sources else ("api" if token_sources == {"api"} else "tiktoken")
     answer = Answer(
-        question=question, text=text, mode=mode, model=model, prompt=prompt_label, sources=sources, rewrites=rewrites,
-        prompt_tokens=tokens["prompt"], completion_tokens=tokens["completion"], token_source=token_source,
-        latency_ms=round((time.monotonic() - started) * 1000, 1), notes=notes,
+        question=question,
+        text=text,
+        mode=mode,
+        model=model,
+        prompt=prompt_label,
+        sources=sources,
+        rewrites=rewrites,
+        prompt_tokens=tokens["prompt"],
+        completion_tokens=tokens["completion"],
+        token_source=token_source,
+        latency_ms=round((time.monotonic() - started) * 1000, 1),
+        notes=notes,
     )
     prompt_name, _, prompt_version = prompt_label.partition("@")
-    answer.run_id = record_run(RunIn(
-        question=question, rewrites=rewrites,
-        sources=[RetrievedSource(doc_id=s.doc_id, chunk_id=s.chunk_id, url=s.url, title=s.title, kind=s.kind,
-                                 score=s.score, text=s.text) for s in sources],
-        answer=text, model=model, prompt_name=prompt_name, prompt_version=prompt_version,
-        prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, token_source=token_source,
-        latency_ms=answer.latency_ms, user_id=user_id,
-        metadata={"mode": mode, "collection": config.collection, "embedder": embedder.name, **({"notes": notes} if notes else {})},
-    ))
+    answer.run_id = record_run(
+        RunIn(
+            question=question,
+            rewrites=rewrites,
+            sources=[
+                RetrievedSource(
+                    doc_id=s.doc_id, chunk_id=s.chunk_id, url=s.url, title=s.title, kind=s.kind, score=s.score, text=s.text
+                )
+                for s in sources
+            ],
+            answer=text,
+            model=model,
+            prompt_name=prompt_name,
+            prompt_version=prompt_version,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            token_source=token_source,
+            latency_ms=answer.latency_ms,
+            user_id=user_id,
+            metadata={
+                "mode": mode,
+                "collection": config.collection,
+                "embedder": embedder.name,
+                **({"notes": notes} if notes else {}),
+            },
+        )
+    )
     return answer
 
 
@@ -325,8 +366,10 @@ def format_answer(answer: Answer) -> str:
         for s in answer.sources:
             mark = f" ({WRITTEN_BACK_LABEL})" if s.written_back else ""
             lines.append(f"  [{s.number}] {s.title}{mark}  {s.url or s.doc_id}")
-    how = (f"answered by {answer.model}, {answer.prompt_tokens}+{answer.completion_tokens} tokens ({answer.token_source})"
-           if answer.mode == "llm" else "extractive answer, no language model")
-    lines.append(f"{how}, {answer.latency_ms:.0f} ms"
-                 + (f"; run {answer.run_id}" if answer.run_id else "; not recorded"))
+    how = (
+        f"answered by {answer.model}, {answer.prompt_tokens}+{answer.completion_tokens} tokens ({answer.token_source})"
+        if answer.mode == "llm"
+        else "extractive answer, no language model"
+    )
+    lines.append(f"{how}, {answer.latency_ms:.0f} ms" + (f"; run {answer.run_id}" if answer.run_id else "; not recorded"))
     return "\n".join(lines)

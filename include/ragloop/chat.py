@@ -37,8 +37,10 @@ class ChatReply:
 def count_message_tokens(messages: list[dict[str, str]], model: str) -> int:
     from ragloop.tokens import count_tokens
 
-    return sum(TOKENS_PER_MESSAGE + count_tokens(m["content"], model) + count_tokens(m["role"], model) for m in messages) \
+    return (
+        sum(TOKENS_PER_MESSAGE + count_tokens(m["content"], model) + count_tokens(m["role"], model) for m in messages)
         + TOKENS_PER_REPLY
+    )
 
 
 class ChatModel:
@@ -65,8 +67,9 @@ class ChatModel:
             raise ChatError(f"no model for prompt {template.label}: set llm.model in sources.yaml or model in {template.path}")
         return model
 
-    def complete(self, template: PromptTemplate, extra_messages: list[dict[str, str]] | None = None,
-                 **variables: str) -> ChatReply:
+    def complete(
+        self, template: PromptTemplate, extra_messages: list[dict[str, str]] | None = None, **variables: str
+    ) -> ChatReply:
         """The template rendered with `variables`, then `extra_messages` (a follow-up turn, such as
         asking again after a reply that did not parse), sent as one chat completion."""
         messages = template.render(**variables) + list(extra_messages or [])
@@ -78,7 +81,9 @@ class ChatModel:
         try:
             response = self.client.chat.completions.create(model=model, messages=messages, **kwargs)
         except Exception as err:  # openai's errors carry status and message; keep them, drop the stack
-            raise ChatError(f"chat model {model} via connection {self.connection!r} failed for prompt {template.label}: {err}") from err
+            raise ChatError(
+                f"chat model {model} via connection {self.connection!r} failed for prompt {template.label}: {err}"
+            ) from err
         latency_ms = (time.monotonic() - started) * 1000
         if not response.choices:
             raise ChatError(f"chat model {model} returned no choices for prompt {template.label}")
@@ -92,8 +97,14 @@ class ChatModel:
             prompt_tokens = count_message_tokens(messages, model)
             completion_tokens = count_tokens(text, model)
             source = "tiktoken"
-        return ChatReply(text=text, model=response.model or model, prompt_tokens=prompt_tokens,
-                         completion_tokens=completion_tokens, token_source=source, latency_ms=latency_ms)
+        return ChatReply(
+            text=text,
+            model=response.model or model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            token_source=source,
+            latency_ms=latency_ms,
+        )
 
     def close(self) -> None:
         if self._client is not None:

@@ -119,6 +119,7 @@ class _TokenCounter:
 
 # --- sections ------------------------------------------------------------------------------------
 
+
 def _opens_fence(line: str) -> str | None:
     """The fence characters if `line` opens a fenced code block (at any indent: lists nest them)."""
     match = _FENCE.match(line)
@@ -197,6 +198,7 @@ def _rst_sections(lines: list[str]) -> list[_Section]:
 
 # --- blocks --------------------------------------------------------------------------------------
 
+
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
@@ -237,11 +239,11 @@ def _blocks(lines: list[str], fmt: str) -> list[_Block]:
         if fence:
             end = next((j for j in range(i + 1, len(lines)) if _closes_fence(lines[j], fence)), len(lines))
             closer = line[: len(line) - len(line.lstrip())] + fence
-            add_code([line], lines[i + 1:end], lines[end:end + 1], [line], [closer])
+            add_code([line], lines[i + 1 : end], lines[end : end + 1], [line], [closer])
             i = end + 1
         elif directive:
             end = _indented_run(lines, i + 1, _indent(line))
-            add_code([line], lines[i + 1:end], [], [line, ""], [])
+            add_code([line], lines[i + 1 : end], [], [line, ""], [])
             i = end
         elif not line.strip():
             # A blank line between list items (or inside one) does not end the list.
@@ -256,8 +258,13 @@ def _blocks(lines: list[str], fmt: str) -> list[_Block]:
             current.append(line)
             i += 1
             # rst: a paragraph ending in "::" introduces an indented literal block.
-            if (fmt == "rst" and line.endswith("::") and not current[0].lstrip().startswith("..")
-                    and i < len(lines) and not lines[i].strip()):
+            if (
+                fmt == "rst"
+                and line.endswith("::")
+                and not current[0].lstrip().startswith("..")
+                and i < len(lines)
+                and not lines[i].strip()
+            ):
                 end = _indented_run(lines, i, _indent(current[0]))
                 if end > i:
                     add_code([], lines[i:end], [], ["::", ""], [])
@@ -278,19 +285,27 @@ def _parse(document: Document) -> list[tuple[list[str], list[_Block]]]:
 
 def _same_heading(heading: str, title: str) -> bool:
     """Equal but for case and inline markup: "# Python SDK (`pkg`)" repeats title "Python SDK (pkg)"."""
+
     def plain(text: str) -> str:
         return " ".join(re.sub(r"[`*_]", "", text).split()).casefold()
+
     return plain(heading) == plain(title)
 
 
 # --- the chunker ---------------------------------------------------------------------------------
 
+
 class Chunker:
     """Splits documents for one tokenizer and one ChunkingSettings. Keeps no state between calls,
     so one instance can serve many threads."""
 
-    def __init__(self, settings: ChunkingSettings, count_tokens: Callable[[str], int], max_input_tokens: int | None = None,
-                 count_tokens_batch: Callable[[list[str]], list[int]] | None = None):
+    def __init__(
+        self,
+        settings: ChunkingSettings,
+        count_tokens: Callable[[str], int],
+        max_input_tokens: int | None = None,
+        count_tokens_batch: Callable[[list[str]], list[int]] | None = None,
+    ):
         self.settings = settings
         self.limit = min(settings.max_tokens, max_input_tokens) if max_input_tokens else settings.max_tokens
         if self.limit < MIN_LIMIT:
@@ -307,8 +322,10 @@ class Chunker:
         # once; only sections that may not fit (by a generous bound on characters per token) or
         # that do not are counted block by block, packed, and checked. Each step is one
         # tokenizer call for the whole document.
-        whole = {s: self._chunk_text(" > ".join(full_paths[s]), "\n\n".join(b.text for b in blocks))
-                 for s, (_, blocks) in enumerate(parsed)}
+        whole = {
+            s: self._chunk_text(" > ".join(full_paths[s]), "\n\n".join(b.text for b in blocks))
+            for s, (_, blocks) in enumerate(parsed)
+        }
         whole = {s: text for s, text in whole.items() if len(text) <= self.limit * _MAX_CHARS_PER_TOKEN}
         counter.many([" > ".join(p) for p in full_paths] + list(whole.values()))
         paths = [self._fit_path(path, counter) for path in full_paths]
@@ -414,16 +431,21 @@ class Chunker:
     @staticmethod
     def _split_prose(text: str, budget: int, counter: _TokenCounter) -> list[str]:
         splitter = RecursiveCharacterTextSplitter(
-            separators=_PROSE_SEPARATORS, is_separator_regex=True, keep_separator=True,
-            chunk_size=budget, chunk_overlap=0, length_function=counter.count,
+            separators=_PROSE_SEPARATORS,
+            is_separator_regex=True,
+            keep_separator=True,
+            chunk_size=budget,
+            chunk_overlap=0,
+            length_function=counter.count,
         )
         return [part for part in splitter.split_text(text) if part.strip()]
 
     def _split_code(self, code: _Code, budget: int, counter: _TokenCounter) -> list[str] | None:
         """Cut between lines; each part re-opens and closes the block, so each is valid markup.
         None when the fences would take more than half of every part (a tiny limit)."""
-        fixed = max(counter.count("\n".join(code.head)), counter.count("\n".join(code.reopen))) \
-            + max(counter.count("\n".join(code.reclose)), counter.count("\n".join(code.tail)))
+        fixed = max(counter.count("\n".join(code.head)), counter.count("\n".join(code.reopen))) + max(
+            counter.count("\n".join(code.reclose)), counter.count("\n".join(code.tail))
+        )
         room = budget - fixed
         if fixed > budget // 2:
             return None
@@ -465,7 +487,7 @@ class Chunker:
         # than 12 characters per allowed token is over the room with any real tokenizer.
         starts = [m.end() for m in _OVERLAP_START.finditer(text) if len(text) - m.end() <= room * 12]
         # A table row is one unit: a "sentence" that starts inside one is a fragment of a cell.
-        starts = [s for s in starts if text[s - 1] == "\n" or not text[text.rfind("\n", 0, s) + 1:].lstrip().startswith("|")]
+        starts = [s for s in starts if text[s - 1] == "\n" or not text[text.rfind("\n", 0, s) + 1 :].lstrip().startswith("|")]
         candidates = [c for c in (text[s:].strip() for s in starts) if any(ch.isalnum() for ch in c)]
         for candidate, tokens in zip(candidates, counter.many(candidates)):
             if tokens <= room:  # longest first
@@ -476,6 +498,8 @@ class Chunker:
 def chunker_for(embedder: Any, settings: ChunkingSettings) -> Chunker:
     """A Chunker that counts with `embedder`'s tokenizer and keeps chunks within what it reads."""
     return Chunker(
-        settings, embedder.count_tokens, getattr(embedder, "max_input_tokens", None),
+        settings,
+        embedder.count_tokens,
+        getattr(embedder, "max_input_tokens", None),
         getattr(embedder, "count_tokens_batch", None),
     )

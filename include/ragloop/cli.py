@@ -15,6 +15,7 @@ import sys
 from typing import Any, Callable
 
 from ragloop import localenv
+from ragloop.runs.models import WritebackState
 
 log = logging.getLogger("ragloop")
 
@@ -65,6 +66,7 @@ def _local_server():
 
 # --- weaviate ----------------------------------------------------------------------------------
 
+
 def cmd_weaviate_start(args: argparse.Namespace) -> int:
     server = _local_server()
     message = server.start(timeout=args.timeout, progress=progress)
@@ -105,6 +107,7 @@ def cmd_weaviate_logs(args: argparse.Namespace) -> int:
 
 
 # --- status and embedder -----------------------------------------------------------------------
+
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ragloop.config import load_config
@@ -161,7 +164,8 @@ def _overall_status_text(report: dict) -> str:
             lines.append(f"  {name}: {count} objects")
         recorded = report.get("collection_embedder")
         lines.append(
-            f"  {report['collection']} built with {recorded['embedder']}" if recorded
+            f"  {report['collection']} built with {recorded['embedder']}"
+            if recorded
             else f"  {report['collection']} not created yet (the first ingest creates it)"
         )
     return "\n".join(lines)
@@ -196,16 +200,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check_text(report: dict) -> str:
     weaviate, collection, rate = report["check_weaviate"], report["prepare_collection"], report["measure_embedder"]
-    return "\n".join([
-        f"ragloop_check {report['state']} ({report['run_id']})",
-        f"  Weaviate {weaviate['version']} at {weaviate['url']}",
-        f"  collection {collection['collection']}: {'created' if collection['created'] else 'exists'} for "
-        f"{collection['embedder']} ({collection['dimension']} dimensions)",
-        f"  embedder: {rate['passages']} passages in {rate['embed_seconds']} s = {rate['passages_per_second']} passages/s",
-    ])
+    return "\n".join(
+        [
+            f"ragloop_check {report['state']} ({report['run_id']})",
+            f"  Weaviate {weaviate['version']} at {weaviate['url']}",
+            f"  collection {collection['collection']}: {'created' if collection['created'] else 'exists'} for "
+            f"{collection['embedder']} ({collection['dimension']} dimensions)",
+            f"  embedder: {rate['passages']} passages in {rate['embed_seconds']} s = {rate['passages_per_second']} passages/s",
+        ]
+    )
 
 
 # --- ingest and search -------------------------------------------------------------------------
+
 
 def _ensure_local_weaviate() -> None:
     """Start the local server when the connection points at it and it is down; a remote
@@ -239,8 +246,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     reports, runs, failed_runs = [], [], []
     for source_type, requested, sources in plans:
         dag_id = INGEST_DAG_IDS[source_type]
-        mode = "full refresh" if args.full_refresh else "full listing" if args.full_listing and source_type != "docs" else "incremental"
-        progress(f"Ingesting {', '.join(sources) or 'no sources'} into {config.collection} ({mode}) through {dag_id} (dag.test)...")
+        mode = (
+            "full refresh"
+            if args.full_refresh
+            else "full listing"
+            if args.full_listing and source_type != "docs"
+            else "incremental"
+        )
+        progress(
+            f"Ingesting {', '.join(sources) or 'no sources'} into {config.collection} ({mode}) through {dag_id} (dag.test)..."
+        )
         conf = {"config": str(config.path), "sources": requested, "full_refresh": args.full_refresh}
         if source_type != "docs":
             conf["full_listing"] = args.full_listing
@@ -251,8 +266,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             reports.append(report)
         if result.state != "success":
             errors = "; ".join(report["errors"]) if report and report.get("errors") else ""
-            failed_runs.append(f"{dag_id} run {result.run_id} ended {result.state}; tasks not successful: {result.failed_tasks}"
-                               + (f"; {errors}" if errors else ""))
+            failed_runs.append(
+                f"{dag_id} run {result.run_id} ended {result.state}; tasks not successful: {result.failed_tasks}"
+                + (f"; {errors}" if errors else "")
+            )
     if reports:
         merged = merge_reports(reports)
         state = "success" if not failed_runs else "failed"
@@ -284,8 +301,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     _prepare_airflow()
     embedder = make_embedder(config.embedder)
     with connect() as client:
-        hits = search(client, config.collection, embedder, args.question, limit=args.limit,
-                      source_ids=args.source or None, kinds=args.kind or None, alpha=args.alpha)
+        hits = search(
+            client,
+            config.collection,
+            embedder,
+            args.question,
+            limit=args.limit,
+            source_ids=args.source or None,
+            kinds=args.kind or None,
+            alpha=args.alpha,
+        )
     if args.json:
         # One JSON object per hit, one per line: `ragloop search ... --json | jq` works.
         for hit in hits:
@@ -298,12 +323,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     for rank, hit in enumerate(hits, 1):
         snippet = " ".join(hit.text.split("\n\n", 1)[-1].split())
         mark = f" ({WRITTEN_BACK_LABEL})" if hit.kind == "qa" else ""
-        print(f"{rank}. {hit.title}{mark}  [{hit.score:.3f}]\n   {hit.url or hit.doc_id}\n   {hit.heading_path}\n"
-              f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}", file=results)
+        print(
+            f"{rank}. {hit.title}{mark}  [{hit.score:.3f}]\n   {hit.url or hit.doc_id}\n   {hit.heading_path}\n"
+            f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}",
+            file=results,
+        )
     return 0
 
 
 # --- answers, feedback and runs -----------------------------------------------------------------
+
 
 def _user_id(args: argparse.Namespace) -> str:
     import getpass
@@ -335,8 +364,11 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     with RunStore.default() as store:
         vote_id, summary = store.add_vote(args.run_id, vote)
     emit_runs_event({"event": "vote", "run_id": args.run_id, "vote": args.vote})
-    emit(args, {"run_id": args.run_id, "vote_id": vote_id, "vote_summary": summary},
-         lambda r: f"Recorded {args.vote} vote {vote_id} on run {args.run_id} ({summary['up']} up, {summary['down']} down)")
+    emit(
+        args,
+        {"run_id": args.run_id, "vote_id": vote_id, "vote_summary": summary},
+        lambda r: f"Recorded {args.vote} vote {vote_id} on run {args.run_id} ({summary['up']} up, {summary['down']} down)",
+    )
     return 0
 
 
@@ -361,7 +393,7 @@ def _grades_text(grades: list[dict]) -> str:
 def _writeback_text(writeback: dict | None) -> str:
     if not writeback:
         return "not written back"
-    if writeback["state"] == "written":
+    if writeback["state"] == WritebackState.WRITTEN:
         return f"written back {writeback['written_at'][:16]}"
     return f"{writeback['state'].replace('_', ' ')} {(writeback['revoked_at'] or '')[:16]}: {writeback['revoke_reason']}"
 
@@ -410,13 +442,19 @@ def cmd_runs_import(args: argparse.Namespace) -> int:
         progress(f"{args.file}:{error['line']}: {error['field']}: {error['message']}")
     if report.imported:
         emit_runs_event({"event": "import", "file": str(args.file), "runs": report.imported})
-    emit(args, report.to_json(), lambda r: (
-        f"{r['path']}: {r['lines']} lines, {r['imported']} runs imported, {r['already_present']} already present, "
-        f"{r['votes_added']} votes added, {len(r['errors'])} errors"))
+    emit(
+        args,
+        report.to_json(),
+        lambda r: (
+            f"{r['path']}: {r['lines']} lines, {r['imported']} runs imported, {r['already_present']} already present, "
+            f"{r['votes_added']} votes added, {len(r['errors'])} errors"
+        ),
+    )
     return 1 if report.errors else 0
 
 
 # --- grading and written-back answers ------------------------------------------------------------
+
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Runs the feedback DAG (ragloop_grade_feedback) through dag.test() and prints its report."""
@@ -437,8 +475,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if report:
         emit(args, {"dag_run_id": result.run_id, "state": result.state, **report}, format_grade_report)
     if result.state != "success":
-        progress(f"ragloop: grade run {result.run_id} ended {result.state}; tasks not successful: {result.failed_tasks} "
-                 "(the task's error is logged above)")
+        progress(
+            f"ragloop: grade run {result.run_id} ended {result.state}; tasks not successful: {result.failed_tasks} "
+            "(the task's error is logged above)"
+        )
         return 1
     return 0
 
@@ -455,8 +495,10 @@ def cmd_qa_list(args: argparse.Namespace) -> int:
         lines = []
         for row in rows:
             votes = row["votes"] or {"up": 0, "down": 0}
-            lines.append(f"{row['run_id']}  {(row['written_at'] or '')[:16]}  +{votes['up']}/-{votes['down']}  "
-                         f"{row['chunks']} chunks  {row['question'][:100]}")
+            lines.append(
+                f"{row['run_id']}  {(row['written_at'] or '')[:16]}  +{votes['up']}/-{votes['down']}  "
+                f"{row['chunks']} chunks  {row['question'][:100]}"
+            )
             if row["graded_by"]:
                 lines.append("    graded by " + ", ".join(row["graded_by"].values()))
         return "\n".join(lines)
@@ -470,13 +512,23 @@ def cmd_qa_revoke(args: argparse.Namespace) -> int:
 
     _prepare_airflow()
     result = revoke_by_hand(args.run_id, args.reason, args.config)
-    emit(args, result, lambda r: (
-        f"Revoked the written-back answer of run {r['run_id']} ({r['chunks_deleted']} chunks deleted from {r['collection']}); "
-        if r["was_written_back"] else f"Run {r['run_id']} was not written back; ") + "the feedback DAG will not write it back again")
+    emit(
+        args,
+        result,
+        lambda r: (
+            (
+                f"Revoked the written-back answer of run {r['run_id']} ({r['chunks_deleted']} chunks deleted from {r['collection']}); "
+                if r["was_written_back"]
+                else f"Run {r['run_id']} was not written back; "
+            )
+            + "the feedback DAG will not write it back again"
+        ),
+    )
     return 0
 
 
 # --- index -------------------------------------------------------------------------------------
+
 
 def cmd_index_drop(args: argparse.Namespace) -> int:
     from ragloop.index import connect, drop_collection
@@ -487,12 +539,16 @@ def cmd_index_drop(args: argparse.Namespace) -> int:
     _prepare_airflow()
     with connect() as client:
         dropped = drop_collection(client, args.name)
-    emit(args, {"collection": args.name, "dropped": dropped},
-         lambda r: f"Dropped {r['collection']}" if r["dropped"] else f"No collection {r['collection']}")
+    emit(
+        args,
+        {"collection": args.name, "dropped": dropped},
+        lambda r: f"Dropped {r['collection']}" if r["dropped"] else f"No collection {r['collection']}",
+    )
     return 0
 
 
 # --- airflow -----------------------------------------------------------------------------------
+
 
 def cmd_airflow_setup(args: argparse.Namespace) -> int:
     localenv.ensure_local_airflow(force=True)
@@ -514,6 +570,7 @@ def cmd_airflow_stop(args: argparse.Namespace) -> int:
 
 # --- docs gaps ---------------------------------------------------------------------------------
 
+
 def cmd_gaps(args: argparse.Namespace) -> int:
     """Recorded questions grouped into topics, the topics the docs serve worst first (ragloop.gaps)."""
     from datetime import datetime
@@ -529,7 +586,9 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         try:
             since = datetime.fromisoformat(args.since)
         except ValueError:
-            progress(f"ragloop: --since {args.since!r} is not an ISO 8601 date or time (like 2026-11-01 or 2026-11-01T08:00:00+00:00)")
+            progress(
+                f"ragloop: --since {args.since!r} is not an ISO 8601 date or time (like 2026-11-01 or 2026-11-01T08:00:00+00:00)"
+            )
             return 2
     if args.limit < 1:
         progress(f"ragloop: --limit must be at least 1, got {args.limit}")
@@ -540,8 +599,11 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         runs = store.list_runs(since=since, limit=args.limit)
         where = repr(store)
     if not runs:
-        progress(f"ragloop: no runs in the run store {where}" + (f" created at or after {args.since}" if since else "")
-                 + ": record answers with `ragloop ask`, the HTTP API or `ragloop runs import` first")
+        progress(
+            f"ragloop: no runs in the run store {where}"
+            + (f" created at or after {args.since}" if since else "")
+            + ": record answers with `ragloop ask`, the HTTP API or `ragloop runs import` first"
+        )
         return 1
     progress(f"Read {len(runs)} runs from {where}; embedding their questions with {config.embedder!r}...")
     vectors = gaps.question_vectors(make_embedder(config.embedder), runs, progress=progress)
@@ -550,8 +612,10 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     except gaps.GapsError as err:
         progress(f"ragloop: {err}")
         return 1
-    progress(f"Grouped {len(runs)} questions into {sum(t.topic_id != gaps.NOT_GROUPED for t in topics)} topics "
-             f"({gaps.DEFAULT_METHOD}, cosine distance threshold {gaps.DEFAULT_THRESHOLD})")
+    progress(
+        f"Grouped {len(runs)} questions into {sum(t.topic_id != gaps.NOT_GROUPED for t in topics)} topics "
+        f"({gaps.DEFAULT_METHOD}, cosine distance threshold {gaps.DEFAULT_THRESHOLD})"
+    )
     if args.csv:
         try:
             Path(args.csv).write_text(gaps.topics_csv(topics), encoding="utf-8")
@@ -559,12 +623,21 @@ def cmd_gaps(args: argparse.Namespace) -> int:
             progress(f"ragloop: cannot write --csv {args.csv}: {err.strerror or err}")
             return 1
         progress(f"Wrote {len(topics)} topics to {args.csv}")
-    emit(args, {"runs": len(runs), "method": gaps.DEFAULT_METHOD, "threshold": gaps.DEFAULT_THRESHOLD,
-                "topics": [t.to_json() for t in topics]}, lambda _: gaps.topics_text(topics))
+    emit(
+        args,
+        {
+            "runs": len(runs),
+            "method": gaps.DEFAULT_METHOD,
+            "threshold": gaps.DEFAULT_THRESHOLD,
+            "topics": [t.to_json() for t in topics],
+        },
+        lambda _: gaps.topics_text(topics),
+    )
     return 0
 
 
 # --- parser ------------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ragloop", description=__doc__.splitlines()[0])
@@ -589,26 +662,46 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50)
 
     command(commands, "status", cmd_status, "configuration, embedder, Weaviate and what it holds", config=True)
-    command(commands, "doctor", cmd_doctor, "every connection and store ragloop uses, resolved and reached, with the fix "
-            "for each that is not right (run it where the tasks run)", config=True)
+    command(
+        commands,
+        "doctor",
+        cmd_doctor,
+        "every connection and store ragloop uses, resolved and reached, with the fix "
+        "for each that is not right (run it where the tasks run)",
+        config=True,
+    )
     embedder = command(commands, "embedder", cmd_embedder, "measure the configured embedder on the sample docs", config=True)
     embedder.add_argument("--samples", help="folder of markdown to embed (default: include/samples/docs)")
     embedder.add_argument("--limit", type=int, help="embed at most this many passages")
 
-    ingest = command(commands, "ingest", cmd_ingest, "ingest the configured sources (each type's ingest DAG via dag.test())", config=True)
+    ingest = command(
+        commands, "ingest", cmd_ingest, "ingest the configured sources (each type's ingest DAG via dag.test())", config=True
+    )
     ingest.add_argument("--source", action="append", metavar="ID", help="only this source (repeatable); runs the DAG of its type")
     ingest.add_argument("--full-refresh", action="store_true", help="rewrite every document, changed or not")
-    ingest.add_argument("--full-listing", action="store_true",
-                        help="Slack and GitHub live sources: read everything, not just what changed since the watermarks, and prune what is gone")
+    ingest.add_argument(
+        "--full-listing",
+        action="store_true",
+        help="Slack and GitHub live sources: read everything, not just what changed since the watermarks, and prune what is gone",
+    )
     search_cmd = command(commands, "search", cmd_search, "hybrid search (vector + BM25) over the collection", config=True)
     search_cmd.add_argument("question")
     search_cmd.add_argument("--limit", type=int, default=5)
     search_cmd.add_argument("--source", action="append", metavar="ID", help="only chunks of this source (repeatable)")
-    search_cmd.add_argument("--kind", action="append", metavar="KIND", help="only this kind: docs, slack, github, qa (repeatable)")
-    search_cmd.add_argument("--alpha", type=_unit_interval, default=None, metavar="A",
-                            help="weight of the vector against keywords, 0 to 1 (default: the measured HYBRID_ALPHA)")
+    search_cmd.add_argument(
+        "--kind", action="append", metavar="KIND", help="only this kind: docs, slack, github, qa (repeatable)"
+    )
+    search_cmd.add_argument(
+        "--alpha",
+        type=_unit_interval,
+        default=None,
+        metavar="A",
+        help="weight of the vector against keywords, 0 to 1 (default: the measured HYBRID_ALPHA)",
+    )
 
-    ask_cmd = command(commands, "ask", cmd_ask, "answer a question from the knowledge base, cite sources, record the run", config=True)
+    ask_cmd = command(
+        commands, "ask", cmd_ask, "answer a question from the knowledge base, cite sources, record the run", config=True
+    )
     ask_cmd.add_argument("question")
     ask_cmd.add_argument("--limit", type=int, default=5, help="passages to retrieve")
     ask_cmd.add_argument("--user", help="opaque user id recorded with the run (default: cli:<login>)")
@@ -621,21 +714,33 @@ def build_parser() -> argparse.ArgumentParser:
     runs_cmd.add_argument("--limit", type=int, default=20)
     runs_cmd.add_argument("--since", help="only runs created at or after this ISO 8601 time")
     runs_actions = runs_cmd.add_subparsers(dest="action")
-    runs_import = command(runs_actions, "import", cmd_runs_import, "load runs (and their votes) from a JSON-lines file in the API's shape")
+    runs_import = command(
+        runs_actions, "import", cmd_runs_import, "load runs (and their votes) from a JSON-lines file in the API's shape"
+    )
     runs_import.add_argument("file")
 
-    grade = command(commands, "grade", cmd_grade,
-                    "grade recorded runs and write good answers back (the feedback DAG via dag.test())", config=True)
+    grade = command(
+        commands,
+        "grade",
+        cmd_grade,
+        "grade recorded runs and write good answers back (the feedback DAG via dag.test())",
+        config=True,
+    )
     grade.add_argument("--limit", type=int, default=1000, help="runs graded in this run, oldest first")
-    grade.add_argument("--regrade-outdated", action="store_true",
-                       help="also grade again every run graded by an older criterion version (written-back runs always are)")
+    grade.add_argument(
+        "--regrade-outdated",
+        action="store_true",
+        help="also grade again every run graded by an older criterion version (written-back runs always are)",
+    )
     qa = commands.add_parser("qa", help="written-back answers").add_subparsers(dest="action", required=True)
     command(qa, "list", cmd_qa_list, "the answers written back into the knowledge base", config=True)
     revoke = command(qa, "revoke", cmd_qa_revoke, "remove a written-back answer now and keep it out", config=True)
     revoke.add_argument("run_id")
     revoke.add_argument("--reason", help="why, recorded with the revocation")
 
-    command(commands, "check", cmd_check, "run the ragloop_check DAG (Weaviate, collection, embedder) via dag.test()", config=True)
+    command(
+        commands, "check", cmd_check, "run the ragloop_check DAG (Weaviate, collection, embedder) via dag.test()", config=True
+    )
 
     index = commands.add_parser("index", help="manage collections").add_subparsers(dest="action", required=True)
     drop = command(index, "drop", cmd_index_drop, "delete a collection and everything in it")
@@ -648,8 +753,13 @@ def build_parser() -> argparse.ArgumentParser:
     standalone.add_argument("--timeout", type=float, default=240.0)
     command(airflow, "stop", cmd_airflow_stop, "stop the Airflow standalone ragloop started")
 
-    gaps_cmd = command(commands, "gaps", cmd_gaps, "docs gaps: recorded questions grouped into topics by their embeddings, "
-                       "the topics answered worst first", config=True)
+    gaps_cmd = command(
+        commands,
+        "gaps",
+        cmd_gaps,
+        "docs gaps: recorded questions grouped into topics by their embeddings, the topics answered worst first",
+        config=True,
+    )
     gaps_cmd.add_argument("--since", help="only runs created at or after this ISO 8601 date or time")
     gaps_cmd.add_argument("--limit", type=int, default=5000, help="the newest runs read (default 5000)")
     gaps_cmd.add_argument("--csv", metavar="PATH", help="also write the topics to this CSV file")
@@ -694,9 +804,22 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, EmbeddingError, WeaviateIndexError, LocalWeaviateError, localenv.LocalAirflowError, DagRunFailed,
-            IngestError, SourceError, AnswerError, ChatError, PromptError, RunStoreError, GradingError,
-            ConnectionProblem) as err:
+    except (
+        ConfigError,
+        EmbeddingError,
+        WeaviateIndexError,
+        LocalWeaviateError,
+        localenv.LocalAirflowError,
+        DagRunFailed,
+        IngestError,
+        SourceError,
+        AnswerError,
+        ChatError,
+        PromptError,
+        RunStoreError,
+        GradingError,
+        ConnectionProblem,
+    ) as err:
         print(f"ragloop: {err}", file=sys.stderr)
         return 1
 

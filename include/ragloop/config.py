@@ -30,8 +30,17 @@ import yaml
 from ragloop.documents import QA_SOURCE_ID
 
 CONFIG_ENV = "RAGLOOP_CONFIG"
-TOP_LEVEL_KEYS = {"collection", "embedder", "chunking", "sources", "index_batch_chunks", "staging", "staging_conn_id",
-                  "llm", "product"}
+TOP_LEVEL_KEYS = {
+    "collection",
+    "embedder",
+    "chunking",
+    "sources",
+    "index_batch_chunks",
+    "staging",
+    "staging_conn_id",
+    "llm",
+    "product",
+}
 LLM_KEYS = {"connection", "model", "prices"}
 PRICE_KEYS = {"input", "output"}
 CHUNKING_KEYS = {"max_tokens", "overlap_tokens"}
@@ -176,8 +185,11 @@ def _check_llm(path: Path, line: int, spec: Any) -> dict:
             raise ConfigError(f"{path}:{line}: llm.{key} must be a non-empty string")
     prices = spec.get("prices")
     if prices is not None:
-        if not isinstance(prices, dict) or set(prices) != PRICE_KEYS or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in prices.values()):
+        if (
+            not isinstance(prices, dict)
+            or set(prices) != PRICE_KEYS
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in prices.values())
+        ):
             raise ConfigError(f"{path}:{line}: llm.prices must be {{input: N, output: N}}, USD per million tokens, each ≥ 0")
         prices = {k: float(v) for k, v in prices.items()}
     return {"connection": spec.get("connection", "openai_default"), "model": spec.get("model"), "prices": prices}
@@ -189,8 +201,7 @@ def _check_embedder(path: Path, line: int, spec: Any) -> None:
     if isinstance(spec, dict) and spec.get("type") in EMBEDDER_TYPES:
         return
     raise ConfigError(
-        f"{path}:{line}: embedder must be one of {', '.join(EMBEDDER_TYPES)} or a mapping with type: "
-        f"{'|'.join(EMBEDDER_TYPES)}"
+        f"{path}:{line}: embedder must be one of {', '.join(EMBEDDER_TYPES)} or a mapping with type: {'|'.join(EMBEDDER_TYPES)}"
     )
 
 
@@ -214,7 +225,9 @@ def _check_sources(path: Path, root: yaml.MappingNode, sources: Any) -> list[dic
                 "(it names staged files and is stored with every chunk)"
             )
         if source["id"] == QA_SOURCE_ID:
-            raise ConfigError(f"{path}:{line}: source id {QA_SOURCE_ID!r} is reserved for written-back answers; choose another id")
+            raise ConfigError(
+                f"{path}:{line}: source id {QA_SOURCE_ID!r} is reserved for written-back answers; choose another id"
+            )
         if source["id"] in seen:
             raise ConfigError(f"{path}:{line}: duplicate source id {source['id']!r} (first at line {seen[source['id']]})")
         seen[source["id"]] = line

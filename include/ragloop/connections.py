@@ -84,8 +84,9 @@ def get_connection(conn_id: str) -> Any:
         backends = _backends()
     except Exception as err:
         raise ConnectionUnreadable(
-            conn_id, f"Airflow connection {conn_id!r} could not be read: the secrets backends failed to load: "
-                     f"{type(err).__name__}: {err}") from err
+            conn_id,
+            f"Airflow connection {conn_id!r} could not be read: the secrets backends failed to load: {type(err).__name__}: {err}",
+        ) from err
     for backend in backends:
         try:
             conn = backend.get_connection(conn_id=conn_id)
@@ -127,4 +128,3 @@ def openai_client(conn_id: str = "openai_default", **overrides: Any):
     if not api_key:
         raise ConnectionProblem(conn_id, f"Airflow connection {conn_id!r} has no API key (set its password)")
     return OpenAI(api_key=api_key, base_url=base_url, **{**kwargs, **overrides})
-

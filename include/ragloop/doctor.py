@@ -37,8 +37,10 @@ def _first_line(err: BaseException) -> str:
 
 
 def _connection_fix(conn_id: str, conn_type: str) -> str:
-    return (f"create the `{conn_type}` connection {conn_id!r}: in airflow_settings.yaml (then `ragloop airflow setup`), "
-            f"as AIRFLOW_CONN_{conn_id.upper()}, in your secrets backend, or in the Airflow UI")
+    return (
+        f"create the `{conn_type}` connection {conn_id!r}: in airflow_settings.yaml (then `ragloop airflow setup`), "
+        f"as AIRFLOW_CONN_{conn_id.upper()}, in your secrets backend, or in the Airflow UI"
+    )
 
 
 def _resolve(conn_id: str, conn_type: str, name: str) -> tuple[Any, Check | None]:
@@ -50,8 +52,13 @@ def _resolve(conn_id: str, conn_type: str, name: str) -> tuple[Any, Check | None
     except ConnectionNotFound:
         return None, Check(name, conn_id, FAIL, f"connection {conn_id!r} is not defined", _connection_fix(conn_id, conn_type))
     except ConnectionProblem as err:
-        return None, Check(name, conn_id, FAIL, str(err),
-                           "the connection exists but cannot be read: fix the secrets backend or the metadata DB it names")
+        return None, Check(
+            name,
+            conn_id,
+            FAIL,
+            str(err),
+            "the connection exists but cannot be read: fix the secrets backend or the metadata DB it names",
+        )
 
 
 def check_config(config_path: str | None) -> tuple[Any, Check]:
@@ -71,7 +78,13 @@ def check_connections_source() -> Check:
     try:
         return Check("secrets backends", None, OK, connection_source())
     except Exception as err:
-        return Check("secrets backends", None, FAIL, _first_line(err), "fix [secrets] backend / backend_kwargs in the Airflow configuration")
+        return Check(
+            "secrets backends",
+            None,
+            FAIL,
+            _first_line(err),
+            "fix [secrets] backend / backend_kwargs in the Airflow configuration",
+        )
 
 
 def check_weaviate(config) -> Check:
@@ -87,19 +100,31 @@ def check_weaviate(config) -> Check:
             version = client.get_meta().get("version")
             recorded = recorded_embedder(client, config.collection) if config else None
     except WeaviateIndexError as err:
-        fix = ("start it with `ragloop weaviate start`" if conn.host in ("127.0.0.1", "localhost")
-               else "check the connection's host, port, extra.grpc_host/grpc_port, the *_secure flags and the API key")
+        fix = (
+            "start it with `ragloop weaviate start`"
+            if conn.host in ("127.0.0.1", "localhost")
+            else "check the connection's host, port, extra.grpc_host/grpc_port, the *_secure flags and the API key"
+        )
         return Check("weaviate", WEAVIATE_CONN_ID, FAIL, str(err).splitlines()[0], fix)
     found = f"Weaviate {version} at {endpoint.url} (gRPC {endpoint.grpc_host}:{endpoint.grpc_port})"
     if not config:
         return Check("weaviate", WEAVIATE_CONN_ID, OK, found)
     if recorded is None:
-        return Check("weaviate", WEAVIATE_CONN_ID, OK, f"{found}; collection {config.collection} not created yet (the first ingest creates it)")
+        return Check(
+            "weaviate",
+            WEAVIATE_CONN_ID,
+            OK,
+            f"{found}; collection {config.collection} not created yet (the first ingest creates it)",
+        )
     embedder = make_embedder(config.embedder)
     if recorded.get("embedder") != embedder.name:
-        return Check("weaviate", WEAVIATE_CONN_ID, FAIL,
-                     f"{found}; collection {config.collection} was built with {recorded.get('embedder')}, the configuration embeds with {embedder.name}",
-                     f"set a new `collection:` in {config.path} and ingest again, or set the embedder back to {recorded.get('embedder')}")
+        return Check(
+            "weaviate",
+            WEAVIATE_CONN_ID,
+            FAIL,
+            f"{found}; collection {config.collection} was built with {recorded.get('embedder')}, the configuration embeds with {embedder.name}",
+            f"set a new `collection:` in {config.path} and ingest again, or set the embedder back to {recorded.get('embedder')}",
+        )
     return Check("weaviate", WEAVIATE_CONN_ID, OK, f"{found}; collection {config.collection} built with {embedder.name}")
 
 
@@ -109,22 +134,34 @@ def check_runs_store() -> Check:
     try:
         url = runs_database_url()
     except RunStoreError as err:
-        return Check("runs database", RUNS_CONN_ID, FAIL, str(err),
-                     "fix the secrets backend or the metadata DB named above; ragloop does not fall back to a local file "
-                     "when the connection exists")
+        return Check(
+            "runs database",
+            RUNS_CONN_ID,
+            FAIL,
+            str(err),
+            "fix the secrets backend or the metadata DB named above; ragloop does not fall back to a local file "
+            "when the connection exists",
+        )
     described = describe_runs_store()
     try:
         with RunStore(url, connect_timeout=5) as store:
             version = store.current_schema_version()
             runs = store.count_runs() if version else 0
     except RunStoreError as err:
-        return Check("runs database", RUNS_CONN_ID, FAIL, str(err),
-                     f"check that the database named by {RUNS_CONN_ID!r} is running and accepts the connection's login")
+        return Check(
+            "runs database",
+            RUNS_CONN_ID,
+            FAIL,
+            str(err),
+            f"check that the database named by {RUNS_CONN_ID!r} is running and accepts the connection's login",
+        )
     schema = f"schema version {version}, {runs} runs" if version else "empty (created on first use)"
     status, fix = OK, ""
     if described.endswith(f"(default: no {RUNS_CONN_ID} connection)") and _distributed_executor():
-        status, fix = WARN, (f"workers share no disk: create {RUNS_CONN_ID!r} (postgres) so every worker and the API "
-                             "server use one run store")
+        status, fix = (
+            WARN,
+            (f"workers share no disk: create {RUNS_CONN_ID!r} (postgres) so every worker and the API server use one run store"),
+        )
     return Check("runs database", RUNS_CONN_ID, status, f"{described}: {schema}", fix)
 
 
@@ -158,14 +195,24 @@ def check_staging(config) -> Check:
             read_back = handle.read()
         probe.unlink()
     except Exception as err:  # noqa: BLE001 - any store error: say which store and what it said
-        return Check("staging store", conn_id, FAIL, f"{config.staging or 'the default local folder'}: {_first_line(err)}",
-                     "check the bucket exists and the connection may write, read and delete under the prefix")
+        return Check(
+            "staging store",
+            conn_id,
+            FAIL,
+            f"{config.staging or 'the default local folder'}: {_first_line(err)}",
+            "check the bucket exists and the connection may write, read and delete under the prefix",
+        )
     if read_back != "ragloop doctor probe":
         return Check("staging store", conn_id, FAIL, f"{root}: a probe file read back different bytes", "check the store")
     status, fix = OK, ""
     if str(root).startswith("file://") and _distributed_executor():
-        status, fix = WARN, ("staging is a local folder but the executor runs tasks on several workers that share no disk: "
-                             "set `staging: s3://bucket/prefix` and `staging_conn_id:` in sources.yaml")
+        status, fix = (
+            WARN,
+            (
+                "staging is a local folder but the executor runs tasks on several workers that share no disk: "
+                "set `staging: s3://bucket/prefix` and `staging_conn_id:` in sources.yaml"
+            ),
+        )
     return Check("staging store", conn_id, status, f"{root}: wrote, read back and removed a probe file", fix)
 
 
@@ -179,8 +226,9 @@ def check_openai(conn_id: str, why: str) -> Check:
         client = openai_client(conn_id, max_retries=0, timeout=10)
         models = [model.id for model in client.models.list()]
     except Exception as err:  # noqa: BLE001 - the API's own error, named
-        return Check("openai", conn_id, FAIL, f"{why}: {_first_line(err)}",
-                     "check the connection's password (API key) and host (base URL)")
+        return Check(
+            "openai", conn_id, FAIL, f"{why}: {_first_line(err)}", "check the connection's password (API key) and host (base URL)"
+        )
     return Check("openai", conn_id, OK, f"{why}: {len(models)} models listed at {client.base_url}")
 
 
@@ -215,8 +263,12 @@ def check_github(source: dict) -> Check:
         repo = github_client(conn_id, source["id"]).get_repo(source["repo"])
         return f"{repo.full_name} readable with the connection's token"
 
-    return _check_live_source(source, "github", probe, f"check the connection's token (password) can read "
-                              f"{source.get('repo')}, and its host for GitHub Enterprise")
+    return _check_live_source(
+        source,
+        "github",
+        probe,
+        f"check the connection's token (password) can read {source.get('repo')}, and its host for GitHub Enterprise",
+    )
 
 
 def diagnose(config_path: str | None = None, progress: Callable[[str], None] | None = None) -> dict:
@@ -239,8 +291,9 @@ def diagnose(config_path: str | None = None, progress: Callable[[str], None] | N
         run(lambda: check_staging(config))
         llm_conn = (config.llm or {}).get("connection")
         embedder_type = config.embedder if isinstance(config.embedder, str) else (config.embedder or {}).get("type")
-        embedder_conn = (config.embedder or {}).get("connection", "openai_default") if isinstance(config.embedder, dict) \
-            else "openai_default"
+        embedder_conn = (
+            (config.embedder or {}).get("connection", "openai_default") if isinstance(config.embedder, dict) else "openai_default"
+        )
         if llm_conn:
             run(lambda: check_openai(llm_conn, "answers and the LLM judge (llm:)"))
         if embedder_type == "openai" and embedder_conn != llm_conn:
@@ -251,9 +304,13 @@ def diagnose(config_path: str | None = None, progress: Callable[[str], None] | N
             if source["type"] == "github_issues" and source.get("connection"):
                 run(lambda source=source: check_github(source))
     failed = [c for c in checks if c.status == FAIL]
-    return {"ok": not failed, "checks": [c.to_json() for c in checks],
-            "failed": len(failed), "warnings": len([c for c in checks if c.status == WARN]),
-            "seconds": round(time.monotonic() - started, 2)}
+    return {
+        "ok": not failed,
+        "checks": [c.to_json() for c in checks],
+        "failed": len(failed),
+        "warnings": len([c for c in checks if c.status == WARN]),
+        "seconds": round(time.monotonic() - started, 2),
+    }
 
 
 def format_diagnosis(report: dict) -> str:
@@ -264,6 +321,7 @@ def format_diagnosis(report: dict) -> str:
         lines.append(f"{marks[check['status']]} {check['name']}{via}: {check['found']}")
         if check["fix"]:
             lines.append(f"     fix: {check['fix']}")
-    lines.append(f"{len(report['checks'])} checks: {report['failed']} failed, {report['warnings']} warnings "
-                 f"({report['seconds']} s)")
+    lines.append(
+        f"{len(report['checks'])} checks: {report['failed']} failed, {report['warnings']} warnings ({report['seconds']} s)"
+    )
     return "\n".join(lines)

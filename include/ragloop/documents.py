@@ -47,7 +47,7 @@ def qa_run_id(doc_id: str) -> str:
     prefix = f"{QA_SOURCE_ID}:"
     if not doc_id.startswith(prefix):
         raise ValueError(f"{doc_id!r} is not a written-back answer's doc_id")
-    return doc_id[len(prefix):]
+    return doc_id[len(prefix) :]
 
 
 def chunk_uuid(doc_id: str, index: int) -> str:

@@ -60,6 +60,7 @@ class GapsError(ValueError):
 
 # --- clustering ---------------------------------------------------------------------------------
 
+
 def normalize(vectors: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (a zero row stays zero), so Euclidean geometry is cosine's."""
     matrix = np.asarray(vectors, dtype=np.float64)
@@ -95,6 +96,7 @@ def cluster_kmeans_silhouette(vectors: np.ndarray, k_max: int = 20) -> np.ndarra
         score = silhouette_score(vectors, labels, metric="cosine")
         if best is None or score > best[0]:
             best = (score, labels)
+    assert best is not None  # n >= 3, so k = 2 was tried
     return best[1]
 
 
@@ -110,7 +112,9 @@ def cluster_hdbscan(vectors: np.ndarray, min_cluster_size: int = 5) -> np.ndarra
 def cluster(vectors: np.ndarray, method: str = DEFAULT_METHOD, **options: Any) -> np.ndarray:
     """Cluster labels for unit vectors; -1 means "in no cluster" (HDBSCAN's noise)."""
     methods: dict[str, Callable[..., np.ndarray]] = {
-        "agglomerative": cluster_agglomerative, "kmeans": cluster_kmeans_silhouette, "hdbscan": cluster_hdbscan,
+        "agglomerative": cluster_agglomerative,
+        "kmeans": cluster_kmeans_silhouette,
+        "hdbscan": cluster_hdbscan,
     }
     if method not in methods:
         raise GapsError(f"unknown clustering method {method!r}; one of {', '.join(sorted(methods))}")
@@ -118,6 +122,7 @@ def cluster(vectors: np.ndarray, method: str = DEFAULT_METHOD, **options: Any) -
 
 
 # --- how a run went -----------------------------------------------------------------------------
+
 
 def latest_grade(run: dict, criterion: str) -> dict | None:
     """The run's latest grade of `criterion` (the run store lists grades oldest first)."""
@@ -140,18 +145,19 @@ def run_outcome(run: dict) -> dict[str, bool]:
 
 # --- topics -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Topic:
-    topic_id: int                     # 1 = most in need; 0 = the "not grouped" row
+    topic_id: int  # 1 = most in need; 0 = the "not grouped" row
     size: int
-    label: str                        # the question closest to the centroid
-    terms: list[str]                  # words that set the topic apart (TF-IDF over topics)
-    need: int                         # runs that were bad or unanswered (size × failure share)
-    bad_share: float                  # voted down or graded not helpful
+    label: str  # the question closest to the centroid
+    terms: list[str]  # words that set the topic apart (TF-IDF over topics)
+    need: int  # runs that were bad or unanswered (size × failure share)
+    bad_share: float  # voted down or graded not helpful
     voted_down_share: float
     not_helpful_share: float
     unanswered_share: float
-    examples: list[str]               # closest to the centroid first
+    examples: list[str]  # closest to the centroid first
     top_sources: list[dict] = field(default_factory=list)  # {doc_id, title, url, count}
     run_ids: list[str] = field(default_factory=list)
 
@@ -166,8 +172,7 @@ def _distinctive_terms(texts_per_topic: list[str], count: int) -> list[list[str]
     if not texts_per_topic:
         return []
     try:
-        vectorizer = TfidfVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9_.-]+\b",
-                                     sublinear_tf=True)
+        vectorizer = TfidfVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9_.-]+\b", sublinear_tf=True)
         matrix = vectorizer.fit_transform(texts_per_topic)
     except ValueError:  # nothing but stop words
         return [[] for _ in texts_per_topic]
@@ -246,16 +251,23 @@ def find_topics(
                 example_questions.append(text)
             if len(example_questions) == examples:
                 break
-        topics.append(Topic(
-            topic_id=-1, size=size, label=example_questions[0], terms=group_terms, need=failed,
-            bad_share=bad / size,
-            voted_down_share=sum(outcomes[i]["voted_down"] for i in group) / size,
-            not_helpful_share=sum(outcomes[i]["not_helpful"] for i in group) / size,
-            unanswered_share=sum(outcomes[i]["unanswered"] for i in group) / size,
-            examples=example_questions, top_sources=_top_sources((runs[i] for i in group), sources),
-            run_ids=[str(runs[i].get("run_id", i)) for i in by_closeness],
-        ))
-    grouped = topics[:len(groups)]
+        topics.append(
+            Topic(
+                topic_id=-1,
+                size=size,
+                label=example_questions[0],
+                terms=group_terms,
+                need=failed,
+                bad_share=bad / size,
+                voted_down_share=sum(outcomes[i]["voted_down"] for i in group) / size,
+                not_helpful_share=sum(outcomes[i]["not_helpful"] for i in group) / size,
+                unanswered_share=sum(outcomes[i]["unanswered"] for i in group) / size,
+                examples=example_questions,
+                top_sources=_top_sources((runs[i] for i in group), sources),
+                run_ids=[str(runs[i].get("run_id", i)) for i in by_closeness],
+            )
+        )
+    grouped = topics[: len(groups)]
     grouped.sort(key=lambda t: (-t.need, -(t.need / t.size), -t.size, t.label))
     for number, topic in enumerate(grouped, 1):
         topic.topic_id = number
@@ -266,13 +278,14 @@ def find_topics(
     return grouped
 
 
-def question_vectors(embedder, runs: Sequence[dict], batch_size: int = 256,
-                     progress: Callable[[str], None] | None = None) -> np.ndarray:
+def question_vectors(
+    embedder, runs: Sequence[dict], batch_size: int = 256, progress: Callable[[str], None] | None = None
+) -> np.ndarray:
     """The runs' questions embedded with `embedder` (anything with `.embed(texts)`), in batches."""
     questions = [" ".join(run["question"].split()) for run in runs]
     vectors: list[list[float]] = []
     for start in range(0, len(questions), batch_size):
-        vectors.extend(embedder.embed(questions[start:start + batch_size]))
+        vectors.extend(embedder.embed(questions[start : start + batch_size]))
         if progress:
             progress(f"Embedded {min(start + batch_size, len(questions))}/{len(questions)} questions")
     return np.asarray(vectors, dtype=np.float64)
@@ -280,8 +293,20 @@ def question_vectors(embedder, runs: Sequence[dict], batch_size: int = 256,
 
 # --- output -------------------------------------------------------------------------------------
 
-CSV_COLUMNS = ["rank", "topic_id", "label", "terms", "size", "need", "bad_share", "voted_down_share",
-               "not_helpful_share", "unanswered_share", "examples", "top_sources"]
+CSV_COLUMNS = [
+    "rank",
+    "topic_id",
+    "label",
+    "terms",
+    "size",
+    "need",
+    "bad_share",
+    "voted_down_share",
+    "not_helpful_share",
+    "unanswered_share",
+    "examples",
+    "top_sources",
+]
 
 
 def _cell(value: str) -> str:
@@ -295,12 +320,22 @@ def topics_csv(topics: Sequence[Topic]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for rank, topic in enumerate(topics, 1):
-        writer.writerow([
-            rank, topic.topic_id, _cell(topic.label), " ".join(topic.terms), topic.size, topic.need,
-            f"{topic.bad_share:.3f}", f"{topic.voted_down_share:.3f}", f"{topic.not_helpful_share:.3f}",
-            f"{topic.unanswered_share:.3f}", _cell(" | ".join(topic.examples)),
-            _cell(" | ".join(f"{s['doc_id']} ({s['count']})" for s in topic.top_sources)),
-        ])
+        writer.writerow(
+            [
+                rank,
+                topic.topic_id,
+                _cell(topic.label),
+                " ".join(topic.terms),
+                topic.size,
+                topic.need,
+                f"{topic.bad_share:.3f}",
+                f"{topic.voted_down_share:.3f}",
+                f"{topic.not_helpful_share:.3f}",
+                f"{topic.unanswered_share:.3f}",
+                _cell(" | ".join(topic.examples)),
+                _cell(" | ".join(f"{s['doc_id']} ({s['count']})" for s in topic.top_sources)),
+            ]
+        )
     return out.getvalue()
 
 
@@ -311,9 +346,10 @@ def topics_text(topics: Sequence[Topic], width: int = 100) -> str:
     lines = [f"{'#':>3}  {'need':>4}  {'size':>4}  {'bad':>4}  {'unans':>5}  topic"]
     for topic in topics:
         number = "-" if topic.topic_id == NOT_GROUPED else str(topic.topic_id)
-        label = topic.label if len(topic.label) <= width else topic.label[:width - 3] + "..."
-        lines.append(f"{number:>3}  {topic.need:>4}  {topic.size:>4}  {topic.bad_share:>4.0%}  "
-                     f"{topic.unanswered_share:>5.0%}  {label}")
+        label = topic.label if len(topic.label) <= width else topic.label[: width - 3] + "..."
+        lines.append(
+            f"{number:>3}  {topic.need:>4}  {topic.size:>4}  {topic.bad_share:>4.0%}  {topic.unanswered_share:>5.0%}  {label}"
+        )
         if topic.terms:
             lines.append(f"{'':>28}terms:   {', '.join(topic.terms)}")
         for example in topic.examples[1:]:

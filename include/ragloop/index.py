@@ -5,11 +5,8 @@ The collection is the only record of what is indexed: every chunk carries its do
 (`doc_hash`) and chunk count (`chunk_count`), so a plan can tell unchanged, changed and
 half-written documents apart from the index alone, with no side database that could drift.
 
-The `weaviate_default` Airflow connection is parsed here and nowhere else. It takes the same
-fields as the official provider's WeaviateHook (host, port, extra.grpc_host/grpc_port,
-http_secure/grpc_secure, api_key or token, additional_headers), but sends credentials only when
-the connection has some: the hook always sends a username/password pair, which makes the client
-warn on every connect to an anonymous local server.
+A connection becomes a client in `ragloop.hooks.weaviate.RagloopWeaviateHook` and nowhere else;
+`connect` adds the messages that name the Weaviate that failed.
 """
 
 from __future__ import annotations
@@ -25,9 +22,10 @@ if TYPE_CHECKING:
 
     from ragloop.embedding import Embedder
 
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID, WeaviateEndpoint, client_kwargs
+
 log = logging.getLogger(__name__)
 
-WEAVIATE_CONN_ID = "weaviate_default"
 SCHEMA_VERSION = 2
 # The collection's description carries the embedder it was built with, so the record lives with
 # the vectors it describes and cannot drift from them.
@@ -42,115 +40,27 @@ class EmbedderMismatch(WeaviateIndexError):
     pass
 
 
-@dataclass(frozen=True)
-class WeaviateEndpoint:
-    """Where and how to reach Weaviate, as read from the Airflow connection."""
-
-    host: str
-    http_port: int
-    grpc_host: str
-    grpc_port: int
-    http_secure: bool = False
-    grpc_secure: bool = False
-    api_key: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    local_server: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.http_secure else 'http'}://{self.host}:{self.http_port}"
-
-    def __repr__(self) -> str:  # never print the key
-        return f"WeaviateEndpoint({self.url}, grpc={self.grpc_host}:{self.grpc_port}, api_key={'***' if self.api_key else None})"
-
-
 def endpoint_from_connection(conn_id: str = WEAVIATE_CONN_ID) -> WeaviateEndpoint:
-    from ragloop.connections import ConnectionProblem, get_connection
+    """Where the connection points (see `RagloopWeaviateHook` for what its fields mean)."""
+    from ragloop.hooks.weaviate import RagloopWeaviateHook, WeaviateConnectionError
 
     try:
-        conn = get_connection(conn_id)
-    except ConnectionProblem as err:
+        return RagloopWeaviateHook(conn_id).endpoint()
+    except WeaviateConnectionError as err:
         raise WeaviateIndexError(str(err)) from None
-    extra = conn.extra_dejson
-    http_secure = bool(extra.get("http_secure", False))
-    grpc_secure = bool(extra.get("grpc_secure", False))
-    if not conn.host:
-        raise WeaviateIndexError(f"Airflow connection {conn_id!r} has no host")
-    local = extra.get("local_server") or {}
-    return WeaviateEndpoint(
-        host=conn.host,
-        http_port=int(conn.port or (443 if http_secure else 80)),
-        grpc_host=extra.get("grpc_host") or conn.host,
-        grpc_port=int(extra.get("grpc_port") or (443 if grpc_secure else 50051)),
-        http_secure=http_secure,
-        grpc_secure=grpc_secure,
-        api_key=extra.get("api_key") or extra.get("token") or conn.password or None,
-        headers=tuple(sorted((extra.get("additional_headers") or {}).items())),
-        local_server=tuple(sorted((k, int(v)) for k, v in local.items())),
-    )
-
-
-def _weaviate_base_error() -> type[Exception]:
-    from weaviate.exceptions import WeaviateBaseError
-
-    return WeaviateBaseError
-
-
-def _client(endpoint: WeaviateEndpoint) -> "WeaviateClient":
-    import weaviate
-    from weaviate.classes.init import AdditionalConfig, Auth, Timeout
-
-    # The client's init checks would also ask the package index whether a newer client exists, on
-    # every connect: an HTTPS round trip per task (0.15-0.5 s measured; a wait for the timeout
-    # where the index is unreachable). Without them it still reads the server's meta (so an
-    # unreachable HTTP endpoint fails here); the gRPC health check is done below, as the client's.
-    client = weaviate.connect_to_custom(
-        http_host=endpoint.host,
-        http_port=endpoint.http_port,
-        http_secure=endpoint.http_secure,
-        grpc_host=endpoint.grpc_host,
-        grpc_port=endpoint.grpc_port,
-        grpc_secure=endpoint.grpc_secure,
-        headers=dict(endpoint.headers) or None,
-        auth_credentials=Auth.api_key(endpoint.api_key) if endpoint.api_key else None,
-        additional_config=AdditionalConfig(timeout=Timeout(init=10, query=60, insert=120)),
-        skip_init_checks=True,
-    )
-    try:
-        _check_grpc(endpoint, timeout=10)
-    except Exception:
-        client.close()
-        raise
-    return client
-
-
-def _check_grpc(endpoint: WeaviateEndpoint, timeout: float) -> None:
-    """Weaviate's gRPC health check, on a channel of its own."""
-    import grpc
-    from weaviate.proto.v1 import health_weaviate_pb2
-
-    target = f"{endpoint.grpc_host}:{endpoint.grpc_port}"
-    channel = grpc.secure_channel(target, grpc.ssl_channel_credentials()) if endpoint.grpc_secure else grpc.insecure_channel(target)
-    try:
-        reply = channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            request_serializer=health_weaviate_pb2.WeaviateHealthCheckRequest.SerializeToString,
-            response_deserializer=health_weaviate_pb2.WeaviateHealthCheckResponse.FromString,
-        )(health_weaviate_pb2.WeaviateHealthCheckRequest(), timeout=timeout)
-    except grpc.RpcError as err:
-        raise WeaviateIndexError(f"Weaviate's gRPC port {target} does not answer: {err.code().name}: {err.details()}") from None
-    finally:
-        channel.close()
-    if reply.status != health_weaviate_pb2.WeaviateHealthCheckResponse.SERVING:
-        raise WeaviateIndexError(f"Weaviate's gRPC port {target} is not serving (status {reply.status})")
 
 
 @contextmanager
 def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator["WeaviateClient"]:
-    """A Weaviate client for the Airflow connection, closed on exit."""
-    endpoint = endpoint_from_connection(conn_id)
+    """A Weaviate client for the Airflow connection, made by the hook; closed on exit."""
+    from ragloop.hooks.weaviate import RagloopWeaviateHook, WeaviateConnectionError, connect_client
+
     try:
-        client = _client(endpoint)
+        endpoint, kwargs = RagloopWeaviateHook(conn_id).connect_args()
+    except WeaviateConnectionError as err:
+        raise WeaviateIndexError(str(err)) from None
+    try:
+        client = connect_client(endpoint, kwargs)
     except Exception as err:
         raise WeaviateIndexError(
             f"Cannot reach Weaviate at {endpoint.url} (gRPC {endpoint.grpc_host}:{endpoint.grpc_port}) "
@@ -170,9 +80,18 @@ def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator["WeaviateClient"]:
         client.close()
 
 
+def _weaviate_base_error() -> type[Exception]:
+    from weaviate.exceptions import WeaviateBaseError
+
+    return WeaviateBaseError
+
+
 @contextmanager
 def connect_local(host: str, http_port: int, grpc_port: int) -> Iterator["WeaviateClient"]:
-    client = _client(WeaviateEndpoint(host, http_port, host, grpc_port))
+    """A client for the local server on these ports (anonymous), before any connection exists."""
+    import weaviate
+
+    client = weaviate.connect_to_custom(**client_kwargs(WeaviateEndpoint(host, http_port, host, grpc_port)))
     try:
         yield client
     finally:

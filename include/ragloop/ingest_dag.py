@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from ragloop.dag_defaults import DEFAULT_ARGS, TAGS, ingest_asset
+from ragloop.catalog import DEFAULT_ARGS, TAGS, ingest_asset
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 
 KNOWLEDGE_BASE = ingest_asset()
 
@@ -25,16 +26,20 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
     documents gone from the source."""
     params = {
         "config": Param(None, type=["null", "string"], description="sources.yaml path (default: include/sources.yaml)"),
-        "sources": Param([], type="array", items={"type": "string"},
-                         description=f"source ids to ingest (default: all {source_type} sources)"),
-        "full_refresh": Param(False, type="boolean",
-                              description="rewrite every document, changed or not (vectors of unchanged text are reused)"),
+        "weaviate_conn_id": Param(WEAVIATE_CONN_ID, type="string", description="Airflow connection of the Weaviate to fill"),
+        "sources": Param(
+            [], type="array", items={"type": "string"}, description=f"source ids to ingest (default: all {source_type} sources)"
+        ),
+        "full_refresh": Param(
+            False, type="boolean", description="rewrite every document, changed or not (vectors of unchanged text are reused)"
+        ),
     }
     if api_source:
         params["full_listing"] = Param(
-            False, type="boolean",
+            False,
+            type="boolean",
             description="read everything, not just what changed since the watermarks, and prune documents gone "
-                        "from the source (run it now and then: deleted threads, deleted or transferred issues)",
+            "from the source (run it now and then: deleted threads, deleted or transferred issues)",
         )
 
     @dag(
@@ -59,8 +64,13 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
             from ragloop.pipeline import extract_source
             from ragloop.staging import DagRunRef
 
-            return extract_source(source_id, DagRunRef.from_context(dag_run), params["config"],
-                                  bool(params.get("full_listing")))
+            return extract_source(
+                source_id,
+                DagRunRef.from_context(dag_run),
+                params["config"],
+                bool(params.get("full_listing")),
+                params["weaviate_conn_id"],
+            )
 
         # Runs when some extracts failed: the others are still indexed, and the failed ones are
         # neither changed nor pruned, nor do their watermarks move (the report says so and the
@@ -71,13 +81,15 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
             from ragloop.staging import DagRunRef
 
             # The batches to map over; prune and report read the rest of the plan from staging.
-            return plan_ingest(DagRunRef.from_context(dag_run), source_ids, params["config"], params["full_refresh"])["batches"]
+            return plan_ingest(
+                DagRunRef.from_context(dag_run), source_ids, params["config"], params["full_refresh"], params["weaviate_conn_id"]
+            )["batches"]
 
         @task(max_active_tis_per_dagrun=4)
         def index(batch: str, params=None) -> dict:
             from ragloop.pipeline import index_batch
 
-            return index_batch(batch, params["config"])
+            return index_batch(batch, params["config"], weaviate_conn_id=params["weaviate_conn_id"])
 
         # none_failed: with any index batch failed, nothing is pruned and no watermark advances.
         @task(trigger_rule="none_failed")
@@ -85,7 +97,7 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
             from ragloop.pipeline import prune_sources
             from ragloop.staging import DagRunRef
 
-            return prune_sources(DagRunRef.from_context(dag_run), params["config"])
+            return prune_sources(DagRunRef.from_context(dag_run), params["config"], params["weaviate_conn_id"])
 
         @task(trigger_rule="none_failed", outlets=[KNOWLEDGE_BASE])
         def report(source_ids: list[str], indexed: list, pruned: dict, dag_run=None, params=None, outlet_events=None) -> dict:
@@ -95,7 +107,9 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
             # One slice request: iterating the lazy sequence probes past its end, which Airflow
             # logs as an error ("XCom not found") on every run.
             results = list(indexed[:]) if indexed else []
-            result = build_report(DagRunRef.from_context(dag_run), source_ids, results, pruned, params["config"])
+            result = build_report(
+                DagRunRef.from_context(dag_run), source_ids, results, pruned, params["config"], params["weaviate_conn_id"]
+            )
             outlet_events[KNOWLEDGE_BASE].extra = result
             return result
 

@@ -25,6 +25,7 @@ DEFAULT_API_PORT = "8080"
 class LocalAirflowError(RuntimeError):
     """The local Airflow could not be prepared or started; the message says why."""
 
+
 STATE_ENV = "RAGLOOP_STATE_DIR"
 
 
@@ -111,7 +112,9 @@ def migrate_airflow_db() -> None:
     command = [str(airflow_bin) if airflow_bin.exists() else "airflow", "db", "migrate"]
     result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     if result.returncode != 0:
-        raise LocalAirflowError(f"`airflow db migrate` failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        raise LocalAirflowError(
+            f"`airflow db migrate` failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
 
 
 def settings_file() -> Path:

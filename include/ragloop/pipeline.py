@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.ingest.planning import MAX_INDEX_BATCHES, WorkItem, batch_work, plan_source
+
 if TYPE_CHECKING:
     from ragloop.staging import DagRunRef
 
@@ -28,12 +31,12 @@ def progress(message: str, *args) -> None:
         print("  " + (message % args if args else message), file=sys.__stderr__, flush=True)
 
 
-def check_weaviate(conn_id: str = "weaviate_default") -> dict:
+def check_weaviate(weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Reach Weaviate through the connection; report its version and what it holds."""
     from ragloop.index import collection_counts, connect, endpoint_from_connection
 
-    endpoint = endpoint_from_connection(conn_id)
-    with connect(conn_id) as client:
+    endpoint = endpoint_from_connection(weaviate_conn_id)
+    with connect(weaviate_conn_id) as client:
         meta = client.get_meta()
         counts = collection_counts(client)
     report = {"url": endpoint.url, "version": meta.get("version"), "collections": counts}
@@ -41,7 +44,7 @@ def check_weaviate(conn_id: str = "weaviate_default") -> dict:
     return report
 
 
-def prepare_collection(config_path: str | None = None, conn_id: str = "weaviate_default") -> dict:
+def prepare_collection(config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Create the configured collection for the configured embedder, or refuse a mismatch."""
     from ragloop.config import load_config
     from ragloop.embedding import make_embedder
@@ -49,7 +52,7 @@ def prepare_collection(config_path: str | None = None, conn_id: str = "weaviate_
 
     config = load_config(config_path)
     embedder = make_embedder(config.embedder)
-    with connect(conn_id) as client:
+    with connect(weaviate_conn_id) as client:
         created = ensure_collection(client, config.collection, embedder)
     return {
         "collection": config.collection,
@@ -120,7 +123,6 @@ INGEST_DAG_IDS = {
     "slack": "ragloop_ingest_slack",
     "github_issues": "ragloop_ingest_github_issues",
 }
-MAX_INDEX_BATCHES = 64  # mapped index tasks per run; beyond this, batches grow instead
 GROUP_CHUNKS = 1000  # chunks split, looked up, embedded and written together inside a batch
 FAILURES_SHOWN = 20  # failures listed per source in a report (all are logged)
 
@@ -165,7 +167,13 @@ def select_sources(config_path: str | None = None, requested: list[str] | None =
     return list(dict.fromkeys(requested))
 
 
-def extract_source(source_id: str, dag_run: "DagRunRef", config_path: str | None = None, full_listing: bool = False) -> dict:
+def extract_source(
+    source_id: str,
+    dag_run: "DagRunRef",
+    config_path: str | None = None,
+    full_listing: bool = False,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
+) -> dict:
     """Read one source and stage its documents; returns where the listing is and the counts.
 
     An API source reads from the watermarks stored in the index (all of it on a full-listing
@@ -182,16 +190,27 @@ def extract_source(source_id: str, dag_run: "DagRunRef", config_path: str | None
     if source.uses_watermarks and not full_listing:
         from ragloop.index import connect, read_watermarks
 
-        with connect() as client:
+        with connect(weaviate_conn_id) as client:
             watermarks = read_watermarks(client, config.collection, source_id)
-        progress("%s: %s", source_id, f"watermarks of {', '.join(sorted(watermarks))}" if watermarks
-                 else "no watermarks in the index: reading everything")
-    return stage_documents(config, dag_run, source_id, source.read(report, watermarks, full_listing), report,
-                           source.lists_everything(full_listing), started)
+        progress(
+            "%s: %s",
+            source_id,
+            f"watermarks of {', '.join(sorted(watermarks))}" if watermarks else "no watermarks in the index: reading everything",
+        )
+    return stage_documents(
+        config,
+        dag_run,
+        source_id,
+        source.read(report, watermarks, full_listing),
+        report,
+        source.lists_everything(full_listing),
+        started,
+    )
 
 
-def stage_documents(config, dag_run: "DagRunRef", source_id: str, documents_read, report, lists_everything: bool,
-                    started: float | None = None) -> dict:
+def stage_documents(
+    config, dag_run: "DagRunRef", source_id: str, documents_read, report, lists_everything: bool, started: float | None = None
+) -> dict:
     """Stage one source's documents as files and write its listing, which `plan_ingest` compares
     with the index: every source (written-back answers too) enters the index through here.
 
@@ -246,9 +265,16 @@ def stage_documents(config, dag_run: "DagRunRef", source_id: str, documents_read
     }
     progress(
         "%s: %d documents staged, %d failed, %d skipped (listing %s) in %.1f s",
-        source_id, len(documents), result["failed"], result["skipped"],
-        "complete" if complete else "incremental: nothing will be pruned" if not lists_everything
-        else "incomplete: nothing will be pruned", result["seconds"],
+        source_id,
+        len(documents),
+        result["failed"],
+        result["skipped"],
+        "complete"
+        if complete
+        else "incremental: nothing will be pruned"
+        if not lists_everything
+        else "incomplete: nothing will be pruned",
+        result["seconds"],
     )
     return result
 
@@ -259,17 +285,16 @@ def plan_path(config, dag_run: "DagRunRef"):
     return _run_dir(config, dag_run) / "plan.json"
 
 
-def _estimated_chunks(characters: int, max_tokens: int, overlap_tokens: int) -> int:
-    # English markdown runs about 4 characters per word piece; chunks average under half the
-    # limit, since every section starts a chunk of its own (measured: 112 tokens at 256).
-    return max(1, round(characters / 4 / max(16, 0.45 * max_tokens)))
-
-
-def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | None = None, full_refresh: bool = False) -> dict:
+def plan_ingest(
+    dag_run: "DagRunRef",
+    source_ids: list[str],
+    config_path: str | None = None,
+    full_refresh: bool = False,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
+) -> dict:
     """Compare the staged listings with the index (one streaming read) and write the work: batches
     of new and changed documents, and per source the documents to prune."""
     from ragloop.chunking import ChunkingSettings
-    from ragloop.documents import indexed_hash
     from ragloop.embedding import make_embedder
     from ragloop.index import connect, ensure_collection, read_indexed_documents
     from ragloop.staging import path, read_json, safe_key, write_json
@@ -278,104 +303,76 @@ def plan_ingest(dag_run: "DagRunRef", source_ids: list[str], config_path: str | 
     config = _config(config_path)
     embedder = make_embedder(config.embedder)
     run_dir = _run_dir(config, dag_run)
-    with connect() as client:
+    with connect(weaviate_conn_id) as client:
         ensure_collection(client, config.collection, embedder)
         indexed = read_indexed_documents(client, config.collection, set(source_ids), progress=progress)
     progress("Read the index state of %d documents of %s", len(indexed), ", ".join(source_ids) or "no sources")
 
-    by_source: dict[str, list[str]] = {}
-    for doc_id, state in indexed.items():
-        by_source.setdefault(state.source_id, []).append(doc_id)
-
     sources: dict[str, dict] = {}
-    work: list[dict] = []
+    work: list[WorkItem] = []
     for source_id in source_ids:
         listing_path = run_dir / "sources" / safe_key(source_id) / "listing.json"
         if not path(str(listing_path)).exists():
             sources[source_id] = {"error": "extract did not finish (see the extract task's log); nothing changed or pruned"}
             continue
-        listing = read_json(str(listing_path))
         chunking = config.chunking_for(source_id)
-        signature = ChunkingSettings(**chunking).signature
-        counts = {"new": 0, "changed": 0, "unchanged": 0}
-        for doc_id, (content_hash, shard, line, characters) in listing["documents"].items():
-            doc_hash = indexed_hash(content_hash, signature)
-            prior = indexed.get(doc_id)
-            if prior is None:
-                status = "new"
-            elif full_refresh or prior.complete_hash != doc_hash:
-                status = "changed"
-            else:
-                status = "unchanged"
-            counts[status] += 1
-            if status != "unchanged":
-                work.append({
-                    "doc_id": doc_id, "source_id": source_id, "shard": listing["shards"][shard], "line": line,
-                    "doc_hash": doc_hash, "existed": prior is not None,
-                    "estimated_chunks": _estimated_chunks(characters, chunking["max_tokens"], chunking["overlap_tokens"]),
-                })
-        listed = set(listing["documents"]) | set(listing["failed_doc_ids"])
-        gone = sorted(d for d in by_source.get(source_id, []) if d not in listed)
-        entry = {**counts, "seen": listing["seen"], "extract_seconds": listing["seconds"], "failed": len(listing["failures"]), "skipped": len(listing["skipped"]),
-                 "failures": listing["failures"], "skipped_items": listing["skipped"], "gone": len(gone),
-                 "mode": listing.get("mode", "full"), "watermarks": listing.get("watermarks") or {}}
-        if listing["complete"]:
-            entry["prune"] = gone
-        elif listing.get("mode") == "incremental":
-            # A window of changes says nothing about documents outside it: only those it saw and
-            # left out (now filtered by the config, emptied) go. A full-listing run prunes the rest.
-            withdrawn = sorted(d for d in listing.get("withdrawn", []) if d in indexed and d not in listed)
-            entry["prune"] = withdrawn
-            entry["prune_note"] = (
-                f"incremental run: {len(withdrawn)} withdrawn documents removed, nothing else pruned "
-                "(a full-listing run prunes documents gone from the source)"
-            )
-        else:
-            entry["prune"] = None
-            entry["prune_skipped"] = (
-                f"listing incomplete ({len(listing['failures'])} items failed to read): {len(gone)} documents "
-                "missing from it are kept"
-            )
-            if gone:
-                log.warning("%s: %s", source_id, entry["prune_skipped"])
-        sources[source_id] = entry
+        planned = plan_source(
+            read_json(str(listing_path)),
+            indexed,
+            full_refresh,
+            ChunkingSettings(**chunking).signature,
+            source_id=source_id,
+            max_tokens=chunking["max_tokens"],
+            overlap_tokens=chunking["overlap_tokens"],
+        )
+        sources[source_id] = planned["entry"]
+        work += planned["work"]
 
     total = sum(item["estimated_chunks"] for item in work)
-    target = max(config.index_batch_chunks, -(-total // MAX_INDEX_BATCHES))
-    batches: list[list[dict]] = []
-    size = target
-    for item in work:
-        if size >= target:
-            batches.append([])
-            size = 0
-        batches[-1].append(item)
-        size += item["estimated_chunks"]
+    batches = batch_work(work, config.index_batch_chunks, MAX_INDEX_BATCHES)
     batch_urls = [
         write_json(run_dir / "batches" / f"batch-{number:04d}.json", {"number": number, "of": len(batches), "items": items})
         for number, items in enumerate(batches)
     ]
     seconds = round(time.monotonic() - started, 2)
-    plan_url = write_json(plan_path(config, dag_run), {
-        "collection": config.collection, "sources": sources, "batches": batch_urls, "seconds": seconds,
-        "indexed_documents": len(indexed),
-    })
+    plan_url = write_json(
+        plan_path(config, dag_run),
+        {
+            "collection": config.collection,
+            "sources": sources,
+            "batches": batch_urls,
+            "seconds": seconds,
+            "indexed_documents": len(indexed),
+        },
+    )
     summary = {
         source_id: {k: v for k, v in entry.items() if k not in ("prune", "failures", "skipped_items", "watermarks")}
         for source_id, entry in sources.items()
     }
     progress(
         "Plan: %d documents to index in %d batches (about %d chunks), %d to prune, in %.1f s",
-        len(work), len(batches), total, sum(len(e.get("prune") or []) for e in sources.values()), seconds,
+        len(work),
+        len(batches),
+        total,
+        sum(len(e.get("prune") or []) for e in sources.values()),
+        seconds,
     )
     return {"batches": batch_urls, "plan": plan_url, "summary": summary, "indexed_documents": len(indexed), "seconds": seconds}
 
 
 def _empty_index_counts() -> dict:
-    return {"documents_indexed": 0, "chunks_embedded": 0, "chunks_reused": 0, "chunks_written": 0,
-            "chunks_deleted": 0, "embedding_tokens": 0, "seconds": 0.0}
+    return {
+        "documents_indexed": 0,
+        "chunks_embedded": 0,
+        "chunks_reused": 0,
+        "chunks_written": 0,
+        "chunks_deleted": 0,
+        "embedding_tokens": 0,
+        "seconds": 0.0,
+    }
 
 
-def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -> dict:
+def index_batch(batch_url: str, config_path: str | None = None, embedder=None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Split, embed what is new, write, then delete each document's stale chunks.
 
     Chunks whose text hash already has a vector in the index (in any document) reuse it. A
@@ -385,7 +382,13 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -
     from ragloop.chunking import ChunkingSettings, chunker_for
     from ragloop.embedding import make_embedder
     from ragloop.index import (
-        chunk_object, connect, delete_documents, delete_stale_chunks, ensure_collection, vectors_for_hashes, write_objects,
+        chunk_object,
+        connect,
+        delete_documents,
+        delete_stale_chunks,
+        ensure_collection,
+        vectors_for_hashes,
+        write_objects,
     )
     from ragloop.staging import read_documents, read_json
 
@@ -404,14 +407,17 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -
     # One source per group (sources keep their own chunking), about GROUP_CHUNKS chunks each.
     groups: list[list[dict]] = []
     for item in items:
-        if not groups or groups[-1][0]["source_id"] != item["source_id"] or \
-                sum(i["estimated_chunks"] for i in groups[-1]) >= GROUP_CHUNKS:
+        if (
+            not groups
+            or groups[-1][0]["source_id"] != item["source_id"]
+            or sum(i["estimated_chunks"] for i in groups[-1]) >= GROUP_CHUNKS
+        ):
             groups.append([])
         groups[-1].append(item)
 
     label = f"batch {batch['number'] + 1}/{batch['of']}"
     done_docs = 0
-    with connect() as client:
+    with connect(weaviate_conn_id) as client:
         ensure_collection(client, config.collection, embedder)
         for group in groups:
             group_started = time.monotonic()
@@ -451,14 +457,18 @@ def index_batch(batch_url: str, config_path: str | None = None, embedder=None) -
             done_docs += len(group)
             progress(
                 "%s: %d/%d documents, %d chunks written (%d embedded, %d reused) in %.1f s",
-                label, done_docs, len(items), len(objects), len(new_texts), len(objects) - len(new_texts),
+                label,
+                done_docs,
+                len(items),
+                len(objects),
+                len(new_texts),
+                len(objects) - len(new_texts),
                 time.monotonic() - group_started,
             )
-    return {"batch": batch["number"], "documents": len(items), "sources": stats,
-            "seconds": round(time.monotonic() - started, 2)}
+    return {"batch": batch["number"], "documents": len(items), "sources": stats, "seconds": round(time.monotonic() - started, 2)}
 
 
-def prune_sources(dag_run: "DagRunRef", config_path: str | None = None) -> dict:
+def prune_sources(dag_run: "DagRunRef", config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
     """Delete documents gone from complete listings (incomplete listings prune nothing), then
     store the watermarks the API sources proposed.
 
@@ -473,16 +483,22 @@ def prune_sources(dag_run: "DagRunRef", config_path: str | None = None) -> dict:
     config = _config(config_path)
     plan = read_json(str(plan_path(config, dag_run)))
     result: dict[str, dict] = {}
-    with connect() as client:
+    with connect(weaviate_conn_id) as client:
         for source_id, entry in plan["sources"].items():
             gone = entry.get("prune")
             if gone is None:
-                result[source_id] = {"documents_deleted": 0, "chunks_deleted": 0,
-                                     "prune": entry.get("prune_skipped") or entry.get("error", "skipped")}
+                result[source_id] = {
+                    "documents_deleted": 0,
+                    "chunks_deleted": 0,
+                    "prune": entry.get("prune_skipped") or entry.get("error", "skipped"),
+                }
             else:
                 chunks = delete_documents(client, config.collection, gone) if gone else 0
-                result[source_id] = {"documents_deleted": len(gone), "chunks_deleted": chunks,
-                                     "prune": entry.get("prune_note") or "done"}
+                result[source_id] = {
+                    "documents_deleted": len(gone),
+                    "chunks_deleted": chunks,
+                    "prune": entry.get("prune_note") or "done",
+                }
                 if gone:
                     progress("%s: pruned %d documents (%d chunks) gone from the source", source_id, len(gone), chunks)
             watermarks = entry.get("watermarks") or {}
@@ -494,8 +510,12 @@ def prune_sources(dag_run: "DagRunRef", config_path: str | None = None) -> dict:
 
 
 def build_report(
-    dag_run: "DagRunRef", source_ids: list[str], index_results: list[dict] | None, prune: dict,
+    dag_run: "DagRunRef",
+    source_ids: list[str],
+    index_results: list[dict] | None,
+    prune: dict,
     config_path: str | None = None,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
 ) -> dict:
     """One report per run: per source what was seen, changed, embedded, written and deleted; and
     which Weaviate and staging store the run used. The run's staging is done with after this."""
@@ -530,8 +550,7 @@ def build_report(
                 "deleted": indexed["chunks_deleted"] + pruned.get("chunks_deleted", 0),
             },
             "embedding_tokens": indexed["embedding_tokens"],
-            "seconds": {"extract": planned.get("extract_seconds"), "index": indexed["seconds"],
-                        "prune": prune.get("seconds")},
+            "seconds": {"extract": planned.get("extract_seconds"), "index": indexed["seconds"], "prune": prune.get("seconds")},
             "prune": pruned.get("prune", "not run"),
             "mode": planned.get("mode", "full"),
             # item -> the watermark stored by this run (API sources; absent when none advanced)
@@ -541,23 +560,24 @@ def build_report(
         }
         if "error" in planned:
             sources[source_id]["error"] = planned["error"]
-    with connect() as client:
+    with connect(weaviate_conn_id) as client:
         counts = collection_counts(client)
-    removed = finish_staging(config, dag_run)
+    finish_staging(config, dag_run)
     report = {
         "dag_id": dag_run.dag_id,
         "dag_run_id": dag_run.run_id,
-        "weaviate": endpoint_from_connection().url,
+        "weaviate": endpoint_from_connection(weaviate_conn_id).url,
         "staging": str(_staging_root(config)),
         "collection": config.collection,
         "collection_chunks": counts.get(config.collection, 0),
         "sources": sources,
-        "totals": {
-            key: sum(s["chunks"][key] for s in sources.values()) for key in ("embedded", "reused", "written", "deleted")
-        },
+        "totals": {key: sum(s["chunks"][key] for s in sources.values()) for key in ("embedded", "reused", "written", "deleted")},
         "embedding_tokens": sum(s["embedding_tokens"] for s in sources.values()),
-        "seconds": {"plan": plan.get("seconds"), "index": round(sum((r or {}).get("seconds", 0) for r in index_results or []), 2),
-                    "prune": prune.get("seconds")},
+        "seconds": {
+            "plan": plan.get("seconds"),
+            "index": round(sum((r or {}).get("seconds", 0) for r in index_results or []), 2),
+            "prune": prune.get("seconds"),
+        },
         "errors": [f"{sid}: {s['error']}" for sid, s in sources.items() if "error" in s],
     }
     log.info("Ingest report:\n%s", format_report(report))
@@ -578,8 +598,10 @@ def finish_staging(config, dag_run: "DagRunRef") -> int:
 
 def format_report(report: dict) -> str:
     """The report as a small table for logs and the CLI."""
-    header = f"{'source':<20} {'seen':>6} {'new':>5} {'chg':>5} {'same':>6} {'del':>5} {'fail':>5} {'skip':>5} " \
-             f"{'embedded':>9} {'reused':>7} {'written':>8} {'deleted':>8} {'tokens':>8}"
+    header = (
+        f"{'source':<20} {'seen':>6} {'new':>5} {'chg':>5} {'same':>6} {'del':>5} {'fail':>5} {'skip':>5} "
+        f"{'embedded':>9} {'reused':>7} {'written':>8} {'deleted':>8} {'tokens':>8}"
+    )
     lines = [header]
     for source_id, s in report["sources"].items():
         d, c = s["documents"], s["chunks"]
@@ -628,8 +650,14 @@ def merge_reports(reports: list[dict]) -> dict:
 
 
 def ingest(
-    run_id: str, config_path: str | None = None, requested: list[str] | None = None, full_refresh: bool = False,
-    source_type: str = "docs", embedder=None, full_listing: bool = False,
+    run_id: str,
+    config_path: str | None = None,
+    requested: list[str] | None = None,
+    full_refresh: bool = False,
+    source_type: str = "docs",
+    embedder=None,
+    full_listing: bool = False,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
 ) -> dict:
     """All task bodies in order, in this process, without a scheduler: what the DAG of
     `source_type` runs (staged under that DAG's id and `run_id`), for benchmarks and tests that
@@ -639,8 +667,8 @@ def ingest(
     dag_run = DagRunRef(INGEST_DAG_IDS[source_type], run_id)
     source_ids = select_sources(config_path, requested, source_type)
     for source_id in source_ids:
-        extract_source(source_id, dag_run, config_path, full_listing)
-    plan = plan_ingest(dag_run, source_ids, config_path, full_refresh)
-    index_results = [index_batch(url, config_path, embedder=embedder) for url in plan["batches"]]
-    prune = prune_sources(dag_run, config_path)
-    return build_report(dag_run, source_ids, index_results, prune, config_path)
+        extract_source(source_id, dag_run, config_path, full_listing, weaviate_conn_id)
+    plan = plan_ingest(dag_run, source_ids, config_path, full_refresh, weaviate_conn_id)
+    index_results = [index_batch(url, config_path, embedder, weaviate_conn_id) for url in plan["batches"]]
+    prune = prune_sources(dag_run, config_path, weaviate_conn_id)
+    return build_report(dag_run, source_ids, index_results, prune, config_path, weaviate_conn_id)

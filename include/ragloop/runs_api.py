@@ -23,7 +23,14 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ragloop.runs import (
-    RunId, RunIn, RunNotFound, RunStore, RunStoreError, RunStoreUnavailable, VoteIn, emit_runs_event,
+    RunId,
+    RunIn,
+    RunNotFound,
+    RunStore,
+    RunStoreError,
+    RunStoreUnavailable,
+    VoteIn,
+    emit_runs_event,
 )
 
 log = logging.getLogger(__name__)
@@ -78,8 +85,11 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
-def create_app(store_factory: Callable[[], RunStore] | None = None, emit: Callable[[dict], bool] = emit_runs_event,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    store_factory: Callable[[], RunStore] | None = None,
+    emit: Callable[[dict], bool] = emit_runs_event,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
     """The API app. The store opens on the first request (plugins load in every Airflow process;
     only the API server serves requests)."""
     app = FastAPI(
@@ -102,14 +112,19 @@ def create_app(store_factory: Callable[[], RunStore] | None = None, emit: Callab
 
         challenge = {"WWW-Authenticate": "Bearer"}
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-            raise ApiError(401, "missing bearer token: send Authorization: Bearer <token from POST /auth/token>", headers=challenge)
+            raise ApiError(
+                401, "missing bearer token: send Authorization: Bearer <token from POST /auth/token>", headers=challenge
+            )
         auth_manager = get_auth_manager()
         try:
             user = await auth_manager.get_user_from_token(credentials.credentials)
         except Exception:  # expired, malformed, wrong signature: all the same to the caller
             raise ApiError(401, "invalid or expired bearer token", headers=challenge) from None
         if not auth_manager.is_authorized_asset(method=method, user=user):
-            raise ApiError(403, f"user {user.get_name()!r} may not {'record runs (create asset events)' if method == 'POST' else 'read runs (read assets)'}")
+            raise ApiError(
+                403,
+                f"user {user.get_name()!r} may not {'record runs (create asset events)' if method == 'POST' else 'read runs (read assets)'}",
+            )
         return user
 
     # Defaults, not Annotated: the annotations are strings here and `bearer` is local.
@@ -138,8 +153,7 @@ def create_app(store_factory: Callable[[], RunStore] | None = None, emit: Callab
         log.error("%s", err)
         # The connection's name, not the backend's error text: that stays in the server's log.
         where = f" (Airflow connection {err.conn_id!r} cannot be read)" if err.conn_id else ""
-        return _error(503, f"the run store is unavailable{where}; nothing was written, retry later",
-                      headers={"Retry-After": "5"})
+        return _error(503, f"the run store is unavailable{where}; nothing was written, retry later", headers={"Retry-After": "5"})
 
     @app.exception_handler(RunNotFound)
     async def not_found(request: Request, err: RunNotFound):

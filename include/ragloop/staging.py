@@ -84,8 +84,9 @@ def run_folder(root: "ObjectStoragePath", dag_run: DagRunRef) -> "ObjectStorageP
     folder = dag_folder(root, dag_run.dag_id) / safe_key(dag_run.run_id)
     manifest = folder / RUN_MANIFEST
     if not manifest.exists():
-        write_json(manifest, {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id,
-                              "created_at": datetime.now(timezone.utc).isoformat()})
+        write_json(
+            manifest, {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "created_at": datetime.now(timezone.utc).isoformat()}
+        )
     return folder
 
 
@@ -179,7 +180,9 @@ def airflow_run_state(dag_run: DagRunRef) -> str | None:
 
 
 def remove_old_runs(
-    root: "ObjectStoragePath", dag_run: DagRunRef, keep: int = RUNS_KEPT,
+    root: "ObjectStoragePath",
+    dag_run: DagRunRef,
+    keep: int = RUNS_KEPT,
     run_state: Callable[[DagRunRef], str | None] = airflow_run_state,
 ) -> int:
     """Remove the folders of finished runs of `dag_run`'s DAG, all but the `keep` most recent.

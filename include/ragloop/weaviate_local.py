@@ -97,8 +97,7 @@ def ensure_binary(progress: Callable[[str], None] = log.info) -> Path:
         built = Path(gobin) / "weaviate-server"
         if result.returncode != 0 or not built.exists():
             raise LocalWeaviateError(
-                f"`go install {WEAVIATE_MODULE}@v{WEAVIATE_VERSION}` failed ({result.returncode}):\n"
-                f"{result.stderr[-4000:]}"
+                f"`go install {WEAVIATE_MODULE}@v{WEAVIATE_VERSION}` failed ({result.returncode}):\n{result.stderr[-4000:]}"
             )
         os.replace(built, target)
     progress(f"Built {target} in {time.monotonic() - started:.0f} s")
@@ -213,9 +212,7 @@ class LocalWeaviate:
     def process(self) -> ManagedProcess:
         if self._process is None:
             # Only a weaviate-server serving our port is ours; a recycled pid is someone else's.
-            self._process = ManagedProcess(
-                self.pid_file, self.log_file, markers=("weaviate-server", str(self.http_port))
-            )
+            self._process = ManagedProcess(self.pid_file, self.log_file, markers=("weaviate-server", str(self.http_port)))
         return self._process
 
     def pid(self) -> int | None:
@@ -282,8 +279,7 @@ class LocalWeaviate:
             if code is not None:
                 self.pid_file.unlink(missing_ok=True)
                 raise LocalWeaviateError(
-                    f"Weaviate exited with code {code} before it was ready. "
-                    f"Last lines of {self.log_file}:\n{self.log_tail()}"
+                    f"Weaviate exited with code {code} before it was ready. Last lines of {self.log_file}:\n{self.log_tail()}"
                 )
             time.sleep(0.25)
         self.stop()

@@ -31,4 +31,5 @@ def test_provider_is_registered(airflow_db):
     providers = ProvidersManager().providers
     assert "airflow-provider-ragloop" in providers
     info = providers["airflow-provider-ragloop"].data
-    assert info["config"]["ragloop"]["options"]["weaviate_conn_id"]["default"] == "weaviate_default"
+    assert {"connection-type": "weaviate", "hook-class-name": "ragloop.hooks.weaviate.RagloopWeaviateHook"} in \
+        info["connection-types"]

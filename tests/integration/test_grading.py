@@ -226,8 +226,8 @@ def test_llm_judge_grades_writes_back_and_revokes(knowledge_base, runs_db, no_wr
 
 def test_offline_judge_loop_through_the_cli(knowledge_base, runs_db, no_written_back_answers, weaviate_client, airflow_db,
                                              monkeypatch, tmp_path):
-    from ragloop import grading
     from ragloop.answer import ask
+    from ragloop.grading import offline_judge
     from ragloop.runs import RunIn
 
     _, config = knowledge_base
@@ -275,8 +275,8 @@ def test_offline_judge_loop_through_the_cli(knowledge_base, runs_db, no_written_
 
     # A criterion changes version (here: a stricter relevance rule): the written-back run is graded
     # again, no longer passes, and is revoked in the same run.
-    monkeypatch.setitem(grading.OFFLINE_VERSIONS, "relevance", "offline-2")
-    monkeypatch.setattr(grading, "RELEVANCE_THRESHOLD", 0.99)
+    monkeypatch.setitem(offline_judge.OFFLINE_VERSIONS, "relevance", "offline-2")
+    monkeypatch.setattr(offline_judge, "RELEVANCE_THRESHOLD", 0.99)
     report = grade(config)
     assert report["selected"] == 1 and report["write_back"]["revoked"] == 1
     assert report["write_back"]["revocations"][0]["run_id"] == good

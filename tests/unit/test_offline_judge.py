@@ -1,5 +1,5 @@
 """The offline judge on the hand-labelled runs: its agreement with the labels is printed and
-must stay at or above the figures stated next to its thresholds in ragloop/grading.py."""
+must stay at or above the figures stated next to its thresholds in ragloop/grading/offline_judge.py."""
 
 from __future__ import annotations
 

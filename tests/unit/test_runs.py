@@ -49,13 +49,14 @@ def test_schema_is_created_by_versioned_migrations_once(db_url):
 
 
 def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):
-    from ragloop import runs
+    from ragloop.runs import schema
+    from ragloop.runs.store import _now
 
     with RunStore(db_url) as store:  # a store as the first release left it: migration 1 only
         with store.engine.begin() as connection:
-            runs.SCHEMA_TABLE.create(connection)
-            runs._migration_1(connection)
-            connection.execute(sa.insert(runs.SCHEMA_TABLE).values(version=1, description="v1", applied_at=runs._now()))
+            schema.SCHEMA_TABLE.create(connection)
+            schema._migration_1(connection)
+            connection.execute(sa.insert(schema.SCHEMA_TABLE).values(version=1, description="v1", applied_at=_now()))
             connection.execute(sa.text(
                 "insert into ragloop_runs (run_id, created_at, recorded_at, app, question, rewrites, sources, answer, model, "
                 "prompt_name, prompt_version, token_source, metadata) values ('old', '2026-01-01 00:00:00', "

@@ -124,7 +124,9 @@ def parse_template(path: Path) -> PromptTemplate:
         raise _fail(path, "version must be a number or a string")
 
     legend = data["legend"]
-    if not isinstance(legend, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in legend.items()):
+    if not isinstance(legend, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in legend.items()
+    ):
         raise _fail(path, "legend must map each variable name to a description")
     messages = data["messages"]
     if not isinstance(messages, list):
@@ -157,7 +159,9 @@ def parse_template(path: Path) -> PromptTemplate:
         if not low <= value <= high:
             raise _fail(path, f"invocation.{key} must be between {low} and {high}")
     threshold = data.get("threshold")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1):
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1
+    ):
         raise _fail(path, "threshold must be a number from 0 to 1")
     response_format = data.get("response_format")
     if response_format not in (None, "json", "text"):
@@ -166,10 +170,16 @@ def parse_template(path: Path) -> PromptTemplate:
     if not isinstance(model, str):
         raise _fail(path, "model must be a string")
     return PromptTemplate(
-        name=data["name"], version=str(version), description=str(data.get("description") or ""), model=model,
-        messages=tuple({"role": m["role"], "content": m["content"]} for m in messages), legend=dict(legend),
-        invocation=dict(invocation), threshold=float(threshold) if threshold is not None else None,
-        response_format=response_format, path=str(path),
+        name=data["name"],
+        version=str(version),
+        description=str(data.get("description") or ""),
+        model=model,
+        messages=tuple({"role": m["role"], "content": m["content"]} for m in messages),
+        legend=dict(legend),
+        invocation=dict(invocation),
+        threshold=float(threshold) if threshold is not None else None,
+        response_format=response_format,
+        path=str(path),
     )
 
 

@@ -154,7 +154,8 @@ class ApiSource(Source):
         if has_connection == has_export:
             raise SourceConfigError(
                 f"{where}: needs exactly one of 'connection' (an Airflow connection id, for the live API) or "
-                f"'export' ({cls.export_kind})", "export" if has_export else "connection",
+                f"'export' ({cls.export_kind})",
+                "export" if has_export else "connection",
             )
         if has_connection and not str(config["connection"]).strip():
             raise SourceConfigError(f"{where}: connection must be an Airflow connection id, not empty", "connection")
@@ -200,9 +201,7 @@ def check_string_list(config: dict[str, Any], key: str, allowed: tuple[str, ...]
         raise SourceConfigError(f"source {config['id']!r}: {key} must be a list of non-empty strings, not {values!r}", key)
     for value in values:
         if allowed and value not in allowed:
-            raise SourceConfigError(
-                f"source {config['id']!r}: {key} has {value!r} (expected any of {', '.join(allowed)})", key
-            )
+            raise SourceConfigError(f"source {config['id']!r}: {key} has {value!r} (expected any of {', '.join(allowed)})", key)
 
 
 def _registry() -> dict[str, type[Source]]:
@@ -217,9 +216,7 @@ def _registry() -> dict[str, type[Source]]:
 def source_class(source_type: str) -> type[Source]:
     registry = _registry()
     if source_type not in registry:
-        raise SourceConfigError(
-            f"unknown type {source_type!r} (expected one of {', '.join(sorted(registry))})", "type"
-        )
+        raise SourceConfigError(f"unknown type {source_type!r} (expected one of {', '.join(sorted(registry))})", "type")
     return registry[source_type]
 
 
@@ -241,4 +238,3 @@ def record_failure_reason(err: BaseException) -> str:
         return "nested too deeply to read"
     text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
     return f"cannot be read: {type(err).__name__}" + (f": {text}" if text else "")
-

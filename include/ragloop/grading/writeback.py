@@ -1,0 +1,206 @@
+"""Writing good runs back into the knowledge base as `qa` documents, and revoking them: by the
+feedback DAG (`write_back`) or by hand (`revoke_by_hand`); `list_written_back` reads the index."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from ragloop.config import load_config
+from ragloop.documents import QA_SOURCE_ID, Document, qa_doc_id, qa_run_id
+from ragloop.grading.checks import answer_body, cited_numbers
+from ragloop.grading.choice import criterion_versions
+from ragloop.grading.verdicts import CHECKS
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index import connect, delete_documents, read_indexed_documents
+from ragloop.pipeline import finish_staging, index_batch, plan_ingest, plan_path, progress, prune_sources, stage_documents
+from ragloop.runs import RunStore, WritebackState, latest_votes, writeback_state
+from ragloop.sources.base import ExtractReport
+from ragloop.staging import DagRunRef, read_json
+
+
+def qa_document(run: dict, latest: dict[str, dict]) -> Document:
+    """A good run as a Document of kind `qa`: the question as title, the answer, links to the
+    sources it cites (numbered as in the answer), and its provenance in the metadata."""
+    sources = run.get("sources") or []
+    cited = sorted(n for n in cited_numbers(run["answer"]) if 1 <= n <= len(sources))
+    lines = [answer_body(run["answer"]), "", "Sources:"]
+    for number in cited:
+        source = sources[number - 1]
+        target = source.get("url") or source.get("doc_id")
+        lines.append(f"- [{number}] [{source.get('title') or source.get('doc_id')}]({target})")
+    title = " ".join(run["question"].split())
+    return Document(
+        doc_id=qa_doc_id(run["run_id"]),
+        source_id=QA_SOURCE_ID,
+        kind="qa",
+        title=title if len(title) <= 300 else title[:299] + "…",
+        content="\n".join(lines),
+        url=f"ragloop://runs/{run['run_id']}",
+        updated_at=datetime.fromisoformat(run["created_at"]),
+        metadata={
+            "run_id": run["run_id"],
+            "asked_at": run["created_at"],
+            "model": run["model"],
+            "cited_sources": [sources[n - 1].get("doc_id") for n in cited],
+            "graded_by": grader_versions(latest),
+        },
+    )
+
+
+def grader_versions(latest: dict[str, dict]) -> dict[str, str]:
+    """criterion -> "criterion@version by judge", from a run's latest grades."""
+    return {c: f"{c}@{g['criterion_version']} by {g['judge']}" for c, g in sorted(latest.items())}
+
+
+def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -> str:
+    """Why a run is not (or no longer) good, in one line."""
+    downs = [v for v in latest_votes(run.get("votes") or []).values() if v["vote"] == "down"]
+    if downs:
+        return "down vote by " + "; ".join(v["user_id"] + (f": {v['comment']}" if v.get("comment") else "") for v in downs)
+    if writeback_state(run) is WritebackState.REVOKED_BY_HAND:
+        return run["writeback"].get("revoke_reason") or "revoked by hand"
+    checks = latest.get(CHECKS)
+    if checks and checks["veto"]:
+        return f"vetoed ({checks['veto']}): {checks['reason']}"
+    reasons = []
+    for criterion, version in versions.items():
+        grade = latest.get(criterion)
+        if grade is None:
+            reasons.append(f"{criterion}@{version} not graded yet")
+        elif grade["criterion_version"] != version:
+            reasons.append(f"graded with {criterion}@{grade['criterion_version']}, not yet with {criterion}@{version}")
+        elif grade["passed"] is not True:
+            score = "no score" if grade["score"] is None else f"{grade['score']:.2f}"
+            reasons.append(
+                f"{criterion}@{version} {'undecided' if grade['passed'] is None else 'fails'} ({score}): {grade['reason'][:120]}"
+            )
+    return "; ".join(reasons) or "no longer eligible"
+
+
+def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
+    """Stage every good run as a `qa` document, a complete listing, then plan, index and prune
+    it like any source: new good runs are written, changed ones rewritten, and runs no longer
+    good (a down vote, a failing grade after a criterion changed, revoked by hand) pruned."""
+    started = time.monotonic()
+    config = load_config(config_path)
+    versions = criterion_versions(config)
+    with RunStore.default() as store:
+        passing = store.get_runs(store.passing_run_ids(versions))
+        good = [r for r in passing if not r["vote_summary"]["down"] and writeback_state(r) is not WritebackState.REVOKED_BY_HAND]
+        latest = store.latest_grades([r["run_id"] for r in good])
+        written_before = {w["run_id"]: w for w in store.writebacks(WritebackState.WRITTEN)}
+    documents = [qa_document(run, latest[run["run_id"]]) for run in good]
+    report = ExtractReport(QA_SOURCE_ID)
+    report.seen = len(documents)
+    progress("Write-back: %d good runs (%d written back before)", len(good), len(written_before))
+    stage_documents(config, dag_run, QA_SOURCE_ID, documents, report, lists_everything=True)
+    plan = plan_ingest(dag_run, [QA_SOURCE_ID], config_path, weaviate_conn_id=weaviate_conn_id)
+    indexed = [index_batch(url, config_path, weaviate_conn_id=weaviate_conn_id) for url in plan["batches"]]
+    pruned = prune_sources(dag_run, config_path, weaviate_conn_id)
+    removed = read_json(str(plan_path(config, dag_run)))["sources"][QA_SOURCE_ID].get("prune") or []
+
+    good_ids = {r["run_id"] for r in good}
+    revoked_ids = sorted((set(written_before) - good_ids) | {qa_run_id(doc_id) for doc_id in removed})
+    revocations = []
+    with RunStore.default() as store:
+        for run in good:
+            versions_now = grader_versions(latest[run["run_id"]])
+            before = written_before.get(run["run_id"])
+            if before is None or before["grader_versions"] != versions_now:
+                store.set_writeback(
+                    run["run_id"],
+                    doc_id=qa_doc_id(run["run_id"]),
+                    collection=config.collection,
+                    state=WritebackState.WRITTEN,
+                    grader_versions=versions_now,
+                )
+        revoked_runs = store.get_runs(revoked_ids)
+        revoked_latest = store.latest_grades(revoked_ids)
+        for run in revoked_runs:
+            reason = why_not_good(run, revoked_latest.get(run["run_id"], {}), versions)
+            revocations.append({"run_id": run["run_id"], "reason": reason})
+            if writeback_state(run) is not WritebackState.REVOKED_BY_HAND:
+                store.set_writeback(
+                    run["run_id"],
+                    doc_id=qa_doc_id(run["run_id"]),
+                    collection=config.collection,
+                    state=WritebackState.REVOKED,
+                    reason=reason,
+                )
+            progress("Revoked the written-back answer of run %s: %s", run["run_id"], reason)
+    finish_staging(config, dag_run)  # the feedback DAG's last task that reads its staging
+    summary = plan["summary"].get(QA_SOURCE_ID, {})
+    chunks = {
+        key: sum(r["sources"].get(QA_SOURCE_ID, {}).get(f"chunks_{key}", 0) for r in indexed)
+        for key in ("embedded", "reused", "written", "deleted")
+    }
+    chunks["deleted"] += pruned["sources"].get(QA_SOURCE_ID, {}).get("chunks_deleted", 0)
+    result = {
+        "collection": config.collection,
+        "good_runs": len(good),
+        "written": summary.get("new", 0),
+        "rewritten": summary.get("changed", 0),
+        "unchanged": summary.get("unchanged", 0),
+        "revoked": len(revocations),
+        "revocations": revocations,
+        "chunks": chunks,
+        "embedding_tokens": sum(r["sources"].get(QA_SOURCE_ID, {}).get("embedding_tokens", 0) for r in indexed),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    progress(
+        "Write-back: %d written, %d rewritten, %d unchanged, %d revoked",
+        result["written"],
+        result["rewritten"],
+        result["unchanged"],
+        result["revoked"],
+    )
+    return result
+
+
+def list_written_back(config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> list[dict]:
+    """The written-back answers in the index (the index is the record of what is indexed), with
+    what the run store knows of them."""
+    config = load_config(config_path)
+    with connect(weaviate_conn_id) as client:
+        indexed = read_indexed_documents(client, config.collection, {QA_SOURCE_ID})
+    run_ids = sorted(qa_run_id(doc_id) for doc_id in indexed)
+    with RunStore.default() as store:
+        runs = {r["run_id"]: r for r in store.get_runs(run_ids)}
+    rows = []
+    for run_id in run_ids:
+        run = runs.get(run_id)
+        writeback = (run or {}).get("writeback") or {}
+        rows.append(
+            {
+                "run_id": run_id,
+                "doc_id": qa_doc_id(run_id),
+                "question": (run or {}).get("question", "(run not in the store)"),
+                "chunks": len(indexed[qa_doc_id(run_id)].chunk_indexes),
+                "written_at": writeback.get("written_at"),
+                "graded_by": writeback.get("grader_versions") or {},
+                "votes": (run or {}).get("vote_summary"),
+            }
+        )
+    return rows
+
+
+def revoke_by_hand(
+    run_id: str, reason: str | None = None, config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID
+) -> dict:
+    """Remove a run's written-back answer from the index now, and keep it out: the feedback DAG
+    does not write back a run revoked by hand."""
+    config = load_config(config_path)
+    with RunStore.default() as store:
+        run = store.get_run(run_id)  # RunNotFound names the id
+        with connect(weaviate_conn_id) as client:
+            chunks = delete_documents(client, config.collection, [qa_doc_id(run_id)])
+        store.set_writeback(
+            run_id,
+            doc_id=qa_doc_id(run_id),
+            collection=config.collection,
+            state=WritebackState.REVOKED_BY_HAND,
+            reason=f"revoked by hand: {reason}" if reason else "revoked by hand",
+        )
+    was_written = bool(chunks) or writeback_state(run) is WritebackState.WRITTEN
+    return {"run_id": run_id, "collection": config.collection, "chunks_deleted": chunks, "was_written_back": was_written}

@@ -1,0 +1,1 @@
+"""Ingestion: extract → stage → plan → index → prune → report. `planning` is the pure core of the plan."""

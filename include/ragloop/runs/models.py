@@ -1,0 +1,111 @@
+"""The shape of a run, shared by the recorder, the HTTP API and `runs import`: what is accepted
+(pydantic models, validated), the write-back states, and how votes count."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+
+class WritebackState(StrEnum):
+    """Where a run's written-back answer stands (stored as its value)."""
+
+    WRITTEN = "written"  # in the index
+    REVOKED = "revoked"  # removed by the feedback DAG (down vote, or no longer passes)
+    REVOKED_BY_HAND = "revoked_by_hand"  # removed with `ragloop qa revoke`; never written back again on its own
+
+
+WRITEBACK_STATES = tuple(state.value for state in WritebackState)
+
+
+def writeback_state(run: dict) -> WritebackState | None:
+    """The state of a run's write-back record (a run as the store returns it), None if it has none."""
+    record = run.get("writeback")
+    return WritebackState(record["state"]) if record else None
+
+
+# Tab, newline and carriage return are text; every other control character is refused: they hide
+# content from people reading runs and break terminals and CSV exports.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control_characters(value: str) -> str:
+    match = CONTROL_CHARACTERS.search(value)
+    if match:
+        raise ValueError(f"contains the control character {match.group()!r} at position {match.start()}")
+    return value
+
+
+def Text(max_length: int, min_length: int = 0):  # noqa: N802 - reads as a type in the models below
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_no_control_characters)]
+
+
+RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+
+
+class RetrievedSource(BaseModel):
+    """One retrieved passage as the answer saw it."""
+
+    model_config = ConfigDict(extra="forbid")
+    doc_id: Text(2000, 1)
+    chunk_id: Text(100) = ""
+    url: Text(2000) = ""
+    title: Text(1000) = ""
+    kind: Text(20) = ""
+    score: float | None = None
+    text: Text(50_000) = ""
+
+
+class VoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    vote: Literal["up", "down"]
+    user_id: Text(200) = ""
+    comment: Text(4000) | None = None
+    created_at: datetime | None = None
+
+
+class RunIn(BaseModel):
+    """A run as recorded by `ask`, posted to the API, or read from an import file."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: RunId | None = None
+    question: Text(20_000, 1)
+    rewrites: list[Text(2000)] = Field(default_factory=list, max_length=20)
+    sources: list[RetrievedSource] = Field(default_factory=list, max_length=100)
+    answer: Text(100_000) = ""
+    model: Text(200) = ""
+    prompt_name: Text(100) = ""
+    prompt_version: Text(50) = ""
+    prompt_tokens: int | None = Field(default=None, ge=0)
+    completion_tokens: int | None = Field(default=None, ge=0)
+    # "api": the model's own usage figures; "tiktoken": counted here; "none": no model was called.
+    token_source: Literal["api", "tiktoken", "none", ""] = ""
+    latency_ms: float | None = Field(default=None, ge=0)
+    app: Text(100, 1) | None = None  # None: the recorder's app, or "api" when posted to the API
+    user_id: Text(200) | None = None
+    created_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    votes: list[VoteIn] = Field(default_factory=list, max_length=1000)
+
+
+def field_errors(err: ValidationError) -> list[dict[str, str]]:
+    """Pydantic's errors as [{field, message}], the field as a dotted path ("sources.2.doc_id")."""
+    return [
+        {"field": ".".join(str(part) for part in e["loc"]) or "(body)", "message": e["msg"]}
+        for e in err.errors(include_url=False)
+    ]
+
+
+def latest_votes(votes: list[dict]) -> dict[str, dict]:
+    """user_id -> that user's latest vote: the one that counts. Votes come oldest first."""
+    return {vote["user_id"]: vote for vote in votes}
+
+
+def summarize_votes(votes: list[dict]) -> dict:
+    """The latest vote of each user counts: {up, down, votes}. Votes come oldest first."""
+    counted = [vote["vote"] for vote in latest_votes(votes).values()]
+    return {"up": counted.count("up"), "down": counted.count("down"), "votes": len(votes)}

@@ -1,0 +1,133 @@
+"""The run store's tables and their numbered migrations (recorded in `ragloop_schema`). Later
+changes are new migrations, never an edit of what an earlier one does."""
+
+from __future__ import annotations
+
+from datetime import timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """Stored as UTC, read back timezone-aware on every database (SQLite drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _schema_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    """The tables as migration 1 creates them. Later changes are new migrations that alter these
+    tables (and update the definitions below), never an edit of what migration 1 does."""
+    runs = sa.Table(
+        "ragloop_runs",
+        metadata,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
+        sa.Column("recorded_at", UtcDateTime(), nullable=False),
+        sa.Column("app", sa.String(100), nullable=False, index=True),
+        sa.Column("user_id", sa.String(200)),
+        sa.Column("question", sa.Text(), nullable=False),
+        sa.Column("rewrites", sa.JSON(), nullable=False),
+        sa.Column("sources", sa.JSON(), nullable=False),
+        sa.Column("answer", sa.Text(), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("prompt_name", sa.String(100), nullable=False),
+        sa.Column("prompt_version", sa.String(50), nullable=False),
+        sa.Column("prompt_tokens", sa.Integer()),
+        sa.Column("completion_tokens", sa.Integer()),
+        sa.Column("token_source", sa.String(20), nullable=False),
+        sa.Column("latency_ms", sa.Float()),
+        sa.Column("metadata", sa.JSON(), nullable=False),
+    )
+    votes = sa.Table(
+        "ragloop_votes",
+        metadata,
+        sa.Column("vote_id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("user_id", sa.String(200), nullable=False),
+        sa.Column("vote", sa.String(4), nullable=False),
+        sa.Column("comment", sa.Text()),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.CheckConstraint("vote in ('up', 'down')", name="ragloop_votes_vote"),
+    )
+    grades = sa.Table(
+        "ragloop_grades",
+        metadata,
+        sa.Column("grade_id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("criterion", sa.String(100), nullable=False),
+        sa.Column("criterion_version", sa.String(50), nullable=False),
+        sa.Column("judge", sa.String(200), nullable=False),
+        sa.Column("score", sa.Float()),
+        sa.Column("passed", sa.Boolean()),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("veto", sa.String(100)),
+        sa.Column("tokens", sa.Integer()),
+        sa.Column("graded_at", UtcDateTime(), nullable=False),
+    )
+    writebacks = sa.Table(
+        "ragloop_writebacks",
+        metadata,
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("doc_id", sa.String(2000), nullable=False),
+        sa.Column("collection", sa.String(200), nullable=False),
+        sa.Column("state", sa.String(20), nullable=False),  # written | revoked
+        sa.Column("grader_versions", sa.JSON(), nullable=False),
+        sa.Column("written_at", UtcDateTime(), nullable=False),
+        sa.Column("revoked_at", UtcDateTime()),
+        sa.Column("revoke_reason", sa.Text()),
+    )
+    return {"runs": runs, "votes": votes, "grades": grades, "writebacks": writebacks}
+
+
+METADATA = sa.MetaData()
+TABLES = _schema_v1(METADATA)
+RUNS, VOTES, GRADES, WRITEBACKS = TABLES["runs"], TABLES["votes"], TABLES["grades"], TABLES["writebacks"]
+# Migration 2: when a vote reached the store. A vote's created_at is the voter's time and can be
+# older than the last grade (imports, clients with their own clocks); grading picks up votes
+# recorded since a run's last grade.
+VOTE_RECORDED_AT = sa.Column("recorded_at", UtcDateTime(), index=True)
+VOTES.append_column(VOTE_RECORDED_AT)
+VOTE_ORDER = (VOTES.c.created_at, VOTES.c.vote_id)  # oldest first: the last vote of a user counts
+SCHEMA_TABLE = sa.Table(
+    "ragloop_schema",
+    sa.MetaData(),
+    sa.Column("version", sa.Integer(), primary_key=True),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("applied_at", UtcDateTime(), nullable=False),
+)
+
+
+def _migration_1(connection: sa.Connection) -> None:
+    frozen = sa.MetaData()
+    _schema_v1(frozen)
+    frozen.create_all(connection)
+
+
+def _migration_2(connection: sa.Connection) -> None:
+    column_type = VOTE_RECORDED_AT.type.compile(dialect=connection.dialect)
+    connection.execute(sa.text(f"ALTER TABLE ragloop_votes ADD COLUMN recorded_at {column_type}"))
+    connection.execute(sa.text("CREATE INDEX ix_ragloop_votes_recorded_at ON ragloop_votes (recorded_at)"))
+    # Votes stored before this migration count as recorded when they were cast.
+    connection.execute(sa.text("UPDATE ragloop_votes SET recorded_at = created_at"))
+
+
+# (version, description, upgrade): applied in order, each in its own transaction, once.
+MIGRATIONS: list[tuple[int, str, Any]] = [
+    (1, "runs, votes, grades and write-back records", _migration_1),
+    (2, "votes: recorded_at, so grading sees votes that arrived since a run's last grade", _migration_2),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]

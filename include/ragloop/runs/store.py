@@ -1,0 +1,534 @@
+"""`RunStore`: runs, votes, grades and write-back records in one SQL database (SQLAlchemy);
+migrated on first use. Over 450 lines for a reason: it is one class, the only code that reads or
+writes these tables, and its queries read best next to each other."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from ragloop.runs.connection import RunNotFound, RunStoreError, runs_database_url, unavailable
+from ragloop.runs.models import WRITEBACK_STATES, WritebackState, RunIn, VoteIn, field_errors, summarize_votes
+from ragloop.runs.schema import GRADES, MIGRATIONS, RUNS, SCHEMA_TABLE, SCHEMA_VERSION, VOTE_ORDER, VOTES, WRITEBACKS
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class ImportReport:
+    path: str
+    lines: int = 0
+    imported: int = 0
+    already_present: int = 0
+    votes_added: int = 0
+    errors: list[dict] = field(default_factory=list)  # {line, field, message}
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+class RunStore:
+    """Runs, votes, grades and write-back records in one SQL database."""
+
+    def __init__(self, url: str | None = None, *, connect_timeout: float = 10.0):
+        self.url = sa.make_url(url or runs_database_url())
+        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+        if self.url.get_backend_name() == "sqlite":
+            database = self.url.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # `timeout`: how long a writer waits for another process's lock before the store
+            # reports itself unavailable (the API answers 503 instead of hanging).
+            kwargs["connect_args"] = {"timeout": connect_timeout, "check_same_thread": False}
+        try:
+            self.engine = sa.create_engine(self.url, **kwargs)
+        except ModuleNotFoundError as err:
+            raise RunStoreError(
+                f"the database driver for {self.url.drivername} is not installed (module {err.name}); for Postgres install "
+                "psycopg2-binary (the Astro Runtime image has it)"
+            ) from None
+        if self.url.get_backend_name() == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._migrated = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def default(cls) -> "RunStore":
+        return cls(runs_database_url())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.url.render_as_string(hide_password=True)})"
+
+    # --- migrations ---
+
+    def migrate(self) -> int:
+        """Apply the migrations this database lacks; returns its schema version."""
+        with self._lock:
+            if self._migrated:
+                return SCHEMA_VERSION
+            try:
+                SCHEMA_TABLE.create(self.engine, checkfirst=True)
+                with self.engine.connect() as connection:
+                    applied = set(connection.scalars(sa.select(SCHEMA_TABLE.c.version)))
+                newer = {v for v in applied if v > SCHEMA_VERSION}
+                if newer:
+                    raise RunStoreError(
+                        f"{self!r} has schema version {max(newer)}, newer than this ragloop ({SCHEMA_VERSION}): upgrade ragloop"
+                    )
+                for version, description, upgrade in MIGRATIONS:
+                    if version in applied:
+                        continue
+                    try:
+                        with self.engine.begin() as connection:
+                            upgrade(connection)
+                            connection.execute(
+                                sa.insert(SCHEMA_TABLE).values(version=version, description=description, applied_at=_now())
+                            )
+                        log.info("Run store %r migrated to version %d: %s", self, version, description)
+                    except sa.exc.IntegrityError:
+                        # Another process applied the same migration first.
+                        log.info("Run store migration %d was applied by another process", version)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+                raise unavailable(err, self.url) from err
+            self._migrated = True
+            return SCHEMA_VERSION
+
+    def current_schema_version(self) -> int:
+        """The schema version the database holds now, without migrating it (0: none yet)."""
+        with self._connect() as connection:
+            if not sa.inspect(connection).has_table(SCHEMA_TABLE.name):
+                return 0
+            return connection.scalar(sa.select(sa.func.max(SCHEMA_TABLE.c.version))) or 0
+
+    def schema_version(self) -> int:
+        self.migrate()
+        with self._connect() as connection:
+            return connection.scalar(sa.select(sa.func.max(SCHEMA_TABLE.c.version))) or 0
+
+    def _connect(self):
+        return _Guarded(self.engine.connect, self.url)
+
+    def _begin(self):
+        return _Guarded(self.engine.begin, self.url)
+
+    # --- runs ---
+
+    def record_run(self, run: RunIn) -> tuple[str, bool]:
+        """Insert a run and its votes in one transaction. Returns (run_id, created); a run whose id
+        exists already is left as it is (created = False), so recording is idempotent."""
+        self.migrate()
+        run_id = run.run_id or new_run_id()
+        with self._begin() as connection:
+            if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is not None:
+                return run_id, False
+            connection.execute(sa.insert(RUNS).values(**_run_row(run, run_id)))
+            for vote in run.votes:
+                connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote)))
+        return run_id, True
+
+    def add_vote(self, run_id: str, vote: VoteIn) -> tuple[int, dict]:
+        """Add a vote; several per run and per user are kept, the latest of each user counts.
+        Returns the vote's id and the run's vote summary with it."""
+        self.migrate()
+        with self._begin() as connection:
+            if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            result = connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote)))
+            votes = (
+                connection.execute(sa.select(VOTES.c.user_id, VOTES.c.vote).where(VOTES.c.run_id == run_id).order_by(*VOTE_ORDER))
+                .mappings()
+                .all()
+            )
+            return int(result.inserted_primary_key[0]), summarize_votes(votes)
+
+    def get_run(self, run_id: str) -> dict:
+        self.migrate()
+        with self._connect() as connection:
+            row = connection.execute(sa.select(RUNS).where(RUNS.c.run_id == run_id)).mappings().first()
+            if row is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            return self._with_details(connection, [dict(row)])[0]
+
+    def list_runs(self, since: datetime | None = None, limit: int = 50, app: str | None = None) -> list[dict]:
+        """Newest first; `since` keeps runs created at or after it (a time without a zone is UTC,
+        as every stored time is: see UtcDateTime)."""
+        self.migrate()
+        query = sa.select(RUNS).order_by(RUNS.c.created_at.desc(), RUNS.c.run_id).limit(limit)
+        if since is not None:
+            query = query.where(RUNS.c.created_at >= since)
+        if app:
+            query = query.where(RUNS.c.app == app)
+        with self._connect() as connection:
+            rows = [dict(r) for r in connection.execute(query).mappings()]
+            return self._with_details(connection, rows)
+
+    def count_runs(self) -> int:
+        self.migrate()
+        with self._connect() as connection:
+            return connection.scalar(sa.select(sa.func.count()).select_from(RUNS)) or 0
+
+    def _with_details(self, connection, runs: list[dict]) -> list[dict]:
+        ids = [r["run_id"] for r in runs]
+        if not ids:
+            return []
+        votes: dict[str, list[dict]] = {}
+        for row in connection.execute(sa.select(VOTES).where(VOTES.c.run_id.in_(ids)).order_by(*VOTE_ORDER)).mappings():
+            votes.setdefault(row["run_id"], []).append(
+                {
+                    "vote_id": row["vote_id"],
+                    "vote": row["vote"],
+                    "user_id": row["user_id"],
+                    "comment": row["comment"],
+                    "created_at": row["created_at"].isoformat(),
+                }
+            )
+        grades: dict[str, list[dict]] = {}
+        for row in connection.execute(
+            sa.select(GRADES).where(GRADES.c.run_id.in_(ids)).order_by(GRADES.c.graded_at, GRADES.c.grade_id)
+        ).mappings():
+            grade = {
+                k: row[k] for k in ("criterion", "criterion_version", "judge", "score", "passed", "reason", "veto", "tokens")
+            }
+            grades.setdefault(row["run_id"], []).append({**grade, "graded_at": row["graded_at"].isoformat()})
+        writebacks = {
+            row["run_id"]: {
+                "doc_id": row["doc_id"],
+                "collection": row["collection"],
+                "state": row["state"],
+                "written_at": row["written_at"].isoformat(),
+                "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+                "revoke_reason": row["revoke_reason"],
+                "grader_versions": row["grader_versions"],
+            }
+            for row in connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id.in_(ids))).mappings()
+        }
+        out = []
+        for run in runs:
+            run_votes = votes.get(run["run_id"], [])
+            out.append(
+                {
+                    **{k: v for k, v in run.items() if k not in ("created_at", "recorded_at")},
+                    "created_at": run["created_at"].isoformat(),
+                    "recorded_at": run["recorded_at"].isoformat(),
+                    "votes": run_votes,
+                    "vote_summary": summarize_votes(run_votes),
+                    "grades": grades.get(run["run_id"], []),
+                    "writeback": writebacks.get(run["run_id"]),
+                }
+            )
+        return out
+
+    def get_runs(self, run_ids: Iterable[str]) -> list[dict]:
+        """The runs with these ids (with votes, grades and write-back), in the order given;
+        ids not stored are left out."""
+        self.migrate()
+        ids = list(dict.fromkeys(run_ids))
+        found: dict[str, dict] = {}
+        with self._connect() as connection:
+            for group in _id_groups(ids):
+                rows = [dict(r) for r in connection.execute(sa.select(RUNS).where(RUNS.c.run_id.in_(group))).mappings()]
+                found.update((run["run_id"], run) for run in self._with_details(connection, rows))
+        return [found[run_id] for run_id in ids if run_id in found]
+
+    # --- grading ---
+
+    def ungraded_run_ids(self, limit: int) -> list[str]:
+        """Runs that have no grade at all, oldest first."""
+        self.migrate()
+        graded = sa.select(GRADES.c.run_id).where(GRADES.c.run_id == RUNS.c.run_id).exists()
+        query = sa.select(RUNS.c.run_id).where(~graded).order_by(RUNS.c.created_at, RUNS.c.run_id).limit(limit)
+        with self._connect() as connection:
+            return list(connection.scalars(query))
+
+    def run_ids_with_new_votes(self, limit: int) -> list[str]:
+        """Graded runs with a vote recorded after their last grade, oldest run first."""
+        self.migrate()
+        last = sa.select(GRADES.c.run_id, sa.func.max(GRADES.c.graded_at).label("graded_at")).group_by(GRADES.c.run_id).subquery()
+        recorded = sa.func.coalesce(VOTES.c.recorded_at, VOTES.c.created_at)
+        query = (
+            sa.select(RUNS.c.run_id)
+            .join(last, last.c.run_id == RUNS.c.run_id)
+            .where(sa.select(VOTES.c.vote_id).where(VOTES.c.run_id == RUNS.c.run_id, recorded > last.c.graded_at).exists())
+            .order_by(RUNS.c.created_at, RUNS.c.run_id)
+            .limit(limit)
+        )
+        with self._connect() as connection:
+            return list(connection.scalars(query))
+
+    def latest_grades(self, run_ids: Iterable[str] | None = None) -> dict[str, dict[str, dict]]:
+        """run_id -> criterion -> its latest grade row (the highest grade_id); None: every graded run."""
+        self.migrate()
+        latest: dict[str, dict[str, dict]] = {}
+        with self._connect() as connection:
+            if run_ids is None:
+                batches = [None]
+            else:
+                batches = _id_groups(list(dict.fromkeys(run_ids)))
+            for batch in batches:
+                query = sa.select(GRADES).order_by(GRADES.c.grade_id)
+                if batch is not None:
+                    query = query.where(GRADES.c.run_id.in_(batch))
+                for row in connection.execute(query).mappings():
+                    latest.setdefault(row["run_id"], {})[row["criterion"]] = dict(row)
+        return latest
+
+    def record_grades(self, run_id: str, grades: list[dict], graded_at: datetime) -> int:
+        """Store one grading of a run (rows with criterion, criterion_version, judge, score, passed,
+        reason, veto, tokens) in one transaction. `graded_at` is when the run was read: a vote
+        recorded while it was being graded is newer, and brings the run back next time."""
+        self.migrate()
+        with self._begin() as connection:
+            if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            for grade in grades:
+                connection.execute(sa.insert(GRADES).values(run_id=run_id, graded_at=graded_at, **grade))
+        return len(grades)
+
+    def passing_run_ids(self, versions: dict[str, str]) -> list[str]:
+        """Runs whose latest grade of every criterion in `versions` passed at that version."""
+        self.migrate()
+        if not versions:
+            return []
+        latest = (
+            sa.select(sa.func.max(GRADES.c.grade_id).label("grade_id")).group_by(GRADES.c.run_id, GRADES.c.criterion).subquery()
+        )
+        current = sa.or_(*[sa.and_(GRADES.c.criterion == c, GRADES.c.criterion_version == v) for c, v in versions.items()])
+        query = (
+            sa.select(GRADES.c.run_id)
+            .join(latest, latest.c.grade_id == GRADES.c.grade_id)
+            .where(GRADES.c.passed.is_(True), current)
+            .group_by(GRADES.c.run_id)
+            .having(sa.func.count() == len(versions))
+            .order_by(GRADES.c.run_id)
+        )
+        with self._connect() as connection:
+            return list(connection.scalars(query))
+
+    # --- write-back records ---
+
+    def writebacks(self, state: str | None = None) -> list[dict]:
+        """Write-back records, oldest first; `state` keeps one state (see WRITEBACK_STATES)."""
+        self.migrate()
+        query = sa.select(WRITEBACKS).order_by(WRITEBACKS.c.written_at, WRITEBACKS.c.run_id)
+        if state:
+            query = query.where(WRITEBACKS.c.state == state)
+        with self._connect() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
+
+    def set_writeback(
+        self,
+        run_id: str,
+        *,
+        doc_id: str,
+        collection: str,
+        state: str,
+        grader_versions: dict | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record that a run's answer was written back (state "written"), revoked by the feedback
+        DAG ("revoked") or by hand ("revoked_by_hand")."""
+        if state not in WRITEBACK_STATES:
+            raise ValueError(f"write-back state must be one of {WRITEBACK_STATES}, not {state!r}")
+        state = WritebackState(state).value  # the plain string: every database driver binds it
+        self.migrate()
+        now = _now()
+        with self._begin() as connection:
+            existing = connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id)).mappings().first()
+            if state == WritebackState.WRITTEN:
+                values = {
+                    "doc_id": doc_id,
+                    "collection": collection,
+                    "state": state,
+                    "grader_versions": grader_versions or {},
+                    "revoked_at": None,
+                    "revoke_reason": None,
+                }
+                if existing is None or existing["state"] != WritebackState.WRITTEN:
+                    values["written_at"] = now
+            else:
+                values = {"doc_id": doc_id, "collection": collection, "state": state, "revoked_at": now, "revoke_reason": reason}
+                if existing is None:
+                    values.update(written_at=now, grader_versions=grader_versions or {})
+            if existing is None:
+                connection.execute(sa.insert(WRITEBACKS).values(run_id=run_id, **values))
+            else:
+                connection.execute(sa.update(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id).values(**values))
+
+    # --- import ---
+
+    def import_jsonl(self, path: str | Path, progress=None) -> ImportReport:
+        """Load runs (and their votes) from a JSON-lines file in the API's shape.
+
+        A bad line is reported by number and field and the rest imported; a run whose id is
+        already stored is not imported again, and its votes are added only if not stored yet.
+        """
+        path = Path(path)
+        report = ImportReport(path=str(path))
+        self.migrate()
+        try:
+            handle = path.open(encoding="utf-8")
+        except OSError as err:
+            raise RunStoreError(f"cannot read {path}: {err.strerror or err}") from None
+        with handle:
+            for number, line in enumerate(handle, 1):
+                report.lines = number
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as err:
+                    report.errors.append(
+                        {"line": number, "field": "(line)", "message": f"not valid JSON: {err.msg} at column {err.colno}"}
+                    )
+                    continue
+                except UnicodeDecodeError as err:  # pragma: no cover - depends on the file
+                    report.errors.append({"line": number, "field": "(line)", "message": f"not UTF-8: {err}"})
+                    continue
+                if not isinstance(data, dict):
+                    report.errors.append({"line": number, "field": "(line)", "message": "each line must be one JSON object"})
+                    continue
+                if not data.get("run_id"):
+                    # An id from the line's content: importing the same file twice adds nothing.
+                    data = {**data, "run_id": uuid.uuid5(uuid.NAMESPACE_URL, line.strip()).hex}
+                try:
+                    run = RunIn.model_validate(data)
+                except ValidationError as err:
+                    for problem in field_errors(err):
+                        report.errors.append({"line": number, **problem})
+                    continue
+                if run.created_at is None:
+                    report.errors.append({"line": number, "field": "created_at", "message": "imported runs need their time"})
+                    continue
+                # A vote without a time takes its run's, so importing the file again matches it
+                # with the stored vote instead of adding it a second time.
+                run = run.model_copy(
+                    update={
+                        "votes": [v if v.created_at else v.model_copy(update={"created_at": run.created_at}) for v in run.votes]
+                    }
+                )
+                run_id, created = self.record_run(run)
+                if created:
+                    report.imported += 1
+                    report.votes_added += len(run.votes)
+                else:
+                    report.already_present += 1
+                    report.votes_added += self._add_missing_votes(run_id, run.votes)
+                if progress and number % 1000 == 0:
+                    progress(f"{path.name}: {number} lines read, {report.imported} runs imported")
+        return report
+
+    def _add_missing_votes(self, run_id: str, votes: Iterable[VoteIn]) -> int:
+        added = 0
+        with self._begin() as connection:
+            stored = {
+                (r.user_id, r.vote, r.created_at, r.comment)
+                for r in connection.execute(sa.select(VOTES).where(VOTES.c.run_id == run_id))
+            }
+            for vote in votes:
+                row = _vote_row(run_id, vote)
+                if (row["user_id"], row["vote"], row["created_at"], row["comment"]) in stored:
+                    continue
+                connection.execute(sa.insert(VOTES).values(**row))
+                added += 1
+        return added
+
+
+ID_GROUP = 500  # ids per IN list: bounded statements on every database
+
+
+def _id_groups(ids: list[str]) -> list[list[str]]:
+    return [ids[i : i + ID_GROUP] for i in range(0, len(ids), ID_GROUP)]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class _Guarded:
+    """A connection context that turns "cannot reach / locked" errors into RunStoreUnavailable;
+    a failed transaction is rolled back, so a request never leaves half a run behind."""
+
+    def __init__(self, opener, url):
+        self._opener, self._url, self._context = opener, url, None
+
+    def __enter__(self):
+        try:
+            self._context = self._opener()
+            return self._context.__enter__()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+            raise unavailable(err, self._url) from err
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            result = self._context.__exit__(exc_type, exc, tb)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+            raise unavailable(err, self._url) from err
+        if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+            raise unavailable(exc, self._url) from exc
+        return result
+
+
+def _run_row(run: RunIn, run_id: str) -> dict:
+    now = _now()
+    return {
+        "run_id": run_id,
+        "created_at": run.created_at or now,
+        "recorded_at": now,
+        "app": run.app or "api",
+        "user_id": run.user_id,
+        "question": run.question,
+        "rewrites": list(run.rewrites),
+        "sources": [s.model_dump() for s in run.sources],
+        "answer": run.answer,
+        "model": run.model,
+        "prompt_name": run.prompt_name,
+        "prompt_version": run.prompt_version,
+        "prompt_tokens": run.prompt_tokens,
+        "completion_tokens": run.completion_tokens,
+        "token_source": run.token_source or ("none" if run.prompt_tokens is None else "api"),
+        "latency_ms": run.latency_ms,
+        "metadata": run.metadata,
+    }
+
+
+def _vote_row(run_id: str, vote: VoteIn) -> dict:
+    now = _now()
+    created = vote.created_at or now
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return {
+        "run_id": run_id,
+        "user_id": vote.user_id,
+        "vote": vote.vote,
+        "comment": vote.comment,
+        "created_at": created.astimezone(timezone.utc),
+        "recorded_at": now,
+    }
