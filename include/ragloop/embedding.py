@@ -173,8 +173,14 @@ class LocalEmbedder(_CountsWordPieces):
     # groups texts of similar length, at that cost in determinism.
     default_batch_size = 1
 
-    def __init__(self, batch_size: int | None = None, quantization: str | None = None, model_dir=None,
-                 threads: int | None = None, verify: bool = True):
+    def __init__(
+        self,
+        batch_size: int | None = None,
+        quantization: str | None = None,
+        model_dir=None,
+        threads: int | None = None,
+        verify: bool = True,
+    ):
         from ragloop.onnx_model import DEFAULT_QUANTIZATION, check_quantization
         from ragloop.onnx_model import model_dir as default_dir
 
@@ -302,6 +308,7 @@ class TorchEmbedder(LocalEmbedder):
 
 # --- hash (benchmarks and tests) -----------------------------------------------------------------
 
+
 class HashEmbedder(_CountsWordPieces):
     """Deterministic vectors from a hash of the text, at memory speed: isolates the cost of the
     pipeline and of Weaviate in benchmarks and large tests. Equal texts get equal vectors; the
@@ -384,9 +391,7 @@ class OpenAIEmbedder:
 
     def __post_init__(self) -> None:
         if self.dimensions is None and self.model not in OPENAI_DIMENSIONS:
-            raise ValueError(
-                f"Unknown dimension for embedding model {self.model!r}: set `dimensions:` in the embedder config"
-            )
+            raise ValueError(f"Unknown dimension for embedding model {self.model!r}: set `dimensions:` in the embedder config")
 
     @property
     def name(self) -> str:
@@ -421,9 +426,7 @@ class OpenAIEmbedder:
         for i, text in enumerate(texts):
             tokens = self.count_tokens(text)
             if tokens > self.max_input_tokens:
-                raise EmbeddingError(
-                    f"Input {i} has {tokens} tokens, more than {self.model}'s limit of {self.max_input_tokens}"
-                )
+                raise EmbeddingError(f"Input {i} has {tokens} tokens, more than {self.model}'s limit of {self.max_input_tokens}")
             if current and (current_tokens + tokens > self.max_batch_tokens or len(current) >= self.max_batch_inputs):
                 groups.append(current)
                 current, current_tokens = [], 0
@@ -468,14 +471,15 @@ class OpenAIEmbedder:
                 self.usage.retries += 1
                 log.warning(
                     "OpenAI embeddings returned %s; retrying in %.1f s (attempt %d of %d)",
-                    status or type(err).__name__, wait, attempt + 1, attempts,
+                    status or type(err).__name__,
+                    wait,
+                    attempt + 1,
+                    attempts,
                 )
                 time.sleep(wait)
                 continue
             except openai.APIStatusError as err:
-                raise EmbeddingError(
-                    f"OpenAI embeddings refused the request ({err.status_code}, {self.model}): {err}"
-                ) from err
+                raise EmbeddingError(f"OpenAI embeddings refused the request ({err.status_code}, {self.model}): {err}") from err
             data = sorted(response.data, key=lambda item: item.index)
             if len(data) != len(batch):
                 raise EmbeddingError(f"OpenAI returned {len(data)} vectors for {len(batch)} inputs")
@@ -501,7 +505,7 @@ def config_for_embedder(name: str) -> str:
         quantization = name.split("@onnx-", 1)[1]
         return "`local`" if quantization == "int8" else f"`{{type: local, quantization: {quantization}}}`"
     if name.startswith("openai:"):
-        model, _, dimensions = name[len("openai:"):].partition("@")
+        model, _, dimensions = name[len("openai:") :].partition("@")
         return f"`{{type: openai, model: {model}" + (f", dimensions: {dimensions}" if dimensions else "") + "}`"
     if name.startswith("hash:"):
         return "`hash`"

@@ -142,7 +142,7 @@ def recorded_embedder(client: "WeaviateClient", name: str) -> dict | None:
             f"Collection {name!r} exists but was not created by ragloop (no embedder record in its "
             "description). Choose another `collection:` name in sources.yaml."
         )
-    return json.loads(description[len(DESCRIPTION_PREFIX):])
+    return json.loads(description[len(DESCRIPTION_PREFIX) :])
 
 
 def ensure_collection(client: "WeaviateClient", name: str, embedder: "Embedder") -> bool:
@@ -171,8 +171,11 @@ def ensure_collection(client: "WeaviateClient", name: str, embedder: "Embedder")
     def keyword(prop: str) -> Property:
         # Exact-match fields: filterable, not part of BM25 text search.
         return Property(
-            name=prop, data_type=DataType.TEXT, tokenization=Tokenization.FIELD,
-            index_filterable=True, index_searchable=False,
+            name=prop,
+            data_type=DataType.TEXT,
+            tokenization=Tokenization.FIELD,
+            index_filterable=True,
+            index_searchable=False,
         )
 
     client.collections.create(
@@ -264,9 +267,11 @@ def read_watermarks(client: "WeaviateClient", name: str, source_id: str) -> dict
     if not client.collections.exists(state) or not client.collections.exists(name):
         return {}
     try:
-        chunks = client.collections.use(name).aggregate.over_all(
-            total_count=True, filters=Filter.by_property("source_id").equal(source_id)
-        ).total_count
+        chunks = (
+            client.collections.use(name)
+            .aggregate.over_all(total_count=True, filters=Filter.by_property("source_id").equal(source_id))
+            .total_count
+        )
         if not chunks:
             return {}
         found = {}
@@ -292,8 +297,12 @@ def write_watermarks(client: "WeaviateClient", name: str, source_id: str, states
     objects = [
         DataObject(
             uuid=_state_uuid(source_id, item),
-            properties={"source_id": source_id, "item": item, "stored_at": now,
-                        "state_json": json.dumps(value, sort_keys=True, default=str)},
+            properties={
+                "source_id": source_id,
+                "item": item,
+                "stored_at": now,
+                "state_json": json.dumps(value, sort_keys=True, default=str),
+            },
         )
         for item, value in sorted(states.items())
     ]
@@ -440,6 +449,7 @@ def _default_vector(vector) -> list[float]:
 
 # --- writing and deleting -----------------------------------------------------------------------
 
+
 class IndexWriteError(WeaviateIndexError):
     """Some objects of a batch were refused; the message lists them."""
 
@@ -496,9 +506,7 @@ def write_objects(client: "WeaviateClient", name: str, objects: list[ChunkObject
 
     def send(group: list[ChunkObject]):
         try:
-            return collection.data.insert_many(
-                [DataObject(uuid=o.uuid, properties=o.properties, vector=o.vector) for o in group]
-            )
+            return collection.data.insert_many([DataObject(uuid=o.uuid, properties=o.properties, vector=o.vector) for o in group])
         except Exception as err:
             raise _index_error(f"writing {len(group)} chunks to {name}", err) from err
 
@@ -508,9 +516,7 @@ def write_objects(client: "WeaviateClient", name: str, objects: list[ChunkObject
         for group, result in zip(groups, pool.map(send, groups)):
             for index, error in sorted(result.errors.items()):
                 obj = group[index]
-                failures.append(
-                    f"{obj.uuid} ({obj.properties['doc_id']} chunk {obj.properties['chunk_index']}): {error.message}"
-                )
+                failures.append(f"{obj.uuid} ({obj.properties['doc_id']} chunk {obj.properties['chunk_index']}): {error.message}")
             written += len(group) - len(result.errors)
     if failures:
         shown = "\n  ".join(failures[:20])
@@ -548,11 +554,15 @@ def delete_stale_chunks(client: "WeaviateClient", name: str, current_hashes: dic
     items = sorted(current_hashes.items())
     for start in range(0, len(items), FILTER_GROUP):
         group = items[start : start + FILTER_GROUP]
-        where = Filter.any_of([
-            Filter.by_property("doc_id").equal(doc_id) & Filter.by_property("doc_hash").not_equal(doc_hash)
-            for doc_id, doc_hash in group
-        ]) if len(group) > 1 else (
-            Filter.by_property("doc_id").equal(group[0][0]) & Filter.by_property("doc_hash").not_equal(group[0][1])
+        where = (
+            Filter.any_of(
+                [
+                    Filter.by_property("doc_id").equal(doc_id) & Filter.by_property("doc_hash").not_equal(doc_hash)
+                    for doc_id, doc_hash in group
+                ]
+            )
+            if len(group) > 1
+            else (Filter.by_property("doc_id").equal(group[0][0]) & Filter.by_property("doc_hash").not_equal(group[0][1]))
         )
         deleted += _delete_where(client, name, where, f"stale chunks of {len(group)} documents")
     return deleted
@@ -566,9 +576,7 @@ def delete_documents(client: "WeaviateClient", name: str, doc_ids: list[str]) ->
     ids = sorted(doc_ids)
     for start in range(0, len(ids), FILTER_GROUP):
         group = ids[start : start + FILTER_GROUP]
-        deleted += _delete_where(
-            client, name, Filter.by_property("doc_id").contains_any(group), f"{len(group)} documents"
-        )
+        deleted += _delete_where(client, name, Filter.by_property("doc_id").contains_any(group), f"{len(group)} documents")
     return deleted
 
 
@@ -581,6 +589,7 @@ def count_chunks(client: "WeaviateClient", name: str, doc_id: str | None = None)
 
 
 # --- search -------------------------------------------------------------------------------------
+
 
 @dataclass
 class Hit:

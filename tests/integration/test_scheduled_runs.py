@@ -38,15 +38,24 @@ class Api:
         self.url, self.token = url, token
 
     def __call__(self, method: str, path: str, body: dict | None = None) -> dict:
-        request = urllib.request.Request(
-            f"{self.url}{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
-            headers={"content-type": "application/json", "authorization": f"Bearer {self.token}"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as err:
-            raise AssertionError(f"{method} {path}: {err.code} {err.read()[:2000]!r}") from None
+        # Standalone keeps Airflow's metadata in SQLite: under load a write of the API server (its
+        # audit log) can lose the lock to the scheduler and answer 500. GET and PATCH are
+        # idempotent, so they are asked again; a POST is never repeated.
+        attempts = 5 if method in ("GET", "PATCH") else 1
+        for attempt in range(1, attempts + 1):
+            request = urllib.request.Request(
+                f"{self.url}{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
+                headers={"content-type": "application/json", "authorization": f"Bearer {self.token}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read() or b"{}")
+            except urllib.error.HTTPError as err:
+                if err.code >= 500 and attempt < attempts:
+                    time.sleep(2 * attempt)
+                    continue
+                raise AssertionError(f"{method} {path}: {err.code} {err.read()[:2000]!r}") from None
+        raise AssertionError("unreachable")
 
 
 def wait_for(what: str, check, timeout: float, interval: float = 3.0):

@@ -36,7 +36,12 @@ import yaml
 from ragloop.documents import Document
 from ragloop.localenv import cache_dir
 from ragloop.sources.base import (
-    ExtractReport, Source, SourceConfigError, SourceError, check_whole_number, record_failure_reason,
+    ExtractReport,
+    Source,
+    SourceConfigError,
+    SourceError,
+    check_whole_number,
+    record_failure_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -47,7 +52,16 @@ URL_PLACEHOLDERS = ("path", "path_no_suffix", "source_id")
 CHUNKING_KEYS = ("max_tokens", "overlap_tokens")
 # Front matter fields worth storing with every chunk; anything else (layouts, ids, nested data) is noise.
 FRONT_MATTER_METADATA = (
-    "description", "summary", "tags", "categories", "keywords", "author", "authors", "date", "lastmod", "version",
+    "description",
+    "summary",
+    "tags",
+    "categories",
+    "keywords",
+    "author",
+    "authors",
+    "date",
+    "lastmod",
+    "version",
 )
 GIT_TIMEOUT_SECONDS = 300
 BINARY_SNIFF_BYTES = 8192
@@ -63,6 +77,7 @@ class _NothingToIndex(Exception):
 
 
 # --- globs -----------------------------------------------------------------------------------
+
 
 def compile_glob(pattern: str) -> re.Pattern[str]:
     """A glob over posix relative paths: `*`, `?` and `[...]` stay within one path segment, and a
@@ -98,8 +113,8 @@ def _segment_regex(segment: str) -> str:
 
 def _class_end(segment: str, start: int) -> int:
     """Index of the "]" closing a class opened just before `start`; a "]" first in it is literal."""
-    start += segment[start:start + 1] == "!"
-    start += segment[start:start + 1] == "]"
+    start += segment[start : start + 1] == "!"
+    start += segment[start : start + 1] == "]"
     return segment.find("]", start)
 
 
@@ -117,6 +132,7 @@ def _class_body(body: str) -> str:
 
 
 # --- reading one file ------------------------------------------------------------------------
+
 
 def decode_text(data: bytes) -> str:
     """UTF-8 (without a BOM), else cp1252 for files saved by old Windows editors."""
@@ -148,6 +164,7 @@ def _flow_depth(text: str) -> int:
         deepest = max(deepest, depth)
     return deepest
 
+
 FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)^---[ \t]*(?:\n|\Z)", re.DOTALL | re.MULTILINE)
 
 
@@ -176,7 +193,7 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
         data = {}
     if not isinstance(data, dict):
         raise _Unreadable(f"malformed front matter: a {type(data).__name__}, not a mapping of fields")
-    return data, text[match.end():]
+    return data, text[match.end() :]
 
 
 def _json_value(value: Any) -> Any:
@@ -230,6 +247,7 @@ def title_from_name(rel_path: str) -> str:
 
 # --- git -------------------------------------------------------------------------------------
 
+
 def repo_url(repo: str, project_root: Path) -> str:
     """URLs (scheme://, user@host:path) as given; local paths made absolute against the project."""
     if re.match(r"^[^/\\]*:", repo) and not re.match(r"^[A-Za-z]:[\\/]", repo):
@@ -268,8 +286,11 @@ def git_credentials_env(conn_id: str, url: str) -> dict[str, str]:
         raise SourceError(f"Airflow connection {conn_id!r} has no password (the token for {redact_url(url)})")
     pair = f"{conn.login or 'x-access-token'}:{conn.password}".encode()
     origin = re.match(r"https?://[^/]+/", url.rstrip("/") + "/")[0]  # type: ignore[index]
-    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{origin}.extraHeader",
-            "GIT_CONFIG_VALUE_0": "Authorization: Basic " + base64.b64encode(pair).decode()}
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"http.{origin}.extraHeader",
+        "GIT_CONFIG_VALUE_0": "Authorization: Basic " + base64.b64encode(pair).decode(),
+    }
 
 
 def _git(args: list[str], cwd: Path, url: str, action: str, credentials: dict[str, str] | None = None) -> str:
@@ -277,8 +298,14 @@ def _git(args: list[str], cwd: Path, url: str, action: str, credentials: dict[st
     url = redact_url(url)
     try:
         result = subprocess.run(
-            ["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-            text=True, errors="replace", timeout=GIT_TIMEOUT_SECONDS,
+            ["git", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=GIT_TIMEOUT_SECONDS,
         )
     except FileNotFoundError:
         raise SourceError(f"cannot read {url}: git is not installed") from None
@@ -298,15 +325,17 @@ def sync_checkout(clone: Path, url: str, ref: str | None, credentials: dict[str,
         clone.mkdir(parents=True)
         _git(["init", "--quiet"], clone, url, "init")
     _git(["config", "remote.origin.url", url], clone, url, "config")
-    known = ref and re.fullmatch(r"[0-9a-fA-F]{40}", ref) and subprocess.run(
-        ["git", "cat-file", "-e", f"{ref}^{{commit}}"], cwd=clone, capture_output=True).returncode == 0
+    known = (
+        ref
+        and re.fullmatch(r"[0-9a-fA-F]{40}", ref)
+        and subprocess.run(["git", "cat-file", "-e", f"{ref}^{{commit}}"], cwd=clone, capture_output=True).returncode == 0
+    )
     if known:  # a commit never changes: nothing to fetch
         sha = ref.lower()
     else:
         try:
             target = ref or "HEAD"
-            _git(["fetch", "--quiet", "--no-tags", "--depth", "1", "origin", target], clone, url, f"fetch {target}",
-                 credentials)
+            _git(["fetch", "--quiet", "--no-tags", "--depth", "1", "origin", target], clone, url, f"fetch {target}", credentials)
             sha = _git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], clone, url, "rev-parse")
         except SourceError:
             if not (ref and SHA_LIKE.fullmatch(ref)):
@@ -316,8 +345,9 @@ def sync_checkout(clone: Path, url: str, ref: str | None, credentials: dict[str,
             shallow = _git(["rev-parse", "--is-shallow-repository"], clone, url, "rev-parse") == "true"
             everything = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
             unshallow = ["--unshallow"] if shallow else []
-            _git(["fetch", "--quiet", *unshallow, "origin", *everything], clone, url, "fetch (all branches and tags)",
-                 credentials)
+            _git(
+                ["fetch", "--quiet", *unshallow, "origin", *everything], clone, url, "fetch (all branches and tags)", credentials
+            )
             try:
                 sha = _git(["rev-parse", "--verify", f"{ref}^{{commit}}"], clone, url, "rev-parse")
             except SourceError:
@@ -356,6 +386,7 @@ def exclusive(lock_path: Path, what: str) -> Iterator[None]:
 
 
 # --- the source ------------------------------------------------------------------------------
+
 
 class DocsSource(Source):
     type = "docs"
@@ -406,8 +437,11 @@ class DocsSource(Source):
                 fail(f"{key} must not start with '-'", key)  # git would read it as an option
         if has_repo and url_credentials(config["repo"]):
             # Said without the URL: its credentials would reach the log that shows this error.
-            fail(f"repo {redact_url(config['repo'])} holds credentials: put them in an Airflow connection "
-                 "(login and password, the token as the password) and name it with `connection:`", "repo")
+            fail(
+                f"repo {redact_url(config['repo'])} holds credentials: put them in an Airflow connection "
+                "(login and password, the token as the password) and name it with `connection:`",
+                "repo",
+            )
         if config.get("connection") is not None:
             if not has_repo or not re.match(r"https?://", str(config.get("repo"))):
                 fail("'connection' gives the credentials for an https:// `repo` URL", "connection")
@@ -529,8 +563,14 @@ class DocsSource(Source):
             if value is not None:
                 metadata[key] = value
         return Document(
-            doc_id=doc_id, source_id=self.id, kind=self.kind, title=title.strip(), content=content.lstrip("\n"),
-            url=self.url_for(rel_path), updated_at=datetime.fromtimestamp(info.st_mtime, tz=timezone.utc), metadata=metadata,
+            doc_id=doc_id,
+            source_id=self.id,
+            kind=self.kind,
+            title=title.strip(),
+            content=content.lstrip("\n"),
+            url=self.url_for(rel_path),
+            updated_at=datetime.fromtimestamp(info.st_mtime, tz=timezone.utc),
+            metadata=metadata,
         )
 
     def url_for(self, rel_path: str) -> str:

@@ -32,7 +32,12 @@ from typing import Any, Iterator
 
 from ragloop.documents import Document
 from ragloop.sources.base import (
-    ApiSource, ExtractReport, SourceConfigError, SourceError, check_string_list, check_whole_number,
+    ApiSource,
+    ExtractReport,
+    SourceConfigError,
+    SourceError,
+    check_string_list,
+    check_whole_number,
     record_failure_reason,
 )
 
@@ -61,7 +66,7 @@ def clean_body(text: str | None) -> str:
     kept: list[str] = []
     for index, line in enumerate(lines):
         if HEADING.match(line):
-            rest = next((later for later in lines[index + 1:] if later.strip()), None)
+            rest = next((later for later in lines[index + 1 :] if later.strip()), None)
             if rest is None or HEADING.match(rest) and _level(rest) <= _level(line):
                 continue  # an empty template section
         kept.append(line)
@@ -169,8 +174,12 @@ class GithubIssuesSource(ApiSource):
         if comment_count < self.min_comments:
             return f"{comment_count} comments, fewer than min_comments={self.min_comments}"
         closed = _date(issue.get("closed_at"))
-        if self.closed_within_days and issue.get("state") == "closed" and closed and \
-                closed < datetime.now(timezone.utc) - timedelta(days=self.closed_within_days):
+        if (
+            self.closed_within_days
+            and issue.get("state") == "closed"
+            and closed
+            and closed < datetime.now(timezone.utc) - timedelta(days=self.closed_within_days)
+        ):
             return f"closed on {closed:%Y-%m-%d}, more than closed_within_days={self.closed_within_days} ago"
         return None
 
@@ -182,8 +191,11 @@ class GithubIssuesSource(ApiSource):
         assignees = [a.get("login") for a in issue.get("assignees") or [] if isinstance(a, dict) and a.get("login")]
         state = state_line(issue)
         kind_word = "Pull request" if issue.get("pull_request") else "Issue"
-        facts = [f"{state}. {kind_word} #{number} in {self.repo}, opened by @{author}"
-                 + (f" on {created:%Y-%m-%d}" if created else "") + "."]
+        facts = [
+            f"{state}. {kind_word} #{number} in {self.repo}, opened by @{author}"
+            + (f" on {created:%Y-%m-%d}" if created else "")
+            + "."
+        ]
         if labels:
             facts.append(f"Labels: {', '.join(labels)}.")
         if assignees:
@@ -202,15 +214,22 @@ class GithubIssuesSource(ApiSource):
             parts.append(f"## Comment by @{who}" + (f" on {when:%Y-%m-%d}" if when else "") + f"\n\n{body}")
         reactions = issue.get("reactions") or {}
         metadata = {
-            "repo": self.repo, "number": number, "state": issue.get("state"), "state_reason": issue.get("state_reason"),
-            "labels": labels, "assignees": assignees, "author": author,
+            "repo": self.repo,
+            "number": number,
+            "state": issue.get("state"),
+            "state_reason": issue.get("state_reason"),
+            "labels": labels,
+            "assignees": assignees,
+            "author": author,
             "created_at": created.isoformat() if created else None,
             "closed_at": _date(issue.get("closed_at")).isoformat() if issue.get("closed_at") else None,
             "pull_request": bool(issue.get("pull_request")),
             "reactions": {k: v for k, v in reactions.items() if isinstance(v, int) and v} if isinstance(reactions, dict) else {},
         }
         return Document(
-            doc_id=self.doc_id(number), source_id=self.id, kind=self.kind,
+            doc_id=self.doc_id(number),
+            source_id=self.id,
+            kind=self.kind,
             title=f"[{state}] {issue.get('title') or '(untitled)'} (#{number})",
             content="\n\n".join(parts),
             url=issue.get("html_url") or f"https://github.com/{self.repo}/issues/{number}",
@@ -277,12 +296,16 @@ class GithubIssuesSource(ApiSource):
                 try:
                     # Comments are fetched only for issues the filters keep (and that have some).
                     if raw.get("comments") and self.excluded(raw, raw.get("comments") or 0) is None:
-                        comments = list(_pages(requester, f"/repos/{self.repo}/issues/{raw['number']}/comments",
-                                               {"per_page": PER_PAGE}))
+                        comments = list(
+                            _pages(requester, f"/repos/{self.repo}/issues/{raw['number']}/comments", {"per_page": PER_PAGE})
+                        )
                 except GithubException as err:
                     failed = True
-                    report.fail(f"{self.repo}#{raw.get('number')}", f"cannot read its comments: {_github_reason(err)}",
-                                self.doc_id(raw.get("number")))
+                    report.fail(
+                        f"{self.repo}#{raw.get('number')}",
+                        f"cannot read its comments: {_github_reason(err)}",
+                        self.doc_id(raw.get("number")),
+                    )
                     continue
                 document = self._document_or_skip(raw, comments, raw.get("comments") or 0, report)
                 if document:
@@ -363,6 +386,10 @@ def github_client(conn_id: str, source_id: str = ""):
         hooked = GithubHook(github_conn_id=conn_id).get_conn()
     except Exception as err:  # noqa: BLE001 - any hook problem: name the connection
         raise SourceError(f"source {source_id!r}: cannot use Airflow connection {conn_id!r}: {err}") from err
-    retry = GithubRetry(total=RETRIES, secondary_rate_wait=SECONDARY_RATE_WAIT_SECONDS,
-                        max_rate_limit_wait=MAX_RATE_LIMIT_WAIT_SECONDS, status_forcelist=[429, 500, 502, 503, 504])
+    retry = GithubRetry(
+        total=RETRIES,
+        secondary_rate_wait=SECONDARY_RATE_WAIT_SECONDS,
+        max_rate_limit_wait=MAX_RATE_LIMIT_WAIT_SECONDS,
+        status_forcelist=[429, 500, 502, 503, 504],
+    )
     return Github(**{**hooked.requester.kwargs, "retry": retry, "per_page": PER_PAGE})

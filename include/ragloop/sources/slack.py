@@ -34,7 +34,12 @@ from typing import Any, Callable, Iterator
 
 from ragloop.documents import Document
 from ragloop.sources.base import (
-    ApiSource, ExtractReport, SourceConfigError, SourceError, check_whole_number, record_failure_reason,
+    ApiSource,
+    ExtractReport,
+    SourceConfigError,
+    SourceError,
+    check_whole_number,
+    record_failure_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -56,10 +61,29 @@ MAX_COMPRESSION_RATIO = 100
 RATIO_CHECKED_ABOVE_BYTES = 1024 * 1024  # small files may compress far better, harmlessly
 # Message subtypes that are channel housekeeping or automation, not conversation.
 NOISE_SUBTYPES = {
-    "channel_join", "channel_leave", "group_join", "group_leave", "channel_topic", "channel_purpose",
-    "channel_name", "channel_archive", "channel_unarchive", "group_topic", "group_purpose", "group_name",
-    "bot_message", "bot_add", "bot_remove", "pinned_item", "unpinned_item", "reminder_add", "tombstone",
-    "joiner_notification", "slackbot_response", "channel_convert_to_private", "channel_posting_permissions",
+    "channel_join",
+    "channel_leave",
+    "group_join",
+    "group_leave",
+    "channel_topic",
+    "channel_purpose",
+    "channel_name",
+    "channel_archive",
+    "channel_unarchive",
+    "group_topic",
+    "group_purpose",
+    "group_name",
+    "bot_message",
+    "bot_add",
+    "bot_remove",
+    "pinned_item",
+    "unpinned_item",
+    "reminder_add",
+    "tombstone",
+    "joiner_notification",
+    "slackbot_response",
+    "channel_convert_to_private",
+    "channel_posting_permissions",
 }
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 
@@ -134,14 +158,19 @@ class SlackSource(ApiSource):
     def __init__(self, config: dict[str, Any], project_root: Path):
         super().__init__(config, project_root)
         self.channels: list[str] = list(config.get("channels") or [])
-        self.lookback_days: int = config.get("lookback_days") if config.get("lookback_days") is not None else DEFAULT_LOOKBACK_DAYS
+        self.lookback_days: int = (
+            config.get("lookback_days") if config.get("lookback_days") is not None else DEFAULT_LOOKBACK_DAYS
+        )
 
     @classmethod
     def check_config(cls, config: dict[str, Any], project_root: Path) -> None:
         super().check_config(config, project_root)
         channels = config.get("channels")
         if channels is not None and (not channels or not all(isinstance(c, str) and c.strip().lstrip("#") for c in channels)):
-            raise SourceConfigError(f"source {config['id']!r}: channels must be a non-empty list of channel ids or names, not {channels!r}", "channels")
+            raise SourceConfigError(
+                f"source {config['id']!r}: channels must be a non-empty list of channel ids or names, not {channels!r}",
+                "channels",
+            )
         if config.get("connection") is not None and not channels:
             raise SourceConfigError(f"source {config['id']!r}: a live Slack source needs channels (ids or names)", "channels")
         check_whole_number(config, "lookback_days", 0)
@@ -158,8 +187,15 @@ class SlackSource(ApiSource):
         return f"{self.id}:{channel_id}/{thread_ts}"
 
     def thread_document(
-        self, channel_id: str, channel_name: str, thread_ts: str, messages: list[dict], url: str,
-        user_name: Callable[[str], str], channel_label: Callable[[str], str], report: ExtractReport,
+        self,
+        channel_id: str,
+        channel_name: str,
+        thread_ts: str,
+        messages: list[dict],
+        url: str,
+        user_name: Callable[[str], str],
+        channel_label: Callable[[str], str],
+        report: ExtractReport,
     ) -> Document | None:
         """The thread as a Document, or None: reported as skipped when nothing in it is
         conversation, as failed (named) when a message cannot be read (a `text` that is a number,
@@ -171,8 +207,15 @@ class SlackSource(ApiSource):
             return None
 
     def _thread_document(
-        self, channel_id: str, channel_name: str, thread_ts: str, messages: list[dict], url: str,
-        user_name: Callable[[str], str], channel_label: Callable[[str], str], report: ExtractReport,
+        self,
+        channel_id: str,
+        channel_name: str,
+        thread_ts: str,
+        messages: list[dict],
+        url: str,
+        user_name: Callable[[str], str],
+        channel_label: Callable[[str], str],
+        report: ExtractReport,
     ) -> Document | None:
         doc_id = self.doc_id(channel_id, thread_ts)
         kept = sorted((m for m in messages if is_conversation(m)), key=lambda m: ts_float(m["ts"]))
@@ -193,23 +236,31 @@ class SlackSource(ApiSource):
             when = ts_time(message["ts"]).strftime("%Y-%m-%d %H:%M UTC")
             body = slack_to_markdown(message.get("text") or "", user_name, channel_label)
             parts.append(f"**{speaker}** · {when}\n\n{body}")
-        first_line = re.sub(r"[*_`~]", "", slack_to_markdown(kept[0].get("text") or "", user_name, channel_label).split("\n", 1)[0]).strip()
+        first_line = re.sub(
+            r"[*_`~]", "", slack_to_markdown(kept[0].get("text") or "", user_name, channel_label).split("\n", 1)[0]
+        ).strip()
         if len(first_line) > TITLE_CHARS:
             first_line = first_line[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
         return Document(
-            doc_id=doc_id, source_id=self.id, kind=self.kind,
+            doc_id=doc_id,
+            source_id=self.id,
+            kind=self.kind,
             title=f"#{channel_name}: {first_line or 'thread'}",
             content="\n\n".join(parts),
             url=url,
             updated_at=ts_time(max(ts_float(m["ts"]) for m in kept)),
             metadata={
-                "channel_id": channel_id, "channel": channel_name, "thread_ts": thread_ts,
-                "replies": len(kept) - 1, "participants": sorted(set(speakers)),
+                "channel_id": channel_id,
+                "channel": channel_name,
+                "thread_ts": thread_ts,
+                "replies": len(kept) - 1,
+                "participants": sorted(set(speakers)),
             },
         )
 
 
 # --- live ------------------------------------------------------------------------------------
+
 
 def _bounded_rate_limit_handler():
     """slack_sdk's 429 handler (waits Retry-After), for a few attempts, and only for waits a
@@ -259,8 +310,9 @@ class _LiveReader:
             try:
                 self._client = slack_client(self.source.config["connection"])
             except Exception as err:  # noqa: BLE001 - any hook problem: name the connection
-                raise SourceError(f"source {self.source.id!r}: cannot use Airflow connection "
-                                  f"{self.source.config['connection']!r}: {err}") from err
+                raise SourceError(
+                    f"source {self.source.id!r}: cannot use Airflow connection {self.source.config['connection']!r}: {err}"
+                ) from err
         return self._client
 
     def call(self, method: str, **params) -> dict:
@@ -314,8 +366,9 @@ class _LiveReader:
         by_name: dict[str, str] = {}
         if names:
             try:
-                for channel in self.pages("conversations.list", "channels", types="public_channel,private_channel",
-                                          exclude_archived="true"):
+                for channel in self.pages(
+                    "conversations.list", "channels", types="public_channel,private_channel", exclude_archived="true"
+                ):
                     by_name[channel.get("name", "")] = channel["id"]
                     self._channel_names[channel["id"]] = channel.get("name", channel["id"])
             except _ChannelFailed as err:
@@ -376,8 +429,15 @@ class _LiveReader:
             if ts_float(message["ts"]) >= horizon:
                 active[message["ts"]] = ts_float(message["ts"])
             document = self.source.thread_document(
-                channel_id, name, message["ts"], [message], self.permalink(channel_id, message["ts"]),
-                self.user_name, self.channel_label, self.report)
+                channel_id,
+                name,
+                message["ts"],
+                [message],
+                self.permalink(channel_id, message["ts"]),
+                self.user_name,
+                self.channel_label,
+                self.report,
+            )
             if document:
                 documents.append(document)
         for thread_ts in sorted(threads):
@@ -395,15 +455,25 @@ class _LiveReader:
             if last >= horizon:
                 active[thread_ts] = last
             document = self.source.thread_document(
-                channel_id, name, thread_ts, messages, self.permalink(channel_id, thread_ts),
-                self.user_name, self.channel_label, self.report)
+                channel_id,
+                name,
+                thread_ts,
+                messages,
+                self.permalink(channel_id, thread_ts),
+                self.user_name,
+                self.channel_label,
+                self.report,
+            )
             if document:
                 documents.append(document)
-        return {"watermark": f"{newest:.6f}" if newest else None,
-                "threads": {ts: f"{last:.6f}" for ts, last in sorted(active.items())}}
+        return {
+            "watermark": f"{newest:.6f}" if newest else None,
+            "threads": {ts: f"{last:.6f}" for ts, last in sorted(active.items())},
+        }
 
 
 # --- export ----------------------------------------------------------------------------------
+
 
 class ExportFileTooLarge(ValueError):
     """A file of the export would expand past the limits (a zip bomb, or not a Slack export)."""
@@ -424,10 +494,11 @@ class _ExportFiles:
                 if info.file_size > MAX_EXPORT_FILE_BYTES:
                     self.refused[info.filename] = f"expands to {info.file_size} bytes, more than {MAX_EXPORT_FILE_BYTES}"
                 elif info.file_size > RATIO_CHECKED_ABOVE_BYTES and ratio > MAX_COMPRESSION_RATIO:
-                    self.refused[info.filename] = (f"expands {ratio:.0f} times ({info.compress_size} bytes to {info.file_size}), "
-                                                   f"more than {MAX_COMPRESSION_RATIO} times: not read (a zip bomb?)")
-        names = self.zip.namelist() if self.zip else [
-            p.relative_to(root).as_posix() for p in root.rglob("*.json") if p.is_file()]
+                    self.refused[info.filename] = (
+                        f"expands {ratio:.0f} times ({info.compress_size} bytes to {info.file_size}), "
+                        f"more than {MAX_COMPRESSION_RATIO} times: not read (a zip bomb?)"
+                    )
+        names = self.zip.namelist() if self.zip else [p.relative_to(root).as_posix() for p in root.rglob("*.json") if p.is_file()]
         # A zip made by compressing the export folder holds it one level down.
         prefix = ""
         if "channels.json" not in names:
@@ -435,7 +506,7 @@ class _ExportFiles:
             if found:
                 prefix = found[0][: -len("channels.json")]
         self.prefix = prefix
-        self.names = sorted(n[len(prefix):] for n in names if n.startswith(prefix) and n.endswith(".json"))
+        self.names = sorted(n[len(prefix) :] for n in names if n.startswith(prefix) and n.endswith(".json"))
 
     def exists(self, name: str) -> bool:
         return name in self.names
@@ -444,7 +515,7 @@ class _ExportFiles:
         full = self.prefix + name
         if full in self.refused:
             raise ExportFileTooLarge(f"{full} in {self.root.name} {self.refused[full]}")
-        with (self.zip.open(full) if self.zip else (self.root / full).open("rb")) as handle:
+        with self.zip.open(full) if self.zip else (self.root / full).open("rb") as handle:
             data = handle.read(MAX_EXPORT_FILE_BYTES + 1)  # a header that lies is cut off here
         if len(data) > MAX_EXPORT_FILE_BYTES:
             raise ExportFileTooLarge(f"{full} in {self.root.name} is larger than {MAX_EXPORT_FILE_BYTES} bytes: not read")
@@ -498,8 +569,12 @@ class _ExportReader:
                 for user in files.read_json("users.json"):
                     self.users[user["id"]] = display_name(user, user["id"])
             except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError, RecursionError) as err:
-                log.warning("%s: users.json in %s is malformed or too large (%s): speakers are shown by user id",
-                            self.source.id, root, err)
+                log.warning(
+                    "%s: users.json in %s is malformed or too large (%s): speakers are shown by user id",
+                    self.source.id,
+                    root,
+                    err,
+                )
         else:
             log.warning("%s: the export %s has no users.json: speakers are shown by user id", self.source.id, root)
         listed = {}
@@ -528,7 +603,9 @@ class _ExportReader:
                 self.report.fail(day_file, str(err))
                 continue
             except (ValueError, UnicodeDecodeError, RecursionError) as err:
-                self.report.fail(day_file, f"malformed day file: {record_failure_reason(err) if isinstance(err, RecursionError) else err}")
+                self.report.fail(
+                    day_file, f"malformed day file: {record_failure_reason(err) if isinstance(err, RecursionError) else err}"
+                )
                 continue
             for number, message in enumerate(records):
                 if not isinstance(message, dict) or not _valid_ts(message.get("ts")):
@@ -542,8 +619,15 @@ class _ExportReader:
                 threads.setdefault(message.get("thread_ts") or message["ts"], []).append(message)
         for thread_ts, messages in sorted(threads.items(), key=lambda item: ts_float(item[0])):
             document = self.source.thread_document(
-                channel_id, name, thread_ts, messages, export_permalink(team, channel_id, thread_ts),
-                self.user_name, self.channel_label, self.report)
+                channel_id,
+                name,
+                thread_ts,
+                messages,
+                export_permalink(team, channel_id, thread_ts),
+                self.user_name,
+                self.channel_label,
+                self.report,
+            )
             if document:
                 yield document
 
