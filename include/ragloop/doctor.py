@@ -129,10 +129,10 @@ def check_weaviate(config) -> Check:
 
 
 def check_runs_store() -> Check:
-    from ragloop.runs import RUNS_CONN_ID, RunStore, RunStoreError, describe_runs_store, runs_database_url
+    from ragloop.runs import RUNS_CONN_ID, RunStore, RunStoreError, describe_database, runs_database
 
     try:
-        url = runs_database_url()
+        url, from_connection = runs_database()
     except RunStoreError as err:
         return Check(
             "runs database",
@@ -142,7 +142,7 @@ def check_runs_store() -> Check:
             "fix the secrets backend or the metadata DB named above; ragloop does not fall back to a local file "
             "when the connection exists",
         )
-    described = describe_runs_store()
+    described = describe_database(url, from_connection)
     try:
         with RunStore(url, connect_timeout=5) as store:
             version = store.current_schema_version()
@@ -157,7 +157,7 @@ def check_runs_store() -> Check:
         )
     schema = f"schema version {version}, {runs} runs" if version else "empty (created on first use)"
     status, fix = OK, ""
-    if described.endswith(f"(default: no {RUNS_CONN_ID} connection)") and _distributed_executor():
+    if not from_connection and _distributed_executor():
         status, fix = (
             WARN,
             (f"workers share no disk: create {RUNS_CONN_ID!r} (postgres) so every worker and the API server use one run store"),

@@ -23,7 +23,9 @@ from ragloop.runs.connection import (
     RunNotFound,
     RunStoreError,
     RunStoreUnavailable,
+    describe_database,
     describe_runs_store,
+    runs_database,
     runs_database_url,
 )
 from ragloop.runs.events import emit_runs_event
@@ -61,6 +63,7 @@ __all__ = [
     "VoteIn",
     "WritebackState",
     "active_recorder",
+    "describe_database",
     "describe_runs_store",
     "emit_runs_event",
     "field_errors",
@@ -68,6 +71,7 @@ __all__ = [
     "new_run_id",
     "record_run",
     "runs_asset",
+    "runs_database",
     "runs_database_url",
     "summarize_votes",
     "writeback_state",

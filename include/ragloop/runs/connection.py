@@ -32,8 +32,13 @@ class RunNotFound(RunStoreError, LookupError):
 
 
 def runs_database_url(conn_id: str = RUNS_CONN_ID) -> str:
-    """The SQLAlchemy URL of the run store: the Airflow connection when it is defined, else a
-    SQLite file under the project's `.ragloop/`.
+    """The SQLAlchemy URL of the run store (see `runs_database`)."""
+    return runs_database(conn_id)[0]
+
+
+def runs_database(conn_id: str = RUNS_CONN_ID) -> tuple[str, bool]:
+    """The SQLAlchemy URL of the run store, and whether the connection chose it: the Airflow
+    connection when it is defined, else a SQLite file under the project's `.ragloop/`.
 
     Only a connection that is truly absent selects the SQLite file. One that exists but cannot
     be read (a secrets backend or the metadata DB failing) is an error naming it: on a worker, a
@@ -46,18 +51,18 @@ def runs_database_url(conn_id: str = RUNS_CONN_ID) -> str:
     try:
         conn = get_connection(conn_id)
     except ConnectionNotFound:
-        return f"sqlite:///{state_dir() / 'runs.db'}"
+        return f"sqlite:///{state_dir() / 'runs.db'}", False
     except ConnectionUnreadable as err:
         raise RunStoreUnavailable(f"run store connection {conn_id!r} cannot be read: {err}", conn_id=conn_id) from None
     extra = conn.extra_dejson
     if extra.get("sqlalchemy_url"):
-        return str(extra["sqlalchemy_url"])
+        return str(extra["sqlalchemy_url"]), True
     conn_type = (conn.conn_type or "").lower()
     if conn_type == "sqlite":
         path = conn.host or conn.schema
         if not path:
             raise RunStoreError(f"connection {conn_id!r} (sqlite) has no file path in its host")
-        return f"sqlite:///{Path(path).expanduser()}"
+        return f"sqlite:///{Path(path).expanduser()}", True
     drivers = {
         "postgres": "postgresql+psycopg2",
         "postgresql": "postgresql+psycopg2",
@@ -68,27 +73,31 @@ def runs_database_url(conn_id: str = RUNS_CONN_ID) -> str:
             f"connection {conn_id!r} has type {conn.conn_type!r}: use sqlite, postgres or mysql, or put a "
             "SQLAlchemy URL in its extra as sqlalchemy_url"
         )
-    return sa.URL.create(
+    url = sa.URL.create(
         drivers[conn_type],
         username=conn.login or None,
         password=conn.password or None,
         host=conn.host or None,
         port=conn.port or None,
         database=conn.schema or None,
-    ).render_as_string(hide_password=False)
+    )
+    return url.render_as_string(hide_password=False), True
 
 
 def describe_runs_store(conn_id: str = RUNS_CONN_ID) -> str:
     """Which store the runs live in, password hidden, and whether the connection chose it (for
     reports: never raises, an unreadable connection is described as such)."""
     try:
-        url = sa.make_url(runs_database_url(conn_id)).render_as_string(hide_password=True)
-        get_connection(conn_id)
-    except ConnectionNotFound:
-        return f"{url} (default: no {conn_id} connection)"
+        url, from_connection = runs_database(conn_id)
     except Exception as err:
         return f"unusable: {err}"
-    return f"{url} (connection {conn_id})"
+    return describe_database(url, from_connection, conn_id)
+
+
+def describe_database(url: str, from_connection: bool, conn_id: str = RUNS_CONN_ID) -> str:
+    """A run store's URL with its password hidden, and what chose it."""
+    shown = sa.make_url(url).render_as_string(hide_password=True)
+    return f"{shown} (connection {conn_id})" if from_connection else f"{shown} (default: no {conn_id} connection)"
 
 
 def unavailable(err: Exception, url: sa.URL) -> RunStoreUnavailable:
