@@ -568,6 +568,27 @@ def cmd_airflow_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- cluster -----------------------------------------------------------------------------------
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """`ragloop cluster start|stop|status|demo`: see ragloop.cluster.runner."""
+    from ragloop.cluster.runner import Cluster
+
+    cluster = Cluster()
+    if args.action == "start":
+        emit(args, cluster.start(progress=progress), lambda r: f"Cluster up in {r['seconds']} s; Airflow at {r['api_url']}")
+    elif args.action == "stop":
+        emit(args, {"stopped": cluster.stop(progress=progress)}, lambda r: "Cluster stopped")
+    elif args.action == "status":
+        emit(args, cluster.status(), lambda r: json.dumps(r, indent=2))
+    elif args.action == "demo":
+        from ragloop.cluster.demo import run_demo
+
+        emit(args, run_demo(cluster, progress=progress), lambda r: f"Mapped tasks ran on {', '.join(r['mapped_task_hosts'])}")
+    return 0
+
+
 # --- docs gaps ---------------------------------------------------------------------------------
 
 
@@ -753,6 +774,14 @@ def build_parser() -> argparse.ArgumentParser:
     standalone.add_argument("--timeout", type=float, default=240.0)
     command(airflow, "stop", cmd_airflow_stop, "stop the Airflow standalone ragloop started")
 
+    cluster = commands.add_parser(
+        "cluster", help="a distributed deployment on this machine: Celery workers, Postgres, Redis, S3, 3 Weaviate nodes"
+    ).add_subparsers(dest="action", required=True)
+    command(cluster, "start", cmd_cluster, "start every component on 127.0.0.1 (make cluster)")
+    command(cluster, "stop", cmd_cluster, "stop every component the cluster started (make cluster-stop)")
+    command(cluster, "status", cmd_cluster, "components, pids, readiness, objects per Weaviate node")
+    command(cluster, "demo", cmd_cluster, "ingest, ask, vote and grade on the running cluster; where each task ran")
+
     gaps_cmd = command(
         commands,
         "gaps",
@@ -801,6 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     from ragloop.runs import RunStoreError
     from ragloop.grading import GradingError
     from ragloop.connections import ConnectionProblem
+    from ragloop.cluster import ClusterError
 
     try:
         return args.func(args)
@@ -819,6 +849,7 @@ def main(argv: list[str] | None = None) -> int:
         RunStoreError,
         GradingError,
         ConnectionProblem,
+        ClusterError,
     ) as err:
         print(f"ragloop: {err}", file=sys.stderr)
         return 1

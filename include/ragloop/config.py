@@ -8,6 +8,8 @@ Shape (extend it, never rename it; scripts and DAGs rely on it):
     index_batch_chunks: 4000   # about how many chunks one mapped index task embeds
     staging: file:///...       # where extracted documents wait between tasks (default .ragloop/staging)
     staging_conn_id: aws_default
+    replication: {factor: 3, consistency: QUORUM}   # Weaviate replicas of the collection (default 1) and
+                               # the consistency level of writes and reads (default QUORUM when factor > 1, else ONE)
     llm: {connection: openai_default, model: gpt-4o-mini}   # answers (and the judge); omit: offline
     # llm.prices: {input: 0.15, output: 0.60}   # USD per million tokens, for the judge's cost estimate
     product: Fernwood          # the product name the answer prompt speaks for
@@ -38,6 +40,7 @@ TOP_LEVEL_KEYS = {
     "index_batch_chunks",
     "staging",
     "staging_conn_id",
+    "replication",
     "llm",
     "product",
 }
@@ -46,11 +49,28 @@ PRICE_KEYS = {"input", "output"}
 CHUNKING_KEYS = {"max_tokens", "overlap_tokens"}
 EMBEDDER_TYPES = ("local", "local-torch", "openai", "hash")
 DEFAULT_INDEX_BATCH_CHUNKS = 4000
+REPLICATION_KEYS = {"factor", "consistency"}
+CONSISTENCY_LEVELS = ("ONE", "QUORUM", "ALL")
 COLLECTION_NAME = re.compile(r"^[A-Z][_0-9A-Za-z]*$")
 
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How the collection is replicated across Weaviate nodes, and how many replicas a write or a
+    read waits for. The factor is fixed when the collection is created; a deleted object is
+    deleted on every replica (Weaviate's DeleteOnConflict strategy), so repair never brings a
+    deleted chunk or a revoked answer back."""
+
+    factor: int = 1
+    consistency: str = "ONE"
+
+    @classmethod
+    def of(cls, factor: int = 1, consistency: str | None = None) -> "Replication":
+        return cls(factor, consistency or ("QUORUM" if factor > 1 else "ONE"))
 
 
 @dataclass
@@ -65,6 +85,7 @@ class Config:
     index_batch_chunks: int = DEFAULT_INDEX_BATCH_CHUNKS
     staging: str | None = None
     staging_conn_id: str | None = None
+    replication: Replication = field(default_factory=Replication)
     # The chat model for answers, rewrites and the judge: {connection, model}; None = offline
     # (extractive answers, the offline judge).
     llm: dict | None = None
@@ -147,6 +168,8 @@ def load_config(path: str | Path | None = None) -> Config:
             if not isinstance(data[key], str) or not data[key]:
                 raise ConfigError(f"{path}:{keys[key]}: {key} must be a non-empty string")
             setattr(config, key, data[key])
+    if "replication" in data:
+        config.replication = _check_replication(path, keys["replication"], data["replication"])
     if data.get("llm") not in (None, "none", False):
         config.llm = _check_llm(path, keys["llm"], data["llm"])
     if "product" in data:
@@ -170,6 +193,29 @@ def _check_chunking(path: Path, line: int, chunking: Any, where: str) -> dict:
     if chunking.get("max_tokens") == 0:
         raise ConfigError(f"{path}:{line}: {where}.max_tokens must be at least 1")
     return chunking
+
+
+def _check_replication(path: Path, line: int, spec: Any) -> Replication:
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = {"factor": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}:{line}: replication must be a mapping {{factor: N, consistency: ONE|QUORUM|ALL}}")
+    unknown = set(spec) - REPLICATION_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{path}:{line}: unknown replication key {sorted(unknown)[0]!r} (expected {', '.join(sorted(REPLICATION_KEYS))})"
+        )
+    factor = spec.get("factor", 1)
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise ConfigError(
+            f"{path}:{line}: replication.factor must be a whole number ≥ 1 (the Weaviate nodes holding each object)"
+        )
+    consistency = spec.get("consistency")
+    if consistency is not None:
+        if not isinstance(consistency, str) or consistency.upper() not in CONSISTENCY_LEVELS:
+            raise ConfigError(f"{path}:{line}: replication.consistency must be one of {', '.join(CONSISTENCY_LEVELS)}")
+        consistency = consistency.upper()
+    return Replication.of(factor, consistency)
 
 
 def _check_llm(path: Path, line: int, spec: Any) -> dict:

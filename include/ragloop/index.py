@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Iterator
 if TYPE_CHECKING:
     from weaviate import WeaviateClient
 
+    from ragloop.config import Replication
+
     from ragloop.embedding import Embedder
 
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID, WeaviateEndpoint, client_kwargs
@@ -38,6 +40,64 @@ class WeaviateIndexError(RuntimeError):
 
 class EmbedderMismatch(WeaviateIndexError):
     pass
+
+
+class ReplicationMismatch(WeaviateIndexError):
+    pass
+
+
+# --- replication and consistency ----------------------------------------------------------------
+
+# The configuration's `replication` (ragloop.config.Replication) of each collection this process
+# has ensured: its factor and the consistency level every write and read of it uses. A collection
+# not ensured in this process is used with Weaviate's default level (QUORUM).
+_REPLICATION: dict[str, "Replication"] = {}
+
+
+def _use(client: "WeaviateClient", name: str):
+    """The collection handle, at the configured consistency level when one is known."""
+    collection = client.collections.use(name)
+    replication = _REPLICATION.get(name)
+    if replication is None:
+        return collection
+    from weaviate.classes.config import ConsistencyLevel
+
+    return collection.with_consistency_level(ConsistencyLevel(replication.consistency))
+
+
+def _replication_config(replication: "Replication"):
+    """Weaviate's replication settings for `replication`: the factor; DeleteOnConflict, under
+    which an object deleted on any replica is deleted on all (repair never resurrects a deleted
+    chunk or a revoked answer); and asynchronous repair when there are replicas, so a node that
+    was down catches up by itself."""
+    from weaviate.classes.config import Configure, ReplicationDeletionStrategy
+
+    return Configure.replication(
+        factor=replication.factor,
+        async_enabled=replication.factor > 1,
+        deletion_strategy=ReplicationDeletionStrategy.DELETE_ON_CONFLICT,
+    )
+
+
+def replication_of(client: "WeaviateClient", name: str) -> dict:
+    """The replication a collection was created with: factor, async repair, deletion strategy."""
+    config = client.collections.use(name).config.get().replication_config
+    strategy = getattr(config, "deletion_strategy", None)
+    return {
+        "factor": config.factor,
+        "async_enabled": bool(getattr(config, "async_enabled", False)),
+        "deletion_strategy": str(getattr(strategy, "value", strategy)),
+    }
+
+
+def _check_replication(client: "WeaviateClient", name: str, replication: "Replication") -> None:
+    existing = replication_of(client, name)
+    if existing["factor"] != replication.factor:
+        raise ReplicationMismatch(
+            f"Collection {name!r} has replication factor {existing['factor']}, but the configuration asks for "
+            f"{replication.factor}. The factor is fixed when a collection is created: set `replication.factor` back "
+            f"to {existing['factor']}, or set `collection:` to a new name and re-index."
+        )
 
 
 def endpoint_from_connection(conn_id: str = WEAVIATE_CONN_ID) -> WeaviateEndpoint:
@@ -102,7 +162,7 @@ def collection_counts(client: "WeaviateClient") -> dict[str, int]:
     """Object count of every collection."""
     counts = {}
     for name in sorted(client.collections.list_all(simple=True)):
-        result = client.collections.use(name).aggregate.over_all(total_count=True)
+        result = _use(client, name).aggregate.over_all(total_count=True)
         counts[name] = int(result.total_count or 0)
     return counts
 
@@ -145,12 +205,19 @@ def recorded_embedder(client: "WeaviateClient", name: str) -> dict | None:
     return json.loads(description[len(DESCRIPTION_PREFIX) :])
 
 
-def ensure_collection(client: "WeaviateClient", name: str, embedder: "Embedder") -> bool:
+def ensure_collection(
+    client: "WeaviateClient", name: str, embedder: "Embedder", replication: "Replication | None" = None
+) -> bool:
     """Create the chunk collection for `embedder`, or check that an existing one matches it.
 
     Returns True when the collection was created. Vectors of different embedders live in
     different spaces, so a collection built with one is never written with another.
+    `replication` (the configuration's; default a single copy) sets the factor of a new
+    collection, is checked against an existing one, and sets the consistency level of this
+    process's writes and reads of it (None: create with one copy, check nothing).
     """
+    from ragloop.config import Replication
+
     recorded = recorded_embedder(client, name)
     if recorded is not None:
         wanted = _embedder_record(embedder)
@@ -164,9 +231,14 @@ def ensure_collection(client: "WeaviateClient", name: str, embedder: "Embedder")
             )
         if recorded.get("schema_version", 1) < SCHEMA_VERSION:
             _upgrade_schema(client, name, embedder)
+        if replication is not None:  # None: a reader (search) that takes the collection as it is
+            _check_replication(client, name, replication)
+            _REPLICATION[name] = replication
         return False
 
     from weaviate.classes.config import Configure, DataType, Property, Tokenization
+
+    replication = replication or Replication()
 
     def keyword(prop: str) -> Property:
         # Exact-match fields: filterable, not part of BM25 text search.
@@ -182,6 +254,7 @@ def ensure_collection(client: "WeaviateClient", name: str, embedder: "Embedder")
         name=name,
         description=_describe(embedder),
         vector_config=Configure.Vectors.self_provided(),
+        replication_config=_replication_config(replication),
         properties=[
             keyword("doc_id"),
             keyword("source_id"),
@@ -198,7 +271,15 @@ def ensure_collection(client: "WeaviateClient", name: str, embedder: "Embedder")
             Property(name="metadata_json", data_type=DataType.TEXT, index_searchable=False, index_filterable=False),
         ],
     )
-    log.info("Created collection %s for embedder %s (%d dimensions)", name, embedder.name, embedder.dimension)
+    _REPLICATION[name] = replication
+    log.info(
+        "Created collection %s for embedder %s (%d dimensions, %d replicas, consistency %s)",
+        name,
+        embedder.name,
+        embedder.dimension,
+        replication.factor,
+        replication.consistency,
+    )
     return True
 
 
@@ -239,13 +320,18 @@ def _ensure_state_collection(client: "WeaviateClient", name: str) -> None:
     from weaviate.classes.config import Configure, DataType, Property, Tokenization
 
     state = state_collection_name(name)
+    if name in _REPLICATION:
+        _REPLICATION[state] = _REPLICATION[name]
     if client.collections.exists(state):
         return
+    from ragloop.config import Replication
+
     try:
         client.collections.create(
             name=state,
             description=f"ragloop watermarks of the API sources indexed in {name}",
             vector_config=Configure.Vectors.self_provided(),
+            replication_config=_replication_config(_REPLICATION.get(name) or Replication()),
             properties=[
                 Property(name="source_id", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
                 Property(name="item", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
@@ -268,14 +354,14 @@ def read_watermarks(client: "WeaviateClient", name: str, source_id: str) -> dict
         return {}
     try:
         chunks = (
-            client.collections.use(name)
+            _use(client, name)
             .aggregate.over_all(total_count=True, filters=Filter.by_property("source_id").equal(source_id))
             .total_count
         )
         if not chunks:
             return {}
         found = {}
-        for obj in client.collections.use(state).iterator(return_properties=["source_id", "item", "state_json"]):
+        for obj in _use(client, state).iterator(return_properties=["source_id", "item", "state_json"]):
             if obj.properties.get("source_id") == source_id:
                 found[obj.properties["item"]] = json.loads(obj.properties.get("state_json") or "{}")
         return found
@@ -307,7 +393,7 @@ def write_watermarks(client: "WeaviateClient", name: str, source_id: str, states
         for item, value in sorted(states.items())
     ]
     try:
-        result = client.collections.use(state).data.insert_many(objects)
+        result = _use(client, state).data.insert_many(objects)
     except Exception as err:
         raise _index_error(f"storing watermarks of {source_id} in {state}", err) from err
     if result.errors:
@@ -321,7 +407,7 @@ def _upgrade_schema(client: "WeaviateClient", name: str, embedder: "Embedder") -
     incomplete documents, so the next ingest rewrites them (reusing their vectors)."""
     from weaviate.classes.config import DataType, Property
 
-    collection = client.collections.use(name)
+    collection = _use(client, name)
     existing = {prop.name for prop in collection.config.get().properties}
     if "chunk_count" not in existing:
         collection.config.add_property(Property(name="chunk_count", data_type=DataType.INT))
@@ -374,7 +460,7 @@ def read_indexed_documents(
     """
     if not client.collections.exists(name):
         return {}
-    collection = client.collections.use(name)
+    collection = _use(client, name)
     documents: dict[str, IndexedDocument] = {}
     seen = 0
     try:
@@ -411,7 +497,7 @@ def vectors_for_hashes(client: "WeaviateClient", name: str, hashes: set[str]) ->
     an equal vector, so these chunks need no embedding."""
     from weaviate.classes.query import Filter
 
-    collection = client.collections.use(name)
+    collection = _use(client, name)
     found: dict[str, list[float]] = {}
     pending = sorted(hashes)
     try:
@@ -500,7 +586,7 @@ def write_objects(client: "WeaviateClient", name: str, objects: list[ChunkObject
 
     from weaviate.classes.data import DataObject
 
-    collection = client.collections.use(name)
+    collection = _use(client, name)
     failures: list[str] = []
     written = 0
 
@@ -527,7 +613,7 @@ def write_objects(client: "WeaviateClient", name: str, objects: list[ChunkObject
 
 def _delete_where(client: "WeaviateClient", name: str, where, what: str) -> int:
     """delete_many until nothing matches: one call deletes at most QUERY_MAXIMUM_RESULTS objects."""
-    collection = client.collections.use(name)
+    collection = _use(client, name)
     deleted = 0
     for _ in range(10_000):
         try:
@@ -583,7 +669,7 @@ def delete_documents(client: "WeaviateClient", name: str, doc_ids: list[str]) ->
 def count_chunks(client: "WeaviateClient", name: str, doc_id: str | None = None) -> int:
     from weaviate.classes.query import Filter
 
-    collection = client.collections.use(name)
+    collection = _use(client, name)
     filters = Filter.by_property("doc_id").equal(doc_id) if doc_id else None
     return int(collection.aggregate.over_all(total_count=True, filters=filters).total_count or 0)
 
@@ -641,7 +727,7 @@ def search(
     where = Filter.all_of(filters) if len(filters) > 1 else (filters[0] if filters else None)
     vector = embedder.embed([query])[0]
     try:
-        result = client.collections.use(name).query.hybrid(
+        result = _use(client, name).query.hybrid(
             query=query,
             vector=vector,
             alpha=HYBRID_ALPHA if alpha is None else alpha,
