@@ -13,7 +13,7 @@ RAGLOOP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragloop
 EXPORT_ENV := $(RAGLOOP_CACHE)/export-env
 ONNX_QUANTIZATION ?= int8
 
-.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state
+.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state cluster cluster-stop cluster-status drills bench-cluster
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
@@ -24,6 +24,10 @@ help:
 	@echo "make onnx-model        export the local model to ONNX into ~/.cache/ragloop/models (once)"
 	@echo "make airflow   Airflow standalone on 127.0.0.1:8080 with our DAGs and connections"
 	@echo "make stop      stop what run/airflow started"
+	@echo "make cluster   Celery workers, Postgres, Redis, S3, 3-node Weaviate on 127.0.0.1; ingest, ask, vote, grade on them"
+	@echo "make cluster-stop      stop everything make cluster started"
+	@echo "make drills    fault drills on the cluster (bench/drills.py; starts and stops its own cluster)"
+	@echo "make bench-cluster     local mode vs the cluster, one worker vs two (bench/cluster.py)"
 
 uv-bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -102,6 +106,25 @@ airflow: env onnx-model
 stop:
 	-$(RAGLOOP) airflow stop
 	-$(RAGLOOP) weaviate stop
+
+# A distributed deployment on this machine (see README "Running in production"). Builds the
+# SeaweedFS binary once into ~/.cache/ragloop/seaweedfs/ (Go, about 5 minutes). Leaves the cluster
+# running for a look around: `make cluster-stop` stops it.
+cluster: env onnx-model
+	$(RAGLOOP) cluster start
+	$(RAGLOOP) cluster demo
+
+cluster-stop:
+	-$(RAGLOOP) cluster stop
+
+cluster-status:
+	$(RAGLOOP) cluster status
+
+drills: env onnx-model
+	$(UV) run --frozen python bench/drills.py $(DRILL_ARGS)
+
+bench-cluster: env onnx-model
+	$(UV) run --frozen python bench/cluster.py $(BENCH_ARGS)
 
 # requirements.txt (for the Astro image) is generated from uv.lock: one source of truth.
 requirements: uv-bootstrap

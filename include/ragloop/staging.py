@@ -20,9 +20,12 @@ import json
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from ragloop.errors import RagloopError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -37,6 +40,40 @@ FINISHED_MARKER = "finished.json"
 FINISHED_STATES = {"success", "failed"}
 
 log = logging.getLogger(__name__)
+
+
+class StagingError(RagloopError):
+    """The staging store failed (unreachable, refused, a missing connection); the message names
+    the URL and the connection, and the task fails so that its retry starts over."""
+
+
+_CHECKED_CONNECTIONS: set[str] = set()
+
+
+def check_connection(conn_id: str) -> None:
+    """The staging connection must exist: the object-store filesystems of Airflow's providers
+    fall back to anonymous or ambient credentials when it does not, which would stage somewhere
+    else, or nowhere, without a word."""
+    if conn_id in _CHECKED_CONNECTIONS:
+        return
+    from ragloop.connections import ConnectionProblem, get_connection
+
+    try:
+        get_connection(conn_id)
+    except ConnectionProblem as err:
+        raise StagingError(f"staging connection {conn_id!r}: {err}") from None
+    _CHECKED_CONNECTIONS.add(conn_id)
+
+
+@contextmanager
+def _store(action: str, where: Any) -> Iterator[None]:
+    """Say which staged object failed, whatever the filesystem raised."""
+    try:
+        yield
+    except StagingError:
+        raise
+    except Exception as err:
+        raise StagingError(f"staging store: {action} {where} failed: {type(err).__name__}: {err}") from err
 
 
 @dataclass(frozen=True)
@@ -72,7 +109,10 @@ def staging_root(url: str | None = None, conn_id: str | None = None) -> "ObjectS
         from ragloop.localenv import state_dir
 
         url = f"file://{state_dir() / 'staging'}"
-    return ObjectStoragePath(url, conn_id=conn_id) if conn_id else ObjectStoragePath(url)
+    if conn_id:
+        check_connection(conn_id)
+        return ObjectStoragePath(url, conn_id=conn_id)
+    return ObjectStoragePath(url)
 
 
 def dag_folder(root: "ObjectStoragePath", dag_id: str) -> "ObjectStoragePath":
@@ -83,7 +123,9 @@ def run_folder(root: "ObjectStoragePath", dag_run: DagRunRef) -> "ObjectStorageP
     """The run's own folder, `<root>/<dag id>/<run id>` (each made safe); records which run it is."""
     folder = dag_folder(root, dag_run.dag_id) / safe_key(dag_run.run_id)
     manifest = folder / RUN_MANIFEST
-    if not manifest.exists():
+    with _store("checking", manifest):
+        exists = manifest.exists()
+    if not exists:
         write_json(
             manifest, {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "created_at": datetime.now(timezone.utc).isoformat()}
         )
@@ -99,21 +141,28 @@ def path(url: str) -> "ObjectStoragePath":
     """A staged file from the URL a task passed through XCom."""
     from airflow.sdk import ObjectStoragePath
 
-    return ObjectStoragePath(url)
+    staged = ObjectStoragePath(url)
+    if staged.conn_id:
+        check_connection(staged.conn_id)
+    return staged
 
 
 def write_json(target: "ObjectStoragePath", data: Any) -> str:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w") as handle:
-        # dumps, not dump: json.dump always takes the pure-Python encoder, dumps the C one (a plan's
-        # batch files took 2.8 s of a 35 s hash-embedder ingest of 15,249 chunks with dump).
-        handle.write(json.dumps(data, ensure_ascii=False, default=str))
+    # dumps, not dump: json.dump always takes the pure-Python encoder, dumps the C one (a plan's
+    # batch files took 2.8 s of a 35 s hash-embedder ingest of 15,249 chunks with dump).
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    with _store("writing", target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("w") as handle:
+            handle.write(text)
     return str(target)
 
 
 def read_json(url: str) -> Any:
-    with path(url).open("r") as handle:
-        return json.load(handle)
+    with _store("reading", url):
+        with path(url).open("r") as handle:
+            text = handle.read()
+    return json.loads(text)
 
 
 class ShardWriter:
@@ -121,7 +170,8 @@ class ShardWriter:
 
     def __init__(self, folder: "ObjectStoragePath"):
         self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with _store("creating", folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
         self._shard_number = -1
         self._handle = None
         self._lines = DOCS_PER_SHARD
@@ -130,23 +180,26 @@ class ShardWriter:
     def add(self, document: "Document") -> tuple[str, int]:
         if self._lines >= DOCS_PER_SHARD:
             self._next_shard()
-        self._handle.write(json.dumps(document.to_json(), ensure_ascii=False) + "\n")
+        with _store("writing", self.shards[-1]):
+            self._handle.write(json.dumps(document.to_json(), ensure_ascii=False) + "\n")
         self._lines += 1
         return self.shards[-1], self._lines - 1
 
     def _next_shard(self) -> None:
-        if self._handle:
-            self._handle.close()
+        self.close()
         self._shard_number += 1
         shard = self.folder / f"documents-{self._shard_number:05d}.jsonl"
-        self._handle = shard.open("w")
+        with _store("writing", shard):
+            self._handle = shard.open("w")
         self.shards.append(str(shard))
         self._lines = 0
 
     def close(self) -> None:
+        # An object store writes the object when the handle closes: that is where it fails.
         if self._handle:
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            with _store("writing", self.shards[-1]):
+                handle.close()
 
 
 def read_documents(locations: Iterable[tuple[str, int]]) -> Iterator[tuple[tuple[str, int], "Document"]]:
@@ -158,10 +211,13 @@ def read_documents(locations: Iterable[tuple[str, int]]) -> Iterator[tuple[tuple
         wanted.setdefault(shard, set()).add(line)
     for shard in sorted(wanted):
         lines = wanted[shard]
-        with path(shard).open("r") as handle:
-            for number, raw in enumerate(handle):
-                if number in lines:
-                    yield (shard, number), Document.from_json(json.loads(raw))
+        # Read the whole shard before yielding any of it: a store that fails half way fails the
+        # task before a single document of a half-read shard is used.
+        with _store("reading", shard):
+            with path(shard).open("r") as handle:
+                raws = [(number, raw) for number, raw in enumerate(handle) if number in lines]
+        for number, raw in raws:
+            yield (shard, number), Document.from_json(json.loads(raw))
 
 
 def airflow_run_state(dag_run: DagRunRef) -> str | None:
