@@ -7,6 +7,7 @@ started it with (see `ragloop.processes.ManagedProcess`): never a process ragloo
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -482,6 +483,7 @@ class WeaviateNode(Service):
                 "GRPC_PORT": str(self.grpc_port),
                 "LOG_FORMAT": "text",
                 "QUERY_DEFAULTS_LIMIT": "25",
+                "GO_PROFILING_DISABLE": "true",  # its debug listener would take port 6060 on every node
             }
         )
         return env
@@ -496,6 +498,22 @@ class WeaviateNode(Service):
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    def statistics(self) -> list[dict]:
+        """The cluster's Raft view from this node: each node's name, status, state and leader."""
+        with urllib.request.urlopen(f"{self.url}/v1/cluster/statistics", timeout=10) as response:
+            return json.loads(response.read())["statistics"]
+
+    def local_count(self, collection: str) -> int:
+        """The objects of `collection` this node serves itself: a cursor read through this node at
+        consistency ONE, which Weaviate answers from the local replica."""
+        from weaviate.classes.config import ConsistencyLevel
+
+        from ragloop.index import connect_local
+
+        with connect_local("127.0.0.1", self.http_port, self.grpc_port) as client:
+            handle = client.collections.use(collection).with_consistency_level(ConsistencyLevel.ONE)
+            return sum(1 for _ in handle.iterator(return_properties=[]))
 
     def start_background(self) -> int | None:
         """Start without waiting: the nodes of a new cluster wait for each other's Raft votes."""

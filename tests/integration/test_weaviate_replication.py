@@ -1,0 +1,134 @@
+"""A replicated collection on a real three-node Weaviate cluster (the nodes `ragloop cluster`
+runs, on free loopback ports): created with the configured factor and DeleteOnConflict, written
+and read at QUORUM while one node is down, and after that node comes back every node holds the
+same objects, with a chunk deleted while it was down still deleted (repair does not resurrect it).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+COLLECTION = "ReplicatedChunks"
+
+
+@pytest.fixture(scope="module")
+def three_nodes(tmp_path_factory):
+    from ragloop.cluster.services import WeaviateNode, free_ports
+
+    folder = tmp_path_factory.mktemp("weaviate-cluster")
+    pairs = free_ports(6, offsets=(0, 1))
+    taken = set(pairs) | {p + 1 for p in pairs}
+    singles = free_ports(6, taken=taken)
+    nodes = [
+        WeaviateNode(
+            f"node-{i + 1}", folder / f"node-{i + 1}", ("weaviate-server", str(singles[2 * i])),
+            hostname=f"node-{i + 1}", http_port=singles[2 * i], grpc_port=singles[2 * i + 1],
+            gossip_port=pairs[2 * i], raft_port=pairs[2 * i + 1],
+        )
+        for i in range(3)
+    ]
+    for node in nodes:
+        node.peers = tuple(nodes)
+    try:
+        for node in nodes:
+            node.start_background()
+        for node in nodes:
+            node.wait_ready(180)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def node_counts(nodes) -> dict[str, int]:
+    """Objects of the collection each node serves from its own replica."""
+    return {node.hostname: node.local_count(COLLECTION) for node in nodes}
+
+
+def follower(nodes):
+    """A node that is not the Raft leader. Killing the leader is a drill of its own
+    (bench/drills.py): writes stall until the client's timeout while a new leader takes over."""
+    leader = next(s["leaderId"] for s in nodes[0].statistics())
+    return next(node for node in reversed(nodes) if node.hostname != leader)
+
+
+def wait_until(what, check, timeout=180.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}")
+
+
+def objects(embedder, doc_ids: list[str], chunks: int = 3):
+    from ragloop.documents import chunk_uuid
+    from ragloop.index import ChunkObject
+
+    made = []
+    for doc_id in doc_ids:
+        for index in range(chunks):
+            text = f"{doc_id} chunk {index}: replicated text about key rotation and webhooks"
+            made.append(ChunkObject(
+                uuid=chunk_uuid(doc_id, index),
+                properties={"doc_id": doc_id, "source_id": "docs", "kind": "docs", "doc_hash": "h", "chunk_hash": f"{doc_id}{index}",
+                            "title": doc_id, "text": text, "heading_path": "", "url": "", "chunk_index": index,
+                            "chunk_count": chunks, "metadata_json": "{}"},
+                vector=embedder.embed([text])[0],
+            ))
+    return made
+
+
+def test_a_replicated_collection_survives_a_node_down_and_repair_keeps_deletions(three_nodes):
+    from ragloop.config import Replication
+    from ragloop.embedding import make_embedder
+    from ragloop.index import connect_local, count_chunks, delete_documents, ensure_collection, replication_of, write_objects
+
+    first = three_nodes[0]
+    down = follower(three_nodes)
+    up = [node for node in three_nodes if node is not down]
+    embedder = make_embedder("hash")
+    with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
+        assert ensure_collection(client, COLLECTION, embedder, Replication.of(3))
+        assert replication_of(client, COLLECTION) == {"factor": 3, "async_enabled": True, "deletion_strategy": "DeleteOnConflict"}
+        write_objects(client, COLLECTION, objects(embedder, [f"doc-{i}" for i in range(10)]))
+        wait_until("every node to hold 30 objects", lambda: set(node_counts(three_nodes).values()) == {30})
+
+        # One node dies (SIGKILL, no goodbye). QUORUM (2 of 3) writes, deletes and reads go on.
+        down.process.kill_now()
+        write_objects(client, COLLECTION, objects(embedder, ["doc-10", "doc-11"]))
+        assert delete_documents(client, COLLECTION, ["doc-0"]) == 3
+        assert count_chunks(client, COLLECTION) == 33
+        assert count_chunks(client, COLLECTION, "doc-0") == 0
+        assert set(node_counts(up).values()) == {33}
+
+        # It comes back with its old data (doc-0 still there, doc-10/11 missing) and is repaired.
+        down.start_background()
+        down.wait_ready(180)
+        wait_until("every node to hold the same 33 objects", lambda: set(node_counts(three_nodes).values()) == {33}, timeout=240)
+
+        # Asked at ALL, every replica answers: doc-0 stays deleted, nothing came back.
+        from weaviate.classes.config import ConsistencyLevel
+        from weaviate.classes.query import Filter
+
+        strict = client.collections.use(COLLECTION).with_consistency_level(ConsistencyLevel.ALL)
+        assert strict.query.fetch_objects(filters=Filter.by_property("doc_id").equal("doc-0"), limit=10).objects == []
+        assert strict.aggregate.over_all(total_count=True).total_count == 33
+
+
+def test_the_configured_factor_is_checked_against_an_existing_collection(three_nodes):
+    from ragloop.config import Replication
+    from ragloop.embedding import make_embedder
+    from ragloop.index import ReplicationMismatch, connect_local, ensure_collection
+
+    first = three_nodes[0]
+    with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
+        ensure_collection(client, "SingleCopy", make_embedder("hash"), Replication.of(1))
+        with pytest.raises(ReplicationMismatch, match="replication factor 1.*asks for 3"):
+            ensure_collection(client, "SingleCopy", make_embedder("hash"), Replication.of(3))
