@@ -32,6 +32,7 @@ class Embedder(Protocol):
     name: str
     dimension: int
     max_input_tokens: int
+    usage: EmbeddingUsage  # what it has embedded in this process: reports quote it
 
     def count_tokens(self, text: str) -> int: ...
 
