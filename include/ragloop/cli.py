@@ -789,40 +789,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[PROGRESS_ENV] = "1"
     # Before anything imports airflow: it reads its configuration at import time.
     localenv.configure_airflow_env()
-    from ragloop.config import ConfigError
-    from ragloop.dagrun import DagRunFailed
-    from ragloop.embedding import EmbeddingError
-    from ragloop.index import WeaviateIndexError
-    from ragloop.errors import IngestError
-    from ragloop.sources.base import SourceError
-    from ragloop.weaviate_local import LocalWeaviateError
-    from ragloop.answer import AnswerError
-    from ragloop.chat import ChatError
-    from ragloop.prompts import PromptError
-    from ragloop.runs import RunStoreError
-    from ragloop.grading import GradingError
-    from ragloop.connections import ConnectionProblem
+    from ragloop.errors import RagloopError
 
     try:
         return args.func(args)
-    except (
-        ConfigError,
-        EmbeddingError,
-        WeaviateIndexError,
-        LocalWeaviateError,
-        localenv.LocalAirflowError,
-        DagRunFailed,
-        IngestError,
-        SourceError,
-        AnswerError,
-        ChatError,
-        PromptError,
-        RunStoreError,
-        GradingError,
-        ConnectionProblem,
-    ) as err:
+    except RagloopError as err:  # expected failures: the message names what failed and the fix
         print(f"ragloop: {err}", file=sys.stderr)
-        return 1
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ragloop.config import load_config
+from ragloop.errors import RagloopError
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def measure_embedder(config_path: str | None = None, samples: str | None = None,
     folder = Path(samples) if samples else project_root() / "include" / "samples" / "docs"
     passages = sample_passages(folder)[:limit]
     if not passages:
-        raise ValueError(f"No markdown or rst files under {folder} to measure the embedder on")
+        raise RagloopError(f"No markdown or rst files under {folder} to measure the embedder on")
     embedder = make_embedder(config.embedder)
     load_seconds = 0.0
     if isinstance(embedder, LocalEmbedder):
