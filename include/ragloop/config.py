@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ragloop.errors import RagloopError
 from ragloop.documents import QA_SOURCE_ID
 
 CONFIG_ENV = "RAGLOOP_CONFIG"
@@ -54,7 +55,7 @@ CONSISTENCY_LEVELS = ("ONE", "QUORUM", "ALL")
 COLLECTION_NAME = re.compile(r"^[A-Z][_0-9A-Za-z]*$")
 
 
-class ConfigError(ValueError):
+class ConfigError(RagloopError, ValueError):
     pass
 
 
@@ -288,7 +289,8 @@ def _check_source(path: Path, node: yaml.MappingNode, source: dict) -> None:
     """The source type's own checks (unknown keys, types, missing paths), reported at the line
     of the offending key."""
     from ragloop.localenv import project_root
-    from ragloop.sources.base import SourceConfigError, source_class
+    from ragloop.sources.base import SourceConfigError
+    from ragloop.sources.registry import source_class
 
     key_lines = _mapping_keys(node)
     try:

@@ -17,21 +17,29 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
+from ragloop.errors import RagloopError
+
 if TYPE_CHECKING:
     from openai import OpenAI
 
 log = logging.getLogger(__name__)
 
 
-class EmbeddingError(RuntimeError):
+class EmbeddingError(RagloopError):
     """Embedding failed for good; the message says what was tried."""
 
 
 @runtime_checkable
 class Embedder(Protocol):
-    name: str
-    dimension: int
+    # Read-only: some embedders compute them (OpenAI: from the model and its dimensions).
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
     max_input_tokens: int
+    usage: EmbeddingUsage  # what it has embedded in this process: reports quote it
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -273,7 +281,7 @@ class TorchEmbedder(LocalEmbedder):
         self.batch_size = int(batch_size or self.default_batch_size)
         self.device = device
         self.weights_path = model_path
-        self.quantization = None
+        self.quantization = None  # type: ignore[assignment]  # torch runs the weights as they are
         self.name = f"local:{LOCAL_MODEL_NAME}"
         self.usage = EmbeddingUsage()
 
@@ -454,8 +462,11 @@ class OpenAIEmbedder:
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
             try:
-                kwargs = {"dimensions": self.dimensions} if self.dimensions else {}
-                response = self._client().embeddings.create(model=self.model, input=batch, **kwargs)
+                response = self._client().embeddings.create(
+                    model=self.model,
+                    input=batch,
+                    **({"dimensions": self.dimensions} if self.dimensions else {}),  # type: ignore[arg-type]
+                )
             except retryable as err:
                 status = getattr(err, "status_code", None)
                 if attempt == attempts:

@@ -19,8 +19,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from ragloop.errors import RagloopError
 from ragloop.localenv import cache_dir
 from ragloop.processes import ManagedProcess
 
@@ -38,7 +39,7 @@ DEFAULT_GRPC_PORT = 50051
 DEFAULT_CLUSTER_PORTS = {"gossip_port": 17946, "data_port": 17947, "raft_port": 18300, "raft_internal_rpc_port": 18301}
 
 
-class LocalWeaviateError(RuntimeError):
+class LocalWeaviateError(RagloopError):
     """A local Weaviate problem with a message meant for the person at the terminal."""
 
 
@@ -150,7 +151,7 @@ class LocalWeaviate:
     @classmethod
     def with_free_ports(cls, state_dir: Path) -> "LocalWeaviate":
         """A server on fresh loopback ports: for tests and for running beside another instance."""
-        ports = set()
+        ports: set[int] = set()
         while len(ports) < 6:
             ports.add(free_port())
         http, grpc, gossip, data, raft, rpc = sorted(ports)
@@ -296,7 +297,7 @@ class LocalWeaviate:
     def status(self) -> dict:
         """Version, address, data folder, pid and object counts per collection."""
         meta = self.meta()
-        info = {
+        info: dict[str, Any] = {
             "running": meta is not None,
             "started_by_ragloop": self.pid() is not None,
             "pid": self.pid(),

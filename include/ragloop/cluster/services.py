@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ragloop.errors import RagloopError
 from ragloop.processes import ManagedProcess, group_members
 
 POSTGRES_BIN = Path(os.environ.get("RAGLOOP_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 SERVICE_USER = "ragloop"  # Postgres refuses to run as root: when we are root, its processes run as this user
 
 
-class ClusterError(RuntimeError):
+class ClusterError(RagloopError):
     """A cluster component could not be started, reached or stopped; the message names it."""
 
 

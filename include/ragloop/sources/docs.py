@@ -330,7 +330,7 @@ def sync_checkout(clone: Path, url: str, ref: str | None, credentials: dict[str,
         and re.fullmatch(r"[0-9a-fA-F]{40}", ref)
         and subprocess.run(["git", "cat-file", "-e", f"{ref}^{{commit}}"], cwd=clone, capture_output=True).returncode == 0
     )
-    if known:  # a commit never changes: nothing to fetch
+    if known and ref:  # a commit never changes: nothing to fetch
         sha = ref.lower()
     else:
         try:

@@ -159,7 +159,7 @@ class SlackSource(ApiSource):
         super().__init__(config, project_root)
         self.channels: list[str] = list(config.get("channels") or [])
         self.lookback_days: int = (
-            config.get("lookback_days") if config.get("lookback_days") is not None else DEFAULT_LOOKBACK_DAYS
+            int(config["lookback_days"]) if config.get("lookback_days") is not None else DEFAULT_LOOKBACK_DAYS
         )
 
     @classmethod
@@ -375,13 +375,13 @@ class _LiveReader:
                 for name in names:
                     self.report.fail(f"#{name}", f"cannot list channels to find it: {err}")
         resolved = []
-        for channel in wanted:
-            if CHANNEL_ID.match(channel):
-                resolved.append((channel, self._channel_names.get(channel, channel)))
-            elif channel in by_name:
-                resolved.append((by_name[channel], channel))
+        for wanted_channel in wanted:
+            if CHANNEL_ID.match(wanted_channel):
+                resolved.append((wanted_channel, self._channel_names.get(wanted_channel, wanted_channel)))
+            elif wanted_channel in by_name:
+                resolved.append((by_name[wanted_channel], wanted_channel))
             elif by_name:
-                self.report.fail(f"#{channel}", "no channel of this name is visible to the token")
+                self.report.fail(f"#{wanted_channel}", "no channel of this name is visible to the token")
         return resolved
 
     def read(self, watermarks: dict[str, dict], full_listing: bool) -> Iterator[Document]:
