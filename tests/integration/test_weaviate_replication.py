@@ -100,8 +100,11 @@ def test_a_replicated_collection_survives_a_node_down_and_repair_keeps_deletions
         write_objects(client, COLLECTION, objects(embedder, [f"doc-{i}" for i in range(10)]))
         wait_until("every node to hold 30 objects", lambda: set(node_counts(three_nodes).values()) == {30})
 
-        # One node dies (SIGKILL, no goodbye). QUORUM (2 of 3) writes, deletes and reads go on.
+        # One node dies (SIGKILL, no goodbye). Once the others have noticed (requests in the first
+        # seconds wait for that), QUORUM (2 of 3) writes, deletes and reads go on.
         down.process.kill_now()
+        wait_until("the others to see the node down", lambda: first.node_statuses().get(down.hostname) != "HEALTHY", 60)
+        time.sleep(10)
         write_objects(client, COLLECTION, objects(embedder, ["doc-10", "doc-11"]))
         assert delete_documents(client, COLLECTION, ["doc-0"]) == 3
         assert count_chunks(client, COLLECTION) == 33

@@ -505,6 +505,11 @@ class WeaviateNode(Service):
         with urllib.request.urlopen(f"{self.url}/v1/cluster/statistics", timeout=10) as response:
             return json.loads(response.read())["statistics"]
 
+    def node_statuses(self) -> dict[str, str]:
+        """Each node's status as this node sees it (HEALTHY, UNAVAILABLE, ...)."""
+        with urllib.request.urlopen(f"{self.url}/v1/nodes", timeout=10) as response:
+            return {entry["name"]: entry.get("status", "") for entry in json.loads(response.read()).get("nodes", [])}
+
     def local_count(self, collection: str) -> int:
         """The objects of `collection` this node serves itself: a cursor read through this node at
         consistency ONE, which Weaviate answers from the local replica."""
