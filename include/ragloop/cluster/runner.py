@@ -228,6 +228,9 @@ class Cluster:
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s["trigger_log_port"]),
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                # A worker that dies (the drills SIGKILL one) stops heartbeating its tasks: after
+                # this many seconds the scheduler fails the try and the retry runs elsewhere.
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
