@@ -95,7 +95,6 @@ class ServiceProcess(ManagedProcess):
 
     def start_as(self, command: list[str], env: dict[str, str], cwd: Path, user: tuple[int, int] | None = None) -> int:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        extra = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
         with open(self.log_file, "ab") as log_handle:
             self._popen = subprocess.Popen(
                 command,
@@ -105,7 +104,9 @@ class ServiceProcess(ManagedProcess):
                 stdout=log_handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                **extra,  # type: ignore[arg-type]
+                user=user[0] if user else None,
+                group=user[1] if user else None,
+                extra_groups=[] if user else None,
             )
         self.pid_file.write_text(f"{self._popen.pid}\n")
         return self._popen.pid
