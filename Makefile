@@ -13,7 +13,7 @@ RAGLOOP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragloop
 EXPORT_ENV := $(RAGLOOP_CACHE)/export-env
 ONNX_QUANTIZATION ?= int8
 
-.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state cluster cluster-stop cluster-status drills bench-cluster
+.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs cluster cluster-stop cluster-status drills bench-cluster
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
@@ -96,7 +96,7 @@ lint: env
 	$(UV) run --frozen mypy
 
 # The tests compare the ONNX model's vectors with the torch model's, computed in the export env.
-test: lint onnx-model export-env
+test: lint onnx-model export-env seaweedfs
 	$(UV) run --frozen pytest
 
 airflow: env onnx-model
@@ -110,7 +110,12 @@ stop:
 # A distributed deployment on this machine (see README "Running in production"). Builds the
 # SeaweedFS binary once into ~/.cache/ragloop/seaweedfs/ (Go, about 5 minutes). Leaves the cluster
 # running for a look around: `make cluster-stop` stops it.
-cluster: env onnx-model
+
+# The S3 server of the cluster and of the S3 staging test, built once from the Go module proxy.
+seaweedfs: env
+	.venv/bin/python -m ragloop.cluster.seaweedfs
+
+cluster: env onnx-model seaweedfs
 	$(RAGLOOP) cluster start
 	$(RAGLOOP) cluster demo
 
@@ -120,10 +125,10 @@ cluster-stop:
 cluster-status:
 	$(RAGLOOP) cluster status
 
-drills: env onnx-model
+drills: env onnx-model seaweedfs
 	$(UV) run --frozen python bench/drills.py $(DRILL_ARGS)
 
-bench-cluster: env onnx-model
+bench-cluster: env onnx-model seaweedfs
 	$(UV) run --frozen python bench/cluster.py $(BENCH_ARGS)
 
 # requirements.txt (for the Astro image) is generated from uv.lock: one source of truth.

@@ -89,3 +89,7 @@ def ensure_binary(progress: Callable[[str], None] = log.info) -> Path:
         os.replace(built, target)
     progress(f"Built {target} in {time.monotonic() - started:.0f} s")
     return target
+
+
+if __name__ == "__main__":  # `python -m ragloop.cluster.seaweedfs`: build once (make seaweedfs)
+    print(ensure_binary(progress=print))
