@@ -110,3 +110,17 @@ def test_llm_and_product(tmp_path):
 def test_bad_llm_and_product_name_the_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+def test_replication_defaults_and_checks(tmp_path):
+    default = load_config(write(tmp_path, "collection: A\n")).replication
+    assert (default.factor, default.consistency) == (1, "ONE")
+    three = load_config(write(tmp_path, "replication: {factor: 3}\n")).replication
+    assert (three.factor, three.consistency) == (3, "QUORUM")  # QUORUM by default once replicated
+    assert load_config(write(tmp_path, "replication: {factor: 3, consistency: all}\n")).replication.consistency == "ALL"
+    with pytest.raises(ConfigError, match=r":1: replication.factor must be a whole number ≥ 1"):
+        load_config(write(tmp_path, "replication: {factor: 0}\n"))
+    with pytest.raises(ConfigError, match="replication.consistency must be one of ONE, QUORUM, ALL"):
+        load_config(write(tmp_path, "replication: {factor: 3, consistency: MOST}\n"))
+    with pytest.raises(ConfigError, match="unknown replication key 'copies'"):
+        load_config(write(tmp_path, "replication: {copies: 3}\n"))
