@@ -54,7 +54,7 @@ def config(cluster: Cluster, name: str, collection: str, docs: Path, embedder: s
 
 def local_run(cluster: Cluster, path: Path) -> float:
     started = time.monotonic()
-    done = cluster.ragloop("ingest", "--config", str(path), timeout=3600)
+    done = cluster.ragloop("ingest", "--config", str(path), timeout=3600, local_mode=True)
     if done.returncode != 0:
         raise RuntimeError(f"local ingest failed:\n{done.stderr[-3000:]}")
     return time.monotonic() - started

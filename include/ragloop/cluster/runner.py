@@ -462,10 +462,19 @@ class Cluster:
         except urllib.error.HTTPError as err:
             raise ClusterError(f"{method} {path}: {err.code} {err.read()[:2000]!r}") from None
 
-    def ragloop(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """A `ragloop` command against the cluster (its connections, config and metadata DB)."""
+    def ragloop(self, *args: str, timeout: float = 600, local_mode: bool = False) -> subprocess.CompletedProcess:
+        """A `ragloop` command against the cluster (its connections, config and metadata DB).
+        `local_mode`: the plain local mode instead (dag.test() on a SQLite metadata DB of its own
+        under `.ragloop/cluster/local-mode/`, staging as its config says) with only the Weaviate
+        connection of the cluster: the reference the drills and the bench compare with. Its runs
+        are then invisible to the cluster's scheduler."""
         ragloop_bin = Path(sys.executable).with_name("ragloop")
         env = self.airflow_env(self.folder / "cli")
+        if local_mode:
+            env = {k: v for k, v in env.items() if not k.startswith(("AIRFLOW", "RAGLOOP_"))}
+            env["AIRFLOW_CONN_WEAVIATE_DEFAULT"] = self.connections()["AIRFLOW_CONN_WEAVIATE_DEFAULT"]
+            env["RAGLOOP_STATE_DIR"] = str(self.folder / "local-mode")
+            env["RAGLOOP_PROJECT_DIR"] = str(self.root)
         return subprocess.run(
             [str(ragloop_bin) if ragloop_bin.exists() else "ragloop", *args],
             env=env,
