@@ -256,8 +256,15 @@ def drill_4(cluster: Cluster, runs: Runs, docs: Path) -> dict:
     for worker in ("worker-1", "worker-2"):
         for path in (cluster.folder / worker / "logs").rglob("*.log"):
             for line in path.read_text(errors="replace").splitlines():
-                if "StagingError" in line and "staging store" in line:
-                    errors.append(line.strip()[:300])
+                if "StagingError" not in line:
+                    continue
+                try:
+                    details = json.loads(line).get("error_detail") or []
+                except ValueError:
+                    continue
+                for detail in details:
+                    if detail.get("exc_type") == "StagingError":
+                        errors.append(f"{detail['exc_type']}: {detail['exc_value']}"[:400])
     diff = compare(chunk_table(cluster, "DrillS3"), chunk_table(cluster, "DrillCorpusReference"))
     ok = state == "success" and diff["lost"] == diff["duplicated"] == diff["stale"] == 0
     return report(
