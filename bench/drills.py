@@ -40,6 +40,7 @@ from ragloop.cluster.demo import GRADE_DAG, INGEST_DAGS, Runs, placement, run_in
 from ragloop.cluster.runner import Cluster  # noqa: E402
 
 DOCS_DAG = "ragloop_ingest_docs"
+STAMP = time.strftime("%H%M%S")  # fresh collections each run: a drill needs writes to interrupt
 
 
 def log(message: str) -> None:
@@ -160,7 +161,7 @@ def corpus(cluster: Cluster, files: int) -> Path:
 
 
 def drill_2(cluster: Cluster, runs: Runs, docs: Path) -> dict:
-    config = write_config(cluster, "kill-worker", "DrillKill", docs, index_batch_chunks=150)
+    config = write_config(cluster, "kill-worker", f"DrillKill{STAMP}", docs, index_batch_chunks=150)
     run_id = runs.trigger(DOCS_DAG, {"config": str(config)})
     ti = wait_task_running(runs, DOCS_DAG, run_id, "index")
     victim = ti["hostname"]
@@ -171,7 +172,7 @@ def drill_2(cluster: Cluster, runs: Runs, docs: Path) -> dict:
     worker.start(log, timeout=120)  # the machine comes back
     state = runs.wait(DOCS_DAG, run_id, 1800)
     rows = placement(runs, DOCS_DAG, run_id)
-    diff = compare(chunk_table(cluster, "DrillKill"), chunk_table(cluster, "DrillCorpusReference"))
+    diff = compare(chunk_table(cluster, f"DrillKill{STAMP}"), chunk_table(cluster, "DrillCorpusReference"))
     killed_task = f"index[{ti['map_index']}]"
     retried = next((row for row in rows if row["task"] == killed_task), {})
     ok = state == "success" and (retried.get("try") or 1) > 1 and diff["lost"] == diff["duplicated"] == diff["stale"] == 0
@@ -191,7 +192,7 @@ def drill_3(cluster: Cluster, runs: Runs, docs: Path) -> dict:
     nodes = cluster.weaviate_nodes()
     leader = next(s["leaderId"] for s in nodes[0].statistics())
     down = next(node for node in reversed(nodes) if node.hostname != leader)
-    config = write_config(cluster, "kill-node", "DrillNode", docs, index_batch_chunks=150)
+    config = write_config(cluster, "kill-node", f"DrillNode{STAMP}", docs, index_batch_chunks=150)
     run_id = runs.trigger(DOCS_DAG, {"config": str(config)})
     wait_task_running(runs, DOCS_DAG, run_id, "index")
     down.process.kill_now()
@@ -200,10 +201,10 @@ def drill_3(cluster: Cluster, runs: Runs, docs: Path) -> dict:
     rows = placement(runs, DOCS_DAG, run_id)
     first = nodes[0]
     # While it is down: delete one document and revoke the written-back answer.
-    table = chunk_table(cluster, "DrillNode")
+    table = chunk_table(cluster, f"DrillNode{STAMP}")
     victim_doc = sorted({key[0] for key in table})[0]
     with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
-        deleted = delete_documents(client, "DrillNode", [victim_doc])
+        deleted = delete_documents(client, f"DrillNode{STAMP}", [victim_doc])
     answers = cluster.ragloop("qa", "list", "--json")
     written = json.loads(answers.stdout)["answers"] if answers.returncode == 0 else []
     revoked = None
@@ -216,7 +217,7 @@ def drill_3(cluster: Cluster, runs: Runs, docs: Path) -> dict:
     down.wait_ready(180)
 
     def converged():
-        counts = {node.hostname: node.local_count("DrillNode") for node in nodes}
+        counts = {node.hostname: node.local_count(f"DrillNode{STAMP}") for node in nodes}
         qa = {node.hostname: node.local_count("RagloopChunks") for node in nodes}
         return (counts, qa) if len(set(counts.values())) == 1 and len(set(qa.values())) == 1 else None
 
@@ -224,7 +225,7 @@ def drill_3(cluster: Cluster, runs: Runs, docs: Path) -> dict:
         counts, qa_counts = wait_for("every node to serve the same objects", converged, 600, interval=5)
     except Exception as err:  # noqa: BLE001 - a drill reports what it saw
         counts, qa_counts = {"error": str(err)}, {}
-    after = chunk_table(cluster, "DrillNode")
+    after = chunk_table(cluster, f"DrillNode{STAMP}")
     resurrected = [key for key in after if key[0] == victim_doc]
     qa_back = [key for key in chunk_table(cluster, "RagloopChunks") if isinstance(revoked, str) and key[0] == f"qa:{revoked}"]
     ok = state == "success" and not resurrected and not qa_back and "error" not in counts
@@ -241,7 +242,7 @@ def drill_3(cluster: Cluster, runs: Runs, docs: Path) -> dict:
 
 
 def drill_4(cluster: Cluster, runs: Runs, docs: Path) -> dict:
-    config = write_config(cluster, "s3-restart", "DrillS3", docs, index_batch_chunks=150)
+    config = write_config(cluster, "s3-restart", f"DrillS3{STAMP}", docs, index_batch_chunks=150)
     run_id = runs.trigger(DOCS_DAG, {"config": str(config)})
     wait_task_running(runs, DOCS_DAG, run_id, "index")
     s3 = cluster.s3()
@@ -265,7 +266,7 @@ def drill_4(cluster: Cluster, runs: Runs, docs: Path) -> dict:
                 for detail in details:
                     if detail.get("exc_type") == "StagingError":
                         errors.append(f"{detail['exc_type']}: {detail['exc_value']}"[:400])
-    diff = compare(chunk_table(cluster, "DrillS3"), chunk_table(cluster, "DrillCorpusReference"))
+    diff = compare(chunk_table(cluster, f"DrillS3{STAMP}"), chunk_table(cluster, "DrillCorpusReference"))
     ok = state == "success" and diff["lost"] == diff["duplicated"] == diff["stale"] == 0
     return report(
         4,
