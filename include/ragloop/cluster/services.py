@@ -143,7 +143,8 @@ class ServiceProcess(ManagedProcess):
         while time.monotonic() < deadline and group_members(pid):
             self.alive(pid)
             time.sleep(0.1)
-        return self.stop(timeout=10)
+        self.stop(timeout=10)  # whatever is left of the group; removes the pid file
+        return pid
 
 
 @dataclass
