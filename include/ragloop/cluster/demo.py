@@ -9,7 +9,7 @@ import time
 import urllib.parse
 from typing import Any, Callable
 
-from ragloop.cluster.runner import Cluster, ClusterError
+from ragloop.cluster.runner import COLLECTION, Cluster, ClusterError
 
 INGEST_DAGS = ("ragloop_ingest_docs", "ragloop_ingest_slack", "ragloop_ingest_github_issues")
 GRADE_DAG = "ragloop_grade_feedback"
@@ -143,8 +143,11 @@ def run_demo(cluster: Cluster, progress: Callable[[str], None] = print) -> dict:
     writeback = recorded.get("writeback") or {}
     progress(f"{GRADE_DAG}: {grade_state}; write-back of run {run_id}: {writeback.get('state', 'none')}")
     nodes = cluster.weaviate_nodes_status()
-    for name, entry in sorted(nodes.items()):
-        progress(f"{name}: {entry['status']}, objects {entry['objects']}")
+    for node in cluster.weaviate_nodes():
+        # What the node serves from its own replica (the nodes API's object counts lag behind).
+        entry = nodes.setdefault(node.hostname, {"status": "?"})
+        entry["objects"] = {COLLECTION: node.local_count(COLLECTION)}
+        progress(f"{node.hostname}: {entry['status']}, {COLLECTION}: {entry['objects'][COLLECTION]} objects of its own")
     return {
         "ingest": ingest,
         "mapped_task_hosts": mapped_hosts,
