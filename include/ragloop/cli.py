@@ -636,6 +636,64 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the operator's report ----------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """What the operator's page shows (knowledge base, ingest history, feedback loop, docs gaps),
+    as a self-contained HTML file with the plots inlined (--html), as JSON (--json) or as a summary."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from ragloop.operator.data import gather
+    from ragloop.operator.render import render_html, render_json
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            progress(f"ragloop: --since {args.since!r} is not an ISO 8601 date or time (like 2026-11-01)")
+            return 2
+        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    _prepare_airflow()
+    data = gather(args.config, since, with_gaps=not args.no_gaps, progress=progress)
+    if args.html:
+        try:
+            Path(args.html).write_text(render_html(data, standalone=True), encoding="utf-8")
+        except OSError as err:
+            progress(f"ragloop: cannot write --html {args.html}: {err.strerror or err}")
+            return 1
+        progress(f"Wrote the report to {args.html}")
+    if args.json:
+        print(render_json(data), file=results)
+    elif not args.html:
+        print(_report_text(data), file=results)
+    return 0
+
+
+def _report_text(data: dict) -> str:
+    kb, fb, gaps = data["knowledge_base"], data["feedback"], data["gaps"]
+    lines = [f"{data['collection']}: {kb.get('chunks', '-')} chunks, {kb.get('documents', '-')} documents"]
+    for error in filter(None, [kb.get("error"), data["ingest_history"].get("error"), fb.get("error"), gaps.get("error")]):
+        lines.append(f"  ERROR: {error}")
+    for source in kb["sources"]:
+        lines.append(
+            f"  {source['source_id']:<20} {source['freshness']:<8} {source['documents']:>6} docs {source['chunks']:>7} chunks  "
+            f"{source['freshness_reason']}"
+        )
+    lines.append(f"ingest runs stored: {len(data['ingest_history']['runs'])} shown")
+    votes = fb.get("votes") or {}
+    lines.append(
+        f"feedback: {fb.get('runs', '-')} runs, {votes.get('up', 0)} up / {votes.get('down', 0)} down, "
+        f"{len(fb.get('written_back') or [])} answers written back"
+    )
+    for topic in (gaps.get("topics") or [])[:5]:
+        lines.append(f"  gap #{topic['topic_id']}: need {topic['need']} of {topic['size']}: {topic['label'][:90]}")
+    lines.append("(--html PATH for the page with its plots, --json for everything)")
+    return "\n".join(lines)
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -763,6 +821,16 @@ def build_parser() -> argparse.ArgumentParser:
     gaps_cmd.add_argument("--since", help="only runs created at or after this ISO 8601 date or time")
     gaps_cmd.add_argument("--limit", type=int, default=5000, help="the newest runs read (default 5000)")
     gaps_cmd.add_argument("--csv", metavar="PATH", help="also write the topics to this CSV file")
+    report_cmd = command(
+        commands,
+        "report",
+        cmd_report,
+        "the operator's report: knowledge base, ingest history, feedback loop and docs gaps (HTML with plots, or JSON)",
+        config=True,
+    )
+    report_cmd.add_argument("--since", help="only runs, votes and DAG-run reports at or after this ISO 8601 date or time")
+    report_cmd.add_argument("--html", metavar="PATH", help="write a self-contained HTML report with the plots inlined")
+    report_cmd.add_argument("--no-gaps", action="store_true", help="leave out the docs gaps (which embed every question)")
     return parser
 
 

@@ -64,7 +64,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):
             connection.execute(sa.text(
                 "insert into ragloop_votes (run_id, user_id, vote, created_at) values ('old', 'u', 'down', '2026-01-02 00:00:00')"))
     with RunStore(db_url) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION  # every migration applied, 2 (recorded_at) among them
         run = store.get_run("old")
         assert run["vote_summary"] == {"up": 0, "down": 1, "votes": 1}
         with store.engine.connect() as connection:

@@ -12,6 +12,7 @@ from ragloop.grading.verdicts import GradingError
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import endpoint_from_connection
 from ragloop.runs import describe_runs_store
+from ragloop.runs.reports import save_report
 from ragloop.staging import DagRunRef
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def grade_report(
         "errors": errors,
     }
     log.info("Grading report:\n%s", format_grade_report(report))
+    save_report("feedback", report)  # for the operator's page and `ragloop report`, past XCom clean-up
     return report
 
 

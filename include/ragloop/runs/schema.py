@@ -102,6 +102,27 @@ RUNS, VOTES, GRADES, WRITEBACKS = TABLES["runs"], TABLES["votes"], TABLES["grade
 VOTE_RECORDED_AT = sa.Column("recorded_at", UtcDateTime(), index=True)
 VOTES.append_column(VOTE_RECORDED_AT)
 VOTE_ORDER = (VOTES.c.created_at, VOTES.c.vote_id)  # oldest first: the last vote of a user counts
+
+
+def _reports_table(metadata: sa.MetaData) -> sa.Table:
+    """Migration 5: every ingest and feedback DAG run's report (what the asset event's extra and the
+    report task's XCom carry), kept here so the operator's page and `ragloop report` read it after
+    XCom clean-up. One row per DAG run: a retried report task replaces its row."""
+    return sa.Table(
+        "ragloop_reports",
+        metadata,
+        sa.Column("report_id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(20), nullable=False, index=True),  # ingest | feedback
+        sa.Column("dag_id", sa.String(250), nullable=False),
+        sa.Column("dag_run_id", sa.String(250), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
+        sa.Column("ok", sa.Boolean(), nullable=False),  # the report names no error
+        sa.Column("report", sa.JSON(), nullable=False),
+        sa.UniqueConstraint("dag_id", "dag_run_id", name="ragloop_reports_dag_run"),
+    )
+
+
+REPORTS = _reports_table(METADATA)
 SCHEMA_TABLE = sa.Table(
     "ragloop_schema",
     sa.MetaData(),
@@ -125,9 +146,15 @@ def _migration_2(connection: sa.Connection) -> None:
     connection.execute(sa.text("UPDATE ragloop_votes SET recorded_at = created_at"))
 
 
+def _migration_5(connection: sa.Connection) -> None:
+    frozen = sa.MetaData()
+    _reports_table(frozen).create(connection)
+
+
 # (version, description, upgrade): applied in order, each in its own transaction, once.
 MIGRATIONS: list[tuple[int, str, Any]] = [
     (1, "runs, votes, grades and write-back records", _migration_1),
     (2, "votes: recorded_at, so grading sees votes that arrived since a run's last grade", _migration_2),
+    (5, "reports: every ingest and feedback DAG run's report, for the operator's page and `ragloop report`", _migration_5),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
