@@ -8,7 +8,7 @@ Not a test. Prints a table and one JSON line, and writes bench/results/ingest-<t
     python bench/ingest.py --docs ~/src/airflow/airflow-core/docs --embedders local
 
 Contenders
-- ragloop: the DAG's task bodies in order without a scheduler (`ragloop.pipeline.ingest`), and
+- ragloop: the DAG's task bodies in order without a scheduler (`ragloop.ingest.ingest`), and
   once through Airflow's dag.test() to show the scheduler's share.
 - ask-astro style: the installed Weaviate provider's `WeaviateHook.create_or_replace_document_objects`
   with existing="replace" and the document column = doc id, called once per source DataFrame (the
@@ -147,7 +147,7 @@ def run_raw(embedder_name: str, config_path: Path) -> Row:
 
 
 def run_ragloop(embedder_name: str, config_path: Path, scenario: str, run_id: str, embedder) -> Row:
-    from ragloop.pipeline import ingest
+    from ragloop.ingest import ingest
 
     with peak_rss() as memory:
         started = time.monotonic()

@@ -10,7 +10,7 @@ Not a test. Prints a table and one JSON line, and writes bench/results/retrieval
 
 The three bundled sample sources of include/sources.yaml (docs, a Slack export, a GitHub issues
 export) are ingested with the configuration's chunking, the real local embedder and
-`ragloop.pipeline.ingest()` (the DAG's task bodies, no scheduler) into a dedicated collection.
+`ragloop.ingest.ingest()` (the DAG's task bodies, no scheduler) into a dedicated collection.
 
 Modes (all through `ragloop.index.search`, which is what `answer.retrieve` calls):
 - ragloop: hybrid at the default of `index.search` (`index.HYBRID_ALPHA`);
@@ -102,7 +102,7 @@ def source_types(config_path: Path) -> list[str]:
 
 
 def ingest_samples(config_path: Path, embedder, log) -> dict:
-    from ragloop.pipeline import ingest
+    from ragloop.ingest import ingest
 
     totals = {"documents": 0, "chunks_embedded": 0, "seconds": 0.0}
     for source_type in source_types(config_path):

@@ -22,19 +22,19 @@ from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 def ragloop_check():
     @task
     def check_weaviate(params=None) -> dict:
-        from ragloop.pipeline import check_weaviate
+        from ragloop.setup_checks import check_weaviate
 
         return check_weaviate(params["weaviate_conn_id"])
 
     @task
     def prepare_collection(params=None) -> dict:
-        from ragloop.pipeline import prepare_collection
+        from ragloop.setup_checks import prepare_collection
 
         return prepare_collection(params["config"], params["weaviate_conn_id"])
 
     @task
     def measure_embedder(params=None) -> dict:
-        from ragloop.pipeline import measure_embedder
+        from ragloop.setup_checks import measure_embedder
 
         return measure_embedder(params["config"], limit=64)
 

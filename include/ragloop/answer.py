@@ -20,6 +20,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 
+from ragloop.errors import RagloopError
 from ragloop.prompts import escape_data, load_prompt
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`*\"'(\[])")
 LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
 
 
-class AnswerError(RuntimeError):
+class AnswerError(RagloopError):
     pass
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from ragloop.errors import RagloopError
 from ragloop.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY = 3
 
 
-class ChatError(RuntimeError):
+class ChatError(RagloopError):
     """The chat API refused or failed after the client's retries; the message says which model and why."""
 
 

@@ -113,7 +113,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ragloop.config import load_config
     from ragloop.embedding import make_embedder
     from ragloop.index import WeaviateIndexError, recorded_embedder
-    from ragloop.pipeline import check_weaviate
+    from ragloop.setup_checks import check_weaviate
 
     _prepare_airflow()
     config = load_config(args.config)
@@ -172,7 +172,7 @@ def _overall_status_text(report: dict) -> str:
 
 
 def cmd_embedder(args: argparse.Namespace) -> int:
-    from ragloop.pipeline import measure_embedder
+    from ragloop.setup_checks import measure_embedder
 
     progress("Loading the embedder and embedding the bundled sample docs...")
     report = measure_embedder(args.config, samples=args.samples, limit=args.limit)
@@ -232,7 +232,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     or for every configured source, one after the other, and prints one report."""
     from ragloop.config import load_config
     from ragloop.dagrun import run_dag
-    from ragloop.pipeline import INGEST_DAG_IDS, format_report, merge_reports, select_sources
+    from ragloop.catalog import INGEST_DAG_IDS
+    from ragloop.ingest import format_report, merge_reports, select_sources
 
     config = load_config(args.config)  # every mistake in the file is reported before anything runs
     wanted = [config.source(source_id) for source_id in args.source or []]  # unknown ids fail here, named
@@ -837,7 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reserve_stdout_for_results()
-    from ragloop.pipeline import PROGRESS_ENV
+    from ragloop.progress import PROGRESS_ENV
 
     if not args.verbose:
         # Airflow logs every step at INFO; the CLI prints its own progress and results instead.
@@ -856,40 +857,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[PROGRESS_ENV] = "1"
     # Before anything imports airflow: it reads its configuration at import time.
     localenv.configure_airflow_env()
-    from ragloop.config import ConfigError
-    from ragloop.dagrun import DagRunFailed
-    from ragloop.embedding import EmbeddingError
-    from ragloop.index import WeaviateIndexError
-    from ragloop.pipeline import IngestError
-    from ragloop.sources.base import SourceError
-    from ragloop.weaviate_local import LocalWeaviateError
-    from ragloop.answer import AnswerError
-    from ragloop.chat import ChatError
-    from ragloop.prompts import PromptError
-    from ragloop.runs import RunStoreError
-    from ragloop.grading import GradingError
-    from ragloop.connections import ConnectionProblem
+    from ragloop.errors import RagloopError
 
     try:
         return args.func(args)
-    except (
-        ConfigError,
-        EmbeddingError,
-        WeaviateIndexError,
-        LocalWeaviateError,
-        localenv.LocalAirflowError,
-        DagRunFailed,
-        IngestError,
-        SourceError,
-        AnswerError,
-        ChatError,
-        PromptError,
-        RunStoreError,
-        GradingError,
-        ConnectionProblem,
-    ) as err:
+    except RagloopError as err:  # expected failures: the message names what failed and the fix
         print(f"ragloop: {err}", file=sys.stderr)
-        return 1
+        return err.exit_code
 
 
 if __name__ == "__main__":

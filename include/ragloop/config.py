@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ragloop.errors import RagloopError
 from ragloop.documents import QA_SOURCE_ID
 
 CONFIG_ENV = "RAGLOOP_CONFIG"
@@ -49,7 +50,7 @@ DEFAULT_INDEX_BATCH_CHUNKS = 4000
 COLLECTION_NAME = re.compile(r"^[A-Z][_0-9A-Za-z]*$")
 
 
-class ConfigError(ValueError):
+class ConfigError(RagloopError, ValueError):
     pass
 
 
@@ -242,7 +243,8 @@ def _check_source(path: Path, node: yaml.MappingNode, source: dict) -> None:
     """The source type's own checks (unknown keys, types, missing paths), reported at the line
     of the offending key."""
     from ragloop.localenv import project_root
-    from ragloop.sources.base import SourceConfigError, source_class
+    from ragloop.sources.base import SourceConfigError
+    from ragloop.sources.registry import source_class
 
     key_lines = _mapping_keys(node)
     try:

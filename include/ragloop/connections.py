@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ragloop.errors import RagloopError
 
-class ConnectionProblem(RuntimeError):
+
+class ConnectionProblem(RagloopError):
     """A connection ragloop needs could not be had; the message names it and says what to do."""
 
     def __init__(self, conn_id: str, message: str):

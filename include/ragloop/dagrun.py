@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragloop.errors import RagloopError
 
-class DagRunFailed(RuntimeError):
+
+class DagRunFailed(RagloopError):
     pass
 
 

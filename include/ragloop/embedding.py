@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
+from ragloop.errors import RagloopError
+
 if TYPE_CHECKING:
     from openai import OpenAI
 
 log = logging.getLogger(__name__)
 
 
-class EmbeddingError(RuntimeError):
+class EmbeddingError(RagloopError):
     """Embedding failed for good; the message says what was tried."""
 
 
@@ -32,6 +34,7 @@ class Embedder(Protocol):
     name: str
     dimension: int
     max_input_tokens: int
+    usage: EmbeddingUsage  # what it has embedded in this process: reports quote it
 
     def count_tokens(self, text: str) -> int: ...
 

@@ -10,3 +10,7 @@ class RagloopError(RuntimeError):
     what the CLI exits with."""
 
     exit_code = 1
+
+
+class IngestError(RagloopError):
+    """An ingest run did not cover everything; the message says which sources and why."""

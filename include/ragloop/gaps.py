@@ -43,6 +43,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from ragloop.errors import RagloopError
+
 # Measured with bench/gaps.py (README, "Docs gaps"): on random 60% subsets of the labelled
 # questions this has the best and steadiest adjusted Rand index of the candidates (KMeans with
 # k by silhouette scores a little higher on the full set only, and forces every odd question
@@ -54,7 +56,7 @@ SEED = 0
 NOT_GROUPED = 0  # topic_id of the row that gathers questions no topic took
 
 
-class GapsError(ValueError):
+class GapsError(RagloopError, ValueError):
     """Input the docs-gaps report cannot work with (no runs, mismatched vectors, bad options)."""
 
 

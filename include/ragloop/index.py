@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from ragloop.embedding import Embedder
 
+from ragloop.errors import RagloopError
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID, WeaviateEndpoint, client_kwargs
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ SCHEMA_VERSION = 2
 DESCRIPTION_PREFIX = "ragloop "
 
 
-class WeaviateIndexError(RuntimeError):
+class WeaviateIndexError(RagloopError):
     """Index problem with a message meant for a person."""
 
 

@@ -12,10 +12,15 @@ DAG files stay light at parse time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from airflow.sdk import Param, dag, task
 
 from ragloop.catalog import DEFAULT_ARGS, TAGS, ingest_asset
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+
+if TYPE_CHECKING:
+    from ragloop.ingest.types import PruneResult
 
 KNOWLEDGE_BASE = ingest_asset()
 
@@ -55,21 +60,24 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
     def ingest():
         @task
         def select_sources(params=None) -> list[str]:
-            from ragloop.pipeline import select_sources
+            from ragloop.ingest import select_sources
 
             return select_sources(params["config"], params["sources"], source_type)
 
         @task(map_index_template="{{ task.op_kwargs['source_id'] }}")
         def extract(source_id: str, dag_run=None, params=None) -> dict:
-            from ragloop.pipeline import extract_source
+            from ragloop.ingest import extract_source
             from ragloop.staging import DagRunRef
 
-            return extract_source(
-                source_id,
-                DagRunRef.from_context(dag_run),
-                params["config"],
-                bool(params.get("full_listing")),
-                params["weaviate_conn_id"],
+            # A plain dict for XCom (and `-> dict` keeps Airflow pushing each key, as before).
+            return dict(
+                extract_source(
+                    source_id,
+                    DagRunRef.from_context(dag_run),
+                    params["config"],
+                    bool(params.get("full_listing")),
+                    params["weaviate_conn_id"],
+                )
             )
 
         # Runs when some extracts failed: the others are still indexed, and the failed ones are
@@ -77,7 +85,7 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
         # run ends failed).
         @task(trigger_rule="all_done")
         def plan(source_ids: list[str], dag_run=None, params=None) -> list[str]:
-            from ragloop.pipeline import plan_ingest
+            from ragloop.ingest import plan_ingest
             from ragloop.staging import DagRunRef
 
             # The batches to map over; prune and report read the rest of the plan from staging.
@@ -87,35 +95,42 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
 
         @task(max_active_tis_per_dagrun=4)
         def index(batch: str, params=None) -> dict:
-            from ragloop.pipeline import index_batch
+            from ragloop.ingest import index_batch
 
-            return index_batch(batch, params["config"], weaviate_conn_id=params["weaviate_conn_id"])
+            return dict(index_batch(batch, params["config"], weaviate_conn_id=params["weaviate_conn_id"]))
 
         # none_failed: with any index batch failed, nothing is pruned and no watermark advances.
         @task(trigger_rule="none_failed")
         def prune(dag_run=None, params=None) -> dict:
-            from ragloop.pipeline import prune_sources
+            from ragloop.ingest import prune_sources
             from ragloop.staging import DagRunRef
 
-            return prune_sources(DagRunRef.from_context(dag_run), params["config"], params["weaviate_conn_id"])
+            return dict(prune_sources(DagRunRef.from_context(dag_run), params["config"], params["weaviate_conn_id"]))
 
         @task(trigger_rule="none_failed", outlets=[KNOWLEDGE_BASE])
         def report(source_ids: list[str], indexed: list, pruned: dict, dag_run=None, params=None, outlet_events=None) -> dict:
-            from ragloop.pipeline import build_report
+            from ragloop.ingest import build_report
             from ragloop.staging import DagRunRef
 
             # One slice request: iterating the lazy sequence probes past its end, which Airflow
             # logs as an error ("XCom not found") on every run.
             results = list(indexed[:]) if indexed else []
-            result = build_report(
-                DagRunRef.from_context(dag_run), source_ids, results, pruned, params["config"], params["weaviate_conn_id"]
+            result = dict(
+                build_report(
+                    DagRunRef.from_context(dag_run),
+                    source_ids,
+                    results,
+                    cast("PruneResult", pruned),
+                    params["config"],
+                    params["weaviate_conn_id"],
+                )
             )
             outlet_events[KNOWLEDGE_BASE].extra = result
             return result
 
         @task(trigger_rule="none_failed")
         def check_complete(result: dict) -> None:
-            from ragloop.pipeline import IngestError
+            from ragloop.errors import IngestError
 
             if result["errors"]:
                 raise IngestError("Sources not ingested: " + "; ".join(result["errors"]))

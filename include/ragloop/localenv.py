@@ -16,13 +16,15 @@ import sys
 import time
 from pathlib import Path
 
+from ragloop.errors import RagloopError
+
 log = logging.getLogger(__name__)
 
 PROJECT_ENV = "RAGLOOP_PROJECT_DIR"
 DEFAULT_API_PORT = "8080"
 
 
-class LocalAirflowError(RuntimeError):
+class LocalAirflowError(RagloopError):
     """The local Airflow could not be prepared or started; the message says why."""
 
 

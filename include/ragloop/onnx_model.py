@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ragloop.errors import RagloopError
+
 MODEL_NAME = "all-MiniLM-L6-v2"
 # The model reads at most 256 word pieces, [CLS] and [SEP] included (sentence_bert_config.json).
 MAX_SEQ_LENGTH = 256
@@ -65,7 +67,7 @@ CHECK_TEXTS = [
 ]
 
 
-class OnnxModelError(RuntimeError):
+class OnnxModelError(RagloopError):
     """The ONNX model is missing, corrupt or does not match what is asked; the message says how to fix it."""
 
 

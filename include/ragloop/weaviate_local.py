@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ragloop.errors import RagloopError
 from ragloop.localenv import cache_dir
 from ragloop.processes import ManagedProcess
 
@@ -38,7 +39,7 @@ DEFAULT_GRPC_PORT = 50051
 DEFAULT_CLUSTER_PORTS = {"gossip_port": 17946, "data_port": 17947, "raft_port": 18300, "raft_internal_rpc_port": 18301}
 
 
-class LocalWeaviateError(RuntimeError):
+class LocalWeaviateError(RagloopError):
     """A local Weaviate problem with a message meant for the person at the terminal."""
 
 

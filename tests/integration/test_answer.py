@@ -32,7 +32,7 @@ ANSWER_REPLY = "Fernwood rejects webhook timestamps more than 300 seconds from y
 @pytest.fixture(scope="module")
 def knowledge_base(tmp_path_factory, weaviate_server):
     """The sample docs ingested once (task bodies in process) into a collection of this module."""
-    from ragloop.pipeline import ingest
+    from ragloop.ingest import ingest
 
     folder = tmp_path_factory.mktemp("answer")
     config = write_config(folder, "AnswerSamples", copy_samples(folder), product="Fernwood")

@@ -89,7 +89,7 @@ class ScriptedJudge:
 
 @pytest.fixture(scope="module")
 def knowledge_base(tmp_path_factory, weaviate_server):
-    from ragloop.pipeline import ingest
+    from ragloop.ingest import ingest
 
     folder = tmp_path_factory.mktemp("grading")
     config = write_config(folder, COLLECTION, copy_samples(folder), product="Fernwood")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def ingest(config, run_id, **kwargs):
-    from ragloop.pipeline import ingest as run
+    from ragloop.ingest import ingest as run
 
     return run(run_id, str(config), **kwargs)
 
@@ -90,9 +90,10 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
     exactly the chunks of a fresh reference ingest, per document."""
     from corpus import edit_one_line, generate
 
-    import ragloop.index
+    import ragloop.ingest.indexing
     from ragloop.index import WeaviateIndexError, connect
-    from ragloop.pipeline import INGEST_DAG_ID, extract_source, index_batch, plan_ingest
+    from ragloop.catalog import INGEST_DAG_ID
+    from ragloop.ingest import extract_source, index_batch, plan_ingest
     from ragloop.staging import DagRunRef
     from ragloop.weaviate_local import LocalWeaviate
 
@@ -110,7 +111,7 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
         crash_run = DagRunRef(INGEST_DAG_ID, "crash")
         extract_source("docs", crash_run, str(config))
         plan = plan_ingest(crash_run, ["docs"], str(config))
-        write_objects = ragloop.index.write_objects
+        write_objects = ragloop.ingest.indexing.write_objects
         writes = []
 
         def write_then_stop_weaviate(*args, **kwargs):
@@ -122,12 +123,12 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
                 server.stop()
             return written
 
-        monkeypatch.setattr(ragloop.index, "write_objects", write_then_stop_weaviate)
+        monkeypatch.setattr(ragloop.ingest.indexing, "write_objects", write_then_stop_weaviate)
         with pytest.raises(WeaviateIndexError, match=f"Weaviate at {server.url}"):
             for batch in plan["batches"]:
                 index_batch(batch, str(config))
         assert len(writes) == 1
-        monkeypatch.setattr(ragloop.index, "write_objects", write_objects)
+        monkeypatch.setattr(ragloop.ingest.indexing, "write_objects", write_objects)
 
         server.start(timeout=120)
         rerun = ingest(config, "after-restart")

@@ -44,8 +44,9 @@ def chunk_table(client, collection: str) -> dict[str, list[tuple]]:
 
 def test_three_dags_with_one_run_id_each_ingest_their_own_sources(weaviate_client, collection_name, tmp_path):
     from ragloop.index import read_watermarks
-    from ragloop.pipeline import (
-        INGEST_DAG_IDS, build_report, extract_source, index_batch, ingest, plan_ingest, prune_sources, select_sources,
+    from ragloop.catalog import INGEST_DAG_IDS
+    from ragloop.ingest import (
+        build_report, extract_source, index_batch, ingest, plan_ingest, prune_sources, select_sources,
     )
     from ragloop.staging import DagRunRef
 
@@ -91,7 +92,7 @@ def test_two_ingest_dags_running_at_once_plan_and_prune_only_their_own_sources(
 ):
     """The docs DAG plans and prunes while the Slack DAG is between extract and index: neither
     touches the other's documents."""
-    from ragloop.pipeline import extract_source, index_batch, ingest, plan_ingest, prune_sources
+    from ragloop.ingest import extract_source, index_batch, ingest, plan_ingest, prune_sources
     from ragloop.staging import DagRunRef
 
     config = three_source_config(tmp_path, collection_name)
@@ -119,7 +120,8 @@ def test_a_long_ingest_keeps_its_staging_through_ten_grading_runs(
     """Ten asset-triggered grading runs start and finish while an ingest sits between plan and
     index; each cleans up staging when it finishes. The ingest's batches are still there."""
     from ragloop.grading import GRADE_DAG_ID, write_back
-    from ragloop.pipeline import INGEST_DAG_ID, build_report, extract_source, index_batch, plan_ingest, prune_sources
+    from ragloop.catalog import INGEST_DAG_ID
+    from ragloop.ingest import build_report, extract_source, index_batch, plan_ingest, prune_sources
     from ragloop.staging import DagRunRef, staging_root
 
     monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT",

@@ -30,7 +30,7 @@ def run_ingest_dag(dag_id: str, config: Path, **conf) -> tuple[dict, object]:
 
 def run_pipeline(config: Path, source_type: str, run_id: str, **kwargs) -> dict:
     """The same task bodies in this process, without a DAG run: for the extra runs of a scenario."""
-    from ragloop.pipeline import ingest
+    from ragloop.ingest import ingest
 
     return ingest(run_id, str(config), source_type=source_type, **kwargs)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ragloop.sources.base import ExtractReport, SourceConfigError, SourceError, source_class
+from ragloop.sources.base import ExtractReport, SourceConfigError, SourceError
+from ragloop.sources.registry import source_class
 from ragloop.sources.docs import DocsSource, compile_glob
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from ragloop.grading.checks import Veto, run_checks
 from ragloop.grading.choice import criterion_versions, make_judge
 from ragloop.grading.judge import Judge
 from ragloop.grading.verdicts import CHECKS, CHECKS_JUDGE, CHECKS_VERSION, CRITERIA, VOTE_CRITERIA, JudgeFailed, Verdict
-from ragloop.pipeline import progress
+from ragloop.progress import progress
 from ragloop.runs import RunStore, WritebackState
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,9 @@ from ragloop.grading.choice import criterion_versions
 from ragloop.grading.verdicts import CHECKS
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import connect, delete_documents, read_indexed_documents
-from ragloop.pipeline import finish_staging, index_batch, plan_ingest, plan_path, progress, prune_sources, stage_documents
+from ragloop.ingest import finish_staging, index_batch, plan_ingest, plan_path, prune_sources, stage_documents
+from ragloop.ingest.indexing import add_index_counts, empty_index_counts
+from ragloop.progress import progress
 from ragloop.runs import RunStore, WritebackState, latest_votes, writeback_state
 from ragloop.sources.base import ExtractReport
 from ragloop.staging import DagRunRef, read_json
@@ -131,11 +133,17 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
             progress("Revoked the written-back answer of run %s: %s", run["run_id"], reason)
     finish_staging(config, dag_run)  # the feedback DAG's last task that reads its staging
     summary = plan["summary"].get(QA_SOURCE_ID, {})
+    qa_indexed = empty_index_counts()
+    for batch_result in indexed:
+        if QA_SOURCE_ID in batch_result["sources"]:
+            add_index_counts(qa_indexed, batch_result["sources"][QA_SOURCE_ID])
+    qa_pruned = pruned["sources"].get(QA_SOURCE_ID)
     chunks = {
-        key: sum(r["sources"].get(QA_SOURCE_ID, {}).get(f"chunks_{key}", 0) for r in indexed)
-        for key in ("embedded", "reused", "written", "deleted")
+        "embedded": qa_indexed["chunks_embedded"],
+        "reused": qa_indexed["chunks_reused"],
+        "written": qa_indexed["chunks_written"],
+        "deleted": qa_indexed["chunks_deleted"] + (qa_pruned["chunks_deleted"] if qa_pruned else 0),
     }
-    chunks["deleted"] += pruned["sources"].get(QA_SOURCE_ID, {}).get("chunks_deleted", 0)
     result = {
         "collection": config.collection,
         "good_runs": len(good),
@@ -145,7 +153,7 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
         "revoked": len(revocations),
         "revocations": revocations,
         "chunks": chunks,
-        "embedding_tokens": sum(r["sources"].get(QA_SOURCE_ID, {}).get("embedding_tokens", 0) for r in indexed),
+        "embedding_tokens": qa_indexed["embedding_tokens"],
         "seconds": round(time.monotonic() - started, 2),
     }
     progress(

@@ -1,1 +1,31 @@
-"""Ingestion: extract → stage → plan → index → prune → report. `planning` is the pure core of the plan."""
+"""Ingestion: select → extract (per source) → plan → index (per batch) → prune → report.
+
+One module per stage; `planning` is the pure core of the plan, `types` what the stages hand each
+other, `run_files` where a run's files are in the staging store. The names below are what the
+DAGs, the CLI and the tests use.
+"""
+
+from ragloop.errors import IngestError
+from ragloop.ingest.extract import extract_source, select_sources, stage_documents
+from ragloop.ingest.indexing import index_batch
+from ragloop.ingest.plan import plan_ingest
+from ragloop.ingest.prune import prune_sources
+from ragloop.ingest.report import build_report, format_report, merge_reports
+from ragloop.ingest.run import ingest
+from ragloop.ingest.run_files import finish_staging, plan_path
+
+__all__ = [
+    "IngestError",
+    "build_report",
+    "extract_source",
+    "finish_staging",
+    "format_report",
+    "index_batch",
+    "ingest",
+    "merge_reports",
+    "plan_ingest",
+    "plan_path",
+    "prune_sources",
+    "select_sources",
+    "stage_documents",
+]

@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from ragloop.errors import RagloopError
+
 PROMPTS_DIR = Path(__file__).resolve().parent
 ROLES = ("system", "user", "assistant")
 # Invocation keys passed to the chat API, with their allowed ranges.
@@ -43,7 +45,7 @@ TEMPLATE_KEYS = {"name", "version", "description", "model", "invocation", "thres
 VARIABLE = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 
 
-class PromptError(ValueError):
+class PromptError(RagloopError, ValueError):
     """A template file is malformed, or rendering lacks a variable; the message names the file and key."""
 
 

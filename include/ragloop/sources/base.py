@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
+from ragloop.errors import RagloopError
 from ragloop.documents import Document
 
 log = logging.getLogger(__name__)
 
 
-class SourceConfigError(ValueError):
+class SourceConfigError(RagloopError, ValueError):
     """A source's configuration is wrong; `key` names the offending key when there is one."""
 
     def __init__(self, message: str, key: str | None = None):
@@ -35,7 +36,7 @@ class SourceConfigError(ValueError):
         self.key = key
 
 
-class SourceError(RuntimeError):
+class SourceError(RagloopError):
     """The source as a whole cannot be read (repository unreachable, folder gone)."""
 
 
@@ -202,31 +203,6 @@ def check_string_list(config: dict[str, Any], key: str, allowed: tuple[str, ...]
     for value in values:
         if allowed and value not in allowed:
             raise SourceConfigError(f"source {config['id']!r}: {key} has {value!r} (expected any of {', '.join(allowed)})", key)
-
-
-def _registry() -> dict[str, type[Source]]:
-    # Imported here so that `ragloop.sources` stays cheap and new kinds register in one place.
-    from ragloop.sources.docs import DocsSource
-    from ragloop.sources.github import GithubIssuesSource
-    from ragloop.sources.slack import SlackSource
-
-    return {cls.type: cls for cls in (DocsSource, SlackSource, GithubIssuesSource)}
-
-
-def source_class(source_type: str) -> type[Source]:
-    registry = _registry()
-    if source_type not in registry:
-        raise SourceConfigError(f"unknown type {source_type!r} (expected one of {', '.join(sorted(registry))})", "type")
-    return registry[source_type]
-
-
-def make_source(config: dict[str, Any], project_root: Path | None = None) -> Source:
-    if project_root is None:
-        from ragloop.localenv import project_root as default_root
-
-        project_root = default_root()
-    cls = source_class(config["type"])
-    return cls(config, project_root)
 
 
 def record_failure_reason(err: BaseException) -> str:

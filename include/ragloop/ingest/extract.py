@@ -1,0 +1,143 @@
+"""Extract: read one source and stage its documents as files with a listing, which the plan
+compares with the index. Every source (written-back answers too) enters the index through here."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ragloop.config import ConfigError, load_config
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index import connect, read_watermarks
+from ragloop.ingest.run_files import run_dir
+from ragloop.ingest.types import ExtractResult
+from ragloop.progress import progress
+from ragloop.sources import ExtractReport, make_source
+from ragloop.staging import DagRunRef, ShardWriter, safe_key, write_json
+
+log = logging.getLogger(__name__)
+
+
+def select_sources(config_path: str | None = None, requested: list[str] | None = None, source_type: str = "docs") -> list[str]:
+    """The ids of the sources this run ingests; checks the whole configuration first, so a
+    mistake stops the run before anything is read or written."""
+
+    config = load_config(config_path)
+    of_type = [s["id"] for s in config.sources if s["type"] == source_type]
+    if not requested:
+        if not of_type:
+            log.warning("%s has no sources of type %s: nothing to ingest", config.path, source_type)
+        return of_type
+    for source_id in requested:
+        source = config.source(source_id)  # raises naming the known ids
+        if source["type"] != source_type:
+            raise ConfigError(f"{config.path}: source {source_id!r} has type {source['type']!r}, not {source_type!r}")
+    return list(dict.fromkeys(requested))
+
+
+def extract_source(
+    source_id: str,
+    dag_run: DagRunRef,
+    config_path: str | None = None,
+    full_listing: bool = False,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
+) -> ExtractResult:
+    """Read one source and stage its documents; returns where the listing is and the counts.
+
+    An API source reads from the watermarks stored in the index (all of it on a full-listing
+    run); the watermarks it proposes travel in the listing and are stored by `prune_sources`,
+    after the documents are indexed.
+    """
+
+    started = time.monotonic()
+    config = load_config(config_path)
+    source = make_source(config.source(source_id))
+    report = ExtractReport(source_id)
+    watermarks: dict[str, dict] = {}
+    if source.uses_watermarks and not full_listing:
+        with connect(weaviate_conn_id) as client:
+            watermarks = read_watermarks(client, config.collection, source_id)
+        progress(
+            "%s: %s",
+            source_id,
+            f"watermarks of {', '.join(sorted(watermarks))}" if watermarks else "no watermarks in the index: reading everything",
+        )
+    return stage_documents(
+        config,
+        dag_run,
+        source_id,
+        source.read(report, watermarks, full_listing),
+        report,
+        source.lists_everything(full_listing),
+        started,
+    )
+
+
+def stage_documents(
+    config, dag_run: DagRunRef, source_id: str, documents_read, report, lists_everything: bool, started: float | None = None
+) -> ExtractResult:
+    """Stage one source's documents as files and write its listing, which `plan_ingest` compares
+    with the index: every source (written-back answers too) enters the index through here.
+
+    `lists_everything`: the documents are all the source has, so indexed documents missing from
+    them are pruned (unless some items failed to read, see `report`).
+    """
+
+    started = time.monotonic() if started is None else started
+    folder = run_dir(config, dag_run) / "sources" / safe_key(source_id)
+    writer = ShardWriter(folder)
+    documents: dict[str, list] = {}
+    try:
+        for document in documents_read:
+            if document.doc_id in documents:
+                report.fail(document.doc_id, "two items of this source give the same doc_id", document.doc_id)
+                continue
+            shard, line = writer.add(document)
+            # [content hash, shard number, line, characters]: compact, the listing can hold 100k documents
+            documents[document.doc_id] = [document.content_hash, len(writer.shards) - 1, line, len(document.content)]
+            if len(documents) % 1000 == 0:
+                progress("%s: read %d documents", source_id, len(documents))
+    finally:
+        writer.close()
+    complete = lists_everything and not report.failed
+    seconds = round(time.monotonic() - started, 2)
+    listing = {
+        "source_id": source_id,
+        "complete": complete,
+        # "incremental": a window of changes, never a reason to prune what it does not list.
+        "mode": "full" if lists_everything else "incremental",
+        "watermarks": report.watermarks,
+        "withdrawn": sorted(set(report.skipped_doc_ids) - set(documents)),
+        "seen": report.seen,
+        "seconds": seconds,
+        "shards": writer.shards,
+        "documents": documents,
+        "failed_doc_ids": report.failed_doc_ids,
+        "failures": [f.to_json() for f in report.failed],
+        "skipped": [f.to_json() for f in report.skipped],
+    }
+    listing_url = write_json(folder / "listing.json", listing)
+    result: ExtractResult = {
+        "source_id": source_id,
+        "listing": listing_url,
+        "seen": report.seen,
+        "documents": len(documents),
+        "failed": len(report.failed),
+        "skipped": len(report.skipped),
+        "complete": complete,
+        "seconds": seconds,
+    }
+    progress(
+        "%s: %d documents staged, %d failed, %d skipped (listing %s) in %.1f s",
+        source_id,
+        len(documents),
+        result["failed"],
+        result["skipped"],
+        "complete"
+        if complete
+        else "incremental: nothing will be pruned"
+        if not lists_everything
+        else "incomplete: nothing will be pruned",
+        result["seconds"],
+    )
+    return result

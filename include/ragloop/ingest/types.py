@@ -1,0 +1,108 @@
+"""What the ingest stages hand each other and return to the CLI. TypedDicts, not classes: they
+cross task boundaries as XCom, which stores JSON."""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+
+class ExtractResult(TypedDict):
+    """One source read and staged (the extract task's XCom)."""
+
+    source_id: str
+    listing: str  # URL of the staged listing the plan compares with the index
+    seen: int
+    documents: int
+    failed: int
+    skipped: int
+    complete: bool  # the listing holds all the source has, so what it lacks may be pruned
+    seconds: float
+
+
+class PlanResult(TypedDict):
+    """The plan task's result; XCom carries only `batches`, the rest is in the staged plan."""
+
+    batches: list[str]  # URLs of the staged batches the index task is mapped over
+    plan: str  # URL of the staged plan, read back by prune and report
+    summary: dict[str, dict]  # per source: the counts of the plan (new, changed, unchanged...)
+    indexed_documents: int
+    seconds: float
+
+
+class IndexCounts(TypedDict):
+    """What indexing did for one source, in one batch or summed over a run."""
+
+    documents_indexed: int
+    chunks_embedded: int
+    chunks_reused: int
+    chunks_written: int
+    chunks_deleted: int
+    embedding_tokens: int
+    seconds: float
+
+
+class BatchResult(TypedDict):
+    """One index task's result."""
+
+    batch: int
+    documents: int
+    sources: dict[str, IndexCounts]
+    seconds: float
+
+
+class SourcePruned(TypedDict):
+    documents_deleted: int
+    chunks_deleted: int
+    prune: str  # "done", or why nothing was pruned
+    watermarks: NotRequired[dict[str, str | None]]  # item -> the watermark stored by this run
+
+
+class PruneResult(TypedDict):
+    sources: dict[str, SourcePruned]
+    seconds: float
+
+
+class DocumentCounts(TypedDict):
+    seen: int
+    new: int
+    changed: int
+    unchanged: int
+    deleted: int
+    failed: int
+    skipped: int
+
+
+class ChunkCounts(TypedDict):
+    embedded: int
+    reused: int
+    written: int
+    deleted: int
+
+
+class SourceReport(TypedDict):
+    documents: DocumentCounts
+    chunks: ChunkCounts
+    embedding_tokens: int
+    seconds: dict[str, float | None]  # extract, index, prune
+    prune: str
+    mode: str  # "full" or "incremental"
+    watermarks: dict[str, str | None]
+    failures: list[dict]  # {"item", "reason"}, the first FAILURES_SHOWN
+    skipped_items: list[dict]
+    error: NotRequired[str]  # the source was not ingested, and why
+
+
+class IngestReport(TypedDict):
+    """The report of one ingest run (or several merged, for `ragloop ingest`)."""
+
+    dag_id: str
+    dag_run_id: str
+    weaviate: str
+    staging: str
+    collection: str
+    collection_chunks: int
+    sources: dict[str, SourceReport]
+    totals: ChunkCounts
+    embedding_tokens: int
+    seconds: dict[str, float | None]  # plan, index, prune
+    errors: list[str]

@@ -1,0 +1,86 @@
+"""The package's structure rules, checked so they stay true: one error root, a source registry
+that base.py does not depend on, no module importing the concrete sources but the registry."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import ragloop
+from ragloop.errors import RagloopError
+
+PACKAGE = Path(ragloop.__file__).parent
+# Internal control flow, never shown to a person: caught where they are raised.
+INTERNAL_EXCEPTIONS = {"ApiError", "ExportFileTooLarge", "_ChannelFailed", "_Unreadable", "_NothingToIndex", "_BadRecord"}
+# Run by the torch export environment, or needing extras this environment does not import at collection.
+NOT_IMPORTED = {"ragloop.onnx_model"}
+
+
+def ragloop_modules():
+    for info in pkgutil.walk_packages([str(PACKAGE)], prefix="ragloop."):
+        if info.name not in NOT_IMPORTED:
+            yield info.name
+
+
+def test_every_exception_ragloop_defines_is_a_ragloop_error():
+    """cli.main catches RagloopError alone: an expected failure outside it would print a traceback."""
+    strays = []
+    for name in ragloop_modules():
+        module = importlib.import_module(name)
+        for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != name or not issubclass(cls, BaseException) or cls_name in INTERNAL_EXCEPTIONS:
+                continue
+            if not issubclass(cls, RagloopError):
+                strays.append(f"{name}.{cls_name}")
+    assert strays == []
+
+
+def test_config_errors_are_still_value_errors():
+    from ragloop.config import ConfigError
+    from ragloop.sources import SourceConfigError
+
+    assert issubclass(ConfigError, ValueError) and issubclass(SourceConfigError, ValueError)
+
+
+def test_the_registry_maps_each_type_to_its_class():
+    from ragloop.sources import SOURCE_TYPES, source_class
+
+    assert set(SOURCE_TYPES) == {"docs", "slack", "github_issues"}
+    for source_type in SOURCE_TYPES:
+        assert source_class(source_type).type == source_type
+
+
+def test_an_unknown_type_names_the_known_ones():
+    from ragloop.sources import SourceConfigError, source_class
+
+    with pytest.raises(SourceConfigError, match="unknown type 'confluence' \\(expected one of docs, github_issues, slack\\)"):
+        source_class("confluence")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any level (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_only_the_registry_and_the_sources_themselves_import_concrete_sources():
+    concrete = {"ragloop.sources.docs", "ragloop.sources.slack", "ragloop.sources.github"}
+    importers = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if imported_modules(path) & concrete and path.parent.name != "sources"
+    }
+    # The doctor reaches Slack and GitHub with the sources' own clients (same auth, same errors).
+    assert importers == {"doctor.py"}
+    assert not imported_modules(PACKAGE / "sources" / "base.py") & concrete
+    assert not imported_modules(PACKAGE / "sources" / "registry.py") & concrete  # named as strings, loaded on demand
