@@ -39,7 +39,7 @@ def page(weaviate_server, collection_name, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
     from ragloop.operator.app import create_ui_app
-    from ragloop.pipeline import ingest
+    from ragloop.ingest import ingest
 
     config = str(write_config(tmp_path, collection_name, SAMPLES, embedder="hash", source={"exclude": ["**/changelog*"]}))
     store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")

@@ -44,8 +44,10 @@ def test_schema_is_created_by_versioned_migrations_once(db_url):
         with store.engine.connect() as connection:
             rows = connection.execute(sa.text("select version, description from ragloop_schema")).all()
             tables = set(sa.inspect(connection).get_table_names())
-    assert [r.version for r in rows] == [1, 2]
-    assert {"ragloop_runs", "ragloop_votes", "ragloop_grades", "ragloop_writebacks"} <= tables
+    from ragloop.runs.schema import MIGRATIONS
+
+    assert [r.version for r in rows] == [version for version, _, _ in MIGRATIONS]
+    assert {"ragloop_runs", "ragloop_votes", "ragloop_grades", "ragloop_writebacks", "ragloop_reports"} <= tables
 
 
 def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):

@@ -23,6 +23,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
+from ragloop.errors import RagloopError
+
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/ragloop-ui"
@@ -35,7 +37,9 @@ class RevokeIn(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-class NotAuthorized(Exception):
+class NotAuthorized(RagloopError):
+    """A request without a valid token, or without the permission it needs (answered 401/403)."""
+
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
