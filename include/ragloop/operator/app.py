@@ -54,7 +54,6 @@ def external_view() -> dict[str, Any]:
         "url_route": "ragloop",
         "destination": "nav",
         "nav_top_level": True,
-        "category": "browse",
     }
 
 
