@@ -32,6 +32,7 @@ def _style():
         title_font_size=14,
         value_font_size=10,
         tooltip_font_size=12,
+        no_data_font_size=14,
     )
 
 
@@ -41,7 +42,7 @@ def _config(**options: Any) -> dict[str, Any]:
         "js": [],  # no script from the internet
         "disable_xml_declaration": True,
         "width": 720,
-        "height": 300,
+        "height": 320,
         "explicit_size": False,
         "legend_at_bottom": True,
         "legend_at_bottom_columns": 4,
@@ -49,6 +50,8 @@ def _config(**options: Any) -> dict[str, Any]:
         "show_minor_x_labels": True,
         "truncate_label": 18,
         "margin": 12,
+        "margin_bottom": 20,
+        "legend_box_size": 10,
         "dots_size": 3,
         "no_data_text": "no data yet",
         **options,
@@ -59,6 +62,14 @@ def _render(chart) -> str:
     svg = chart.render(is_unicode=True)
     svg = re.sub(r"<!--.*?-->", "", svg, flags=re.S)  # pygal's credits comment
     return re.sub(r"<script.*?</script>", "", svg, flags=re.S)  # its config for the tooltip script (switched off)
+
+
+def _set_labels(chart, labels: list[str]) -> None:
+    """The x labels; with many, a few of them written out (every bar still has its title on hover)."""
+    chart.x_labels = labels
+    if len(labels) > 10:
+        chart.config.x_labels_major_count = 8
+        chart.config.show_minor_x_labels = False
 
 
 def _labels(rows: list[dict], key: str) -> list[str]:
@@ -75,7 +86,7 @@ def stacked_bars(title: str, labels: list[str], series: dict[str, list[float]], 
     import pygal
 
     chart = pygal.StackedBar(**_config(title=title, y_title=y_title, x_label_rotation=35 if rotate else 0))
-    chart.x_labels = labels
+    _set_labels(chart, labels)
     for name, values in series.items():
         chart.add(name, values)
     return _render(chart)
@@ -85,7 +96,7 @@ def grouped_bars(title: str, labels: list[str], series: dict[str, list[float]], 
     import pygal
 
     chart = pygal.Bar(**_config(title=title, y_title=y_title, x_label_rotation=35 if rotate else 0))
-    chart.x_labels = labels
+    _set_labels(chart, labels)
     for name, values in series.items():
         chart.add(name, values)
     return _render(chart)
@@ -95,7 +106,7 @@ def line(title: str, labels: list[str], series: dict[str, list[float | None]], y
     import pygal
 
     chart = pygal.Line(**_config(title=title, y_title=y_title, x_label_rotation=35, fill=False))
-    chart.x_labels = labels
+    _set_labels(chart, labels)
     for name, values in series.items():
         chart.add(name, values)
     return _render(chart)

@@ -369,7 +369,8 @@ def source_states(config, weaviate: dict, stored_ingests: list[dict], dags: dict
             "failed_documents": last_detail.get("failures", []),
             "error": last_detail.get("error"),
             "watermarks": weaviate.get("watermarks", {}).get(source_id, {}),
-            "listing_time": success["created_at"] if success and source_type == "docs" else None,
+            # A source without watermarks lists everything it has at each run: its listing time is the run's.
+            "listing_time": success["created_at"] if success and not weaviate.get("watermarks", {}).get(source_id) else None,
             "latest_dag_run": latest_dag_run,
         }
         entry["freshness"], entry["freshness_reason"] = freshness(entry, interval, now)
