@@ -68,10 +68,15 @@ def project(weaviate_server, tmp_path_factory):
         "AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(folder / "runs.db")}),
     })
 
-    def cli(*args: str, timeout: float = 600):
-        return run_cli(*args, env=env, inherit_env=False, timeout=timeout)
+    def cli(*args: str, timeout: float = 600, **extra: str):
+        return run_cli(*args, env={**env, **extra}, inherit_env=False, timeout=timeout)
 
-    ok(cli("ingest"))
+    # Bars as at a terminal (forced: stderr is a pipe here): on stderr, with rate and time left;
+    # stdout stays one JSON document.
+    ingested = cli("ingest", "--json", RAGLOOP_PROGRESS_BARS="1")
+    assert json.loads(ok(ingested))["state"] == "success"
+    assert "samples-docs: reading:" in ingested.stderr and "doc/s" in ingested.stderr
+    assert "batch 1/1: indexing: 100%" in ingested.stderr and "<00:00" in ingested.stderr
     good = json.loads(ok(cli("ask", GOOD, "--json")))["run_id"]
     ok(cli("feedback", good, "up", "--comment", "clear"))
     bad = json.loads(ok(cli("ask", BAD, "--json")))["run_id"]
