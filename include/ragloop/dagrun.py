@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ragloop.errors import RagloopError
 
@@ -60,7 +60,7 @@ def run_dag(dag_id: str, conf: dict | None = None, raise_on_failure: bool = True
             key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
             result.task_states[key] = str(ti.state)
         query = XComModel.get_many(run_id=dagrun.run_id, dag_ids=dag_id, key="return_value")
-        rows = session.scalars(query).all()
+        rows = cast("list[XComModel]", session.scalars(query).all())  # the select's rows are XComModels
         for row in sorted(rows, key=lambda r: (r.task_id, r.map_index)):
             value = XComModel.deserialize_value(row)
             if row.map_index >= 0:

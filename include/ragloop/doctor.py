@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Callable
 
 OK, FAIL, WARN = "ok", "fail", "warn"
@@ -247,7 +248,7 @@ def _check_live_source(source: dict, service: str, probe: Callable[[str], str], 
 
 
 def check_slack(source: dict) -> Check:
-    from ragloop.sources.slack import slack_client
+    from ragloop.sources.slack.live import slack_client
 
     def probe(conn_id: str) -> str:
         identity = slack_client(conn_id).auth_test()
@@ -300,9 +301,9 @@ def diagnose(config_path: str | None = None, progress: Callable[[str], None] | N
             run(lambda: check_openai(embedder_conn, "the embedder"))
         for source in config.sources:
             if source["type"] == "slack" and source.get("connection"):
-                run(lambda source=source: check_slack(source))
+                run(partial(check_slack, source))
             if source["type"] == "github_issues" and source.get("connection"):
-                run(lambda source=source: check_github(source))
+                run(partial(check_github, source))
     failed = [c for c in checks if c.status == FAIL]
     return {
         "ok": not failed,

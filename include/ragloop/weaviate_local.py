@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ragloop.errors import RagloopError
 from ragloop.localenv import cache_dir
@@ -151,7 +151,7 @@ class LocalWeaviate:
     @classmethod
     def with_free_ports(cls, state_dir: Path) -> "LocalWeaviate":
         """A server on fresh loopback ports: for tests and for running beside another instance."""
-        ports = set()
+        ports: set[int] = set()
         while len(ports) < 6:
             ports.add(free_port())
         http, grpc, gossip, data, raft, rpc = sorted(ports)
@@ -297,7 +297,7 @@ class LocalWeaviate:
     def status(self) -> dict:
         """Version, address, data folder, pid and object counts per collection."""
         meta = self.meta()
-        info = {
+        info: dict[str, Any] = {
             "running": meta is not None,
             "started_by_ragloop": self.pid() is not None,
             "pid": self.pid(),

@@ -188,7 +188,7 @@ class GithubIssuesSource(ApiSource):
         author = (issue.get("user") or {}).get("login") or "ghost"
         created = _date(issue.get("created_at"))
         labels = label_names(issue)
-        assignees = [a.get("login") for a in issue.get("assignees") or [] if isinstance(a, dict) and a.get("login")]
+        assignees = [str(a["login"]) for a in issue.get("assignees") or [] if isinstance(a, dict) and a.get("login")]
         state = state_line(issue)
         kind_word = "Pull request" if issue.get("pull_request") else "Issue"
         facts = [
@@ -222,7 +222,7 @@ class GithubIssuesSource(ApiSource):
             "assignees": assignees,
             "author": author,
             "created_at": created.isoformat() if created else None,
-            "closed_at": _date(issue.get("closed_at")).isoformat() if issue.get("closed_at") else None,
+            "closed_at": closed.isoformat() if (closed := _date(issue.get("closed_at"))) else None,
             "pull_request": bool(issue.get("pull_request")),
             "reactions": {k: v for k, v in reactions.items() if isinstance(v, int) and v} if isinstance(reactions, dict) else {},
         }
