@@ -111,3 +111,22 @@ def test_cost_estimate():
     assert grading.estimated_cost("llm:gpt-4o", 1000, 1000) == pytest.approx(0.0125)
     assert grading.estimated_cost("llm:my-local-model", 1000, 1000) is None
     assert grading.estimated_cost("llm:my-local-model", 2_000_000, 0, {"input": 0.5, "output": 1.0}) == pytest.approx(1.0)
+
+
+def test_every_field_written_back_is_checked():
+    """Issue 16: the checks read only the question and the answer, while write-back copies the cited
+    sources' titles and URLs into the index."""
+    run = {"question": "Where is the database?", "answer": "It is described in the operations guide [1].",
+           "sources": [{**SOURCES[0], "url": "postgres://admin:Pa55w0rd9@db.internal/fern"}]}
+    found = grading.run_checks(run)
+    secret = next(v for v in found if v.reason == "secret")
+    assert "source [1] url" in secret.detail and "Pa55w0rd9" not in secret.detail
+    titled = {**run, "sources": [{**SOURCES[0], "title": "Token ghp_abcdefghijklmnopqrstuvwxyz0123456789"}]}
+    assert [v.reason for v in grading.run_checks(titled)] == ["secret"]
+    uncited = {**run, "answer": "It is described in the operations guide [2].", "sources": [*titled["sources"], SOURCES[0]]}
+    assert "secret" not in {v.reason for v in grading.run_checks(uncited)}  # an uncited source is not written back
+
+
+def test_a_crafted_citation_is_no_citation_and_raises_nothing():
+    answer = "Rotate the key in the console [" + "9" * 5000 + "]."
+    assert vetoes(answer) == ["no_citation"]
