@@ -588,6 +588,33 @@ def count_chunks(client: "WeaviateClient", name: str, doc_id: str | None = None)
     return int(collection.aggregate.over_all(total_count=True, filters=filters).total_count or 0)
 
 
+def fetch_chunks(client: "WeaviateClient", name: str, chunk_ids: list[str]) -> dict[str, dict]:
+    """chunk id -> the chunk as the index holds it (doc_id, source_id, kind, title, url,
+    heading_path, text). Ids that are not uuids, or not in the collection, are left out: grading
+    judges an answer only against the text the index really holds for what it cites."""
+    import uuid as uuid_module
+
+    wanted = []
+    for chunk_id in dict.fromkeys(chunk_ids):
+        try:
+            wanted.append(str(uuid_module.UUID(str(chunk_id))))
+        except ValueError:
+            continue
+    if not wanted or not client.collections.exists(name):
+        return {}
+    properties = ["doc_id", "source_id", "kind", "title", "url", "heading_path", "text"]
+    found: dict[str, dict] = {}
+    collection = client.collections.use(name)
+    try:
+        for start in range(0, len(wanted), 500):
+            result = collection.query.fetch_objects_by_ids(wanted[start : start + 500], limit=500, return_properties=properties)
+            for o in result.objects:
+                found[str(o.uuid)] = {p: o.properties.get(p) or "" for p in properties}
+    except Exception as err:
+        raise _index_error(f"reading {len(wanted)} chunks by id from {name}", err) from err
+    return found
+
+
 # --- search -------------------------------------------------------------------------------------
 
 

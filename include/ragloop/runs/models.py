@@ -100,9 +100,16 @@ def field_errors(err: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+def voter(vote: dict) -> str:
+    """Who a vote counts for. A vote without a user id (the CLI without --user, an imported vote)
+    is its own voter: five anonymous down votes are five, never one."""
+    return vote["user_id"] or f"anonymous#{vote.get('vote_id', id(vote))}"
+
+
 def latest_votes(votes: list[dict]) -> dict[str, dict]:
-    """user_id -> that user's latest vote: the one that counts. Votes come oldest first."""
-    return {vote["user_id"]: vote for vote in votes}
+    """voter -> that voter's latest vote: the one that counts. Votes come oldest first, in the
+    order the store recorded them."""
+    return {voter(vote): vote for vote in votes}
 
 
 def summarize_votes(votes: list[dict]) -> dict:
