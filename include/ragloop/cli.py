@@ -410,6 +410,10 @@ def _runs_text(runs: list[dict]) -> str:
             f"{_writeback_text(run['writeback'])}\n    {question[:110]}{'...' if len(question) > 110 else ''}\n"
             f"    grades: {_grades_text(run['grades'])}"
         )
+        failure = run.get("grading_failure")
+        if failure:
+            state = "PARKED (not graded again)" if failure["parked_at"] else "grading failed"
+            lines.append(f"    {state} after {failure['failures']} failure(s): {failure['last_error'][:200]}")
     return "\n".join(lines)
 
 

@@ -161,7 +161,7 @@ def test_llm_judge_grades_writes_back_and_revokes(knowledge_base, runs_db, no_wr
         report = grade(llm_config)
         assert (report["selected"], report["graded"], report["ungraded"], report["vetoed"]) == (7, 6, 1, 3)
         assert report["vetoes"] == {"email": 1, "prompt_injection": 1, "secret": 1}
-        assert report["ungraded_runs"][0]["run_id"] == run_ids[UNGRADEABLE_Q]
+        assert report["ungraded_runs"][0]["qa_run_id"] == run_ids[UNGRADEABLE_Q]
         assert "no valid verdict after 3 replies" in report["ungraded_runs"][0]["reason"]
         assert report["malformed_replies"] >= 4 and judge.failed_once  # the 500 was retried by the client
         assert report["judge"] == "llm:gpt-4o-mini" and report["judge_tokens"]["prompt"] > 0
@@ -207,7 +207,7 @@ def test_llm_judge_grades_writes_back_and_revokes(knowledge_base, runs_db, no_wr
         report = grade(llm_config)
         assert (report["selected"], report["graded"], report["ungraded"]) == (2, 2, 0)
         assert report["write_back"]["written"] == 1 and report["write_back"]["revoked"] == 1
-        assert report["write_back"]["revocations"] == [{"run_id": good, "reason": "down vote by ops-2: our grace period is 48h"}]
+        assert report["write_back"]["revocations"] == [{"qa_run_id": good, "reason": "down vote by ops-2: our grace period is 48h"}]
         assert f"qa:{good}" not in qa_hits(weaviate_client, PARAPHRASE, limit=10)
         assert runs_db.get_run(good)["writeback"]["state"] == "revoked"
         assert runs_db.get_run(run_ids[UNGRADEABLE_Q])["writeback"]["state"] == "written"
@@ -248,7 +248,7 @@ def test_offline_judge_loop_through_the_cli(knowledge_base, runs_db, no_written_
     assert graded.returncode == 0, graded.stderr[-3000:]
     report = json.loads(graded.stdout)
     assert report["judge"] == "offline:all-MiniLM-L6-v2" and report["estimated_cost_usd"] is None
-    assert (report["graded"], report["vetoed"], report["vetoes"]) == (5, 1, {"email": 1})
+    assert (report["graded"], report["vetoed"], report["vetoes"]) == (5, 1, {"email": 1, "source_not_indexed": 1})
     assert report["verdicts"]["helpfulness"]["undecided"] == 1  # the run nobody voted on
     assert report["write_back"]["written"] == 2, report
     assert f"qa:{good}" in qa_hits(weaviate_client, PARAPHRASE)  # in the top 3
@@ -279,7 +279,7 @@ def test_offline_judge_loop_through_the_cli(knowledge_base, runs_db, no_written_
     monkeypatch.setattr(offline_judge, "RELEVANCE_THRESHOLD", 0.99)
     report = grade(config)
     assert report["selected"] == 1 and report["write_back"]["revoked"] == 1
-    assert report["write_back"]["revocations"][0]["run_id"] == good
+    assert report["write_back"]["revocations"][0]["qa_run_id"] == good
     assert report["write_back"]["revocations"][0]["reason"].startswith("relevance@offline-2 fails")
     assert qa_hits(weaviate_client, PARAPHRASE, limit=10) == []
     report = grade(config)

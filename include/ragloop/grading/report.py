@@ -57,6 +57,7 @@ def grade_report(
     run used."""
     config = load_config(config_path)
     total = empty_tally()
+    total["parked_runs"] = []
     for result in results:
         if not result:
             continue
@@ -68,6 +69,7 @@ def grade_report(
         for reason, count in result["vetoes"].items():
             total["vetoes"][reason] = total["vetoes"].get(reason, 0) + count
         total["ungraded_runs"] += result["ungraded_runs"]
+        total["parked_runs"] += result.get("parked_runs", [])
         for key in ("prompt", "completion"):
             total["judge_tokens"][key] += result["judge_tokens"][key]
         total["judge"] = total["judge"] or result["judge"]
@@ -102,6 +104,8 @@ def grade_report(
         "verdicts": total["verdicts"],
         "vetoes": dict(sorted(total["vetoes"].items())),
         "ungraded_runs": total["ungraded_runs"][:SHOWN],
+        # runs that failed to grade MAX_GRADING_FAILURES times: not selected again (`ragloop runs` shows why)
+        "parked_runs": total["parked_runs"][:SHOWN],
         "judge_calls": total["judge_calls"],
         "malformed_replies": total["malformed_replies"],
         "judge_tokens": total["judge_tokens"],
@@ -125,7 +129,9 @@ def format_grade_report(report: dict) -> str:
     if report["vetoes"]:
         lines.append("vetoes: " + ", ".join(f"{reason} {count}" for reason, count in report["vetoes"].items()))
     for item in report["ungraded_runs"]:
-        lines.append(f"  ungraded: {item['run_id']}: {item['reason']}")
+        lines.append(f"  ungraded: {item['qa_run_id']}: {item['reason']}")
+    for item in report.get("parked_runs", []):
+        lines.append(f"  parked after {item['failures']} failures: {item['qa_run_id']}: {item['reason']}")
     tokens = report["judge_tokens"]
     cost = report["estimated_cost_usd"]
     lines.append(
@@ -147,7 +153,7 @@ def format_grade_report(report: dict) -> str:
             f"({written['chunks']['embedded']} chunks embedded, {written['chunks']['deleted']} deleted)"
         )
         for item in written["revocations"][:SHOWN]:
-            lines.append(f"  revoked: {item['run_id']}: {item['reason']}")
+            lines.append(f"  revoked: {item['qa_run_id']}: {item['reason']}")
     for error in report["errors"]:
         lines.append(f"ERROR: {error}")
     return "\n".join(lines)
