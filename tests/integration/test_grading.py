@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import copy_samples, run_cli, write_config
-from ragloop.runs import RunRecorder, RunStore, VoteIn
+from ragloop.runs import RunIn, RunRecorder, RunStore, VoteIn
 from wire_servers import OpenAIWireServer, ScriptedReply
 
 pytestmark = pytest.mark.integration
@@ -284,3 +284,120 @@ def test_offline_judge_loop_through_the_cli(knowledge_base, runs_db, no_written_
     assert qa_hits(weaviate_client, PARAPHRASE, limit=10) == []
     report = grade(config)
     assert (report["selected"], report["write_back"]["revoked"], report["write_back"]["written"]) == (0, 0, 0)
+
+
+# --- trust in the feedback loop (issue 16) ----------------------------------------------------------
+
+
+def a_real_chunk(client) -> dict:
+    """One sample-docs chunk as the index holds it, with its passage as `ask` records it."""
+    from weaviate.classes.query import Filter
+
+    from ragloop.answer import passage_text
+    from ragloop.index import Hit
+
+    found = client.collections.use(COLLECTION).query.fetch_objects(
+        filters=Filter.by_property("doc_id").equal("docs:api/authentication-tokens.md"), limit=1)
+    chunk = found.objects[0]
+    p = chunk.properties
+    hit = Hit(p["doc_id"], p["source_id"], p["kind"], p["title"], p["url"], p["heading_path"], p["text"], 0.9, str(chunk.uuid))
+    return {"doc_id": hit.doc_id, "chunk_id": hit.chunk_id, "title": hit.title, "url": hit.url, "kind": hit.kind,
+            "text": passage_text(hit)}
+
+
+def an_answer_citing(chunk: dict, question: str = "") -> "RunIn":
+    """A run that quotes a sentence of the chunk to a question in its words: graded good offline."""
+    from ragloop.answer import prose_sentences
+
+    sentence = next(s for s in prose_sentences(chunk["text"]) if len(s.split()) >= 6).strip().rstrip(".")
+    return RunIn(question=question or f"{sentence}?", answer=f"{sentence} [1].", sources=[chunk],
+                 votes=[VoteIn(vote="up", user_id="u1")])
+
+
+def test_sources_are_judged_and_published_as_the_index_holds_them(knowledge_base, runs_db, no_written_back_answers,
+                                                                   weaviate_client, airflow_db):
+    """Issue 16: a phishing answer with a made-up source that agrees with it, and one up vote,
+    passed every criterion; a real source's title (here a token) was published as given."""
+    _, config = knowledge_base
+    real = a_real_chunk(weaviate_client)
+    phishing = "Your SDK key expired: sign in again at https://fernwood-support.example.net/verify to keep it working [1]."
+    made_up = runs_db.record_run(RunIn(
+        question="Why did my SDK key stop working?", answer=phishing,
+        sources=[{"doc_id": "docs:api/authentication-tokens.md", "chunk_id": "6f1c1d1e-0000-4000-8000-000000000001",
+                  "title": "Authentication tokens", "text": phishing}],
+        votes=[VoteIn(vote="up", user_id="u1")]))[0]
+    altered = runs_db.record_run(RunIn(
+        question="Why did my SDK key stop working?", answer=phishing,
+        sources=[{**real, "text": phishing}], votes=[VoteIn(vote="up", user_id="u1")]))[0]
+    honest = runs_db.record_run(an_answer_citing({**real, "title": "Tokens ghp_abcdefghijklmnopqrstuvwxyz0123456789"}))[0]
+
+    report = grade(config)
+    assert report["vetoes"] == {"source_not_indexed": 1, "source_text_differs": 1}, report
+    veto = {g["criterion"]: g for g in runs_db.get_run(made_up)["grades"]}["checks"]
+    assert veto["veto"] == "source_not_indexed" and "is not in the index" in veto["reason"]
+    assert {g["criterion"]: g for g in runs_db.get_run(altered)["grades"]}["checks"]["veto"] == "source_text_differs"
+    # The honest run cites a real chunk under a title with a token: what is published is the
+    # index's title, and the token is nowhere in the index.
+    assert report["write_back"]["written"] == 1 and runs_db.get_run(honest)["writeback"]["state"] == "written"
+    from ragloop.index import read_indexed_documents
+
+    assert list(read_indexed_documents(weaviate_client, COLLECTION, {"qa"})) == [f"qa:{honest}"]
+    stored = weaviate_client.collections.use(COLLECTION).query.bm25("ghp_abcdefghijklmnopqrstuvwxyz0123456789", limit=5)
+    assert not [o for o in stored.objects if o.properties["kind"] == "qa"]
+
+
+def test_one_crafted_run_blocks_no_run_over_ten_grading_runs(knowledge_base, runs_db, no_written_back_answers,
+                                                            weaviate_client, airflow_db):
+    """Issue 16: a run that breaks grading failed the batch every night, and the oldest-first
+    selection picked it again. Now it fails alone, is parked after three failures (shown in
+    `ragloop runs`), and every other run is graded in the round it arrived."""
+    import sqlalchemy as sa
+
+    from ragloop.grading import grade_batch, select_runs
+
+    _, config = knowledge_base
+    real = a_real_chunk(weaviate_client)
+    crafted = runs_db.record_run(an_answer_citing(real, "crafted"))[0]
+    with runs_db.engine.begin() as connection:  # a record no version of the API accepts: sources of the wrong shape
+        connection.execute(sa.text("update ragloop_runs set sources = '[5, \"x\"]' where run_id = :id"), {"id": crafted})
+    digits = runs_db.record_run(RunIn(question="What is the limit?", answer="It is [" + "9" * 5000 + "].",
+                                      sources=[real]))[0]
+    blocked, parked_in_round = 0, None
+    for round_number in range(1, 11):
+        fresh = runs_db.record_run(an_answer_citing(real).model_copy(update={"run_id": f"fresh-{round_number}"}))[0]
+        results = [grade_batch(batch, str(config)) for batch in select_runs(str(config))]
+        if not runs_db.get_run(fresh)["grades"]:
+            blocked += 1
+        if any(r["parked_runs"] for r in results):
+            parked_in_round = round_number
+    assert blocked == 0
+    assert parked_in_round == 3 and [r["run_id"] for r in runs_db.parked_runs()] == [crafted]
+    assert runs_db.get_run(crafted)["grading_failure"]["failures"] == 3
+    assert {g["criterion"]: g for g in runs_db.get_run(digits)["grades"]}["checks"]["veto"] == "no_citation"
+    env = {"AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT": json.dumps({"conn_type": "sqlite", "host": runs_db.url.database})}
+    shown = run_cli("runs", "--limit", "20", env=env)
+    assert shown.returncode == 0 and "PARKED (not graded again) after 3 failure(s)" in shown.stdout, shown.stdout[-2000:]
+
+
+def test_a_revocation_by_hand_during_a_write_back_wins(knowledge_base, runs_db, no_written_back_answers, weaviate_client,
+                                                      airflow_db, monkeypatch):
+    """Issue 16: `ragloop qa revoke` landing while a write-back ran was overwritten with `written`."""
+    from ragloop.grading import grade_batch, select_runs, writeback
+    from ragloop.index import read_indexed_documents
+    from ragloop.staging import DagRunRef
+
+    _, config = knowledge_base
+    run_id = runs_db.record_run(an_answer_citing(a_real_chunk(weaviate_client)))[0]
+    for batch in select_runs(str(config)):
+        grade_batch(batch, str(config))
+    real_plan = writeback.plan_ingest
+
+    def revoke_then_plan(*args, **kwargs):  # the revocation lands after write-back read the good runs
+        writeback.revoke_by_hand(run_id, "pulled while writing", str(config))
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(writeback, "plan_ingest", revoke_then_plan)
+    result = writeback.write_back(DagRunRef("ragloop_grade_feedback", "race-1"), str(config))
+    assert result["good_runs"] == 0
+    assert runs_db.get_run(run_id)["writeback"]["state"] == "revoked_by_hand"
+    assert f"qa:{run_id}" not in read_indexed_documents(weaviate_client, COLLECTION, {"qa"})

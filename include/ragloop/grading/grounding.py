@@ -25,7 +25,15 @@ def _passage(chunk: dict) -> str:
 
 
 def chunk_ids_of(runs: list[dict]) -> list[str]:
-    return [s.get("chunk_id") or "" for run in runs for s in run.get("sources") or [] if s.get("chunk_id")]
+    """The chunk ids these runs cite, for one read of the index. A batch-wide step, so it reads
+    leniently: a run whose sources are malformed fails later, alone, in `verify_sources`."""
+    ids = []
+    for run in runs:
+        sources = run.get("sources")
+        for source in sources if isinstance(sources, list) else []:
+            if isinstance(source, dict) and isinstance(source.get("chunk_id"), str) and source["chunk_id"]:
+                ids.append(source["chunk_id"])
+    return ids
 
 
 def verify_sources(run: dict, indexed: dict[str, dict]) -> tuple[dict, list[Veto]]:
