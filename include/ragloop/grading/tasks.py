@@ -206,7 +206,9 @@ def grade_batch(
             for run in runs:
                 try:
                     verified, source_vetoes = verify_sources(run, indexed)
-                    plans.append((verified, plan_grading(verified, judge, previous.get(run["run_id"], {}), versions, source_vetoes)))
+                    plans.append(
+                        (verified, plan_grading(verified, judge, previous.get(run["run_id"], {}), versions, source_vetoes))
+                    )
                 except Exception as err:  # noqa: BLE001 - one odd run must not stop the batch
                     fail(run["run_id"], f"planning its grading failed: {type(err).__name__}: {err}")
             try:

@@ -44,6 +44,41 @@ def Text(max_length: int, min_length: int = 0):  # noqa: N802 - reads as a type 
     return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_no_control_characters)]
 
 
+# Free-form JSON (a run's metadata) is bounded at the door: deep nesting broke every later read of
+# the run list (GET /runs answered 500 for everyone), and nothing we show needs more than this.
+MAX_JSON_DEPTH = 10
+MAX_JSON_NODES = 2_000
+MAX_JSON_STRING = 10_000
+
+
+def _bounded_json(value: Any) -> Any:
+    """Walks the value without recursion (a crafted depth must not exhaust the stack) and refuses
+    one nested deeper than MAX_JSON_DEPTH, with more than MAX_JSON_NODES values, or holding a
+    string or key longer than MAX_JSON_STRING."""
+    stack, nodes = [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_JSON_NODES:
+            raise ValueError(f"holds more than {MAX_JSON_NODES} values")
+        if isinstance(item, dict):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+            for key, child in item.items():
+                if len(str(key)) > MAX_JSON_STRING:
+                    raise ValueError(f"has a key longer than {MAX_JSON_STRING} characters")
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str) and len(item) > MAX_JSON_STRING:
+            raise ValueError(f"has a string longer than {MAX_JSON_STRING} characters")
+    return value
+
+
+BoundedJson = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
+
 RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 
 
@@ -88,7 +123,7 @@ class RunIn(BaseModel):
     app: Text(100, 1) | None = None  # None: the recorder's app, or "api" when posted to the API
     user_id: Text(200) | None = None
     created_at: datetime | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: BoundedJson = Field(default_factory=dict)
     votes: list[VoteIn] = Field(default_factory=list, max_length=1000)
 
 

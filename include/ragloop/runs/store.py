@@ -149,17 +149,23 @@ class RunStore:
 
     # --- runs ---
 
-    def record_run(self, run: RunIn) -> tuple[str, bool]:
+    def record_run(self, run: RunIn, recorded_by: str | None = None) -> tuple[str, bool]:
         """Insert a run and its votes in one transaction. Returns (run_id, created); a run whose id
-        exists already is left as it is (created = False), so recording is idempotent."""
+        exists already is left as it is (created = False), so recording is idempotent, also when
+        two requests with one id arrive at once: the insert comes first, and the one that loses
+        the race finds the run stored. `recorded_by`: the app principal recording for its users."""
         self.migrate()
         run_id = run.run_id or new_run_id()
-        with self._begin() as connection:
-            if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is not None:
-                return run_id, False
-            connection.execute(sa.insert(RUNS).values(**_run_row(run, run_id)))
-            for vote in run.votes:
-                connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote)))
+        try:
+            with self._begin() as connection:
+                connection.execute(sa.insert(RUNS).values(**_run_row(run, run_id)))
+                for vote in run.votes:
+                    connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote), recorded_by=recorded_by))
+        except sa.exc.IntegrityError:
+            with self._connect() as connection:
+                if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is not None:
+                    return run_id, False
+            raise
         return run_id, True
 
     def add_vote(self, run_id: str, vote: VoteIn, recorded_by: str | None = None) -> tuple[int, dict]:
