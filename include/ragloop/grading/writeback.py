@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 
 from ragloop.config import load_config
-from ragloop.documents import QA_SOURCE_ID, Document, qa_doc_id, qa_run_id
+from ragloop.documents import QA_SOURCE_ID, Document, Kind, Visibility, qa_doc_id, qa_run_id
 from ragloop.grading.checks import answer_body, cited_numbers, run_checks
 from ragloop.grading.grounding import SOURCE_NOT_INDEXED, SOURCE_TEXT_DIFFERS, chunk_ids_of, verify_sources
 from ragloop.grading.choice import criterion_versions
@@ -33,10 +33,12 @@ def qa_document(run: dict, latest: dict[str, dict]) -> Document:
         target = source.get("url") or source.get("doc_id")
         lines.append(f"- [{number}] [{source.get('title') or source.get('doc_id')}]({target})")
     title = " ".join(run["question"].split())
+    # An answer drawn from any internal passage is internal: it never reaches public retrieval.
+    public = all(s.get("visibility") == Visibility.PUBLIC for s in sources)
     return Document(
         doc_id=qa_doc_id(run["run_id"]),
         source_id=QA_SOURCE_ID,
-        kind="qa",
+        kind=Kind.QA.value,
         title=title if len(title) <= 300 else title[:299] + "…",
         content="\n".join(lines),
         url=f"ragloop://runs/{run['run_id']}",
@@ -48,6 +50,7 @@ def qa_document(run: dict, latest: dict[str, dict]) -> Document:
             "cited_sources": [sources[n - 1].get("doc_id") for n in cited],
             "graded_by": grader_versions(latest),
         },
+        visibility=Visibility.PUBLIC.value if public else Visibility.INTERNAL.value,
     )
 
 

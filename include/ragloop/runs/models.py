@@ -93,6 +93,9 @@ class RetrievedSource(BaseModel):
     kind: Text(20) = ""
     score: float | None = None
     text: Text(50_000) = ""
+    # The chunk's visibility as the index said when the answer retrieved it; "" when the app
+    # did not say (the runs API then treats the run as internal: see runs_api).
+    visibility: Literal["public", "internal", ""] = ""
 
 
 class VoteIn(BaseModel):
