@@ -165,16 +165,21 @@ def create_app(
         return {"run_id": run_id, "vote_id": vote_id, "vote_summary": summary}
 
     @app.get("/runs/{run_id}")
-    def get_run(run_id: RunId) -> dict:
-        return store().get_run(run_id)
+    def get_run(run_id: RunId, request: Request) -> dict:
+        run = store().get_run(run_id)
+        if not principal(request).may_see(run):
+            raise RunNotFound(f"no run {run_id!r}")  # a run above the caller's audience is not there for them
+        return run
 
     @app.get("/runs")
     def list_runs(
+        request: Request,
         since: Annotated[datetime | None, Query(description="ISO 8601 time; runs created at or after it")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
         app_name: Annotated[str | None, Query(alias="app", max_length=100)] = None,
     ) -> dict:
-        runs = store().list_runs(since=since, limit=limit, app=app_name)
+        who = principal(request)
+        runs = [run for run in store().list_runs(since=since, limit=limit, app=app_name) if who.may_see(run)]
         return {"runs": runs, "count": len(runs)}
 
     @app.get("/health")
@@ -198,6 +203,9 @@ def create_app(
 # that model custom permissions (FAB, Keycloak) grant it like any other; Airflow's simple auth
 # manager grants every custom view to every viewer, so with it only the admin role has it.
 ON_BEHALF_PERMISSION = "ragloop_record_for_users"
+# The custom-view permission to read runs that retrieved internal passages (Slack, sources marked
+# internal): the caller's audience. Under the simple auth manager: the op and admin roles.
+INTERNAL_PERMISSION = "ragloop_internal_content"
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,15 @@ class Principal:
 
     name: str
     on_behalf: bool
+    audience: str = "public"  # "internal" with the ragloop_internal_content permission
+
+    def may_see(self, run: dict) -> bool:
+        """A public caller sees only runs whose every retrieved passage was public; a source
+        without a recorded visibility counts as internal."""
+        if self.audience == "internal":
+            return True
+        sources = run.get("sources")
+        return isinstance(sources, list) and all(isinstance(s, dict) and s.get("visibility") == "public" for s in sources)
 
     @property
     def recorded_by(self) -> str | None:
@@ -223,6 +240,16 @@ class Principal:
         if self.on_behalf:
             return run.model_copy(update={"user_id": run.user_id or self.name})
         return run.model_copy(update={"user_id": self.name, "votes": [self.owns_vote(v) for v in run.votes]})
+
+
+def _audience(auth_manager, user) -> str:
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    if isinstance(auth_manager, SimpleAuthManager):
+        allowed = str(getattr(user, "role", "") or "").upper() in ("OP", "ADMIN")
+    else:
+        allowed = bool(auth_manager.is_authorized_custom_view(method="GET", resource_name=INTERNAL_PERMISSION, user=user))
+    return "internal" if allowed else "public"
 
 
 def _may_record_for_users(auth_manager, user) -> bool:
@@ -263,5 +290,7 @@ class Authenticate:
         if not auth_manager.is_authorized_asset(method=method, user=user):
             action = "record runs (create asset events)" if method == "POST" else "read runs (read assets)"
             return await _error(403, f"user {user.get_name()!r} may not {action}")(scope, receive, send)
-        scope.setdefault("state", {})["principal"] = Principal(user.get_name(), _may_record_for_users(auth_manager, user))
+        scope.setdefault("state", {})["principal"] = Principal(
+            user.get_name(), _may_record_for_users(auth_manager, user), _audience(auth_manager, user)
+        )
         return await self.app(scope, receive, send)

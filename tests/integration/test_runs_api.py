@@ -301,3 +301,18 @@ def test_votes_belong_to_the_token_unless_the_app_may_record_for_its_users(api, 
     posted = api.post("/runs", json={**RUN, "votes": [{"vote": "up", "user_id": "ceo"}]}, headers=op).json()["run_id"]
     assert [v["user_id"] for v in store.get_run(posted)["votes"]] == ["op-user"]
     assert store.get_run(posted)["user_id"] == "op-user"
+
+
+def test_a_public_reader_never_sees_runs_that_retrieved_internal_passages(api, auth_manager, store):
+    public_source = {**RUN["sources"][0], "visibility": "public"}
+    slack_source = {"doc_id": "slack:C1/1.0", "chunk_id": "c-2", "kind": "slack", "visibility": "internal",
+                    "text": "internal thread: the staging password rotates on Fridays"}
+    public_run = api.post("/runs", json={**RUN, "sources": [public_source]}).json()["run_id"]
+    internal_run = api.post("/runs", json={**RUN, "sources": [public_source, slack_source]}).json()["run_id"]
+    unlabelled_run = api.post("/runs", json=RUN).json()["run_id"]  # visibility not said: internal
+    viewer = {"authorization": f"Bearer {token_for(auth_manager, 'viewer')}"}
+    assert [r["run_id"] for r in api.get("/runs", headers=viewer).json()["runs"]] == [public_run]
+    assert api.get(f"/runs/{internal_run}", headers=viewer).status_code == 404
+    assert api.get(f"/runs/{unlabelled_run}", headers=viewer).status_code == 404
+    assert api.get(f"/runs/{public_run}", headers=viewer).status_code == 200
+    assert {r["run_id"] for r in api.get("/runs").json()["runs"]} == {public_run, internal_run, unlabelled_run}  # admin
