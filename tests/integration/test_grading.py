@@ -315,7 +315,7 @@ def an_answer_citing(chunk: dict, question: str = "") -> "RunIn":
 
 
 def test_sources_are_judged_and_published_as_the_index_holds_them(knowledge_base, runs_db, no_written_back_answers,
-                                                                   weaviate_client, airflow_db):
+                                                                   weaviate_client, airflow_db, drill):
     """Issue 16: a phishing answer with a made-up source that agrees with it, and one up vote,
     passed every criterion; a real source's title (here a token) was published as given."""
     _, config = knowledge_base
@@ -334,6 +334,9 @@ def test_sources_are_judged_and_published_as_the_index_holds_them(knowledge_base
     report = grade(config)
     assert report["vetoes"] == {"source_not_indexed": 1, "source_text_differs": 1}, report
     veto = {g["criterion"]: g for g in runs_db.get_run(made_up)["grades"]}["checks"]
+    drill("grading: phishing answer + made-up source + up vote", "veto source_not_indexed", f"veto {veto['veto']}")
+    drill("grading: real chunk id, source text rewritten to agree", "veto source_text_differs",
+          f"veto {({g['criterion']: g for g in runs_db.get_run(altered)['grades']}['checks']['veto'])}")
     assert veto["veto"] == "source_not_indexed" and "is not in the index" in veto["reason"]
     assert {g["criterion"]: g for g in runs_db.get_run(altered)["grades"]}["checks"]["veto"] == "source_text_differs"
     # The honest run cites a real chunk under a title with a token: what is published is the
@@ -343,11 +346,14 @@ def test_sources_are_judged_and_published_as_the_index_holds_them(knowledge_base
 
     assert list(read_indexed_documents(weaviate_client, COLLECTION, {"qa"})) == [f"qa:{honest}"]
     stored = weaviate_client.collections.use(COLLECTION).query.bm25("ghp_abcdefghijklmnopqrstuvwxyz0123456789", limit=5)
-    assert not [o for o in stored.objects if o.properties["kind"] == "qa"]
+    published = [o for o in stored.objects if o.properties["kind"] == "qa"]
+    drill("write-back: cited title holding a ghp_ token", "index's title published, token nowhere",
+          "index's title published, token nowhere" if not published else "token published")
+    assert not published
 
 
 def test_one_crafted_run_blocks_no_run_over_ten_grading_runs(knowledge_base, runs_db, no_written_back_answers,
-                                                            weaviate_client, airflow_db):
+                                                            weaviate_client, airflow_db, drill):
     """Issue 16: a run that breaks grading failed the batch every night, and the oldest-first
     selection picked it again. Now it fails alone, is parked after three failures (shown in
     `ragloop runs`), and every other run is graded in the round it arrived."""
@@ -370,6 +376,8 @@ def test_one_crafted_run_blocks_no_run_over_ten_grading_runs(knowledge_base, run
             blocked += 1
         if any(r["parked_runs"] for r in results):
             parked_in_round = round_number
+    drill("grading: one crafted run (malformed sources), 10 grading runs", "0 runs blocked, parked in run 3",
+          f"{blocked} runs blocked, parked in run {parked_in_round}")
     assert blocked == 0
     assert parked_in_round == 3 and [r["run_id"] for r in runs_db.parked_runs()] == [crafted]
     assert runs_db.get_run(crafted)["grading_failure"]["failures"] == 3
@@ -380,7 +388,7 @@ def test_one_crafted_run_blocks_no_run_over_ten_grading_runs(knowledge_base, run
 
 
 def test_a_revocation_by_hand_during_a_write_back_wins(knowledge_base, runs_db, no_written_back_answers, weaviate_client,
-                                                      airflow_db, monkeypatch):
+                                                      airflow_db, monkeypatch, drill):
     """Issue 16: `ragloop qa revoke` landing while a write-back ran was overwritten with `written`."""
     from ragloop.grading import grade_batch, select_runs, writeback
     from ragloop.index import read_indexed_documents
@@ -399,5 +407,8 @@ def test_a_revocation_by_hand_during_a_write_back_wins(knowledge_base, runs_db, 
     monkeypatch.setattr(writeback, "plan_ingest", revoke_then_plan)
     result = writeback.write_back(DagRunRef("ragloop_grade_feedback", "race-1"), str(config))
     assert result["good_runs"] == 0
+    in_index = f"qa:{run_id}" in read_indexed_documents(weaviate_client, COLLECTION, {"qa"})
+    drill("write-back: `qa revoke` lands mid write-back", "revoked_by_hand, not in the index",
+          f"{runs_db.get_run(run_id)['writeback']['state']}, {'in' if in_index else 'not in'} the index")
     assert runs_db.get_run(run_id)["writeback"]["state"] == "revoked_by_hand"
     assert f"qa:{run_id}" not in read_indexed_documents(weaviate_client, COLLECTION, {"qa"})

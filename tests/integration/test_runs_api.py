@@ -234,11 +234,14 @@ def test_events_reach_the_asset_the_grading_dag_consumes_even_over_a_stale_regis
 # --- issue 16: nothing crafted gets in, and nobody votes as someone else ------------------------------
 
 
-def test_metadata_nested_300_deep_is_refused_at_the_door_and_reads_keep_working(api, store):
+def test_metadata_nested_300_deep_is_refused_at_the_door_and_reads_keep_working(api, store, drill):
     nested: dict = {}
     for _ in range(300):
         nested = {"a": nested}
     response = api.post("/runs", json={**RUN, "metadata": nested})
+    drill("API: metadata nested 300 deep", "422 metadata, nothing stored",
+          f"{response.status_code} {','.join(f['field'] for f in response.json().get('fields', []))}, "
+          f"{'nothing' if store.count_runs() == 0 else 'a run'} stored")
     assert response.status_code == 422, response.text
     assert [f["field"] for f in response.json()["fields"]] == ["metadata"]
     assert "nested deeper than 10 levels" in response.json()["error"]
@@ -249,21 +252,26 @@ def test_metadata_nested_300_deep_is_refused_at_the_door_and_reads_keep_working(
     assert api.get("/runs").status_code == 200
 
 
-def test_concurrent_posts_of_one_run_id_record_it_once_and_answer_json(api, store):
+def test_concurrent_posts_of_one_run_id_record_it_once_and_answer_json(api, store, drill):
     from concurrent.futures import ThreadPoolExecutor
 
     body = {**RUN, "run_id": "same-id"}
     with ThreadPoolExecutor(max_workers=6) as pool:
         responses = list(pool.map(lambda _: api.post("/runs", json=body), range(12)))
-    assert sorted(r.status_code for r in responses) == [200] * 11 + [201], [r.text for r in responses]
+    codes = sorted(r.status_code for r in responses)
+    drill("API: 12 concurrent POST /runs with one run_id", "one 201, eleven 200 created false",
+          f"{'one' if codes.count(201) == 1 else codes.count(201)} 201, "
+          f"{'eleven' if codes.count(200) == 11 else codes.count(200)} 200 created false"
+          + ("" if set(codes) <= {200, 201} else f", others {codes}"))
+    assert codes == [200] * 11 + [201], [r.text for r in responses]
     assert all(r.json() == {"run_id": "same-id", "created": r.status_code == 201} for r in responses)
     assert store.count_runs() == 1
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
-def test_the_docs_and_the_schema_need_a_token(api, path):
+def test_the_docs_and_the_schema_need_a_token(api, path, drill):
     assert api.get(path).status_code == 200
-    assert api.get(path, headers={"authorization": ""}).status_code == 401
+    assert drill(f"API: GET {path} without a token", "401", str(api.get(path, headers={"authorization": ""}).status_code)) == "401"
 
 
 @pytest.mark.parametrize("method, path, kwargs", [
@@ -274,13 +282,14 @@ def test_the_docs_and_the_schema_need_a_token(api, path):
     ("get", "/runs/..bad..", {}),
     ("post", "/runs", {"content": b"x" * 30_000, "headers": {"content-type": "application/json"}}),
 ], ids=["bad-json", "bad-field", "bad-vote", "bad-query", "bad-path", "too-large"])
-def test_an_unauthenticated_bad_request_gets_401_not_422(api, method, path, kwargs):
+def test_an_unauthenticated_bad_request_gets_401_not_422(api, method, path, kwargs, drill, request):
     headers = {**kwargs.pop("headers", {}), "authorization": ""}
     response = getattr(api, method)(path, headers=headers, **kwargs)
+    drill(f"API: {request.node.callspec.id} {method.upper()} {path} without a token", "401", str(response.status_code))
     assert response.status_code == 401, response.text
 
 
-def test_votes_belong_to_the_token_unless_the_app_may_record_for_its_users(api, auth_manager, store):
+def test_votes_belong_to_the_token_unless_the_app_may_record_for_its_users(api, auth_manager, store, drill):
     from datetime import datetime, timezone
 
     run_id = api.post("/runs", json=RUN).json()["run_id"]
@@ -294,6 +303,9 @@ def test_votes_belong_to_the_token_unless_the_app_may_record_for_its_users(api, 
     app_vote = api.post(f"/runs/{run_id}/feedback", json={"vote": "up", "user_id": "end-user-7"})
     assert app_vote.status_code == 201
     votes = store.get_run(run_id)["votes"]
+    drill("API: op user votes with user_id 'ceo'", "vote stored as op-user", f"vote stored as {votes[0]['user_id']}")
+    drill("API: admin app votes for end-user-7", "end-user-7 recorded by admin-user",
+          f"{votes[2]['user_id']} recorded by {votes[2]['recorded_by']}")
     assert [(v["user_id"], v["recorded_by"]) for v in votes] == [("op-user", None), ("op-user", None),
                                                                   ("end-user-7", "admin-user")]
     assert votes[0]["created_at"].startswith("2100") and datetime.fromisoformat(votes[0]["recorded_at"]) < datetime.now(timezone.utc)
@@ -303,7 +315,7 @@ def test_votes_belong_to_the_token_unless_the_app_may_record_for_its_users(api, 
     assert store.get_run(posted)["user_id"] == "op-user"
 
 
-def test_a_public_reader_never_sees_runs_that_retrieved_internal_passages(api, auth_manager, store):
+def test_a_public_reader_never_sees_runs_that_retrieved_internal_passages(api, auth_manager, store, drill):
     public_source = {**RUN["sources"][0], "visibility": "public"}
     slack_source = {"doc_id": "slack:C1/1.0", "chunk_id": "c-2", "kind": "slack", "visibility": "internal",
                     "text": "internal thread: the staging password rotates on Fridays"}
@@ -312,7 +324,8 @@ def test_a_public_reader_never_sees_runs_that_retrieved_internal_passages(api, a
     unlabelled_run = api.post("/runs", json=RUN).json()["run_id"]  # visibility not said: internal
     viewer = {"authorization": f"Bearer {token_for(auth_manager, 'viewer')}"}
     assert [r["run_id"] for r in api.get("/runs", headers=viewer).json()["runs"]] == [public_run]
-    assert api.get(f"/runs/{internal_run}", headers=viewer).status_code == 404
+    assert drill("API: viewer reads a run that retrieved a Slack passage", "404",
+                 str(api.get(f"/runs/{internal_run}", headers=viewer).status_code)) == "404"
     assert api.get(f"/runs/{unlabelled_run}", headers=viewer).status_code == 404
     assert api.get(f"/runs/{public_run}", headers=viewer).status_code == 200
     assert {r["run_id"] for r in api.get("/runs").json()["runs"]} == {public_run, internal_run, unlabelled_run}  # admin

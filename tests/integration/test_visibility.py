@@ -59,7 +59,7 @@ def test_visibility_is_checked_in_the_config():
 
 
 def test_a_public_question_never_sees_an_internal_slack_thread_before_or_after_write_back(
-        knowledge_base, weaviate_client, tmp_path, monkeypatch, airflow_db):
+        knowledge_base, weaviate_client, tmp_path, monkeypatch, airflow_db, drill):
     from ragloop.answer import ask
     from ragloop.grading import grade_batch, select_runs, write_back
     from ragloop.staging import DagRunRef
@@ -69,6 +69,8 @@ def test_a_public_question_never_sees_an_internal_slack_thread_before_or_after_w
     assert internal[0].doc_id == SLACK_THREAD and internal[0].visibility == "internal"
     assert {h.visibility for h in internal if h.kind == "docs"} == {"public"}
     public = hits(weaviate_client, SLACK_Q, "public", limit=50)
+    leaked = [h for h in public if h.kind == "slack" or h.visibility != "public"]
+    drill("visibility: public question answered by an internal Slack thread", "0 internal hits", f"{len(leaked)} internal hits")
     assert public and not [h for h in public if h.kind == "slack" or h.visibility != "public"]
 
     monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "runs.db")}))
@@ -89,6 +91,9 @@ def test_a_public_question_never_sees_an_internal_slack_thread_before_or_after_w
     assert f"qa:{asked_in.run_id}" in {h.doc_id for h in qa_internal}
     assert {h.visibility for h in qa_internal if h.doc_id == f"qa:{asked_in.run_id}"} == {"internal"}
     after = hits(weaviate_client, SLACK_PARAPHRASE, "public", limit=50) + hits(weaviate_client, SLACK_Q, "public", limit=50)
+    seen = [h for h in after if h.visibility != "public" or h.kind == "slack" or h.doc_id == f"qa:{asked_in.run_id}"]
+    drill("visibility: same question, public, after its internal answer was written back", "0 internal hits",
+          f"{len(seen)} internal hits")
     assert not [h for h in after if h.visibility != "public" or h.kind == "slack" or h.doc_id == f"qa:{asked_in.run_id}"]
 
 

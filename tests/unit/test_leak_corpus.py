@@ -48,9 +48,14 @@ def measure() -> dict:
     }
 
 
-def test_catch_rate_and_false_positive_rate_on_the_corpus():
+def test_catch_rate_and_false_positive_rate_on_the_corpus(drill):
     figures = measure()
     print(json.dumps(figures, ensure_ascii=False))
+    drill(f"leak corpus: {figures['positives']} secrets, personal data, injections", "catch rate >= 0.98",
+          f"catch rate {figures['catch_rate']} ({figures['caught']}/{figures['positives']})", figures["catch_rate"] >= 0.98)
+    drill(f"leak corpus: {figures['negatives']} clean look-alikes", "false-positive rate <= 0.04",
+          f"false-positive rate {figures['false_positive_rate']} ({figures['false_positives']}/{figures['negatives']})",
+          figures["false_positive_rate"] <= 0.04)
     assert figures["positives"] >= 50 and figures["negatives"] >= 50
     assert figures["catch_rate"] >= 0.98, figures["missed"]
     assert figures["false_positive_rate"] <= 0.04, figures["false_alarms"]

@@ -320,23 +320,26 @@ def test_writeback_records(store):
         store.set_writeback(run_id, doc_id="x", collection="C", state="gone")
 
 
-def test_votes_count_in_the_order_the_store_recorded_them_not_their_claimed_time(store):
+def test_votes_count_in_the_order_the_store_recorded_them_not_their_claimed_time(store, drill):
     """Issue 16: an up vote dated 2100 overrode a later down vote."""
     from datetime import datetime, timezone
 
     run_id = store.record_run(a_run(run_id="dated"))[0]
     store.add_vote(run_id, VoteIn(vote="up", user_id="mallory", created_at=datetime(2100, 1, 1, tzinfo=timezone.utc)))
     _, summary = store.add_vote(run_id, VoteIn(vote="down", user_id="mallory"))
+    assert drill("vote: up dated 2100, then a real down vote", "down counts", "down counts" if summary["down"] else "up counts") \
+        == "down counts"
     assert summary == {"up": 0, "down": 1, "votes": 2}
     assert store.get_run(run_id)["vote_summary"] == summary
 
 
-def test_anonymous_votes_are_each_their_own_voter(store):
+def test_anonymous_votes_are_each_their_own_voter(store, drill):
     """Issue 16: five anonymous down votes and one up vote summed to up 1, down 0."""
     run_id = store.record_run(a_run(run_id="anon"))[0]
     for _ in range(5):
         store.add_vote(run_id, VoteIn(vote="down"))
     _, summary = store.add_vote(run_id, VoteIn(vote="up"))
+    drill("votes: 5 anonymous down + 1 anonymous up", "up 1, down 5", f"up {summary['up']}, down {summary['down']}")
     assert summary == {"up": 1, "down": 5, "votes": 6}
 
 
@@ -352,9 +355,10 @@ def test_a_run_failing_to_grade_three_times_is_parked_and_not_selected(store):
     assert [r["run_id"] for r in store.parked_runs()] == [run_id]
 
 
-def test_a_revocation_by_hand_is_never_overwritten(store):
+def test_a_revocation_by_hand_is_never_overwritten(store, drill):
     run_id = store.record_run(a_run(run_id="revoked"))[0]
     assert store.set_writeback(run_id, doc_id="qa:revoked", collection="C", state="revoked_by_hand", reason="by hand")
     assert store.set_writeback(run_id, doc_id="qa:revoked", collection="C", state="written", grader_versions={}) is False
     assert store.set_writeback(run_id, doc_id="qa:revoked", collection="C", state="revoked", reason="vote") is False
-    assert store.get_run(run_id)["writeback"]["state"] == "revoked_by_hand"
+    assert drill("store: 'written' over a hand revocation", "revoked_by_hand",
+                 store.get_run(run_id)["writeback"]["state"]) == "revoked_by_hand"
