@@ -8,7 +8,7 @@ import logging
 from ragloop.config import load_config
 from ragloop.grading.choice import configured_judge_name
 from ragloop.grading.tasks import empty_tally
-from ragloop.grading.verdicts import GradingError
+from ragloop.grading.verdicts import JudgeKind, GradingError
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import endpoint_from_connection
 from ragloop.runs import describe_runs_store
@@ -85,7 +85,7 @@ def grade_report(
     if written is None:
         errors.append("write-back did not finish (see its task log); nothing was revoked or written this run")
     cost = None
-    if total["judge"].startswith("llm:"):
+    if total["judge"].startswith(JudgeKind.LLM.named("")):
         cost = estimated_cost(
             total["judge"], total["judge_tokens"]["prompt"], total["judge_tokens"]["completion"], (config.llm or {}).get("prices")
         )
@@ -139,7 +139,7 @@ def format_grade_report(report: dict) -> str:
         f"({report['malformed_replies']} malformed replies asked again); estimated cost "
         + (
             "n/a (no language model)"
-            if not report["judge"].startswith("llm:")
+            if not report["judge"].startswith(JudgeKind.LLM.named(""))
             else f"${cost:.4f}"
             if cost is not None
             else "unknown: set llm.prices in sources.yaml"
