@@ -164,12 +164,15 @@ def create_app(
         emit({"event": "vote", "run_id": run_id, "vote": vote.vote})
         return {"run_id": run_id, "vote_id": vote_id, "vote_summary": summary}
 
+    # Runs are returned as JSONResponse, serialised by json.dumps alone: FastAPI's own encoder
+    # recurses a few frames per level, and one run stored with deep metadata (before the bounds at
+    # the door) made every listing answer 500.
     @app.get("/runs/{run_id}")
-    def get_run(run_id: RunId, request: Request) -> dict:
+    def get_run(run_id: RunId, request: Request) -> JSONResponse:
         run = store().get_run(run_id)
         if not principal(request).may_see(run):
             raise RunNotFound(f"no run {run_id!r}")  # a run above the caller's audience is not there for them
-        return run
+        return JSONResponse(content=run)
 
     @app.get("/runs")
     def list_runs(
@@ -177,10 +180,10 @@ def create_app(
         since: Annotated[datetime | None, Query(description="ISO 8601 time; runs created at or after it")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
         app_name: Annotated[str | None, Query(alias="app", max_length=100)] = None,
-    ) -> dict:
+    ) -> JSONResponse:
         who = principal(request)
         runs = [run for run in store().list_runs(since=since, limit=limit, app=app_name) if who.may_see(run)]
-        return {"runs": runs, "count": len(runs)}
+        return JSONResponse(content={"runs": runs, "count": len(runs)})
 
     @app.get("/health")
     def health():

@@ -329,3 +329,21 @@ def test_a_public_reader_never_sees_runs_that_retrieved_internal_passages(api, a
     assert api.get(f"/runs/{unlabelled_run}", headers=viewer).status_code == 404
     assert api.get(f"/runs/{public_run}", headers=viewer).status_code == 200
     assert {r["run_id"] for r in api.get("/runs").json()["runs"]} == {public_run, internal_run, unlabelled_run}  # admin
+
+
+def test_a_deep_record_stored_before_the_bounds_does_not_break_the_listing(api, store, drill):
+    """The same fault elsewhere: a run stored with deep metadata (by an older release, or an
+    import) made GET /runs answer 500 for everyone through FastAPI's recursive encoder."""
+    import json as json_module
+
+    run_id = api.post("/runs", json=RUN).json()["run_id"]
+    nested: dict = {}
+    for _ in range(300):
+        nested = {"a": nested}
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("update ragloop_runs set metadata = :m where run_id = :id"),
+                           {"m": json_module.dumps(nested), "id": run_id})
+    listing = api.get("/runs")
+    drill("API: GET /runs with a stored run 300 levels deep", "200", str(listing.status_code))
+    assert listing.status_code == 200 and listing.json()["count"] == 1
+    assert api.get(f"/runs/{run_id}").status_code == 200

@@ -362,3 +362,17 @@ def test_a_revocation_by_hand_is_never_overwritten(store, drill):
     assert store.set_writeback(run_id, doc_id="qa:revoked", collection="C", state="revoked", reason="vote") is False
     assert drill("store: 'written' over a hand revocation", "revoked_by_hand",
                  store.get_run(run_id)["writeback"]["state"]) == "revoked_by_hand"
+
+
+def test_an_import_line_nested_past_the_parser_fails_alone(store, tmp_path, drill):
+    good = a_run(run_id="imp-ok", created_at="2026-01-01T00:00:00+00:00").model_dump_json()
+    deep = '{"question": "q", "metadata": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    nested = a_run(run_id="imp-deep", created_at="2026-01-01T00:00:00+00:00").model_dump()
+    for _ in range(30):
+        nested["metadata"] = {"a": nested["metadata"]}
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join([deep, json.dumps(nested, default=str), good]) + "\n")
+    report = store.import_jsonl(path)
+    drill("runs import: a line nested 100,000 deep, one 30 deep, one good", "1 imported, lines 1 and 2 refused",
+          f"{report.imported} imported, lines {' and '.join(str(e['line']) for e in report.errors)} refused")
+    assert report.imported == 1 and [(e["line"], e["field"]) for e in report.errors] == [(1, "(line)"), (2, "metadata")]

@@ -492,6 +492,10 @@ class RunStore:
                 except UnicodeDecodeError as err:  # pragma: no cover - depends on the file
                     report.errors.append({"line": number, "field": "(line)", "message": f"not UTF-8: {err}"})
                     continue
+                except RecursionError:
+                    # Nesting deep enough to exhaust the parser fails this line alone, not the import.
+                    report.errors.append({"line": number, "field": "(line)", "message": "nested too deeply to read"})
+                    continue
                 if not isinstance(data, dict):
                     report.errors.append({"line": number, "field": "(line)", "message": "each line must be one JSON object"})
                     continue
