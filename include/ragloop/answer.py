@@ -20,6 +20,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 
+from ragloop.documents import Kind
 from ragloop.prompts import escape_data, load_prompt
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Citation:
 
     @property
     def written_back(self) -> bool:
-        return self.kind == "qa"
+        return self.kind == Kind.QA
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Answer:
     def to_json(self) -> dict:
         data = asdict(self)
         for source in data["sources"]:
-            source["written_back"] = source["kind"] == "qa"
+            source["written_back"] = source["kind"] == Kind.QA
         return data
 
 
