@@ -347,3 +347,17 @@ def test_a_deep_record_stored_before_the_bounds_does_not_break_the_listing(api, 
     drill("API: GET /runs with a stored run 300 levels deep", "200", str(listing.status_code))
     assert listing.status_code == 200 and listing.json()["count"] == 1
     assert api.get(f"/runs/{run_id}").status_code == 200
+
+
+def test_mounted_under_a_prefix_only_health_is_open(store):
+    """As the plugin mounts it on Airflow's API server (under /ragloop)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from ragloop.runs_api import create_app
+
+    outer = FastAPI()
+    outer.mount("/ragloop", create_app(lambda: store))
+    with TestClient(outer, base_url="http://127.0.0.1") as client:
+        assert client.get("/ragloop/health").status_code == 200
+        assert [client.get(f"/ragloop{path}").status_code for path in ("/runs", "/docs", "/openapi.json")] == [401] * 3
