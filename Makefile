@@ -109,3 +109,13 @@ requirements: uv-bootstrap
 
 clean-state: stop
 	rm -rf .ragloop
+
+# Issue 16's drills: every attack and bad input the trust tests throw, expected against seen, as a
+# table (README "Reliability and security"). A section of the suite, a minute or two.
+DRILL_TESTS = tests/unit/test_leak_corpus.py tests/unit/test_grading_checks.py tests/unit/test_runs.py \
+	tests/integration/test_runs_api.py tests/integration/test_visibility.py tests/integration/test_grading.py
+.PHONY: drills
+drills: env onnx-model
+	rm -f .ragloop/drills.jsonl && mkdir -p .ragloop
+	RAGLOOP_DRILLS_FILE=$(CURDIR)/.ragloop/drills.jsonl $(UV) run --frozen pytest -q $(DRILL_TESTS) -k "not llm_judge and not offline_judge_loop"
+	$(UV) run --frozen python tests/drill_table.py .ragloop/drills.jsonl

@@ -293,6 +293,12 @@ def _unit_interval(text: str) -> float:
     return value
 
 
+AUDIENCE_HELP = (
+    "who the results are for: public (public sources only) or internal (also Slack and sources marked internal); "
+    "default internal: whoever runs the CLI holds the index's own credentials"
+)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from ragloop.config import load_config
     from ragloop.embedding import make_embedder
@@ -311,6 +317,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             source_ids=args.source or None,
             kinds=args.kind or None,
             alpha=args.alpha,
+            audience=args.audience,
         )
     if args.json:
         # One JSON object per hit, one per line: `ragloop search ... --json | jq` works.
@@ -350,7 +357,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     _prepare_airflow()
     _ensure_local_weaviate()
     with RunRecorder(app="cli", user_id=_user_id(args), emit_events=True) as recorder:
-        answer = ask(args.question, config_path=args.config, limit=args.limit)
+        answer = ask(args.question, config_path=args.config, limit=args.limit, audience=args.audience)
     if recorder.errors:
         progress(f"ragloop: the answer was not recorded: {recorder.last_error}")
     emit(args, answer.to_json(), lambda _: format_answer(answer))
@@ -411,6 +418,10 @@ def _runs_text(runs: list[dict]) -> str:
             f"{_writeback_text(run['writeback'])}\n    {question[:110]}{'...' if len(question) > 110 else ''}\n"
             f"    grades: {_grades_text(run['grades'])}"
         )
+        failure = run.get("grading_failure")
+        if failure:
+            state = "PARKED (not graded again)" if failure["parked_at"] else "grading failed"
+            lines.append(f"    {state} after {failure['failures']} failure(s): {failure['last_error'][:200]}")
     return "\n".join(lines)
 
 
@@ -757,6 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A",
         help="weight of the vector against keywords, 0 to 1 (default: the measured HYBRID_ALPHA)",
     )
+    search_cmd.add_argument("--audience", choices=["public", "internal"], default="internal", help=AUDIENCE_HELP)
 
     ask_cmd = command(
         commands, "ask", cmd_ask, "answer a question from the knowledge base, cite sources, record the run", config=True
@@ -764,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask_cmd.add_argument("question")
     ask_cmd.add_argument("--limit", type=int, default=5, help="passages to retrieve")
     ask_cmd.add_argument("--user", help="opaque user id recorded with the run (default: cli:<login>)")
+    ask_cmd.add_argument("--audience", choices=["public", "internal"], default="internal", help=AUDIENCE_HELP)
     feedback = command(commands, "feedback", cmd_feedback, "vote on a recorded run: up or down, with an optional comment")
     feedback.add_argument("run_id")
     feedback.add_argument("vote", choices=["up", "down"])

@@ -1,7 +1,7 @@
 """The ragloop page's app (plugins/ragloop_plugin.py → ragloop.operator.app) under FastAPI's test
 client with Airflow's real auth manager, a real Weaviate and a real SQLite run store: nothing
 without a token, the UI's session cookie or a bearer token accepted, reading and revoking by role,
-the revoke guarded against cross-site forms; and the stored reports (run store migration 5).
+the revoke guarded against cross-site forms; and the stored reports (run store migration 4).
 The page in a real browser through a running Airflow is test_operator_page.py."""
 
 from __future__ import annotations

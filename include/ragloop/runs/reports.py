@@ -1,5 +1,5 @@
 """Stored DAG-run reports: every ingest and feedback DAG run's report in the run store's
-`ragloop_reports` table (migration 5), where the operator's page and `ragloop report` read it.
+`ragloop_reports` table (migration 4), where the operator's page and `ragloop report` read it.
 XCom and asset-event extras are cleaned up with Airflow's metadata; these rows are not."""
 
 from __future__ import annotations
