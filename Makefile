@@ -13,7 +13,7 @@ RAGLOOP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragloop
 EXPORT_ENV := $(RAGLOOP_CACHE)/export-env
 ONNX_QUANTIZATION ?= int8
 
-.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs cluster cluster-stop cluster-status drills bench-cluster
+.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs cluster cluster-stop cluster-status cluster-drills drills bench-cluster
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
@@ -26,7 +26,8 @@ help:
 	@echo "make stop      stop what run/airflow started"
 	@echo "make cluster   Celery workers, Postgres, Redis, S3, 3-node Weaviate on 127.0.0.1; ingest, ask, vote, grade on them"
 	@echo "make cluster-stop      stop everything make cluster started"
-	@echo "make drills    fault drills on the cluster (bench/drills.py; starts and stops its own cluster)"
+	@echo "make drills    the trust drills: each attack and bad input, expected against seen (README \"Reliability and security\")"
+	@echo "make cluster-drills  fault drills on the cluster (bench/drills.py; starts and stops its own cluster)"
 	@echo "make bench-cluster     local mode vs the cluster, one worker vs two (bench/cluster.py)"
 
 uv-bootstrap:
@@ -125,7 +126,8 @@ cluster-stop:
 cluster-status:
 	$(RAGLOOP) cluster status
 
-drills: env onnx-model seaweedfs
+# Issue 15's fault drills on the cluster (bench/drills.py; README "Running in production").
+cluster-drills: env onnx-model seaweedfs
 	$(UV) run --frozen python bench/drills.py $(DRILL_ARGS)
 
 bench-cluster: env onnx-model seaweedfs
@@ -137,3 +139,13 @@ requirements: uv-bootstrap
 
 clean-state: stop
 	rm -rf .ragloop
+
+# Issue 16's drills: every attack and bad input the trust tests throw, expected against seen, as a
+# table (README "Reliability and security"). A section of the suite, a minute or two.
+DRILL_TESTS = tests/unit/test_leak_corpus.py tests/unit/test_grading_checks.py tests/unit/test_runs.py \
+	tests/integration/test_runs_api.py tests/integration/test_visibility.py tests/integration/test_grading.py
+.PHONY: drills
+drills: env onnx-model
+	rm -f .ragloop/drills.jsonl && mkdir -p .ragloop
+	RAGLOOP_DRILLS_FILE=$(CURDIR)/.ragloop/drills.jsonl $(UV) run --frozen pytest -q $(DRILL_TESTS) -k "not llm_judge and not offline_judge_loop"
+	$(UV) run --frozen python tests/drill_table.py .ragloop/drills.jsonl

@@ -35,12 +35,37 @@ COLLECTION = "BenchGrading"
 BASELINE_COLLECTION = "BenchGradingReload"
 
 
-def record_runs(store, copies: int) -> list[str]:
+def index_labelled_sources(config, rows: list[dict]) -> int:
+    """The labelled runs' passages as chunks of the bench collection, and each run's sources given
+    their chunk ids: grading reads a run's sources from the index by chunk id, and vetoes a cited
+    source the index does not hold."""
+    from ragloop.documents import Chunk, Document, text_hash
+    from ragloop.embedding import make_embedder
+    from ragloop.index import chunk_object, connect, ensure_collection, write_objects
+
+    embedder = make_embedder(config.embedder)
+    chunks: dict[str, tuple] = {}
+    for row in rows:
+        for source in row["run"]["sources"]:
+            doc_id = f"labelled:{text_hash(source['text'])[:16]}"
+            chunk = Chunk(doc_id, 0, source["text"])
+            source["chunk_id"] = chunk.chunk_id
+            document = Document(doc_id=doc_id, source_id="labelled", kind=source.get("kind") or "docs",
+                                title=source.get("title") or "", content=source["text"], url=source.get("url") or "")
+            chunks.setdefault(chunk.chunk_id, (document, chunk))
+    with connect() as client:
+        ensure_collection(client, COLLECTION, embedder)
+        vectors = embedder.embed([chunk.text for _, chunk in chunks.values()])
+        return write_objects(client, COLLECTION, [chunk_object(document, chunk, document.content_hash, 1, vector)
+                                                  for (document, chunk), vector in zip(chunks.values(), vectors)])
+
+
+def record_runs(store, copies: int, rows: list[dict]) -> list[str]:
     from ragloop.runs import RunIn, VoteIn
 
     ids = []
     for copy in range(copies):
-        for row in load_labelled():
+        for row in rows:
             run = dict(row["run"])
             run.pop("vote_summary")
             run["run_id"] = f"{row['id']}-{copy}"
@@ -96,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
 
         config = load_config(config_path)
         make_embedder("local").embed(["warm up"])  # the model load is not part of any step
+        rows = load_labelled()
+        log(f"{index_labelled_sources(config, rows)} labelled passages indexed")
         with RunStore.default() as store:
-            run_ids = record_runs(store, args.copies)
+            run_ids = record_runs(store, args.copies, rows)
         log(f"{len(run_ids)} runs recorded")
 
         started = time.monotonic()

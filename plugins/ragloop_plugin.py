@@ -1,13 +1,20 @@
-"""Mounts ragloop's runs and feedback API on Airflow's API server under /ragloop.
+"""Mounts ragloop on Airflow's API server: the runs and feedback API under /ragloop, and the
+operator's page under /ragloop-ui, listed in the UI's navigation as "ragloop".
 
-The app lives in `ragloop.runs_api` (authentication, validation, errors are described there).
+The apps live in `ragloop.runs_api` and `ragloop.operator.app` (authentication, validation and
+errors are described there: Airflow does not authenticate plugin apps, both do it themselves).
 """
 
 from airflow.plugins_manager import AirflowPlugin
 
+from ragloop.operator.app import URL_PREFIX, create_ui_app, external_view
 from ragloop.runs_api import create_app
 
 
 class RagloopPlugin(AirflowPlugin):
     name = "ragloop"
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/ragloop", "name": "ragloop runs API"}]
+    fastapi_apps = [
+        {"app": create_app(), "url_prefix": "/ragloop", "name": "ragloop runs API"},
+        {"app": create_ui_app(), "url_prefix": URL_PREFIX, "name": "ragloop page"},
+    ]
+    external_views = [external_view()]

@@ -28,6 +28,7 @@ for name in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
     del os.environ[name]
 
 from ragloop import localenv  # noqa: E402
+from drill_table import drill  # noqa: E402,F401 - issue 16 drills record rows through this fixture (see drill_table.py)
 
 localenv.configure_airflow_env()
 

@@ -20,6 +20,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 
+from ragloop.documents import Kind
 from ragloop.errors import RagloopError
 from ragloop.prompts import escape_data, load_prompt
 
@@ -69,10 +70,11 @@ class Citation:
     score: float
     text: str  # the passage as the answer saw it (the chunk without its heading line)
     heading_path: str = ""
+    visibility: str = "public"  # the chunk's, from the index
 
     @property
     def written_back(self) -> bool:
-        return self.kind == "qa"
+        return self.kind == Kind.QA
 
 
 @dataclass
@@ -94,7 +96,7 @@ class Answer:
     def to_json(self) -> dict:
         data = asdict(self)
         for source in data["sources"]:
-            source["written_back"] = source["kind"] == "qa"
+            source["written_back"] = source["kind"] == Kind.QA
         return data
 
 
@@ -110,13 +112,14 @@ def passage_text(hit) -> str:
     return text.strip()
 
 
-def retrieve(client, collection: str, embedder, queries: list[str], limit: int) -> list[Citation]:
-    """Hybrid search for every query; each chunk keeps its best score; the best `limit` chunks."""
+def retrieve(client, collection: str, embedder, queries: list[str], limit: int, audience: str = "internal") -> list[Citation]:
+    """Hybrid search for every query, never above `audience`; each chunk keeps its best score;
+    the best `limit` chunks."""
     from ragloop.index import search
 
     best: dict[str, object] = {}
     for query in queries:
-        for hit in search(client, collection, embedder, query, limit=limit):
+        for hit in search(client, collection, embedder, query, limit=limit, audience=audience):
             if hit.chunk_id not in best or hit.score > best[hit.chunk_id].score:
                 best[hit.chunk_id] = hit
     ranked = sorted(best.values(), key=lambda h: -h.score)[:limit]
@@ -131,6 +134,7 @@ def retrieve(client, collection: str, embedder, queries: list[str], limit: int) 
             score=h.score,
             text=passage_text(h),
             heading_path=h.heading_path,
+            visibility=h.visibility or "public",
         )
         for n, h in enumerate(ranked, 1)
     ]
@@ -258,8 +262,10 @@ def ask(
     user_id: str | None = None,
     chat=None,
     weaviate_conn_id: str = "weaviate_default",
+    audience: str = "internal",
 ) -> Answer:
-    """Answer `question` from the knowledge base; recorded when a RunRecorder is active."""
+    """Answer `question` from the knowledge base, from chunks the `audience` may see ("public":
+    public chunks only); recorded when a RunRecorder is active, each source with its visibility."""
     from ragloop.chat import ChatError, ChatModel
     from ragloop.config import load_config
     from ragloop.embedding import make_embedder
@@ -293,7 +299,7 @@ def ask(
                 log.warning("Question not rewritten (searching with the question alone): %s", err)
                 notes.append(f"rewrite failed: {err}")
         with connect(weaviate_conn_id) as client:
-            sources = retrieve(client, config.collection, embedder, [question, *rewrites], limit)
+            sources = retrieve(client, config.collection, embedder, [question, *rewrites], limit, audience)
 
         mode, model, prompt_label, text = "extractive", EXTRACTIVE_MODEL, EXTRACTIVE_MODEL, None
         if chat is not None and sources:
@@ -335,7 +341,14 @@ def ask(
             rewrites=rewrites,
             sources=[
                 RetrievedSource(
-                    doc_id=s.doc_id, chunk_id=s.chunk_id, url=s.url, title=s.title, kind=s.kind, score=s.score, text=s.text
+                    doc_id=s.doc_id,
+                    chunk_id=s.chunk_id,
+                    url=s.url,
+                    title=s.title,
+                    kind=s.kind,
+                    score=s.score,
+                    text=s.text,
+                    visibility=s.visibility,
                 )
                 for s in sources
             ],

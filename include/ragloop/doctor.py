@@ -248,7 +248,7 @@ def _check_live_source(source: dict, service: str, probe: Callable[[str], str], 
 
 
 def check_slack(source: dict) -> Check:
-    from ragloop.sources.slack import slack_client
+    from ragloop.sources.slack.live import slack_client
 
     def probe(conn_id: str) -> str:
         identity = slack_client(conn_id).auth_test()

@@ -12,13 +12,44 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-KINDS = ("docs", "slack", "github", "qa")
+
+class Kind(StrEnum):
+    """What produced a document (stored as its value)."""
+
+    DOCS = "docs"
+    SLACK = "slack"
+    GITHUB = "github"
+    QA = "qa"  # a written-back answer
+
+
+KINDS = tuple(kind.value for kind in Kind)
+
+
+class Visibility(StrEnum):
+    """Who may retrieve a document: `public` for everyone, `internal` for internal callers only.
+    An audience sees the visibilities up to its own (see `visible_to`)."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+
+
+VISIBILITIES = tuple(v.value for v in Visibility)
+
+
+def visible_to(audience: str) -> list[str]:
+    """The visibilities an audience may retrieve."""
+    if audience not in VISIBILITIES:
+        raise ValueError(f"audience must be one of {', '.join(VISIBILITIES)}, not {audience!r}")
+    return [Visibility.PUBLIC.value] if audience == Visibility.PUBLIC else list(VISIBILITIES)
+
+
 # Written-back answers are a source of their own, fed by the feedback DAG, not by sources.yaml:
 # a configured source cannot take this id.
-QA_SOURCE_ID = "qa"
+QA_SOURCE_ID = Kind.QA.value
 
 # Fixed namespace: chunk ids must be the same in every process and on every machine.
 RAGLOOP_NAMESPACE = uuid.UUID("5b0c3f1e-8a52-5d7e-9f1a-2c6d4e8b7a10")
@@ -66,10 +97,13 @@ class Document:
     url: str = ""
     updated_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    visibility: str = Visibility.PUBLIC.value  # set from the source's `visibility:` (see sources.base)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"Document {self.doc_id!r}: kind must be one of {KINDS}, not {self.kind!r}")
+        if self.visibility not in VISIBILITIES:
+            raise ValueError(f"Document {self.doc_id!r}: visibility must be one of {VISIBILITIES}, not {self.visibility!r}")
         if not self.doc_id:
             raise ValueError("Document without a doc_id")
 
@@ -88,6 +122,10 @@ class Document:
             "source_id": self.source_id,
             "metadata": self.metadata,
         }
+        if self.visibility != Visibility.PUBLIC:
+            # Only when not public, so public documents keep their hashes; a document whose
+            # visibility changes is re-indexed with it.
+            payload["visibility"] = self.visibility
         return text_hash(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str))
 
     def to_json(self) -> dict[str, Any]:
@@ -99,6 +137,7 @@ class Document:
             "url": self.url,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
             "metadata": self.metadata,
+            "visibility": self.visibility,
             "content": self.content,
         }
 
@@ -114,6 +153,7 @@ class Document:
             url=data.get("url", ""),
             updated_at=datetime.fromisoformat(updated) if updated else None,
             metadata=data.get("metadata") or {},
+            visibility=data.get("visibility") or Visibility.PUBLIC.value,
         )
 
 

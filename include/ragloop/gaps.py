@@ -284,12 +284,17 @@ def question_vectors(
     embedder, runs: Sequence[dict], batch_size: int = 256, progress: Callable[[str], None] | None = None
 ) -> np.ndarray:
     """The runs' questions embedded with `embedder` (anything with `.embed(texts)`), in batches."""
+    from ragloop.progress import progress_bar
+
     questions = [" ".join(run["question"].split()) for run in runs]
     vectors: list[list[float]] = []
-    for start in range(0, len(questions), batch_size):
-        vectors.extend(embedder.embed(questions[start : start + batch_size]))
-        if progress:
-            progress(f"Embedded {min(start + batch_size, len(questions))}/{len(questions)} questions")
+    with progress_bar(len(questions), "embedding questions", "question") as bar:
+        for start in range(0, len(questions), batch_size):
+            batch = questions[start : start + batch_size]
+            vectors.extend(embedder.embed(batch))
+            bar.update(len(batch))
+            if progress:
+                progress(f"Embedded {min(start + batch_size, len(questions))}/{len(questions)} questions")
     return np.asarray(vectors, dtype=np.float64)
 
 

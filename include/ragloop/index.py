@@ -29,7 +29,7 @@ from ragloop.hooks.endpoint import WEAVIATE_CONN_ID, WeaviateEndpoint, client_kw
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 2: chunk_count; 3: visibility
 # The collection's description carries the embedder it was built with, so the record lives with
 # the vectors it describes and cannot drift from them.
 DESCRIPTION_PREFIX = "ragloop "
@@ -262,6 +262,7 @@ def ensure_collection(
             keyword("kind"),
             keyword("doc_hash"),
             keyword("chunk_hash"),
+            keyword("visibility"),
             Property(name="title", data_type=DataType.TEXT),
             Property(name="text", data_type=DataType.TEXT),
             Property(name="heading_path", data_type=DataType.TEXT),
@@ -403,15 +404,45 @@ def write_watermarks(client: "WeaviateClient", name: str, source_id: str, states
     return len(objects)
 
 
+# What chunks indexed before visibility existed (schema 3) are given: a source's default by its
+# kind. Written-back answers may quote Slack, so they are internal until written back again.
+BACKFILL_VISIBILITY = {"slack": "internal", "qa": "internal"}
+
+
 def _upgrade_schema(client: "WeaviateClient", name: str, embedder: "Embedder") -> None:
     """Schema 1 (the foundation release) had no chunk_count; add it. Existing chunks then read as
-    incomplete documents, so the next ingest rewrites them (reusing their vectors)."""
-    from weaviate.classes.config import DataType, Property
+    incomplete documents, so the next ingest rewrites them (reusing their vectors). Schema 2 had
+    no visibility: add it and give every chunk its kind's default (BACKFILL_VISIBILITY, else
+    public) before the collection is marked upgraded, so no query filtered by audience ever meets
+    a chunk without one. A docs or GitHub source configured `internal` changes its documents'
+    hashes, so the next ingest rewrites them as internal."""
+    from weaviate.classes.config import DataType, Property, Tokenization
 
     collection = _use(client, name)
     existing = {prop.name for prop in collection.config.get().properties}
     if "chunk_count" not in existing:
         collection.config.add_property(Property(name="chunk_count", data_type=DataType.INT))
+    if "visibility" not in existing:
+        collection.config.add_property(
+            Property(
+                name="visibility",
+                data_type=DataType.TEXT,
+                tokenization=Tokenization.FIELD,
+                index_filterable=True,
+                index_searchable=False,
+            )
+        )
+    updated = 0
+    try:
+        for item in collection.iterator(return_properties=["kind", "visibility"]):
+            if not item.properties.get("visibility"):
+                visibility = BACKFILL_VISIBILITY.get(item.properties.get("kind") or "", "public")
+                collection.data.update(uuid=item.uuid, properties={"visibility": visibility})
+                updated += 1
+    except Exception as err:
+        raise _index_error(f"giving the chunks of {name} their visibility (schema {SCHEMA_VERSION})", err) from err
+    if updated:
+        log.info("Gave %d chunks of %s a visibility by their kind", updated, name)
     collection.config.update(description=_describe(embedder))
     log.info("Upgraded collection %s to schema version %d", name, SCHEMA_VERSION)
 
@@ -567,6 +598,7 @@ def chunk_object(document, chunk, doc_hash: str, chunk_count: int, vector: list[
             "kind": document.kind,
             "doc_hash": doc_hash,
             "chunk_hash": chunk.chunk_hash,
+            "visibility": document.visibility,
             "title": document.title,
             "text": chunk.text,
             "heading_path": " > ".join(chunk.heading_path),
@@ -675,6 +707,33 @@ def count_chunks(client: "WeaviateClient", name: str, doc_id: str | None = None)
     return int(collection.aggregate.over_all(total_count=True, filters=filters).total_count or 0)
 
 
+def fetch_chunks(client: "WeaviateClient", name: str, chunk_ids: list[str]) -> dict[str, dict]:
+    """chunk id -> the chunk as the index holds it (doc_id, source_id, kind, title, url,
+    heading_path, text). Ids that are not uuids, or not in the collection, are left out: grading
+    judges an answer only against the text the index really holds for what it cites."""
+    import uuid as uuid_module
+
+    wanted = []
+    for chunk_id in dict.fromkeys(chunk_ids):
+        try:
+            wanted.append(str(uuid_module.UUID(str(chunk_id))))
+        except ValueError:
+            continue
+    if not wanted or not client.collections.exists(name):
+        return {}
+    properties = ["doc_id", "source_id", "kind", "title", "url", "heading_path", "text", "visibility"]
+    found: dict[str, dict] = {}
+    collection = client.collections.use(name)
+    try:
+        for start in range(0, len(wanted), 500):
+            result = collection.query.fetch_objects_by_ids(wanted[start : start + 500], limit=500, return_properties=properties)
+            for o in result.objects:
+                found[str(o.uuid)] = {p: o.properties.get(p) or "" for p in properties}
+    except Exception as err:
+        raise _index_error(f"reading {len(wanted)} chunks by id from {name}", err) from err
+    return found
+
+
 # --- search -------------------------------------------------------------------------------------
 
 
@@ -689,6 +748,7 @@ class Hit:
     text: str
     score: float
     chunk_id: str
+    visibility: str = "public"
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -712,9 +772,13 @@ def search(
     source_ids: list[str] | None = None,
     kinds: list[str] | None = None,
     alpha: float | None = None,
+    audience: str = "internal",
 ) -> list[Hit]:
     """Hybrid search: the query's vector and BM25 over the chunk text, fused by relative score
-    (alpha 1 is the vector alone, 0 keywords alone; None: HYBRID_ALPHA)."""
+    (alpha 1 is the vector alone, 0 keywords alone; None: HYBRID_ALPHA). `audience` "public"
+    retrieves public chunks only; the filter is part of the query, so nothing above the audience
+    is ever returned, not even to be dropped here. Callers that serve people (`ask`, the CLI)
+    pass the caller's audience."""
     from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 
     if not client.collections.exists(name):
@@ -725,6 +789,10 @@ def search(
         filters.append(Filter.by_property("source_id").contains_any(list(source_ids)))
     if kinds:
         filters.append(Filter.by_property("kind").contains_any(list(kinds)))
+    from ragloop.documents import VISIBILITIES, visible_to
+
+    if set(visible_to(audience)) != set(VISIBILITIES):
+        filters.append(Filter.by_property("visibility").contains_any(visible_to(audience)))
     where = Filter.all_of(filters) if len(filters) > 1 else (filters[0] if filters else None)
     vector = embedder.embed([query])[0]
     try:
@@ -737,7 +805,7 @@ def search(
             limit=limit,
             filters=where,
             return_metadata=MetadataQuery(score=True),
-            return_properties=["doc_id", "source_id", "kind", "title", "url", "heading_path", "text"],
+            return_properties=["doc_id", "source_id", "kind", "title", "url", "heading_path", "text", "visibility"],
         )
     except Exception as err:
         raise _index_error(f"searching {name}", err) from err
@@ -752,6 +820,7 @@ def search(
             text=o.properties.get("text") or "",
             score=round(float(o.metadata.score or 0.0), 4),
             chunk_id=str(o.uuid),
+            visibility=o.properties.get("visibility") or "",
         )
         for o in result.objects
     ]

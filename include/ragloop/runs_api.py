@@ -1,11 +1,14 @@
 """The runs and feedback HTTP API, mounted on Airflow's API server by `plugins/ragloop_plugin.py`
 (under `/ragloop`): any app records its runs here, and users' votes arrive here.
 
-Airflow does not authenticate plugin apps, so this one does: every request needs
+Airflow does not authenticate plugin apps, so this one does, before anything else reads the
+request: every request but /health (the docs and the OpenAPI schema included) needs
 `Authorization: Bearer <token>` with a token Airflow's own REST API accepts (from `POST
 /auth/token`, or your auth manager's login), checked by Airflow's auth manager. Recording a run or
 a vote needs the permission to create asset events (it emits one on `ragloop://runs`); reading
-needs the permission to read assets.
+needs the permission to read assets. A vote belongs to the authenticated user; an app that
+records for its end users needs the `ragloop_record_for_users` custom-view permission (the admin
+role under the simple auth manager), and its votes then record both the user and the app.
 
 Errors are JSON: {"error": "...", "fields": [{"field": "sources.0.doc_id", "message": "..."}]}.
 A database that cannot be reached gives 503, and nothing of the request is written.
@@ -17,10 +20,11 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any, Callable
 
-from fastapi import Depends, FastAPI, Query, Request
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ragloop.runs import (
     RunId,
@@ -50,6 +54,20 @@ def _error(status: int, error: str, fields: list[dict] | None = None, headers: d
     if fields:
         body["fields"] = fields
     return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def is_database_outage(err: BaseException) -> bool:
+    """The error (or one it was raised from) is a database that cannot be reached, not a bad token."""
+    from sqlalchemy.exc import DBAPIError
+
+    cause: BaseException | None = err
+    for _ in range(10):  # a chain of causes, not a cycle
+        if cause is None:
+            return False
+        if isinstance(cause, (DBAPIError, ConnectionError)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 class BodyLimit:
@@ -105,38 +123,12 @@ def create_app(
             state["store"] = (store_factory or RunStore.default)()
         return state["store"]
 
-    bearer = HTTPBearer(auto_error=False)
-
-    async def authorized(method: str, credentials: HTTPAuthorizationCredentials | None):
-        from airflow.api_fastapi.app import get_auth_manager
-
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-            raise ApiError(
-                401, "missing bearer token: send Authorization: Bearer <token from POST /auth/token>", headers=challenge
-            )
-        auth_manager = get_auth_manager()
-        try:
-            user = await auth_manager.get_user_from_token(credentials.credentials)
-        except Exception:  # expired, malformed, wrong signature: all the same to the caller
-            raise ApiError(401, "invalid or expired bearer token", headers=challenge) from None
-        if not auth_manager.is_authorized_asset(method=method, user=user):
-            raise ApiError(
-                403,
-                f"user {user.get_name()!r} may not {'record runs (create asset events)' if method == 'POST' else 'read runs (read assets)'}",
-            )
-        return user
-
-    # Defaults, not Annotated: the annotations are strings here and `bearer` is local.
-    async def may_write(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)):
-        return await authorized("POST", credentials)
-
-    async def may_read(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)):
-        return await authorized("GET", credentials)
-
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError):
         return _error(err.status, err.error, err.fields, err.headers)
+
+    def principal(request: Request) -> Principal:
+        return request.state.principal
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError):
@@ -164,31 +156,48 @@ def create_app(
         log.error("%s", err)
         return _error(500, str(err))
 
-    @app.post("/runs", status_code=201, dependencies=[Depends(may_write)])
-    def record_run(run: RunIn) -> JSONResponse:
-        run_id, created = store().record_run(run)
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception):
+        # Never a plain-text 500: the error stays in the server's log, the caller gets JSON.
+        log.error("Unexpected error on %s %s", request.method, request.url.path, exc_info=err)
+        return _error(500, "internal error; see the API server's log")
+
+    @app.post("/runs", status_code=201)
+    def record_run(run: RunIn, request: Request) -> JSONResponse:
+        who = principal(request)
+        run = who.owns(run)
+        run_id, created = store().record_run(run, recorded_by=who.recorded_by)
         if created:
             emit({"event": "run", "run_id": run_id, "app": run.app or "api"})
         return JSONResponse(status_code=201 if created else 200, content={"run_id": run_id, "created": created})
 
-    @app.post("/runs/{run_id}/feedback", status_code=201, dependencies=[Depends(may_write)])
-    def add_feedback(run_id: RunId, vote: VoteIn) -> dict:
-        vote_id, summary = store().add_vote(run_id, vote)
+    @app.post("/runs/{run_id}/feedback", status_code=201)
+    def add_feedback(run_id: RunId, vote: VoteIn, request: Request) -> dict:
+        who = principal(request)
+        vote_id, summary = store().add_vote(run_id, who.owns_vote(vote), recorded_by=who.recorded_by)
         emit({"event": "vote", "run_id": run_id, "vote": vote.vote})
         return {"run_id": run_id, "vote_id": vote_id, "vote_summary": summary}
 
-    @app.get("/runs/{run_id}", dependencies=[Depends(may_read)])
-    def get_run(run_id: RunId) -> dict:
-        return store().get_run(run_id)
+    # Runs are returned as JSONResponse, serialised by json.dumps alone: FastAPI's own encoder
+    # recurses a few frames per level, and one run stored with deep metadata (before the bounds at
+    # the door) made every listing answer 500.
+    @app.get("/runs/{run_id}")
+    def get_run(run_id: RunId, request: Request) -> JSONResponse:
+        run = store().get_run(run_id)
+        if not principal(request).may_see(run):
+            raise RunNotFound(f"no run {run_id!r}")  # a run above the caller's audience is not there for them
+        return JSONResponse(content=run)
 
-    @app.get("/runs", dependencies=[Depends(may_read)])
+    @app.get("/runs")
     def list_runs(
+        request: Request,
         since: Annotated[datetime | None, Query(description="ISO 8601 time; runs created at or after it")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
         app_name: Annotated[str | None, Query(alias="app", max_length=100)] = None,
-    ) -> dict:
-        runs = store().list_runs(since=since, limit=limit, app=app_name)
-        return {"runs": runs, "count": len(runs)}
+    ) -> JSONResponse:
+        who = principal(request)
+        runs = [run for run in store().list_runs(since=since, limit=limit, app=app_name) if who.may_see(run)]
+        return JSONResponse(content={"runs": runs, "count": len(runs)})
 
     @app.get("/health")
     def health():
@@ -201,4 +210,115 @@ def create_app(
 
     if max_body_bytes:
         app.add_middleware(BodyLimit, limit=max_body_bytes)
+    # Added last, so outermost: every request but /health is authenticated before anything reads
+    # its body, path or query (no 422 or 413 before 401), /docs, /redoc and /openapi.json included.
+    app.add_middleware(Authenticate, public_paths={"/health"})
     return app
+
+
+# The custom-view permission an app needs to record votes and runs for its end users. Auth managers
+# that model custom permissions (FAB, Keycloak) grant it like any other; Airflow's simple auth
+# manager grants every custom view to every viewer, so with it only the admin role has it.
+ON_BEHALF_PERMISSION = "ragloop_record_for_users"
+# The custom-view permission to read runs that retrieved internal passages (Slack, sources marked
+# internal): the caller's audience. Under the simple auth manager: the op and admin roles.
+INTERNAL_PERMISSION = "ragloop_internal_content"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated user behind the bearer token, and whether it may speak for others."""
+
+    name: str
+    on_behalf: bool
+    audience: str = "public"  # "internal" with the ragloop_internal_content permission
+
+    def may_see(self, run: dict) -> bool:
+        """A public caller sees only runs whose every retrieved passage was public; a source
+        without a recorded visibility counts as internal."""
+        if self.audience == "internal":
+            return True
+        sources = run.get("sources")
+        return isinstance(sources, list) and all(isinstance(s, dict) and s.get("visibility") == "public" for s in sources)
+
+    @property
+    def recorded_by(self) -> str | None:
+        """Stored with a vote cast for someone else: the app that cast it."""
+        return self.name if self.on_behalf else None
+
+    def owns_vote(self, vote: VoteIn) -> VoteIn:
+        """A vote belongs to the principal, unless the principal may record for its users and
+        names one; the caller's created_at is kept as information, never for ordering."""
+        if self.on_behalf and vote.user_id:
+            return vote
+        return vote.model_copy(update={"user_id": self.name})
+
+    def owns(self, run: RunIn) -> RunIn:
+        if self.on_behalf:
+            return run.model_copy(update={"user_id": run.user_id or self.name})
+        return run.model_copy(update={"user_id": self.name, "votes": [self.owns_vote(v) for v in run.votes]})
+
+
+def _audience(auth_manager, user) -> str:
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    if isinstance(auth_manager, SimpleAuthManager):
+        allowed = str(getattr(user, "role", "") or "").upper() in ("OP", "ADMIN")
+    else:
+        allowed = bool(auth_manager.is_authorized_custom_view(method="GET", resource_name=INTERNAL_PERMISSION, user=user))
+    return "internal" if allowed else "public"
+
+
+def _may_record_for_users(auth_manager, user) -> bool:
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    if isinstance(auth_manager, SimpleAuthManager):
+        return str(getattr(user, "role", "") or "").upper() == "ADMIN"
+    return bool(auth_manager.is_authorized_custom_view(method="POST", resource_name=ON_BEHALF_PERMISSION, user=user))
+
+
+class Authenticate:
+    """Bearer authentication through Airflow's auth manager, before any routing or parsing.
+    Writing (any method but GET/HEAD) needs the permission to create asset events, reading the
+    permission to read assets; the principal is left in the request's state."""
+
+    def __init__(self, app, public_paths: set[str]):
+        self.app, self.public_paths = app, public_paths
+
+    async def __call__(self, scope, receive, send):
+        # The path inside this app: mounted under /ragloop, scope["path"] still holds the prefix.
+        root = scope.get("root_path") or ""
+        path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
+        if scope["type"] != "http" or path in self.public_paths:
+            return await self.app(scope, receive, send)
+        from airflow.api_fastapi.app import get_auth_manager
+
+        challenge = {"WWW-Authenticate": "Bearer"}
+        header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            response = _error(
+                401, "missing bearer token: send Authorization: Bearer <token from POST /auth/token>", headers=challenge
+            )
+            return await response(scope, receive, send)
+        auth_manager = get_auth_manager()
+        try:
+            user = await auth_manager.get_user_from_token(token.strip())
+        except Exception as err:  # expired, malformed, wrong signature: all the same to the caller
+            if is_database_outage(err):
+                # Checking the token needs Airflow's metadata DB (revoked tokens, users): down, it
+                # says nothing about the token, so the caller is told to retry, not to log in again.
+                return await _error(
+                    503,
+                    "Airflow's metadata database cannot be reached to check the token; nothing was written, retry later",
+                    headers={"Retry-After": "5"},
+                )(scope, receive, send)
+            return await _error(401, "invalid or expired bearer token", headers=challenge)(scope, receive, send)
+        method = "GET" if scope["method"] in ("GET", "HEAD") else "POST"
+        if not auth_manager.is_authorized_asset(method=method, user=user):
+            action = "record runs (create asset events)" if method == "POST" else "read runs (read assets)"
+            return await _error(403, f"user {user.get_name()!r} may not {action}")(scope, receive, send)
+        scope.setdefault("state", {})["principal"] = Principal(
+            user.get_name(), _may_record_for_users(auth_manager, user), _audience(auth_manager, user)
+        )
+        return await self.app(scope, receive, send)

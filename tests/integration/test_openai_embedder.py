@@ -27,7 +27,7 @@ def openai_server(monkeypatch):
 def sleeps(monkeypatch):
     """Record the embedder's back-off waits instead of sleeping through them."""
     waited: list[float] = []
-    monkeypatch.setattr("ragloop.embedding.time.sleep", waited.append)
+    monkeypatch.setattr("ragloop.embedding.openai_api.time.sleep", waited.append)
     return waited
 
 

@@ -229,3 +229,135 @@ def test_events_reach_the_asset_the_grading_dag_consumes_even_over_a_stale_regis
     with create_session() as session:
         active = session.scalars(sa.select(AssetActive).where(AssetActive.name == RUNS_ASSET_NAME)).all()
         assert [(a.name, a.uri) for a in active] == [(RUNS_ASSET_NAME, runs_asset().uri)]
+
+
+# --- issue 16: nothing crafted gets in, and nobody votes as someone else ------------------------------
+
+
+def test_metadata_nested_300_deep_is_refused_at_the_door_and_reads_keep_working(api, store, drill):
+    nested: dict = {}
+    for _ in range(300):
+        nested = {"a": nested}
+    response = api.post("/runs", json={**RUN, "metadata": nested})
+    drill("API: metadata nested 300 deep", "422 metadata, nothing stored",
+          f"{response.status_code} {','.join(f['field'] for f in response.json().get('fields', []))}, "
+          f"{'nothing' if store.count_runs() == 0 else 'a run'} stored")
+    assert response.status_code == 422, response.text
+    assert [f["field"] for f in response.json()["fields"]] == ["metadata"]
+    assert "nested deeper than 10 levels" in response.json()["error"]
+    assert store.count_runs() == 0
+    wide = api.post("/runs", json={**RUN, "metadata": {"k": ["x"] * 3000}})
+    assert wide.status_code == 422 and "more than 2000 values" in wide.json()["error"]
+    assert api.post("/runs", json={**RUN, "metadata": {"ticket": {"id": 7, "tags": ["a", "b"]}}}).status_code == 201
+    assert api.get("/runs").status_code == 200
+
+
+def test_concurrent_posts_of_one_run_id_record_it_once_and_answer_json(api, store, drill):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {**RUN, "run_id": "same-id"}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(lambda _: api.post("/runs", json=body), range(12)))
+    codes = sorted(r.status_code for r in responses)
+    drill("API: 12 concurrent POST /runs with one run_id", "one 201, eleven 200 created false",
+          f"{'one' if codes.count(201) == 1 else codes.count(201)} 201, "
+          f"{'eleven' if codes.count(200) == 11 else codes.count(200)} 200 created false"
+          + ("" if set(codes) <= {200, 201} else f", others {codes}"))
+    assert codes == [200] * 11 + [201], [r.text for r in responses]
+    assert all(r.json() == {"run_id": "same-id", "created": r.status_code == 201} for r in responses)
+    assert store.count_runs() == 1
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_the_docs_and_the_schema_need_a_token(api, path, drill):
+    assert api.get(path).status_code == 200
+    assert drill(f"API: GET {path} without a token", "401", str(api.get(path, headers={"authorization": ""}).status_code)) == "401"
+
+
+@pytest.mark.parametrize("method, path, kwargs", [
+    ("post", "/runs", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+    ("post", "/runs", {"json": {"colour": "blue"}}),
+    ("post", "/runs/..bad../feedback", {"json": {"vote": "meh"}}),
+    ("get", "/runs", {"params": {"limit": 0}}),
+    ("get", "/runs/..bad..", {}),
+    ("post", "/runs", {"content": b"x" * 30_000, "headers": {"content-type": "application/json"}}),
+], ids=["bad-json", "bad-field", "bad-vote", "bad-query", "bad-path", "too-large"])
+def test_an_unauthenticated_bad_request_gets_401_not_422(api, method, path, kwargs, drill, request):
+    headers = {**kwargs.pop("headers", {}), "authorization": ""}
+    response = getattr(api, method)(path, headers=headers, **kwargs)
+    drill(f"API: {request.node.callspec.id} {method.upper()} {path} without a token", "401", str(response.status_code))
+    assert response.status_code == 401, response.text
+
+
+def test_votes_belong_to_the_token_unless_the_app_may_record_for_its_users(api, auth_manager, store, drill):
+    from datetime import datetime, timezone
+
+    run_id = api.post("/runs", json=RUN).json()["run_id"]
+    op = {"authorization": f"Bearer {token_for(auth_manager, 'op')}"}
+    # An op user cannot vote as someone else, nor outvote a later vote with a date in 2100.
+    dated = {"vote": "up", "user_id": "ceo", "created_at": "2100-01-01T00:00:00Z"}
+    assert api.post(f"/runs/{run_id}/feedback", json=dated, headers=op).status_code == 201
+    later = api.post(f"/runs/{run_id}/feedback", json={"vote": "down"}, headers=op)
+    assert later.json()["vote_summary"] == {"up": 0, "down": 1, "votes": 2}
+    # The admin app records for its end user: the vote names both.
+    app_vote = api.post(f"/runs/{run_id}/feedback", json={"vote": "up", "user_id": "end-user-7"})
+    assert app_vote.status_code == 201
+    votes = store.get_run(run_id)["votes"]
+    drill("API: op user votes with user_id 'ceo'", "vote stored as op-user", f"vote stored as {votes[0]['user_id']}")
+    drill("API: admin app votes for end-user-7", "end-user-7 recorded by admin-user",
+          f"{votes[2]['user_id']} recorded by {votes[2]['recorded_by']}")
+    assert [(v["user_id"], v["recorded_by"]) for v in votes] == [("op-user", None), ("op-user", None),
+                                                                  ("end-user-7", "admin-user")]
+    assert votes[0]["created_at"].startswith("2100") and datetime.fromisoformat(votes[0]["recorded_at"]) < datetime.now(timezone.utc)
+    # Votes inside a posted run are the op user's too.
+    posted = api.post("/runs", json={**RUN, "votes": [{"vote": "up", "user_id": "ceo"}]}, headers=op).json()["run_id"]
+    assert [v["user_id"] for v in store.get_run(posted)["votes"]] == ["op-user"]
+    assert store.get_run(posted)["user_id"] == "op-user"
+
+
+def test_a_public_reader_never_sees_runs_that_retrieved_internal_passages(api, auth_manager, store, drill):
+    public_source = {**RUN["sources"][0], "visibility": "public"}
+    slack_source = {"doc_id": "slack:C1/1.0", "chunk_id": "c-2", "kind": "slack", "visibility": "internal",
+                    "text": "internal thread: the staging password rotates on Fridays"}
+    public_run = api.post("/runs", json={**RUN, "sources": [public_source]}).json()["run_id"]
+    internal_run = api.post("/runs", json={**RUN, "sources": [public_source, slack_source]}).json()["run_id"]
+    unlabelled_run = api.post("/runs", json=RUN).json()["run_id"]  # visibility not said: internal
+    viewer = {"authorization": f"Bearer {token_for(auth_manager, 'viewer')}"}
+    assert [r["run_id"] for r in api.get("/runs", headers=viewer).json()["runs"]] == [public_run]
+    assert drill("API: viewer reads a run that retrieved a Slack passage", "404",
+                 str(api.get(f"/runs/{internal_run}", headers=viewer).status_code)) == "404"
+    assert api.get(f"/runs/{unlabelled_run}", headers=viewer).status_code == 404
+    assert api.get(f"/runs/{public_run}", headers=viewer).status_code == 200
+    assert {r["run_id"] for r in api.get("/runs").json()["runs"]} == {public_run, internal_run, unlabelled_run}  # admin
+
+
+def test_a_deep_record_stored_before_the_bounds_does_not_break_the_listing(api, store, drill):
+    """The same fault elsewhere: a run stored with deep metadata (by an older release, or an
+    import) made GET /runs answer 500 for everyone through FastAPI's recursive encoder."""
+    import json as json_module
+
+    run_id = api.post("/runs", json=RUN).json()["run_id"]
+    nested: dict = {}
+    for _ in range(300):
+        nested = {"a": nested}
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("update ragloop_runs set metadata = :m where run_id = :id"),
+                           {"m": json_module.dumps(nested), "id": run_id})
+    listing = api.get("/runs")
+    drill("API: GET /runs with a stored run 300 levels deep", "200", str(listing.status_code))
+    assert listing.status_code == 200 and listing.json()["count"] == 1
+    assert api.get(f"/runs/{run_id}").status_code == 200
+
+
+def test_mounted_under_a_prefix_only_health_is_open(store):
+    """As the plugin mounts it on Airflow's API server (under /ragloop)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from ragloop.runs_api import create_app
+
+    outer = FastAPI()
+    outer.mount("/ragloop", create_app(lambda: store))
+    with TestClient(outer, base_url="http://127.0.0.1") as client:
+        assert client.get("/ragloop/health").status_code == 200
+        assert [client.get(f"/ragloop{path}").status_code for path in ("/runs", "/docs", "/openapi.json")] == [401] * 3

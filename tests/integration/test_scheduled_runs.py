@@ -29,8 +29,6 @@ INGEST_DAGS = ("ragloop_ingest_docs", "ragloop_ingest_slack", "ragloop_ingest_gi
 GRADE_DAG = "ragloop_grade_feedback"
 NIGHT = "2026-11-30T00:00:00Z"
 QUESTION = "How long does an old SDK key keep working after rotation?"
-ANSWER = ("After `fern keys rotate`, the old key keeps working for a grace period: 24 hours by default and at most "
-          "7 days [1].")
 
 
 class Api:
@@ -187,9 +185,24 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
 
     # The feedback DAG, triggered by the asset events of a run and a vote recorded through the API.
     api("PATCH", f"/api/v2/dags/{GRADE_DAG}", {"is_paused": False})
+    # The run cites a chunk the index holds, as `ask` records it: grading reads the index's text
+    # for its chunk id (a made-up source is vetoed, issue 16).
+    from weaviate.classes.query import Filter
+
+    from ragloop.answer import passage_text, prose_sentences
+    from ragloop.index import Hit
+
+    chunks = weaviate_client.collections.use("ScheduledNight").query.fetch_objects(
+        filters=Filter.by_property("doc_id").equal("docs:api/authentication-tokens.md"), limit=50).objects
+    chunk = next(c for c in chunks if "grace period" in c.properties["text"])
+    p = chunk.properties
+    passage = passage_text(Hit(p["doc_id"], p["source_id"], p["kind"], p["title"], p["url"], p["heading_path"], p["text"], 1.0,
+                               str(chunk.uuid)))
+    sentence = next(s for s in prose_sentences(passage) if "grace period" in s).strip().rstrip(".")
     recorded = api("POST", "/ragloop/runs", {
-        "question": QUESTION, "answer": ANSWER, "app": "support-widget",
-        "sources": [{"doc_id": "docs:sdk/key-rotation.md", "title": "Rotating SDK keys", "text": ANSWER.replace(" [1]", "")}],
+        "question": QUESTION, "answer": f"{sentence} [1].", "app": "support-widget",
+        "sources": [{"doc_id": p["doc_id"], "chunk_id": str(chunk.uuid), "title": p["title"], "url": p["url"],
+                     "kind": p["kind"], "visibility": p.get("visibility") or "", "text": passage}],
     })
     api("POST", f"/ragloop/runs/{recorded['run_id']}/feedback", {"vote": "up", "user_id": "u1"})
 

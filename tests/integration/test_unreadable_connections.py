@@ -41,10 +41,24 @@ def written_back(weaviate_server, weaviate_client, airflow_db, collection_name, 
     runs_conn = json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "runs.db")})
     monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", runs_conn)
     config = write_config(tmp_path, collection_name, copy_samples(tmp_path), embedder="hash")
+    # Write-back publishes only answers whose cited chunks the index holds: index the docs, cite one.
+    from weaviate.classes.query import Filter
+
+    from ragloop.answer import passage_text
+    from ragloop.index import Hit
+    from ragloop.ingest import ingest
+
+    ingest("setup", str(config))
+    chunk = next(c for c in weaviate_client.collections.use(collection_name).query.fetch_objects(
+        filters=Filter.by_property("doc_id").equal("docs:api/authentication-tokens.md"), limit=50).objects
+        if "grace period" in c.properties["text"])
+    p = chunk.properties
+    passage = passage_text(Hit(p["doc_id"], p["source_id"], p["kind"], p["title"], p["url"], p["heading_path"], p["text"], 1.0,
+                               str(chunk.uuid)))
     with RunStore.default() as store:
         run_id, _ = store.record_run(RunIn(
             question=QUESTION, answer=ANSWER, votes=[VoteIn(vote="up", user_id="u1")],
-            sources=[{"doc_id": "docs:sdk/key-rotation.md", "title": "Rotating SDK keys", "text": ANSWER}]))
+            sources=[{"doc_id": p["doc_id"], "chunk_id": str(chunk.uuid), "title": p["title"], "text": passage}]))
         versions = grading.criterion_versions(load_config(str(config)))
         store.record_grades(run_id, [
             {"criterion": criterion, "criterion_version": version, "judge": "tests", "score": 1.0, "passed": True,

@@ -44,8 +44,17 @@ def test_schema_is_created_by_versioned_migrations_once(db_url):
         with store.engine.connect() as connection:
             rows = connection.execute(sa.text("select version, description from ragloop_schema")).all()
             tables = set(sa.inspect(connection).get_table_names())
-    assert [r.version for r in rows] == [1, 2]
-    assert {"ragloop_runs", "ragloop_votes", "ragloop_grades", "ragloop_writebacks"} <= tables
+    from ragloop.runs.schema import MIGRATIONS
+
+    assert [r.version for r in rows] == [version for version, _, _ in MIGRATIONS] == [1, 2, 3, 4]
+    assert {
+        "ragloop_runs",
+        "ragloop_votes",
+        "ragloop_grades",
+        "ragloop_writebacks",
+        "ragloop_grading_failures",
+        "ragloop_reports",
+    } <= tables
 
 
 def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):
@@ -64,7 +73,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):
             connection.execute(sa.text(
                 "insert into ragloop_votes (run_id, user_id, vote, created_at) values ('old', 'u', 'down', '2026-01-02 00:00:00')"))
     with RunStore(db_url) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 4  # every migration applied
         run = store.get_run("old")
         assert run["vote_summary"] == {"up": 0, "down": 1, "votes": 1}
         with store.engine.connect() as connection:
@@ -318,3 +327,61 @@ def test_writeback_records(store):
     assert run["writeback"]["revoked_at"] and store.writebacks("written") == []
     with pytest.raises(ValueError, match="write-back state"):
         store.set_writeback(run_id, doc_id="x", collection="C", state="gone")
+
+
+def test_votes_count_in_the_order_the_store_recorded_them_not_their_claimed_time(store, drill):
+    """Issue 16: an up vote dated 2100 overrode a later down vote."""
+    from datetime import datetime, timezone
+
+    run_id = store.record_run(a_run(run_id="dated"))[0]
+    store.add_vote(run_id, VoteIn(vote="up", user_id="mallory", created_at=datetime(2100, 1, 1, tzinfo=timezone.utc)))
+    _, summary = store.add_vote(run_id, VoteIn(vote="down", user_id="mallory"))
+    assert drill("vote: up dated 2100, then a real down vote", "down counts", "down counts" if summary["down"] else "up counts") \
+        == "down counts"
+    assert summary == {"up": 0, "down": 1, "votes": 2}
+    assert store.get_run(run_id)["vote_summary"] == summary
+
+
+def test_anonymous_votes_are_each_their_own_voter(store, drill):
+    """Issue 16: five anonymous down votes and one up vote summed to up 1, down 0."""
+    run_id = store.record_run(a_run(run_id="anon"))[0]
+    for _ in range(5):
+        store.add_vote(run_id, VoteIn(vote="down"))
+    _, summary = store.add_vote(run_id, VoteIn(vote="up"))
+    drill("votes: 5 anonymous down + 1 anonymous up", "up 1, down 5", f"up {summary['up']}, down {summary['down']}")
+    assert summary == {"up": 1, "down": 5, "votes": 6}
+
+
+def test_a_run_failing_to_grade_three_times_is_parked_and_not_selected(store):
+    run_id = store.record_run(a_run(run_id="crafted"))[0]
+    for attempt in (1, 2):
+        assert store.record_grading_failure(run_id, "ValueError: boom", park_after=3)["parked"] is False
+        assert run_id in store.ungraded_run_ids(10)
+    assert store.record_grading_failure(run_id, "ValueError: boom", park_after=3) == {
+        "run_id": run_id, "failures": 3, "parked": True}
+    assert run_id not in store.ungraded_run_ids(10)
+    assert store.get_run(run_id)["grading_failure"]["last_error"] == "ValueError: boom"
+    assert [r["run_id"] for r in store.parked_runs()] == [run_id]
+
+
+def test_a_revocation_by_hand_is_never_overwritten(store, drill):
+    run_id = store.record_run(a_run(run_id="revoked"))[0]
+    assert store.set_writeback(run_id, doc_id="qa:revoked", collection="C", state="revoked_by_hand", reason="by hand")
+    assert store.set_writeback(run_id, doc_id="qa:revoked", collection="C", state="written", grader_versions={}) is False
+    assert store.set_writeback(run_id, doc_id="qa:revoked", collection="C", state="revoked", reason="vote") is False
+    assert drill("store: 'written' over a hand revocation", "revoked_by_hand",
+                 store.get_run(run_id)["writeback"]["state"]) == "revoked_by_hand"
+
+
+def test_an_import_line_nested_past_the_parser_fails_alone(store, tmp_path, drill):
+    good = a_run(run_id="imp-ok", created_at="2026-01-01T00:00:00+00:00").model_dump_json()
+    deep = '{"question": "q", "metadata": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    nested = a_run(run_id="imp-deep", created_at="2026-01-01T00:00:00+00:00").model_dump()
+    for _ in range(30):
+        nested["metadata"] = {"a": nested["metadata"]}
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join([deep, json.dumps(nested, default=str), good]) + "\n")
+    report = store.import_jsonl(path)
+    drill("runs import: a line nested 100,000 deep, one 30 deep, one good", "1 imported, lines 1 and 2 refused",
+          f"{report.imported} imported, lines {' and '.join(str(e['line']) for e in report.errors)} refused")
+    assert report.imported == 1 and [(e["line"], e["field"]) for e in report.errors] == [(1, "(line)"), (2, "metadata")]

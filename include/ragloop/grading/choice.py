@@ -9,7 +9,7 @@ from ragloop.embedding import LOCAL_MODEL_NAME, LocalEmbedder, make_embedder
 from ragloop.grading.judge import Judge
 from ragloop.grading.llm_judge import LLMJudge
 from ragloop.grading.offline_judge import OfflineJudge
-from ragloop.grading.verdicts import CHECKS, CHECKS_VERSION, CRITERIA
+from ragloop.grading.verdicts import JudgeKind, CHECKS, CHECKS_VERSION, CRITERIA
 from ragloop.prompts import load_prompt
 
 
@@ -25,8 +25,8 @@ def make_judge(config: Config, chat: ChatModel | None = None) -> Judge:
 def configured_judge_name(config: Config) -> str:
     """The judge's name as its verdicts give it, without loading a model or a client."""
     if config.llm is not None:
-        return f"llm:{ChatModel(config.llm).model_for(load_prompt(CRITERIA[0]))}"  # the client is made on first use
-    return f"offline:{LOCAL_MODEL_NAME}"
+        return JudgeKind.LLM.named(ChatModel(config.llm).model_for(load_prompt(CRITERIA[0])))  # the client is made on first use
+    return JudgeKind.OFFLINE.named(LOCAL_MODEL_NAME)
 
 
 def criterion_versions(config: Config) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Sequence
 from ragloop.answer import Citation, format_sources
 from ragloop.chat import ChatError, ChatModel
 from ragloop.grading.judge import JudgeUsage
-from ragloop.grading.verdicts import CRITERIA, JudgeFailed, Verdict, parse_verdict
+from ragloop.grading.verdicts import JudgeKind, CRITERIA, JudgeFailed, Verdict, parse_verdict
 from ragloop.prompts import escape_data, load_prompt
 from ragloop.runs import latest_votes
 
@@ -62,7 +62,7 @@ class LLMJudge:
 
     @property
     def name(self) -> str:
-        return f"llm:{self.chat.model_for(load_prompt(CRITERIA[0]))}"
+        return JudgeKind.LLM.named(self.chat.model_for(load_prompt(CRITERIA[0])))
 
     @staticmethod
     def version(criterion: str) -> str:
@@ -128,7 +128,7 @@ class LLMJudge:
                 Verdict(
                     criterion=criterion,
                     version=template.version,
-                    judge=f"llm:{reply.model}",
+                    judge=JudgeKind.LLM.named(reply.model),
                     score=round(parsed.score, 4),
                     passed=parsed.score >= (template.threshold if template.threshold is not None else 0.5),
                     reason=parsed.reason.strip(),

@@ -9,7 +9,7 @@ from ragloop.answer import prose_sentences
 from ragloop.embedding import LOCAL_MODEL_NAME, LocalEmbedder
 from ragloop.grading.checks import CITATION, answer_body, claim_sentences, normalized
 from ragloop.grading.judge import JudgeUsage
-from ragloop.grading.verdicts import GradingError, Verdict
+from ragloop.grading.verdicts import JudgeKind, GradingError, Verdict
 from ragloop.prompts import load_prompt
 
 # --- the offline judge's thresholds ------------------------------------------------------------
@@ -45,7 +45,7 @@ class OfflineJudge:
 
     def __init__(self, embedder: LocalEmbedder | None = None):
         self.embedder = embedder if embedder is not None else LocalEmbedder()
-        self.name = f"offline:{LOCAL_MODEL_NAME}"
+        self.name = JudgeKind.OFFLINE.named(LOCAL_MODEL_NAME)
         self.usage = JudgeUsage()
         self._vectors: dict[str, list[float]] = {}  # text -> vector, for the runs being graded
 
@@ -150,7 +150,7 @@ class OfflineJudge:
                         Verdict(
                             criterion,
                             version,
-                            "offline:votes",
+                            JudgeKind.OFFLINE.named("votes"),
                             None,
                             None,
                             "no votes yet: without a language model, helpfulness is read from users' votes",
@@ -162,7 +162,7 @@ class OfflineJudge:
                         Verdict(
                             criterion,
                             version,
-                            "offline:votes",
+                            JudgeKind.OFFLINE.named("votes"),
                             score,
                             score >= threshold,
                             f"{summary['up']} of {counted} users' latest votes are up (pass at {threshold})",
@@ -173,7 +173,7 @@ class OfflineJudge:
                     Verdict(
                         criterion,
                         version,
-                        "offline:checks",
+                        JudgeKind.OFFLINE.named("checks"),
                         1.0,
                         True,
                         "the checks found no secrets or personal data (the offline judge reads nothing more)",

@@ -8,10 +8,11 @@ import logging
 from ragloop.config import load_config
 from ragloop.grading.choice import configured_judge_name
 from ragloop.grading.tasks import empty_tally
-from ragloop.grading.verdicts import GradingError
+from ragloop.grading.verdicts import JudgeKind, GradingError
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import endpoint_from_connection
 from ragloop.runs import describe_runs_store
+from ragloop.runs.reports import save_report
 from ragloop.staging import DagRunRef
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def grade_report(
     run used."""
     config = load_config(config_path)
     total = empty_tally()
+    total["parked_runs"] = []
     for result in results:
         if not result:
             continue
@@ -68,6 +70,7 @@ def grade_report(
         for reason, count in result["vetoes"].items():
             total["vetoes"][reason] = total["vetoes"].get(reason, 0) + count
         total["ungraded_runs"] += result["ungraded_runs"]
+        total["parked_runs"] += result.get("parked_runs", [])
         for key in ("prompt", "completion"):
             total["judge_tokens"][key] += result["judge_tokens"][key]
         total["judge"] = total["judge"] or result["judge"]
@@ -83,7 +86,7 @@ def grade_report(
     if written is None:
         errors.append("write-back did not finish (see its task log); nothing was revoked or written this run")
     cost = None
-    if total["judge"].startswith("llm:"):
+    if total["judge"].startswith(JudgeKind.LLM.named("")):
         cost = estimated_cost(
             total["judge"], total["judge_tokens"]["prompt"], total["judge_tokens"]["completion"], (config.llm or {}).get("prices")
         )
@@ -102,6 +105,8 @@ def grade_report(
         "verdicts": total["verdicts"],
         "vetoes": dict(sorted(total["vetoes"].items())),
         "ungraded_runs": total["ungraded_runs"][:SHOWN],
+        # runs that failed to grade MAX_GRADING_FAILURES times: not selected again (`ragloop runs` shows why)
+        "parked_runs": total["parked_runs"][:SHOWN],
         "judge_calls": total["judge_calls"],
         "malformed_replies": total["malformed_replies"],
         "judge_tokens": total["judge_tokens"],
@@ -111,6 +116,7 @@ def grade_report(
         "errors": errors,
     }
     log.info("Grading report:\n%s", format_grade_report(report))
+    save_report("feedback", report)  # for the operator's page and `ragloop report`, past XCom clean-up
     return report
 
 
@@ -125,7 +131,9 @@ def format_grade_report(report: dict) -> str:
     if report["vetoes"]:
         lines.append("vetoes: " + ", ".join(f"{reason} {count}" for reason, count in report["vetoes"].items()))
     for item in report["ungraded_runs"]:
-        lines.append(f"  ungraded: {item['run_id']}: {item['reason']}")
+        lines.append(f"  ungraded: {item['qa_run_id']}: {item['reason']}")
+    for item in report.get("parked_runs", []):
+        lines.append(f"  parked after {item['failures']} failures: {item['qa_run_id']}: {item['reason']}")
     tokens = report["judge_tokens"]
     cost = report["estimated_cost_usd"]
     lines.append(
@@ -133,7 +141,7 @@ def format_grade_report(report: dict) -> str:
         f"({report['malformed_replies']} malformed replies asked again); estimated cost "
         + (
             "n/a (no language model)"
-            if not report["judge"].startswith("llm:")
+            if not report["judge"].startswith(JudgeKind.LLM.named(""))
             else f"${cost:.4f}"
             if cost is not None
             else "unknown: set llm.prices in sources.yaml"
@@ -147,7 +155,7 @@ def format_grade_report(report: dict) -> str:
             f"({written['chunks']['embedded']} chunks embedded, {written['chunks']['deleted']} deleted)"
         )
         for item in written["revocations"][:SHOWN]:
-            lines.append(f"  revoked: {item['run_id']}: {item['reason']}")
+            lines.append(f"  revoked: {item['qa_run_id']}: {item['reason']}")
     for error in report["errors"]:
         lines.append(f"ERROR: {error}")
     return "\n".join(lines)

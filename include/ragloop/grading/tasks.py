@@ -12,11 +12,14 @@ from datetime import datetime, timezone
 from ragloop.chat import ChatModel
 from ragloop.config import load_config
 from ragloop.grading.checks import Veto, run_checks
+from ragloop.grading.grounding import chunk_ids_of, verify_sources
 from ragloop.grading.choice import criterion_versions, make_judge
 from ragloop.grading.judge import Judge
 from ragloop.grading.verdicts import CHECKS, CHECKS_JUDGE, CHECKS_VERSION, CRITERIA, VOTE_CRITERIA, JudgeFailed, Verdict
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index import connect, fetch_chunks
 from ragloop.progress import progress
-from ragloop.runs import RunStore, WritebackState
+from ragloop.runs import RunNotFound, RunStore, RunStoreUnavailable, WritebackState
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +46,14 @@ def is_current(latest: dict[str, dict], versions: dict[str, str]) -> bool:
     return all(c in latest and latest[c]["criterion_version"] == v for c, v in versions.items())
 
 
-def plan_grading(run: dict, judge: Judge, previous: dict[str, dict], versions: dict[str, str]) -> RunGrading:
-    """Checks first; a veto ends it (nothing for the judge). Otherwise the criteria without a
-    current grade by this judge, and the vote criteria again, are left to the judge (`todo`)."""
+def plan_grading(
+    run: dict, judge: Judge, previous: dict[str, dict], versions: dict[str, str], source_vetoes: list[Veto] | None = None
+) -> RunGrading:
+    """Checks first (with `source_vetoes`, the cited sources the index does not hold as recorded:
+    see grading.grounding); a veto ends it (nothing for the judge). Otherwise the criteria without
+    a current grade by this judge, and the vote criteria again, are left to the judge (`todo`)."""
     grading = RunGrading(run["run_id"])
-    grading.vetoes = run_checks(run)
+    grading.vetoes = [*(source_vetoes or []), *run_checks(run)]
     if grading.vetoes:
         reasons = sorted({v.reason for v in grading.vetoes})
         grading.verdicts.append(
@@ -135,37 +141,94 @@ def empty_tally() -> dict:
     }
 
 
-def grade_batch(run_ids: list[str], config_path: str | None = None, chat: ChatModel | None = None) -> dict:
-    """Grade these runs and store their grades; a run the judge could not grade stores nothing
-    and is counted as ungraded (the next DAG run tries again)."""
+MAX_GRADING_FAILURES = 3  # failed attempts before a run is parked instead of selected again
+
+
+def _read_runs(store: RunStore, run_ids: list[str], fail) -> list[dict]:
+    """The runs, read all at once; when that fails (a stored record that does not decode), one
+    by one, so the record that breaks fails alone."""
+    try:
+        return store.get_runs(run_ids)
+    except RunStoreUnavailable:
+        raise  # the store itself is down: nothing to isolate
+    except Exception:  # noqa: BLE001 - find the record that breaks
+        log.exception("Reading %d runs failed; reading them one by one", len(run_ids))
+    runs = []
+    for run_id in run_ids:
+        try:
+            runs.extend(store.get_runs([run_id]))
+        except RunStoreUnavailable:
+            raise
+        except Exception as err:  # noqa: BLE001 - one unreadable run must not stop the batch
+            fail(run_id, f"reading the run failed: {type(err).__name__}: {err}")
+    return runs
+
+
+def grade_batch(
+    run_ids: list[str],
+    config_path: str | None = None,
+    chat: ChatModel | None = None,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
+) -> dict:
+    """Grade these runs and store their grades. Every step that reads one run (reading it,
+    checking its sources against the index, the checks, the judge, storing its grades) runs in
+    that run's own isolation: a run that fails stores no grade, is counted as ungraded with its
+    reason, and after MAX_GRADING_FAILURES failures is parked, so one crafted record never stops
+    the batch nor, night after night, the queue."""
     started = time.monotonic()
     config = load_config(config_path)
     versions = criterion_versions(config)
     judge = make_judge(config, chat)
     tally = empty_tally()
     tally["judge"] = judge.name
+    tally["parked_runs"] = []
     try:
         with RunStore.default() as store:
+
+            def fail(run_id: str, reason: str) -> None:
+                tally["ungraded"] += 1
+                tally["ungraded_runs"].append({"qa_run_id": run_id, "reason": reason})
+                log.error("Run %s stays ungraded: %s", run_id, reason)
+                try:
+                    failure = store.record_grading_failure(run_id, reason, MAX_GRADING_FAILURES)
+                except RunNotFound:
+                    return
+                if failure["parked"]:
+                    tally["parked_runs"].append({"qa_run_id": run_id, "failures": failure["failures"], "reason": reason})
+
             read_at = datetime.now(timezone.utc)
-            runs = store.get_runs(run_ids)
-            previous = store.latest_grades(run_ids)
-            plans = [(run, plan_grading(run, judge, previous.get(run["run_id"], {}), versions)) for run in runs]
-            judge.prepare([(run, grading.todo) for run, grading in plans])
+            runs = _read_runs(store, run_ids, fail)
+            tally["runs"] = len(runs) + tally["ungraded"]
+            previous = store.latest_grades([r["run_id"] for r in runs])
+            with connect(weaviate_conn_id) as client:
+                indexed = fetch_chunks(client, config.collection, chunk_ids_of(runs))
+            plans = []
+            for run in runs:
+                try:
+                    verified, source_vetoes = verify_sources(run, indexed)
+                    plans.append(
+                        (verified, plan_grading(verified, judge, previous.get(run["run_id"], {}), versions, source_vetoes))
+                    )
+                except Exception as err:  # noqa: BLE001 - one odd run must not stop the batch
+                    fail(run["run_id"], f"planning its grading failed: {type(err).__name__}: {err}")
+            try:
+                judge.prepare([(run, grading.todo) for run, grading in plans])
+            except Exception:  # noqa: BLE001 - preparing is an optimisation; each run's grade says what breaks
+                log.exception("Preparing the judge for %d runs failed; grading them one by one", len(plans))
             for number, (run, grading) in enumerate(plans, 1):
-                tally["runs"] += 1
                 try:
                     grading.verdicts += judge.grade(run, grading.todo)
+                    store.record_grades(run["run_id"], [v.row() for v in grading.verdicts], read_at)
+                except RunStoreUnavailable:
+                    raise
                 except JudgeFailed as err:
-                    tally["ungraded"] += 1
-                    tally["ungraded_runs"].append({"run_id": run["run_id"], "reason": str(err)})
-                    log.error("Run %s stays ungraded: %s", run["run_id"], err)
+                    fail(run["run_id"], str(err))
                     continue
                 except Exception as err:  # noqa: BLE001 - one odd run must not stop the batch
-                    tally["ungraded"] += 1
-                    tally["ungraded_runs"].append({"run_id": run["run_id"], "reason": f"{type(err).__name__}: {err}"})
-                    log.exception("Run %s stays ungraded: grading it failed", run["run_id"])
+                    log.exception("Grading run %s failed", run["run_id"])
+                    fail(run["run_id"], f"{type(err).__name__}: {err}")
                     continue
-                store.record_grades(run["run_id"], [v.row() for v in grading.verdicts], read_at)
+                store.clear_grading_failures(run["run_id"])
                 tally["graded"] += 1
                 tally["reused"] += len(grading.reused)
                 if grading.vetoes:
@@ -176,9 +239,9 @@ def grade_batch(run_ids: list[str], config_path: str | None = None, chat: ChatMo
                     if verdict.criterion in tally["verdicts"]:
                         key = "undecided" if verdict.passed is None else "pass" if verdict.passed else "fail"
                         tally["verdicts"][verdict.criterion][key] += 1
-                if number % 10 == 0 or number == len(runs):
-                    progress("Graded %d/%d runs (%d vetoed, %d ungraded)", number, len(runs), tally["vetoed"], tally["ungraded"])
-            missing = set(run_ids) - {r["run_id"] for r in runs}
+                if number % 10 == 0 or number == len(plans):
+                    progress("Graded %d/%d runs (%d vetoed, %d ungraded)", number, len(plans), tally["vetoed"], tally["ungraded"])
+            missing = set(run_ids) - {r["run_id"] for r in runs} - {u["qa_run_id"] for u in tally["ungraded_runs"]}
             if missing:
                 log.warning("Runs no longer in the store (deleted since they were selected): %s", sorted(missing))
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -13,8 +14,23 @@ from ragloop.errors import RagloopError
 CRITERIA = ("relevance", "groundedness", "helpfulness", "publicness")
 # Criteria whose verdict reads the users' votes: graded again whenever a vote arrives.
 VOTE_CRITERIA = frozenset({"helpfulness"})
+
+
+class JudgeKind(StrEnum):
+    """What a judge's name starts with ("llm:gpt-4o-mini", "offline:votes"): a grade holds for a
+    later run only when given by the same kind of judge."""
+
+    LLM = "llm"
+    OFFLINE = "offline"
+
+    def named(self, what: str) -> str:
+        return f"{self.value}:{what}"
+
+
 CHECKS = "checks"
-CHECKS_VERSION = "1"  # bump on every change of the checks below
+CHECKS_VERSION = (
+    "2"  # bump on every change of the checks (2: every published field, normalised, detect-secrets, sources from the index)
+)
 CHECKS_JUDGE = "deterministic"
 
 

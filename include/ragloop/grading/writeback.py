@@ -7,23 +7,26 @@ import time
 from datetime import datetime
 
 from ragloop.config import load_config
-from ragloop.documents import QA_SOURCE_ID, Document, qa_doc_id, qa_run_id
-from ragloop.grading.checks import answer_body, cited_numbers
+from ragloop.documents import QA_SOURCE_ID, Document, Kind, Visibility, qa_doc_id, qa_run_id
+from ragloop.grading.checks import answer_body, cited_numbers, run_checks
+from ragloop.grading.grounding import SOURCE_NOT_INDEXED, SOURCE_TEXT_DIFFERS, chunk_ids_of, verify_sources
 from ragloop.grading.choice import criterion_versions
 from ragloop.grading.verdicts import CHECKS
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
-from ragloop.index import connect, delete_documents, read_indexed_documents
+from ragloop.index import connect, delete_documents, fetch_chunks, read_indexed_documents
 from ragloop.ingest import finish_staging, index_batch, plan_ingest, plan_path, prune_sources, stage_documents
 from ragloop.ingest.indexing import add_index_counts, empty_index_counts
 from ragloop.progress import progress
 from ragloop.runs import RunStore, WritebackState, latest_votes, writeback_state
+from ragloop.runs.models import voter
 from ragloop.sources.base import ExtractReport
 from ragloop.staging import DagRunRef, read_json
 
 
 def qa_document(run: dict, latest: dict[str, dict]) -> Document:
     """A good run as a Document of kind `qa`: the question as title, the answer, links to the
-    sources it cites (numbered as in the answer), and its provenance in the metadata."""
+    sources it cites (numbered as in the answer), and its provenance in the metadata. `run` is the
+    run as `publishable` returns it: its sources as the index holds them, every field checked."""
     sources = run.get("sources") or []
     cited = sorted(n for n in cited_numbers(run["answer"]) if 1 <= n <= len(sources))
     lines = [answer_body(run["answer"]), "", "Sources:"]
@@ -32,10 +35,12 @@ def qa_document(run: dict, latest: dict[str, dict]) -> Document:
         target = source.get("url") or source.get("doc_id")
         lines.append(f"- [{number}] [{source.get('title') or source.get('doc_id')}]({target})")
     title = " ".join(run["question"].split())
+    # An answer drawn from any internal passage is internal: it never reaches public retrieval.
+    public = all(s.get("visibility") == Visibility.PUBLIC for s in sources)
     return Document(
         doc_id=qa_doc_id(run["run_id"]),
         source_id=QA_SOURCE_ID,
-        kind="qa",
+        kind=Kind.QA.value,
         title=title if len(title) <= 300 else title[:299] + "…",
         content="\n".join(lines),
         url=f"ragloop://runs/{run['run_id']}",
@@ -47,7 +52,29 @@ def qa_document(run: dict, latest: dict[str, dict]) -> Document:
             "cited_sources": [sources[n - 1].get("doc_id") for n in cited],
             "graded_by": grader_versions(latest),
         },
+        visibility=Visibility.PUBLIC.value if public else Visibility.INTERNAL.value,
     )
+
+
+PUBLISH_VETOES = {"secret", "email", "phone", "card_number", "prompt_injection", SOURCE_NOT_INDEXED, SOURCE_TEXT_DIFFERS}
+
+
+def publishable(runs: list[dict], collection: str, weaviate_conn_id: str) -> tuple[list[dict], dict[str, str]]:
+    """The runs as write-back publishes them (each cited source's doc id, title, URL and text as
+    the index holds them now), and, by run id, why a run cannot be published: a cited chunk gone
+    from the index or changed, or a field that fails the checks. Grades were given on what the
+    run said; this is the last look at what the index will say."""
+    with connect(weaviate_conn_id) as client:
+        indexed = fetch_chunks(client, collection, chunk_ids_of(runs))
+    ready, refused = [], {}
+    for run in runs:
+        verified, vetoes = verify_sources(run, indexed)
+        vetoes += [v for v in run_checks(verified) if v.reason in PUBLISH_VETOES]
+        if vetoes:
+            refused[run["run_id"]] = "not publishable: " + "; ".join(f"{v.reason}: {v.detail}" for v in vetoes)
+        else:
+            ready.append(verified)
+    return ready, refused
 
 
 def grader_versions(latest: dict[str, dict]) -> dict[str, str]:
@@ -59,7 +86,7 @@ def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -
     """Why a run is not (or no longer) good, in one line."""
     downs = [v for v in latest_votes(run.get("votes") or []).values() if v["vote"] == "down"]
     if downs:
-        return "down vote by " + "; ".join(v["user_id"] + (f": {v['comment']}" if v.get("comment") else "") for v in downs)
+        return "down vote by " + "; ".join(voter(v) + (f": {v['comment']}" if v.get("comment") else "") for v in downs)
     if writeback_state(run) is WritebackState.REVOKED_BY_HAND:
         return run["writeback"].get("revoke_reason") or "revoked by hand"
     checks = latest.get(CHECKS)
@@ -89,9 +116,14 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
     versions = criterion_versions(config)
     with RunStore.default() as store:
         passing = store.get_runs(store.passing_run_ids(versions))
-        good = [r for r in passing if not r["vote_summary"]["down"] and writeback_state(r) is not WritebackState.REVOKED_BY_HAND]
-        latest = store.latest_grades([r["run_id"] for r in good])
+        candidates = [
+            r for r in passing if not r["vote_summary"]["down"] and writeback_state(r) is not WritebackState.REVOKED_BY_HAND
+        ]
+        latest = store.latest_grades([r["run_id"] for r in candidates])
         written_before = {w["run_id"]: w for w in store.writebacks(WritebackState.WRITTEN)}
+    good, refused = publishable(candidates, config.collection, weaviate_conn_id)
+    for run_id, reason in refused.items():
+        progress("Run %s is not written back: %s", run_id, reason)
     documents = [qa_document(run, latest[run["run_id"]]) for run in good]
     report = ExtractReport(QA_SOURCE_ID)
     report.seen = len(documents)
@@ -102,6 +134,15 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
     pruned = prune_sources(dag_run, config_path, weaviate_conn_id)
     removed = read_json(str(plan_path(config, dag_run)))["sources"][QA_SOURCE_ID].get("prune") or []
 
+    # A revocation by hand may have landed while this ran (`revoke_by_hand` records its state
+    # before it deletes): take those answers out again; the store refuses to mark them written.
+    with RunStore.default() as store:
+        hand_revoked = {w["run_id"] for w in store.writebacks(WritebackState.REVOKED_BY_HAND)} & {r["run_id"] for r in good}
+    if hand_revoked:
+        with connect(weaviate_conn_id) as client:
+            delete_documents(client, config.collection, [qa_doc_id(run_id) for run_id in sorted(hand_revoked)])
+        progress("Revoked by hand while writing back, taken out again: %s", ", ".join(sorted(hand_revoked)))
+        good = [r for r in good if r["run_id"] not in hand_revoked]
     good_ids = {r["run_id"] for r in good}
     revoked_ids = sorted((set(written_before) - good_ids) | {qa_run_id(doc_id) for doc_id in removed})
     revocations = []
@@ -120,8 +161,8 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
         revoked_runs = store.get_runs(revoked_ids)
         revoked_latest = store.latest_grades(revoked_ids)
         for run in revoked_runs:
-            reason = why_not_good(run, revoked_latest.get(run["run_id"], {}), versions)
-            revocations.append({"run_id": run["run_id"], "reason": reason})
+            reason = refused.get(run["run_id"]) or why_not_good(run, revoked_latest.get(run["run_id"], {}), versions)
+            revocations.append({"qa_run_id": run["run_id"], "reason": reason})
             if writeback_state(run) is not WritebackState.REVOKED_BY_HAND:
                 store.set_writeback(
                     run["run_id"],
@@ -147,6 +188,7 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
     result = {
         "collection": config.collection,
         "good_runs": len(good),
+        "not_publishable": [{"qa_run_id": run_id, "reason": reason} for run_id, reason in sorted(refused.items())],
         "written": summary.get("new", 0),
         "rewritten": summary.get("changed", 0),
         "unchanged": summary.get("unchanged", 0),
@@ -201,8 +243,8 @@ def revoke_by_hand(
     config = load_config(config_path)
     with RunStore.default() as store:
         run = store.get_run(run_id)  # RunNotFound names the id
-        with connect(weaviate_conn_id) as client:
-            chunks = delete_documents(client, config.collection, [qa_doc_id(run_id)])
+        # The state first, then the delete: a write-back running now either sees the state after
+        # it indexed (and takes the answer out) or indexed before this delete (which removes it).
         store.set_writeback(
             run_id,
             doc_id=qa_doc_id(run_id),
@@ -210,5 +252,7 @@ def revoke_by_hand(
             state=WritebackState.REVOKED_BY_HAND,
             reason=f"revoked by hand: {reason}" if reason else "revoked by hand",
         )
+        with connect(weaviate_conn_id) as client:
+            chunks = delete_documents(client, config.collection, [qa_doc_id(run_id)])
     was_written = bool(chunks) or writeback_state(run) is WritebackState.WRITTEN
     return {"run_id": run_id, "collection": config.collection, "chunks_deleted": chunks, "was_written_back": was_written}

@@ -11,7 +11,7 @@ from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import connect, read_watermarks
 from ragloop.ingest.run_files import run_dir
 from ragloop.ingest.types import ExtractResult
-from ragloop.progress import progress
+from ragloop.progress import progress, progress_bar
 from ragloop.sources import ExtractReport, make_source
 from ragloop.staging import DagRunRef, ShardWriter, safe_key, write_json
 
@@ -88,15 +88,17 @@ def stage_documents(
     writer = ShardWriter(folder)
     documents: dict[str, list] = {}
     try:
-        for document in documents_read:
-            if document.doc_id in documents:
-                report.fail(document.doc_id, "two items of this source give the same doc_id", document.doc_id)
-                continue
-            shard, line = writer.add(document)
-            # [content hash, shard number, line, characters]: compact, the listing can hold 100k documents
-            documents[document.doc_id] = [document.content_hash, len(writer.shards) - 1, line, len(document.content)]
-            if len(documents) % 1000 == 0:
-                progress("%s: read %d documents", source_id, len(documents))
+        with progress_bar(None, f"{source_id}: reading", "doc") as bar:
+            for document in documents_read:
+                bar.update()
+                if document.doc_id in documents:
+                    report.fail(document.doc_id, "two items of this source give the same doc_id", document.doc_id)
+                    continue
+                shard, line = writer.add(document)
+                # [content hash, shard number, line, characters]: compact, the listing can hold 100k documents
+                documents[document.doc_id] = [document.content_hash, len(writer.shards) - 1, line, len(document.content)]
+                if len(documents) % 1000 == 0:
+                    progress("%s: read %d documents", source_id, len(documents))
     finally:
         writer.close()
     complete = lists_everything and not report.failed

@@ -21,7 +21,7 @@ from ragloop.index import (
     write_objects,
 )
 from ragloop.ingest.types import BatchResult, IndexCounts
-from ragloop.progress import progress
+from ragloop.progress import progress, progress_bar
 from ragloop.staging import read_documents, read_json
 
 GROUP_CHUNKS = 1000  # chunks split, looked up, embedded and written together inside a batch
@@ -84,7 +84,7 @@ def index_batch(
 
     label = f"batch {batch['number'] + 1}/{batch['of']}"
     done_docs = 0
-    with connect(weaviate_conn_id) as client:
+    with connect(weaviate_conn_id) as client, progress_bar(len(items), f"{label}: indexing", "doc") as bar:
         ensure_collection(client, config.collection, embedder, config.replication)
         for group in groups:
             group_started = time.monotonic()
@@ -125,6 +125,7 @@ def index_batch(
             counts["embedding_tokens"] += embedder.usage.tokens - tokens_before
             counts["seconds"] = round(counts["seconds"] + time.monotonic() - group_started, 2)
             done_docs += len(group)
+            bar.update(len(group))
             progress(
                 "%s: %d/%d documents, %d chunks written (%d embedded, %d reused) in %.1f s",
                 label,

@@ -44,6 +44,41 @@ def Text(max_length: int, min_length: int = 0):  # noqa: N802 - reads as a type 
     return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_no_control_characters)]
 
 
+# Free-form JSON (a run's metadata) is bounded at the door: deep nesting broke every later read of
+# the run list (GET /runs answered 500 for everyone), and nothing we show needs more than this.
+MAX_JSON_DEPTH = 10
+MAX_JSON_NODES = 2_000
+MAX_JSON_STRING = 10_000
+
+
+def _bounded_json(value: Any) -> Any:
+    """Walks the value without recursion (a crafted depth must not exhaust the stack) and refuses
+    one nested deeper than MAX_JSON_DEPTH, with more than MAX_JSON_NODES values, or holding a
+    string or key longer than MAX_JSON_STRING."""
+    stack, nodes = [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_JSON_NODES:
+            raise ValueError(f"holds more than {MAX_JSON_NODES} values")
+        if isinstance(item, dict):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+            for key, child in item.items():
+                if len(str(key)) > MAX_JSON_STRING:
+                    raise ValueError(f"has a key longer than {MAX_JSON_STRING} characters")
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str) and len(item) > MAX_JSON_STRING:
+            raise ValueError(f"has a string longer than {MAX_JSON_STRING} characters")
+    return value
+
+
+BoundedJson = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
+
 RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 
 
@@ -58,6 +93,9 @@ class RetrievedSource(BaseModel):
     kind: Text(20) = ""
     score: float | None = None
     text: Text(50_000) = ""
+    # The chunk's visibility as the index said when the answer retrieved it; "" when the app
+    # did not say (the runs API then treats the run as internal: see runs_api).
+    visibility: Literal["public", "internal", ""] = ""
 
 
 class VoteIn(BaseModel):
@@ -88,7 +126,7 @@ class RunIn(BaseModel):
     app: Text(100, 1) | None = None  # None: the recorder's app, or "api" when posted to the API
     user_id: Text(200) | None = None
     created_at: datetime | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: BoundedJson = Field(default_factory=dict)
     votes: list[VoteIn] = Field(default_factory=list, max_length=1000)
 
 
@@ -100,9 +138,16 @@ def field_errors(err: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+def voter(vote: dict) -> str:
+    """Who a vote counts for. A vote without a user id (the CLI without --user, an imported vote)
+    is its own voter: five anonymous down votes are five, never one."""
+    return vote["user_id"] or f"anonymous#{vote.get('vote_id', id(vote))}"
+
+
 def latest_votes(votes: list[dict]) -> dict[str, dict]:
-    """user_id -> that user's latest vote: the one that counts. Votes come oldest first."""
-    return {vote["user_id"]: vote for vote in votes}
+    """voter -> that voter's latest vote: the one that counts. Votes come oldest first, in the
+    order the store recorded them."""
+    return {voter(vote): vote for vote in votes}
 
 
 def summarize_votes(votes: list[dict]) -> dict:

@@ -101,7 +101,49 @@ RUNS, VOTES, GRADES, WRITEBACKS = TABLES["runs"], TABLES["votes"], TABLES["grade
 # recorded since a run's last grade.
 VOTE_RECORDED_AT = sa.Column("recorded_at", UtcDateTime(), index=True)
 VOTES.append_column(VOTE_RECORDED_AT)
-VOTE_ORDER = (VOTES.c.created_at, VOTES.c.vote_id)  # oldest first: the last vote of a user counts
+# Migration 3: who recorded a vote on someone's behalf (an app's principal; None when the voter
+# recorded it), and the runs grading failed on, parked after a few failures.
+VOTE_RECORDED_BY = sa.Column("recorded_by", sa.String(200))
+VOTES.append_column(VOTE_RECORDED_BY)
+# Oldest first by the time the server recorded the vote, never the client's created_at (an up vote
+# dated 2100 must not outlive a later down vote): the last vote of a user counts.
+VOTE_ORDER = (sa.func.coalesce(VOTES.c.recorded_at, VOTES.c.created_at), VOTES.c.vote_id)
+
+
+def _grading_failures_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "ragloop_grading_failures",
+        metadata,
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column("last_failed_at", UtcDateTime(), nullable=False),
+        sa.Column("parked_at", UtcDateTime()),  # set after MAX_GRADING_FAILURES: not selected again
+    )
+
+
+GRADING_FAILURES = _grading_failures_table(METADATA)
+
+
+def _reports_table(metadata: sa.MetaData) -> sa.Table:
+    """Migration 4: every ingest and feedback DAG run's report (what the asset event's extra and the
+    report task's XCom carry), kept here so the operator's page and `ragloop report` read it after
+    XCom clean-up. One row per DAG run: a retried report task replaces its row."""
+    return sa.Table(
+        "ragloop_reports",
+        metadata,
+        sa.Column("report_id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(20), nullable=False, index=True),  # ingest | feedback
+        sa.Column("dag_id", sa.String(250), nullable=False),
+        sa.Column("dag_run_id", sa.String(250), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
+        sa.Column("ok", sa.Boolean(), nullable=False),  # the report names no error
+        sa.Column("report", sa.JSON(), nullable=False),
+        sa.UniqueConstraint("dag_id", "dag_run_id", name="ragloop_reports_dag_run"),
+    )
+
+
+REPORTS = _reports_table(METADATA)
 SCHEMA_TABLE = sa.Table(
     "ragloop_schema",
     sa.MetaData(),
@@ -125,9 +167,24 @@ def _migration_2(connection: sa.Connection) -> None:
     connection.execute(sa.text("UPDATE ragloop_votes SET recorded_at = created_at"))
 
 
+def _migration_3(connection: sa.Connection) -> None:
+    column_type = VOTE_RECORDED_BY.type.compile(dialect=connection.dialect)
+    connection.execute(sa.text(f"ALTER TABLE ragloop_votes ADD COLUMN recorded_by {column_type}"))
+    frozen = sa.MetaData()
+    sa.Table("ragloop_runs", frozen, sa.Column("run_id", sa.String(64), primary_key=True))
+    _grading_failures_table(frozen).create(connection)
+
+
+def _migration_4(connection: sa.Connection) -> None:
+    frozen = sa.MetaData()
+    _reports_table(frozen).create(connection)
+
+
 # (version, description, upgrade): applied in order, each in its own transaction, once.
 MIGRATIONS: list[tuple[int, str, Any]] = [
     (1, "runs, votes, grades and write-back records", _migration_1),
     (2, "votes: recorded_at, so grading sees votes that arrived since a run's last grade", _migration_2),
+    (3, "votes: recorded_by (an app voting for its users); runs grading failed on, parked", _migration_3),
+    (4, "reports: every ingest and feedback DAG run's report, for the operator's page and `ragloop report`", _migration_4),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

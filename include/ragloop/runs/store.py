@@ -18,7 +18,17 @@ from pydantic import ValidationError
 
 from ragloop.runs.connection import RunNotFound, RunStoreError, runs_database_url, unavailable
 from ragloop.runs.models import WRITEBACK_STATES, WritebackState, RunIn, VoteIn, field_errors, summarize_votes
-from ragloop.runs.schema import GRADES, MIGRATIONS, RUNS, SCHEMA_TABLE, SCHEMA_VERSION, VOTE_ORDER, VOTES, WRITEBACKS
+from ragloop.runs.schema import (
+    GRADES,
+    GRADING_FAILURES,
+    MIGRATIONS,
+    RUNS,
+    SCHEMA_TABLE,
+    SCHEMA_VERSION,
+    VOTE_ORDER,
+    VOTES,
+    WRITEBACKS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,29 +149,40 @@ class RunStore:
 
     # --- runs ---
 
-    def record_run(self, run: RunIn) -> tuple[str, bool]:
+    def record_run(self, run: RunIn, recorded_by: str | None = None) -> tuple[str, bool]:
         """Insert a run and its votes in one transaction. Returns (run_id, created); a run whose id
-        exists already is left as it is (created = False), so recording is idempotent."""
+        exists already is left as it is (created = False), so recording is idempotent, also when
+        two requests with one id arrive at once: the insert comes first, and the one that loses
+        the race finds the run stored. `recorded_by`: the app principal recording for its users."""
         self.migrate()
         run_id = run.run_id or new_run_id()
-        with self._begin() as connection:
-            if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is not None:
-                return run_id, False
-            connection.execute(sa.insert(RUNS).values(**_run_row(run, run_id)))
-            for vote in run.votes:
-                connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote)))
+        try:
+            with self._begin() as connection:
+                connection.execute(sa.insert(RUNS).values(**_run_row(run, run_id)))
+                for vote in run.votes:
+                    connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote), recorded_by=recorded_by))
+        except sa.exc.IntegrityError:
+            with self._connect() as connection:
+                if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is not None:
+                    return run_id, False
+            raise
         return run_id, True
 
-    def add_vote(self, run_id: str, vote: VoteIn) -> tuple[int, dict]:
-        """Add a vote; several per run and per user are kept, the latest of each user counts.
-        Returns the vote's id and the run's vote summary with it."""
+    def add_vote(self, run_id: str, vote: VoteIn, recorded_by: str | None = None) -> tuple[int, dict]:
+        """Add a vote; several per run and per user are kept, the latest of each user (by the
+        time the store recorded it) counts. `recorded_by`: the principal of an app that records
+        the vote on behalf of `vote.user_id`. Returns the vote's id and the run's vote summary."""
         self.migrate()
         with self._begin() as connection:
             if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is None:
                 raise RunNotFound(f"no run {run_id!r}")
-            result = connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote)))
+            result = connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote), recorded_by=recorded_by))
             votes = (
-                connection.execute(sa.select(VOTES.c.user_id, VOTES.c.vote).where(VOTES.c.run_id == run_id).order_by(*VOTE_ORDER))
+                connection.execute(
+                    sa.select(VOTES.c.vote_id, VOTES.c.user_id, VOTES.c.vote)
+                    .where(VOTES.c.run_id == run_id)
+                    .order_by(*VOTE_ORDER)
+                )
                 .mappings()
                 .all()
             )
@@ -206,6 +227,8 @@ class RunStore:
                     "user_id": row["user_id"],
                     "comment": row["comment"],
                     "created_at": row["created_at"].isoformat(),
+                    "recorded_at": (row["recorded_at"] or row["created_at"]).isoformat(),
+                    "recorded_by": row["recorded_by"],
                 }
             )
         grades: dict[str, list[dict]] = {}
@@ -228,6 +251,15 @@ class RunStore:
             }
             for row in connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id.in_(ids))).mappings()
         }
+        failures = {
+            row["run_id"]: {
+                "failures": row["failures"],
+                "last_error": row["last_error"],
+                "last_failed_at": row["last_failed_at"].isoformat(),
+                "parked_at": row["parked_at"].isoformat() if row["parked_at"] else None,
+            }
+            for row in connection.execute(sa.select(GRADING_FAILURES).where(GRADING_FAILURES.c.run_id.in_(ids))).mappings()
+        }
         out = []
         for run in runs:
             run_votes = votes.get(run["run_id"], [])
@@ -240,6 +272,7 @@ class RunStore:
                     "vote_summary": summarize_votes(run_votes),
                     "grades": grades.get(run["run_id"], []),
                     "writeback": writebacks.get(run["run_id"]),
+                    "grading_failure": failures.get(run["run_id"]),
                 }
             )
         return out
@@ -262,7 +295,7 @@ class RunStore:
         """Runs that have no grade at all, oldest first."""
         self.migrate()
         graded = sa.select(GRADES.c.run_id).where(GRADES.c.run_id == RUNS.c.run_id).exists()
-        query = sa.select(RUNS.c.run_id).where(~graded).order_by(RUNS.c.created_at, RUNS.c.run_id).limit(limit)
+        query = sa.select(RUNS.c.run_id).where(~graded, ~_parked()).order_by(RUNS.c.created_at, RUNS.c.run_id).limit(limit)
         with self._connect() as connection:
             return list(connection.scalars(query))
 
@@ -274,7 +307,10 @@ class RunStore:
         query = (
             sa.select(RUNS.c.run_id)
             .join(last, last.c.run_id == RUNS.c.run_id)
-            .where(sa.select(VOTES.c.vote_id).where(VOTES.c.run_id == RUNS.c.run_id, recorded > last.c.graded_at).exists())
+            .where(
+                sa.select(VOTES.c.vote_id).where(VOTES.c.run_id == RUNS.c.run_id, recorded > last.c.graded_at).exists(),
+                ~_parked(),
+            )
             .order_by(RUNS.c.created_at, RUNS.c.run_id)
             .limit(limit)
         )
@@ -309,6 +345,39 @@ class RunStore:
             for grade in grades:
                 connection.execute(sa.insert(GRADES).values(run_id=run_id, graded_at=graded_at, **grade))
         return len(grades)
+
+    def record_grading_failure(self, run_id: str, error: str, park_after: int) -> dict:
+        """Count a failed attempt to grade a run; after `park_after` failures it is parked (not
+        selected again, shown with its reason in `ragloop runs`) so it cannot block the queue."""
+        self.migrate()
+        now = _now()
+        with self._begin() as connection:
+            row = connection.execute(sa.select(GRADING_FAILURES).where(GRADING_FAILURES.c.run_id == run_id)).mappings().first()
+            failures = (row["failures"] if row else 0) + 1
+            values = {"failures": failures, "last_error": error[:2000], "last_failed_at": now}
+            values["parked_at"] = (row and row["parked_at"]) or (now if failures >= park_after else None)
+            if row is None:
+                if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is None:
+                    raise RunNotFound(f"no run {run_id!r}")
+                connection.execute(sa.insert(GRADING_FAILURES).values(run_id=run_id, **values))
+            else:
+                connection.execute(sa.update(GRADING_FAILURES).where(GRADING_FAILURES.c.run_id == run_id).values(**values))
+        return {"run_id": run_id, "failures": failures, "parked": values["parked_at"] is not None}
+
+    def clear_grading_failures(self, run_id: str) -> None:
+        """A run graded at last starts counting failures afresh."""
+        self.migrate()
+        with self._begin() as connection:
+            connection.execute(sa.delete(GRADING_FAILURES).where(GRADING_FAILURES.c.run_id == run_id))
+
+    def parked_runs(self) -> list[dict]:
+        """Runs parked after failing to grade, oldest parking first: {run_id, failures, last_error, parked_at}."""
+        self.migrate()
+        query = (
+            sa.select(GRADING_FAILURES).where(GRADING_FAILURES.c.parked_at.is_not(None)).order_by(GRADING_FAILURES.c.parked_at)
+        )
+        with self._connect() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
 
     def passing_run_ids(self, versions: dict[str, str]) -> list[str]:
         """Runs whose latest grade of every criterion in `versions` passed at that version."""
@@ -350,16 +419,28 @@ class RunStore:
         state: str,
         grader_versions: dict | None = None,
         reason: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Record that a run's answer was written back (state "written"), revoked by the feedback
-        DAG ("revoked") or by hand ("revoked_by_hand")."""
+        DAG ("revoked") or by hand ("revoked_by_hand"). A revocation by hand is final: nothing but
+        another one changes it, decided inside the transaction, so a write-back that read the run
+        before the revocation landed cannot overwrite it. Returns whether the record changed."""
         if state not in WRITEBACK_STATES:
             raise ValueError(f"write-back state must be one of {WRITEBACK_STATES}, not {state!r}")
         state = WritebackState(state).value  # the plain string: every database driver binds it
         self.migrate()
         now = _now()
         with self._begin() as connection:
-            existing = connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id)).mappings().first()
+            existing = (
+                connection.execute(sa.select(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id).with_for_update())
+                .mappings()
+                .first()
+            )
+            if (
+                existing is not None
+                and existing["state"] == WritebackState.REVOKED_BY_HAND
+                and state != WritebackState.REVOKED_BY_HAND
+            ):
+                return False
             if state == WritebackState.WRITTEN:
                 values = {
                     "doc_id": doc_id,
@@ -379,6 +460,7 @@ class RunStore:
                 connection.execute(sa.insert(WRITEBACKS).values(run_id=run_id, **values))
             else:
                 connection.execute(sa.update(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id).values(**values))
+        return True
 
     # --- import ---
 
@@ -409,6 +491,10 @@ class RunStore:
                     continue
                 except UnicodeDecodeError as err:  # pragma: no cover - depends on the file
                     report.errors.append({"line": number, "field": "(line)", "message": f"not UTF-8: {err}"})
+                    continue
+                except RecursionError:
+                    # Nesting deep enough to exhaust the parser fails this line alone, not the import.
+                    report.errors.append({"line": number, "field": "(line)", "message": "nested too deeply to read"})
                     continue
                 if not isinstance(data, dict):
                     report.errors.append({"line": number, "field": "(line)", "message": "each line must be one JSON object"})
@@ -457,6 +543,14 @@ class RunStore:
                 connection.execute(sa.insert(VOTES).values(**row))
                 added += 1
         return added
+
+
+def _parked():
+    return (
+        sa.select(GRADING_FAILURES.c.run_id)
+        .where(GRADING_FAILURES.c.run_id == RUNS.c.run_id, GRADING_FAILURES.c.parked_at.is_not(None))
+        .exists()
+    )
 
 
 ID_GROUP = 500  # ids per IN list: bounded statements on every database

@@ -16,14 +16,15 @@ them in its `ExtractReport` with the item's name and the reason, logs them, and 
 
 from __future__ import annotations
 
+import functools
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
+from ragloop.documents import VISIBILITIES, Document, Visibility
 from ragloop.errors import RagloopError
-from ragloop.documents import Document
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,23 @@ class ExtractReport:
             self.skipped_doc_ids.append(doc_id)
 
 
+# Slack threads are a community's or a team's conversation: internal unless a source says otherwise.
+DEFAULT_VISIBILITY = {"slack": Visibility.INTERNAL.value}
+
+
+def _stamping_visibility(method):
+    @functools.wraps(method)
+    def documents(self, *args, **kwargs):
+        for document in method(self, *args, **kwargs):
+            if document.visibility != self.visibility:
+                document.visibility = self.visibility
+                document.__dict__.pop("content_hash", None)  # a hash taken before is of the old visibility
+            yield document
+
+    documents._stamps_visibility = True  # type: ignore[attr-defined]
+    return documents
+
+
 class Source(ABC):
     """One configured source. Subclasses declare their kind, their config keys and what they can do."""
 
@@ -94,6 +112,15 @@ class Source(ABC):
         self.config = config
         self.id: str = config["id"]
         self.project_root = project_root
+        self.visibility: str = config.get("visibility") or DEFAULT_VISIBILITY.get(self.type, Visibility.PUBLIC.value)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every document a source yields carries the source's visibility, whichever of its
+        # methods yields it, without each source type having to remember to set it.
+        super().__init_subclass__(**kwargs)
+        for name in ("load_all", "read"):
+            if name in cls.__dict__ and not getattr(cls.__dict__[name], "_stamps_visibility", False):
+                setattr(cls, name, _stamping_visibility(cls.__dict__[name]))
 
     @classmethod
     def check_config(cls, config: dict[str, Any], project_root: Path) -> None:
@@ -101,6 +128,12 @@ class Source(ABC):
         The base checks unknown keys, required keys and types; subclasses add their own checks."""
         for key, value in config.items():
             if key in ("id", "type"):
+                continue
+            if key == "visibility":
+                if value not in VISIBILITIES:
+                    raise SourceConfigError(
+                        f"source {config['id']!r}: visibility must be one of {', '.join(VISIBILITIES)}, not {value!r}", key
+                    )
                 continue
             if key not in cls.config_keys:
                 known = ", ".join(sorted(["id", "type", *cls.config_keys]))

@@ -1,0 +1,63 @@
+"""Stored DAG-run reports: every ingest and feedback DAG run's report in the run store's
+`ragloop_reports` table (migration 4), where the operator's page and `ragloop report` read it.
+XCom and asset-event extras are cleaned up with Airflow's metadata; these rows are not."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from ragloop.runs.schema import REPORTS
+from ragloop.runs.store import RunStore
+
+REPORT_KINDS = ("ingest", "feedback")
+
+
+def save_report(kind: str, report: dict, store: RunStore | None = None) -> int:
+    """Store one DAG run's report (it names `dag_id` and `dag_run_id`); a report stored again for
+    the same DAG run (a retried report task) replaces the earlier one. Returns the row's id."""
+    if kind not in REPORT_KINDS:
+        raise ValueError(f"report kind must be one of {REPORT_KINDS}, not {kind!r}")
+    dag_id, dag_run_id = str(report.get("dag_id") or ""), str(report.get("dag_run_id") or "")
+    if not dag_id or not dag_run_id:
+        raise ValueError("a stored report names its dag_id and dag_run_id")
+    owned = store is None
+    store = store or RunStore.default()
+    try:
+        store.migrate()
+        values: dict[str, Any] = {
+            "kind": kind,
+            "created_at": datetime.now(timezone.utc),
+            "ok": not report.get("errors"),
+            "report": report,
+        }
+        with store._begin() as connection:
+            where = sa.and_(REPORTS.c.dag_id == dag_id, REPORTS.c.dag_run_id == dag_run_id)
+            existing = connection.scalar(sa.select(REPORTS.c.report_id).where(where))
+            if existing is None:
+                return int(
+                    connection.execute(
+                        sa.insert(REPORTS).values(dag_id=dag_id, dag_run_id=dag_run_id, **values)
+                    ).inserted_primary_key[0]
+                )
+            connection.execute(sa.update(REPORTS).where(REPORTS.c.report_id == existing).values(**values))
+            return int(existing)
+    finally:
+        if owned:
+            store.close()
+
+
+def list_reports(store: RunStore, kind: str | None = None, since: datetime | None = None, limit: int | None = None) -> list[dict]:
+    """Stored reports, newest first: {report_id, kind, dag_id, dag_run_id, created_at, ok, report}."""
+    store.migrate()
+    query = sa.select(REPORTS).order_by(REPORTS.c.created_at.desc(), REPORTS.c.report_id.desc())
+    if kind:
+        query = query.where(REPORTS.c.kind == kind)
+    if since is not None:
+        query = query.where(REPORTS.c.created_at >= since)
+    if limit:
+        query = query.limit(limit)
+    with store._connect() as connection:
+        return [{**dict(row), "created_at": row["created_at"].isoformat()} for row in connection.execute(query).mappings()]
