@@ -90,7 +90,8 @@ def check_connections_source() -> Check:
 
 def check_weaviate(config) -> Check:
     from ragloop.embedding import make_embedder
-    from ragloop.index import WEAVIATE_CONN_ID, WeaviateIndexError, connect, endpoint_from_connection, recorded_embedder
+    from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+    from ragloop.index import WeaviateIndexError, connect, endpoint_from_connection, recorded_embedder
 
     conn, failed = _resolve(WEAVIATE_CONN_ID, "weaviate", "weaviate")
     if failed:

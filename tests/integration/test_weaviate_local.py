@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, weaviate_conn_json
-from ragloop.index import WeaviateEndpoint
+from ragloop.hooks.endpoint import WeaviateEndpoint
 from ragloop.weaviate_local import LocalWeaviate, LocalWeaviateError, WEAVIATE_VERSION, local_server_for
 
 pytestmark = pytest.mark.integration

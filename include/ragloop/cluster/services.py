@@ -3,6 +3,10 @@ file, a log and a data folder under `.ragloop/cluster/<name>/`, listening on 127
 
 Stopping signals only the process group whose leader's command line carries the markers we
 started it with (see `ragloop.processes.ManagedProcess`): never a process ragloop did not start.
+
+Over 450 lines on purpose: one small class per server (Postgres, Redis, SeaweedFS, a Weaviate
+node, an Airflow process), each its command line, readiness check and stop, which read best side
+by side; splitting them would scatter the one lifecycle they share.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ votes, grades, write-back records) and Airflow's metadata (each DAG's schedule a
 Airflow's own models). One JSON-able dict; `render.py` draws it, `app.py` serves it.
 
 A store that cannot be read does not hide the others: its section carries an `error` naming it.
+
+Over 450 lines on purpose: one gathering function per section of the page, over three stores, all
+producing the one dict the page and the report render; kept together so that dict's shape is in one
+place.
 """
 
 from __future__ import annotations
