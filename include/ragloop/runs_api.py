@@ -286,10 +286,12 @@ class Authenticate:
         self.app, self.public_paths = app, public_paths
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":  # lifespan and websocket scopes carry no request to check
+            return await self.app(scope, receive, send)
         # The path inside this app: mounted under /ragloop, scope["path"] still holds the prefix.
         root = scope.get("root_path") or ""
         path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
-        if scope["type"] != "http" or path in self.public_paths:
+        if path in self.public_paths:
             return await self.app(scope, receive, send)
         from airflow.api_fastapi.app import get_auth_manager
 
