@@ -173,7 +173,7 @@ class ShardWriter:
         with _store("creating", folder):
             self.folder.mkdir(parents=True, exist_ok=True)
         self._shard_number = -1
-        self._handle = None
+        self._handle: Any = None  # the open shard (a file-like object of the store)
         self._lines = DOCS_PER_SHARD
         self.shards: list[str] = []
 

@@ -41,7 +41,7 @@ class RunRecorder:
         self._store = store
         self._store_url = store_url
         self._owns_store = store is None
-        self._token: contextvars.Token | None = None
+        self._token: contextvars.Token[RunRecorder | None] | None = None
         self._lock = threading.Lock()
         self.run_ids: list[str] = []
         self.errors = 0  # recordings that failed (logged); answers were still returned
@@ -61,7 +61,8 @@ class RunRecorder:
         return self
 
     def __exit__(self, *exc) -> None:
-        _active_recorder.reset(self._token)
+        if self._token is not None:
+            _active_recorder.reset(self._token)
         self._token = None
         if self._owns_store and self._store is not None:
             self._store.close()

@@ -99,7 +99,7 @@ RUNS, VOTES, GRADES, WRITEBACKS = TABLES["runs"], TABLES["votes"], TABLES["grade
 # Migration 2: when a vote reached the store. A vote's created_at is the voter's time and can be
 # older than the last grade (imports, clients with their own clocks); grading picks up votes
 # recorded since a run's last grade.
-VOTE_RECORDED_AT = sa.Column("recorded_at", UtcDateTime(), index=True)
+VOTE_RECORDED_AT: sa.Column = sa.Column("recorded_at", UtcDateTime(), index=True)
 VOTES.append_column(VOTE_RECORDED_AT)
 # Migration 3: who recorded a vote on someone's behalf (an app's principal; None when the voter
 # recorded it), and the runs grading failed on, parked after a few failures.

@@ -322,10 +322,11 @@ class RunStore:
         self.migrate()
         latest: dict[str, dict[str, dict]] = {}
         with self._connect() as connection:
+            batches: list[list[str] | None]
             if run_ids is None:
                 batches = [None]
             else:
-                batches = _id_groups(list(dict.fromkeys(run_ids)))
+                batches = list(_id_groups(list(dict.fromkeys(run_ids))))
             for batch in batches:
                 query = sa.select(GRADES).order_by(GRADES.c.grade_id)
                 if batch is not None:
@@ -441,6 +442,7 @@ class RunStore:
                 and state != WritebackState.REVOKED_BY_HAND
             ):
                 return False
+            values: dict[str, Any]
             if state == WritebackState.WRITTEN:
                 values = {
                     "doc_id": doc_id,
