@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from ragloop.documents import Kind
 from ragloop.errors import RagloopError
+from ragloop.passages import Citation
 from ragloop.prompts import escape_data, load_prompt
 
 log = logging.getLogger(__name__)
@@ -57,24 +58,6 @@ LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
 
 class AnswerError(RagloopError):
     pass
-
-
-@dataclass
-class Citation:
-    number: int
-    doc_id: str
-    chunk_id: str
-    kind: str
-    title: str
-    url: str
-    score: float
-    text: str  # the passage as the answer saw it (the chunk without its heading line)
-    heading_path: str = ""
-    visibility: str = "public"  # the chunk's, from the index
-
-    @property
-    def written_back(self) -> bool:
-        return self.kind == Kind.QA
 
 
 @dataclass
@@ -127,6 +110,7 @@ def retrieve(client, collection: str, embedder, queries: list[str], limit: int, 
         Citation(
             number=n,
             doc_id=h.doc_id,
+            source_id=h.source_id,
             chunk_id=h.chunk_id,
             kind=h.kind,
             title=h.title,
@@ -339,19 +323,7 @@ def ask(
         RunIn(
             question=question,
             rewrites=rewrites,
-            sources=[
-                RetrievedSource(
-                    doc_id=s.doc_id,
-                    chunk_id=s.chunk_id,
-                    url=s.url,
-                    title=s.title,
-                    kind=s.kind,
-                    score=s.score,
-                    text=s.text,
-                    visibility=s.visibility,
-                )
-                for s in sources
-            ],
+            sources=[RetrievedSource.from_passage(s) for s in sources],
             answer=text,
             model=model,
             prompt_name=prompt_name,

@@ -294,13 +294,13 @@ def a_real_chunk(client) -> dict:
     from weaviate.classes.query import Filter
 
     from ragloop.answer import passage_text
-    from ragloop.index import Hit
+    from ragloop.passages import Passage
 
     found = client.collections.use(COLLECTION).query.fetch_objects(
         filters=Filter.by_property("doc_id").equal("docs:api/authentication-tokens.md"), limit=1)
     chunk = found.objects[0]
     p = chunk.properties
-    hit = Hit(p["doc_id"], p["source_id"], p["kind"], p["title"], p["url"], p["heading_path"], p["text"], 0.9, str(chunk.uuid))
+    hit = Passage(p["doc_id"], p["source_id"], p["kind"], p["title"], p["url"], p["heading_path"], p["text"], 0.9, str(chunk.uuid))
     return {"doc_id": hit.doc_id, "chunk_id": hit.chunk_id, "title": hit.title, "url": hit.url, "kind": hit.kind,
             "text": passage_text(hit)}
 

@@ -190,13 +190,13 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
     from weaviate.classes.query import Filter
 
     from ragloop.answer import passage_text, prose_sentences
-    from ragloop.index import Hit
+    from ragloop.passages import Passage
 
     chunks = weaviate_client.collections.use("ScheduledNight").query.fetch_objects(
         filters=Filter.by_property("doc_id").equal("docs:api/authentication-tokens.md"), limit=50).objects
     chunk = next(c for c in chunks if "grace period" in c.properties["text"])
     p = chunk.properties
-    passage = passage_text(Hit(p["doc_id"], p["source_id"], p["kind"], p["title"], p["url"], p["heading_path"], p["text"], 1.0,
+    passage = passage_text(Passage(p["doc_id"], p["source_id"], p["kind"], p["title"], p["url"], p["heading_path"], p["text"], 1.0,
                                str(chunk.uuid)))
     sentence = next(s for s in prose_sentences(passage) if "grace period" in s).strip().rstrip(".")
     recorded = api("POST", "/ragloop/runs", {

@@ -45,7 +45,7 @@ def written_back(weaviate_server, weaviate_client, airflow_db, collection_name, 
     from weaviate.classes.query import Filter
 
     from ragloop.answer import passage_text
-    from ragloop.index import Hit
+    from ragloop.passages import Passage
     from ragloop.ingest import ingest
 
     ingest("setup", str(config))
@@ -53,7 +53,7 @@ def written_back(weaviate_server, weaviate_client, airflow_db, collection_name, 
         filters=Filter.by_property("doc_id").equal("docs:api/authentication-tokens.md"), limit=50).objects
         if "grace period" in c.properties["text"])
     p = chunk.properties
-    passage = passage_text(Hit(p["doc_id"], p["source_id"], p["kind"], p["title"], p["url"], p["heading_path"], p["text"], 1.0,
+    passage = passage_text(Passage(p["doc_id"], p["source_id"], p["kind"], p["title"], p["url"], p["heading_path"], p["text"], 1.0,
                                str(chunk.uuid)))
     with RunStore.default() as store:
         run_id, _ = store.record_run(RunIn(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ragloop.answer import NOTHING_FOUND, Citation, extractive_answer, prose_sentences
+from ragloop.answer import NOTHING_FOUND, extractive_answer, prose_sentences
+from ragloop.passages import Citation
 
 PASSAGE = """Rotation issues a new key at once. The old key keeps working
 for **24 hours** by default.
@@ -21,7 +22,9 @@ fernctl keys rotate --old-key keeps working
 
 
 def citation(number: int, text: str, score: float = 0.5) -> Citation:
-    return Citation(number=number, doc_id=f"d{number}", chunk_id=f"c{number}", kind="docs", title="T", url="", score=score, text=text)
+    return Citation(
+        f"d{number}", "docs", "docs", "T", "", "", text, score, f"c{number}", number=number
+    )
 
 
 def test_prose_sentences_skip_code_and_join_wrapped_lines():

@@ -385,3 +385,28 @@ def test_an_import_line_nested_past_the_parser_fails_alone(store, tmp_path, dril
     drill("runs import: a line nested 100,000 deep, one 30 deep, one good", "1 imported, lines 1 and 2 refused",
           f"{report.imported} imported, lines {' and '.join(str(e['line']) for e in report.errors)} refused")
     assert report.imported == 1 and [(e["line"], e["field"]) for e in report.errors] == [(1, "(line)"), (2, "metadata")]
+
+
+def test_an_unreachable_database_is_an_outage_not_a_bad_token():
+    """The runs API and the page answer 503 (retry) rather than 401 (log in again) when checking a
+    token fails because Airflow's metadata DB cannot be reached: a real connection refused."""
+    import socket
+
+    import sqlalchemy as sa
+
+    from ragloop.runs_api import is_database_outage
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = sa.create_engine(f"postgresql+psycopg2://nobody@127.0.0.1:{port}/airflow", connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect():
+            pass
+    except Exception as err:  # noqa: BLE001 - whatever the driver raises is what the API sees
+        refused = err
+    try:
+        raise RuntimeError("the auth manager's own wrapper") from refused
+    except RuntimeError as wrapped:
+        assert is_database_outage(refused) and is_database_outage(wrapped)
+    assert not is_database_outage(ValueError("Signature verification failed"))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-from ragloop.answer import Citation, format_sources
+from ragloop.answer import format_sources
+from ragloop.passages import Citation
 from ragloop.chat import ChatError, ChatModel
 from ragloop.grading.judge import JudgeUsage
 from ragloop.grading.verdicts import JudgeKind, CRITERIA, JudgeFailed, Verdict, parse_verdict
@@ -34,21 +35,7 @@ def votes_text(run: dict) -> str:
 
 def source_blocks(run: dict) -> str:
     """The run's sources as delimited data, numbered as the answer cites them."""
-    return format_sources(
-        [
-            Citation(
-                number=n,
-                doc_id=s.get("doc_id", ""),
-                chunk_id=s.get("chunk_id", ""),
-                kind=s.get("kind", ""),
-                title=s.get("title", ""),
-                url=s.get("url", ""),
-                score=s.get("score") or 0.0,
-                text=s.get("text", ""),
-            )
-            for n, s in enumerate(run.get("sources") or [], 1)
-        ]
-    )
+    return format_sources([Citation.from_record(n, s) for n, s in enumerate(run.get("sources") or [], 1)])
 
 
 class LLMJudge:

@@ -52,7 +52,7 @@ from ragloop.index.writing import (
     delete_stale_chunks,
     delete_documents,
 )
-from ragloop.index.search import Hit, HYBRID_ALPHA, KEYWORD_PROPERTIES, search
+from ragloop.index.search import HYBRID_ALPHA, KEYWORD_PROPERTIES, search
 
 __all__ = [
     "BACKFILL_VISIBILITY",
@@ -61,7 +61,6 @@ __all__ = [
     "EmbedderMismatch",
     "FILTER_GROUP",
     "HYBRID_ALPHA",
-    "Hit",
     "ITERATOR_PAGE",
     "IndexWriteError",
     "IndexedDocument",

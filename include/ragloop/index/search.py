@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ragloop.index.connection import WeaviateIndexError, index_error
@@ -16,24 +15,9 @@ if TYPE_CHECKING:
     from ragloop.embedding import Embedder
 
 
+from ragloop.passages import Passage
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Hit:
-    doc_id: str
-    source_id: str
-    kind: str
-    title: str
-    url: str
-    heading_path: str
-    text: str
-    score: float
-    chunk_id: str
-    visibility: str = "public"
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
 
 
 # Hybrid search weights, measured by bench/retrieval.py (41 labelled questions over the samples,
@@ -57,7 +41,7 @@ def search(
     kinds: list[str] | None = None,
     alpha: float | None = None,
     audience: str = "internal",
-) -> list[Hit]:
+) -> list[Passage]:
     """Hybrid search: the query's vector and BM25 over the chunk text, fused by relative score
     (alpha 1 is the vector alone, 0 keywords alone; None: HYBRID_ALPHA). `audience` "public"
     retrieves public chunks only; the filter is part of the query, so nothing above the audience
@@ -94,7 +78,7 @@ def search(
     except Exception as err:
         raise index_error(f"searching {name}", err) from err
     return [
-        Hit(
+        Passage(
             doc_id=o.properties["doc_id"],
             source_id=o.properties.get("source_id") or "",
             kind=o.properties.get("kind") or "",

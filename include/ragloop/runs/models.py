@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from ragloop.passages import Passage
+
 
 class WritebackState(StrEnum):
     """Where a run's written-back answer stands (stored as its value)."""
@@ -96,6 +98,20 @@ class RetrievedSource(BaseModel):
     # The chunk's visibility as the index said when the answer retrieved it; "" when the app
     # did not say (the runs API then treats the run as internal: see runs_api).
     visibility: Literal["public", "internal", ""] = ""
+
+    @classmethod
+    def from_passage(cls, passage: Passage) -> RetrievedSource:
+        """A passage the answer retrieved, as the run records it (its text as the answer saw it)."""
+        return cls(
+            doc_id=passage.doc_id,
+            chunk_id=passage.chunk_id,
+            url=passage.url,
+            title=passage.title,
+            kind=passage.kind,
+            score=passage.score,
+            text=passage.text,
+            visibility=passage.visibility,  # type: ignore[arg-type]  # "public" or "internal" from the index
+        )
 
 
 class VoteIn(BaseModel):
