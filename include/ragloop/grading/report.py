@@ -8,6 +8,7 @@ import logging
 from ragloop.config import load_config
 from ragloop.grading.choice import configured_judge_name
 from ragloop.grading.tasks import empty_tally
+from ragloop.grading.types import GradeReport, GradeTally, WritebackResult
 from ragloop.grading.verdicts import JudgeKind, GradingError
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import endpoint_from_connection
@@ -48,33 +49,20 @@ def estimated_cost(model: str, prompt_tokens: int, completion_tokens: int, price
 def grade_report(
     dag_run: DagRunRef,
     batches: list[list[str]],
-    results: list[dict],
-    written: dict | None,
+    results: list[GradeTally | None],
+    written: WritebackResult | None,
     config_path: str | None = None,
     weaviate_conn_id: str = WEAVIATE_CONN_ID,
-) -> dict:
+) -> GradeReport:
     """One report per DAG run: runs graded, verdicts per criterion, vetoes by reason, written
     back, revoked, judge tokens and their estimated cost; and which run store and Weaviate the
     run used."""
     config = load_config(config_path)
     total = empty_tally()
-    total["parked_runs"] = []
     for result in results:
         if not result:
             continue
-        for key in ("runs", "graded", "ungraded", "vetoed", "reused", "judge_calls", "malformed_replies"):
-            total[key] += result[key]
-        for criterion, counts in result["verdicts"].items():
-            for key, value in counts.items():
-                total["verdicts"][criterion][key] += value
-        for reason, count in result["vetoes"].items():
-            total["vetoes"][reason] = total["vetoes"].get(reason, 0) + count
-        total["ungraded_runs"] += result["ungraded_runs"]
-        total["parked_runs"] += result.get("parked_runs", [])
-        for key in ("prompt", "completion"):
-            total["judge_tokens"][key] += result["judge_tokens"][key]
-        total["judge"] = total["judge"] or result["judge"]
-        total["seconds"] = round(total["seconds"] + result["seconds"], 2)
+        add_tally(total, result)
     selected = sum(map(len, batches))
     errors = []
     finished = len([r for r in results if r])
@@ -90,7 +78,7 @@ def grade_report(
         cost = estimated_cost(
             total["judge"], total["judge_tokens"]["prompt"], total["judge_tokens"]["completion"], (config.llm or {}).get("prices")
         )
-    report = {
+    report: GradeReport = {
         "dag_id": dag_run.dag_id,
         "dag_run_id": dag_run.run_id,
         "runs_store": describe_runs_store(),
@@ -112,15 +100,39 @@ def grade_report(
         "judge_tokens": total["judge_tokens"],
         "estimated_cost_usd": cost,
         "write_back": written or {},
-        "seconds": {"grade": total["seconds"], "write_back": (written or {}).get("seconds")},
+        "seconds": {"grade": total["seconds"], "write_back": written["seconds"] if written else None},
         "errors": errors,
     }
     log.info("Grading report:\n%s", format_grade_report(report))
-    save_report("feedback", report)  # for the operator's page and `ragloop report`, past XCom clean-up
+    save_report("feedback", dict(report))  # for the operator's page and `ragloop report`, past XCom clean-up
     return report
 
 
-def format_grade_report(report: dict) -> str:
+def add_tally(total: GradeTally, more: GradeTally) -> None:
+    """Add one grade batch's tally to `total`."""
+    total["runs"] += more["runs"]
+    total["graded"] += more["graded"]
+    total["ungraded"] += more["ungraded"]
+    total["vetoed"] += more["vetoed"]
+    total["reused"] += more["reused"]
+    total["judge_calls"] += more["judge_calls"]
+    total["malformed_replies"] += more["malformed_replies"]
+    for criterion, counts in more["verdicts"].items():
+        summed = total["verdicts"].setdefault(criterion, {"pass": 0, "fail": 0, "undecided": 0})
+        summed["pass"] += counts["pass"]
+        summed["fail"] += counts["fail"]
+        summed["undecided"] += counts["undecided"]
+    for reason, count in more["vetoes"].items():
+        total["vetoes"][reason] = total["vetoes"].get(reason, 0) + count
+    total["ungraded_runs"] += more["ungraded_runs"]
+    total["parked_runs"] += more.get("parked_runs", [])
+    total["judge_tokens"]["prompt"] += more["judge_tokens"]["prompt"]
+    total["judge_tokens"]["completion"] += more["judge_tokens"]["completion"]
+    total["judge"] = total["judge"] or more["judge"]
+    total["seconds"] = round(total["seconds"] + more["seconds"], 2)
+
+
+def format_grade_report(report: GradeReport) -> str:
     lines = [
         f"judge {report['judge']}: {report['selected']} runs selected, {report['graded']} graded, "
         f"{report['ungraded']} ungraded, {report['vetoed']} vetoed"

@@ -15,6 +15,7 @@ from ragloop.grading.checks import Veto, run_checks
 from ragloop.grading.grounding import chunk_ids_of, verify_sources
 from ragloop.grading.choice import criterion_versions, make_judge
 from ragloop.grading.judge import Judge
+from ragloop.grading.types import GradeTally
 from ragloop.grading.verdicts import CHECKS, CHECKS_JUDGE, CHECKS_VERSION, CRITERIA, VOTE_CRITERIA, JudgeFailed, Verdict
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import connect, fetch_chunks
@@ -123,7 +124,7 @@ def select_runs(
     return [selected[i : i + size] for i in range(0, len(selected), size)]
 
 
-def empty_tally() -> dict:
+def empty_tally() -> GradeTally:
     return {
         "runs": 0,
         "graded": 0,
@@ -133,6 +134,7 @@ def empty_tally() -> dict:
         "verdicts": {c: {"pass": 0, "fail": 0, "undecided": 0} for c in CRITERIA},
         "vetoes": {},
         "ungraded_runs": [],
+        "parked_runs": [],
         "judge": "",
         "judge_calls": 0,
         "malformed_replies": 0,
@@ -169,7 +171,7 @@ def grade_batch(
     config_path: str | None = None,
     chat: ChatModel | None = None,
     weaviate_conn_id: str = WEAVIATE_CONN_ID,
-) -> dict:
+) -> GradeTally:
     """Grade these runs and store their grades. Every step that reads one run (reading it,
     checking its sources against the index, the checks, the judge, storing its grades) runs in
     that run's own isolation: a run that fails stores no grade, is counted as ungraded with its
@@ -236,9 +238,15 @@ def grade_batch(
                     for reason in sorted({v.reason for v in grading.vetoes}):
                         tally["vetoes"][reason] = tally["vetoes"].get(reason, 0) + 1
                 for verdict in grading.verdicts:
-                    if verdict.criterion in tally["verdicts"]:
-                        key = "undecided" if verdict.passed is None else "pass" if verdict.passed else "fail"
-                        tally["verdicts"][verdict.criterion][key] += 1
+                    counts = tally["verdicts"].get(verdict.criterion)
+                    if counts is None:
+                        continue
+                    if verdict.passed is None:
+                        counts["undecided"] += 1
+                    elif verdict.passed:
+                        counts["pass"] += 1
+                    else:
+                        counts["fail"] += 1
                 if number % 10 == 0 or number == len(plans):
                     progress("Graded %d/%d runs (%d vetoed, %d ungraded)", number, len(plans), tally["vetoed"], tally["ungraded"])
             missing = set(run_ids) - {r["run_id"] for r in runs} - {u["qa_run_id"] for u in tally["ungraded_runs"]}

@@ -11,6 +11,7 @@ from ragloop.documents import QA_SOURCE_ID, Document, Kind, Visibility, qa_doc_i
 from ragloop.grading.checks import answer_body, cited_numbers, run_checks
 from ragloop.grading.grounding import SOURCE_NOT_INDEXED, SOURCE_TEXT_DIFFERS, chunk_ids_of, verify_sources
 from ragloop.grading.choice import criterion_versions
+from ragloop.grading.types import UngradedRun, WritebackResult
 from ragloop.grading.verdicts import CHECKS
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import connect, delete_documents, fetch_chunks, read_indexed_documents
@@ -107,7 +108,7 @@ def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -
     return "; ".join(reasons) or "no longer eligible"
 
 
-def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> dict:
+def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> WritebackResult:
     """Stage every good run as a `qa` document, a complete listing, then plan, index and prune
     it like any source: new good runs are written, changed ones rewritten, and runs no longer
     good (a down vote, a failing grade after a criterion changed, revoked by hand) pruned."""
@@ -145,7 +146,7 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
         good = [r for r in good if r["run_id"] not in hand_revoked]
     good_ids = {r["run_id"] for r in good}
     revoked_ids = sorted((set(written_before) - good_ids) | {qa_run_id(doc_id) for doc_id in removed})
-    revocations = []
+    revocations: list[UngradedRun] = []
     with RunStore.default() as store:
         for run in good:
             versions_now = grader_versions(latest[run["run_id"]])
@@ -185,7 +186,7 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
         "written": qa_indexed["chunks_written"],
         "deleted": qa_indexed["chunks_deleted"] + (qa_pruned["chunks_deleted"] if qa_pruned else 0),
     }
-    result = {
+    result: WritebackResult = {
         "collection": config.collection,
         "good_runs": len(good),
         "not_publishable": [{"qa_run_id": run_id, "reason": reason} for run_id, reason in sorted(refused.items())],

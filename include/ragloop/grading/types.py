@@ -1,0 +1,89 @@
+"""What the grading tasks hand each other and return to the CLI. TypedDicts, not classes: they
+cross task boundaries as XCom (JSON), and the feedback report is stored as it is."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+# "pass" is a Python keyword, hence the functional form.
+VerdictCounts = TypedDict("VerdictCounts", {"pass": int, "fail": int, "undecided": int})
+
+
+class JudgeTokens(TypedDict):
+    prompt: int
+    completion: int
+
+
+class UngradedRun(TypedDict):
+    qa_run_id: str
+    reason: str
+
+
+class ParkedRun(TypedDict):
+    """A run that failed to grade MAX_GRADING_FAILURES times: not selected again."""
+
+    qa_run_id: str
+    failures: int
+    reason: str
+
+
+class GradeTally(TypedDict):
+    """One grade batch's counts (a grade task's XCom), or all batches summed."""
+
+    runs: int
+    graded: int
+    ungraded: int
+    vetoed: int
+    reused: int  # verdicts reused from an earlier grade under the same criterion version
+    verdicts: dict[str, VerdictCounts]  # per criterion
+    vetoes: dict[str, int]  # per reason
+    ungraded_runs: list[UngradedRun]
+    parked_runs: list[ParkedRun]
+    judge: str
+    judge_calls: int
+    malformed_replies: int
+    judge_tokens: JudgeTokens
+    seconds: float
+
+
+class WritebackResult(TypedDict):
+    """The write-back task's result: what was published, refused and revoked."""
+
+    collection: str
+    good_runs: int
+    not_publishable: list[UngradedRun]  # passed grading, refused by the checks at publication
+    written: int
+    rewritten: int
+    unchanged: int
+    revoked: int
+    revocations: list[UngradedRun]
+    chunks: dict[str, int]  # embedded, reused, written, deleted
+    embedding_tokens: int
+    seconds: float
+
+
+class GradeReport(TypedDict):
+    """The feedback DAG run's report (`ragloop grade` prints it; the run store keeps it)."""
+
+    dag_id: str
+    dag_run_id: str
+    runs_store: str
+    weaviate: str
+    collection: str
+    judge: str
+    selected: int
+    graded: int
+    ungraded: int
+    vetoed: int
+    reused_verdicts: int
+    verdicts: dict[str, VerdictCounts]
+    vetoes: dict[str, int]
+    ungraded_runs: list[UngradedRun]
+    parked_runs: list[ParkedRun]
+    judge_calls: int
+    malformed_replies: int
+    judge_tokens: JudgeTokens
+    estimated_cost_usd: float | None
+    write_back: WritebackResult | dict[str, Any]  # {} when write-back did not finish
+    seconds: dict[str, float | None]  # grade, write_back
+    errors: list[str]
