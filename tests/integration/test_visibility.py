@@ -105,9 +105,10 @@ def test_a_collection_from_before_visibility_is_migrated_never_left_unfiltered(w
 
     from ragloop import index
     from ragloop.embedding import make_embedder
+    from ragloop.index.schema import _embedder_record
 
     embedder = make_embedder("hash")
-    record = {**index._embedder_record(embedder), "schema_version": 2}
+    record = {**_embedder_record(embedder), "schema_version": 2}
     weaviate_client.collections.create(
         name=collection_name, description=index.DESCRIPTION_PREFIX + json.dumps(record, sort_keys=True),
         vector_config=Configure.Vectors.self_provided(),
