@@ -110,7 +110,7 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
         @task(trigger_rule="none_failed", outlets=[KNOWLEDGE_BASE])
         def report(source_ids: list[str], indexed: list, pruned: dict, dag_run=None, params=None, outlet_events=None) -> dict:
             from ragloop.ingest import build_report
-            from ragloop.runs.reports import save_report
+            from ragloop.runs.reports import keep_report
             from ragloop.staging import DagRunRef
 
             # One slice request: iterating the lazy sequence probes past its end, which Airflow
@@ -127,7 +127,8 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
                 )
             )
             outlet_events[KNOWLEDGE_BASE].extra = result
-            save_report("ingest", result)  # for the operator's page and `ragloop report`, past XCom clean-up
+            # For the operator's page and `ragloop report`, past XCom clean-up.
+            result["report_stored"] = keep_report("ingest", result)
             return result
 
         @task(trigger_rule="none_failed")

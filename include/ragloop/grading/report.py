@@ -13,7 +13,7 @@ from ragloop.grading.verdicts import JudgeKind, GradingError
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import endpoint_from_connection
 from ragloop.runs import describe_runs_store
-from ragloop.runs.reports import save_report
+from ragloop.runs.reports import keep_report
 from ragloop.staging import DagRunRef
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ def grade_report(
         "errors": errors,
     }
     log.info("Grading report:\n%s", format_grade_report(report))
-    save_report("feedback", dict(report))  # for the operator's page and `ragloop report`, past XCom clean-up
+    # For the operator's page and `ragloop report`, past XCom clean-up.
+    report["report_stored"] = keep_report("feedback", dict(report))
     return report
 
 

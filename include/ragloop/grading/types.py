@@ -3,7 +3,7 @@ cross task boundaries as XCom (JSON), and the feedback report is stored as it is
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 # "pass" is a Python keyword, hence the functional form.
 VerdictCounts = TypedDict("VerdictCounts", {"pass": int, "fail": int, "undecided": int})
@@ -87,3 +87,4 @@ class GradeReport(TypedDict):
     write_back: WritebackResult | dict[str, Any]  # {} when write-back did not finish
     seconds: dict[str, float | None]  # grade, write_back
     errors: list[str]
+    report_stored: NotRequired[str]  # "stored in the run store", or "not stored: <why>"

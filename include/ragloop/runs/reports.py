@@ -4,15 +4,33 @@ XCom and asset-event extras are cleaned up with Airflow's metadata; these rows a
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 
+from ragloop.connections import ConnectionProblem
+from ragloop.runs.connection import RunStoreError
 from ragloop.runs.schema import REPORTS
 from ragloop.runs.store import RunStore
 
+log = logging.getLogger(__name__)
+
 REPORT_KINDS = ("ingest", "feedback")
+
+
+def keep_report(kind: str, report: dict) -> str:
+    """Store a DAG run's report from its report task, and say where it went. A run store that
+    cannot be used (its connection unreadable, the database down) does not fail the task that
+    reports it: the report still reaches XCom and the asset event, the task log warns, and the
+    report says it was not stored and why (`report_stored`)."""
+    try:
+        save_report(kind, report)
+        return "stored in the run store"
+    except (RunStoreError, ConnectionProblem) as err:
+        log.warning("The %s report of %s %s was not stored: %s", kind, report.get("dag_id"), report.get("dag_run_id"), err)
+        return f"not stored: {err}"
 
 
 def save_report(kind: str, report: dict, store: RunStore | None = None) -> int:
