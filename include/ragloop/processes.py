@@ -65,7 +65,9 @@ class ManagedProcess:
         state = _proc_state(pid)
         return state is not None and state != "Z"
 
-    def start(self, command: list[str], env: dict[str, str], cwd: Path) -> int:
+    def start(self, command: list[str], env: dict[str, str], cwd: Path, user: tuple[int, int] | None = None) -> int:
+        """Start `command` in a process group of its own, its output appended to the log file;
+        `user`: (uid, gid) to run it as (Postgres refuses to run as root)."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log_handle:
             self._popen = subprocess.Popen(
@@ -76,6 +78,9 @@ class ManagedProcess:
                 stdout=log_handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                user=user[0] if user else None,
+                group=user[1] if user else None,
+                extra_groups=[] if user else None,
             )
         self.pid_file.write_text(f"{self._popen.pid}\n")
         return self._popen.pid

@@ -27,6 +27,7 @@ from typing import Callable
 
 from ragloop.errors import RagloopError
 from ragloop.processes import ManagedProcess, group_members
+from ragloop.weaviate_local import port_is_free
 
 POSTGRES_BIN = Path(os.environ.get("RAGLOOP_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 SERVICE_USER = "ragloop"  # Postgres refuses to run as root: when we are root, its processes run as this user
@@ -44,16 +45,6 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_ports(count: int, offsets: tuple[int, ...] = (0,), taken: set[int] | None = None) -> list[int]:
     """`count` free loopback ports p such that p + each offset is free too (Weaviate wants its
     data port next to its gossip port, SeaweedFS its gRPC port at +10000)."""
@@ -66,7 +57,7 @@ def free_ports(count: int, offsets: tuple[int, ...] = (0,), taken: set[int] | No
             probe.bind(("127.0.0.1", 0))
             base = probe.getsockname()[1]
         wanted = [base + offset for offset in offsets]
-        if max(wanted) > 65535 or any(p in taken for p in wanted) or not all(_bindable(p) for p in wanted):
+        if max(wanted) > 65535 or any(p in taken for p in wanted) or not all(port_is_free(p) for p in wanted):
             continue
         taken.update(wanted)
         found.append(base)
@@ -95,25 +86,7 @@ def service_user() -> tuple[int, int] | None:
 
 
 class ServiceProcess(ManagedProcess):
-    """A `ManagedProcess` that may run as another user and be stopped with another signal."""
-
-    def start_as(self, command: list[str], env: dict[str, str], cwd: Path, user: tuple[int, int] | None = None) -> int:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log_handle:
-            self._popen = subprocess.Popen(
-                command,
-                env=env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                user=user[0] if user else None,
-                group=user[1] if user else None,
-                extra_groups=[] if user else None,
-            )
-        self.pid_file.write_text(f"{self._popen.pid}\n")
-        return self._popen.pid
+    """A `ManagedProcess` that can also be signalled directly or killed at once (the drills)."""
 
     def signal_leader(self, sig: int) -> int | None:
         pid = self.pid()
@@ -194,7 +167,7 @@ class Service:
             return f"{self.name}: already running (pid {self.pid()})"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.prepare(progress)
-        pid = self.process.start_as(self.command(), env=self.env(), cwd=self.folder, user=self.user())
+        pid = self.process.start(self.command(), env=self.env(), cwd=self.folder, user=self.user())
         self.wait_ready(timeout)
         return f"{self.name}: started (pid {pid})"
 
@@ -532,4 +505,4 @@ class WeaviateNode(Service):
         if self.pid():
             return self.pid()
         (self.folder / "data").mkdir(parents=True, exist_ok=True)
-        return self.process.start_as(self.command(), env=self.env(), cwd=self.folder)
+        return self.process.start(self.command(), env=self.env(), cwd=self.folder)
