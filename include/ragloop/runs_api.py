@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
 from dataclasses import dataclass
 
@@ -26,6 +26,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from ragloop.errors import RagloopError
 from ragloop.runs import (
     RunId,
     RunIn,
@@ -54,6 +55,44 @@ def _error(status: int, error: str, fields: list[dict] | None = None, headers: d
     if fields:
         body["fields"] = fields
     return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def auth_headers(status: int) -> dict[str, str]:
+    """What a refusal tells the client: how to authenticate (401), when to retry (503)."""
+    return {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "5"} if status == 503 else {}
+
+
+class NotAuthorized(RagloopError):
+    """A request without a valid token or without the permission it needs (401/403), or one
+    whose token cannot be checked now (503); `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+async def authenticate(token: str, method: Literal["GET", "POST"], action: str) -> tuple[Any, Any]:
+    """The Airflow user behind `token`, allowed to read (GET) or create (POST) asset events, and
+    the auth manager that said so: the one token check of the runs API and the operator's page.
+    `action` names what the request would do, for the 403."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    auth_manager = get_auth_manager()
+    try:
+        user = await auth_manager.get_user_from_token(token)
+    except Exception as err:  # noqa: BLE001 - expired, malformed, wrong signature: all the same to the caller
+        if is_database_outage(err):
+            # Checking the token needs Airflow's metadata DB (revoked tokens, users): down, it
+            # says nothing about the token, so the caller is told to retry, not to log in again.
+            raise NotAuthorized(
+                503, "Airflow's metadata database cannot be reached to check the token; nothing was done, retry later"
+            ) from None
+        raise NotAuthorized(
+            401, "invalid or expired token: log in to Airflow again, or get a new one from POST /auth/token"
+        ) from None
+    if not auth_manager.is_authorized_asset(method=method, user=user):
+        raise NotAuthorized(403, f"user {user.get_name()!r} may not {action}")
+    return user, auth_manager
 
 
 def is_database_outage(err: BaseException) -> bool:
@@ -293,33 +332,19 @@ class Authenticate:
         path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
         if path in self.public_paths:
             return await self.app(scope, receive, send)
-        from airflow.api_fastapi.app import get_auth_manager
-
-        challenge = {"WWW-Authenticate": "Bearer"}
         header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             response = _error(
-                401, "missing bearer token: send Authorization: Bearer <token from POST /auth/token>", headers=challenge
+                401, "missing bearer token: send Authorization: Bearer <token from POST /auth/token>", headers=auth_headers(401)
             )
             return await response(scope, receive, send)
-        auth_manager = get_auth_manager()
+        method: Literal["GET", "POST"] = "GET" if scope["method"] in ("GET", "HEAD") else "POST"
+        action = "record runs (create asset events)" if method == "POST" else "read runs (read assets)"
         try:
-            user = await auth_manager.get_user_from_token(token.strip())
-        except Exception as err:  # expired, malformed, wrong signature: all the same to the caller
-            if is_database_outage(err):
-                # Checking the token needs Airflow's metadata DB (revoked tokens, users): down, it
-                # says nothing about the token, so the caller is told to retry, not to log in again.
-                return await _error(
-                    503,
-                    "Airflow's metadata database cannot be reached to check the token; nothing was written, retry later",
-                    headers={"Retry-After": "5"},
-                )(scope, receive, send)
-            return await _error(401, "invalid or expired bearer token", headers=challenge)(scope, receive, send)
-        method = "GET" if scope["method"] in ("GET", "HEAD") else "POST"
-        if not auth_manager.is_authorized_asset(method=method, user=user):
-            action = "record runs (create asset events)" if method == "POST" else "read runs (read assets)"
-            return await _error(403, f"user {user.get_name()!r} may not {action}")(scope, receive, send)
+            user, auth_manager = await authenticate(token.strip(), method, action)
+        except NotAuthorized as refused:
+            return await _error(refused.status, refused.message, headers=auth_headers(refused.status))(scope, receive, send)
         scope.setdefault("state", {})["principal"] = Principal(
             user.get_name(), _may_record_for_users(auth_manager, user), _audience(auth_manager, user)
         )

@@ -23,8 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from ragloop.errors import RagloopError
-from ragloop.runs_api import is_database_outage
+from ragloop.runs_api import NotAuthorized, auth_headers, authenticate
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +35,6 @@ CSRF_HEADER = "x-ragloop-request"
 class RevokeIn(BaseModel):
     run_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     reason: str = Field(min_length=1, max_length=1000)
-
-
-class NotAuthorized(RagloopError):
-    """A request without a valid token, or without the permission it needs (answered 401/403)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def external_view() -> dict[str, Any]:
@@ -109,37 +100,16 @@ def create_ui_app(
         return state["store"]
 
     async def user_of(request: Request, method: Literal["GET", "POST"]):
-        from airflow.api_fastapi.app import get_auth_manager
-
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
         if not token:
             raise NotAuthorized(401, "not logged in: log in to Airflow, or send Authorization: Bearer <token>")
-        auth_manager = get_auth_manager()
-        try:
-            user = await auth_manager.get_user_from_token(token)
-        except Exception as err:  # noqa: BLE001 - expired, malformed, revoked: all the same to the caller
-            if is_database_outage(err):
-                raise NotAuthorized(
-                    503, "Airflow's metadata database cannot be reached to check the token: retry later"
-                ) from None
-            raise NotAuthorized(401, "invalid or expired token: log in to Airflow again") from None
-        if not auth_manager.is_authorized_asset(method=method, user=user):
-            action = (
-                "revoke written-back answers (create asset events)" if method == "POST" else "read ragloop's page (read assets)"
-            )
-            raise NotAuthorized(403, f"user {user.get_name()!r} may not {action}")
-        return user, auth_manager
+        action = "revoke written-back answers (create asset events)" if method == "POST" else "read ragloop's page (read assets)"
+        return await authenticate(token, method, action)
 
     @app.exception_handler(NotAuthorized)
     async def not_authorized(request: Request, err: NotAuthorized):
-        headers = (
-            {"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"}
-            if err.status == 401
-            else {"Retry-After": "5", "Cache-Control": "no-store"}
-            if err.status == 503
-            else {"Cache-Control": "no-store"}
-        )
+        headers = {**auth_headers(err.status), "Cache-Control": "no-store"}
         if "text/html" in request.headers.get("accept", "") and request.method == "GET":
             login = "/auth/login?next=" + str(request.url.path)
             body = (
