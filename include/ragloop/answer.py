@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from ragloop.documents import Kind
 from ragloop.errors import RagloopError
-from ragloop.passages import Citation
+from ragloop.passages import Citation, Passage
 from ragloop.prompts import escape_data, load_prompt
 
 log = logging.getLogger(__name__)
@@ -100,28 +100,13 @@ def retrieve(client, collection: str, embedder, queries: list[str], limit: int, 
     the best `limit` chunks."""
     from ragloop.index import search
 
-    best: dict[str, object] = {}
+    best: dict[str, Passage] = {}
     for query in queries:
         for hit in search(client, collection, embedder, query, limit=limit, audience=audience):
             if hit.chunk_id not in best or hit.score > best[hit.chunk_id].score:
                 best[hit.chunk_id] = hit
     ranked = sorted(best.values(), key=lambda h: -h.score)[:limit]
-    return [
-        Citation(
-            number=n,
-            doc_id=h.doc_id,
-            source_id=h.source_id,
-            chunk_id=h.chunk_id,
-            kind=h.kind,
-            title=h.title,
-            url=h.url,
-            score=h.score,
-            text=passage_text(h),
-            heading_path=h.heading_path,
-            visibility=h.visibility or "public",
-        )
-        for n, h in enumerate(ranked, 1)
-    ]
+    return [Citation.cite(n, h, passage_text(h)) for n, h in enumerate(ranked, 1)]
 
 
 def format_sources(sources: list[Citation]) -> str:

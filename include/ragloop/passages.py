@@ -41,6 +41,11 @@ class Citation(Passage):
     number: int = 0
 
     @classmethod
+    def cite(cls, number: int, passage: Passage, text: str) -> Citation:
+        """`passage` cited as [number], with `text` as the answer shows it."""
+        return cls(**{**asdict(passage), "text": text, "visibility": passage.visibility or "public"}, number=number)
+
+    @classmethod
     def from_record(cls, number: int, record: dict[str, Any]) -> Citation:
         """A source of a recorded run (the run store's JSON), numbered as the answer cited it."""
         return cls(

@@ -8,7 +8,10 @@ import io
 import json
 import os
 import sys
+from datetime import datetime, timezone
 from typing import Any, Callable
+
+from ragloop.errors import RagloopError
 
 # Where results go. Airflow logs to stdout; `main` moves everything else to stderr so that
 # `ragloop ... --json` prints exactly one JSON document on stdout.
@@ -50,3 +53,22 @@ def add_command(subparsers, name: str, func, help: str, json_flag: bool = True, 
     if config:
         sub.add_argument("--config", help="sources.yaml to use (default: $RAGLOOP_CONFIG or include/sources.yaml)")
     return sub
+
+
+class BadOption(RagloopError):
+    """A command-line option with a value that cannot be used; exits 2, like argparse."""
+
+    exit_code = 2
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """`--since`: an ISO 8601 date or time, as UTC when it names no zone; None when not given."""
+    if not text:
+        return None
+    try:
+        since = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadOption(
+            f"--since {text!r} is not an ISO 8601 date or time (like 2026-11-01 or 2026-11-01T08:00:00+00:00)"
+        ) from None
+    return since if since.tzinfo else since.replace(tzinfo=timezone.utc)

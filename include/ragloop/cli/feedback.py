@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ragloop.cli.common import emit, progress
+from ragloop.cli.common import emit, parse_since, progress
 from ragloop.cli.knowledge import AUDIENCE_HELP
 from ragloop.cli.local import ensure_local_weaviate, prepare_airflow
 from ragloop.runs.models import WritebackState
@@ -94,18 +94,11 @@ def _runs_text(runs: list[dict]) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from datetime import datetime
 
     from ragloop.runs import RunStore
 
     prepare_airflow()
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            progress(f"ragloop: --since {args.since!r} is not an ISO 8601 time (like 2026-11-01 or 2026-11-01T08:00:00+00:00)")
-            return 2
+    since = parse_since(args.since)
     with RunStore.default() as store:
         runs = store.list_runs(since=since, limit=args.limit)
     emit(args, {"runs": runs, "count": len(runs)}, lambda r: _runs_text(r["runs"]))

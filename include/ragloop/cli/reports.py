@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 
 from ragloop.cli import common
-from ragloop.cli.common import emit, progress
+from ragloop.cli.common import emit, parse_since, progress
 from ragloop.cli.local import prepare_airflow
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
     """Recorded questions grouped into topics, the topics the docs serve worst first (ragloop.gaps)."""
-    from datetime import datetime
     from pathlib import Path
 
     from ragloop import gaps
@@ -19,15 +18,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     from ragloop.embedding import make_embedder
     from ragloop.runs import RunStore
 
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            progress(
-                f"ragloop: --since {args.since!r} is not an ISO 8601 date or time (like 2026-11-01 or 2026-11-01T08:00:00+00:00)"
-            )
-            return 2
+    since = parse_since(args.since)
     if args.limit < 1:
         progress(f"ragloop: --limit must be at least 1, got {args.limit}")
         return 2
@@ -77,20 +68,12 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """What the operator's page shows (knowledge base, ingest history, feedback loop, docs gaps),
     as a self-contained HTML file with the plots inlined (--html), as JSON (--json) or as a summary."""
-    from datetime import datetime, timezone
     from pathlib import Path
 
     from ragloop.operator.data import gather
     from ragloop.operator.render import render_html, render_json
 
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            progress(f"ragloop: --since {args.since!r} is not an ISO 8601 date or time (like 2026-11-01)")
-            return 2
-        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    since = parse_since(args.since)
     prepare_airflow()
     data = gather(args.config, since, with_gaps=not args.no_gaps, progress=progress)
     if args.html:
