@@ -80,7 +80,8 @@ def stage_documents(
     with the index: every source (written-back answers too) enters the index through here.
 
     `lists_everything`: the documents are all the source has, so indexed documents missing from
-    them are pruned (unless some items failed to read, see `report`).
+    them are pruned, except those of items that failed to read; a failure that names no document
+    (a folder, a channel) may hide some, so then nothing is pruned (see `ExtractReport.fail`).
     """
 
     started = time.monotonic() if started is None else started
@@ -101,7 +102,7 @@ def stage_documents(
                     progress("%s: read %d documents", source_id, len(documents))
     finally:
         writer.close()
-    complete = lists_everything and not report.failed
+    complete = lists_everything and not report.listing_gaps
     seconds = round(time.monotonic() - started, 2)
     listing = {
         "source_id": source_id,
@@ -116,6 +117,7 @@ def stage_documents(
         "documents": documents,
         "failed_doc_ids": report.failed_doc_ids,
         "failures": [f.to_json() for f in report.failed],
+        "listing_gaps": [f.to_json() for f in report.listing_gaps],
         "skipped": [f.to_json() for f in report.skipped],
     }
     listing_url = write_json(folder / "listing.json", listing)

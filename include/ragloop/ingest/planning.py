@@ -65,7 +65,8 @@ def plan_source(
     `signature` differs from the indexed one (or a half-written document has none), or on a
     `full_refresh`; otherwise unchanged. What to prune depends on the listing: a complete one
     prunes the source's indexed documents it does not list (nor lists as failed); an incremental
-    one only the documents it saw withdrawn; an incomplete one nothing."""
+    one only the documents it saw withdrawn; an incomplete one (a failure that names no document,
+    such as a folder that cannot be listed) nothing. A failed file keeps only its own document."""
     counts = {"new": 0, "changed": 0, "unchanged": 0}
     work: list[WorkItem] = []
     for doc_id, (content_hash, shard, line, characters) in listing["documents"].items():
@@ -118,8 +119,8 @@ def plan_source(
     else:
         entry["prune"] = None
         entry["prune_skipped"] = (
-            f"listing incomplete ({len(listing['failures'])} items failed to read): {len(gone)} documents "
-            "missing from it are kept"
+            f"listing incomplete ({len(listing.get('listing_gaps', listing['failures']))} folders or channels "
+            f"failed to read): {len(gone)} documents missing from it are kept"
         )
         if gone:
             log.warning("%s: %s", source_id, entry["prune_skipped"])

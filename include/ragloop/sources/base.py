@@ -2,7 +2,9 @@
 
 - `load_all()` yields every Document the source holds now (all sources).
 - A source whose `load_all()` sees everything (`lists_all_ids`) gives a complete listing, so
-  documents missing from it can be pruned; any failure while reading makes the listing
+  documents missing from it can be pruned. A failed item that names its document (a file, a
+  thread) keeps only that document from being pruned; a failure that hides items (a folder that
+  cannot be listed, a channel or an export file that cannot be read) makes the listing
   incomplete, and then nothing is pruned.
 - `read(report, watermarks, full_listing)` is what the pipeline calls. API sources (live Slack
   and GitHub) read incrementally from per-item watermarks (a channel, a repository) that the
@@ -54,14 +56,16 @@ class Failure:
 class ExtractReport:
     source_id: str
     seen: int = 0  # items looked at (files matched, threads, issues)
-    # Items that exist but could not be read: they make the listing incomplete (no pruning) and
-    # what was indexed for them before is kept.
+    # Items that exist but could not be read: what was indexed for them before is kept.
     failed: list[Failure] = field(default_factory=list)
     # Items read fine that hold nothing to index (an empty file): not documents, so an older
     # indexed version is pruned like a deleted file.
     skipped: list[Failure] = field(default_factory=list)
     # doc_ids of failed items, so that their indexed versions are never pruned.
     failed_doc_ids: list[str] = field(default_factory=list)
+    # Failures that name no document (a folder, a channel, an export file): items may be hidden
+    # behind them, so the listing is incomplete and prunes nothing.
+    listing_gaps: list[Failure] = field(default_factory=list)
     # doc_ids of items seen and positively left out (filtered by the config, emptied): an
     # incremental run, which prunes nothing else, removes their indexed versions.
     skipped_doc_ids: list[str] = field(default_factory=list)
@@ -70,10 +74,15 @@ class ExtractReport:
     watermarks: dict[str, dict] = field(default_factory=dict)
 
     def fail(self, item: str, reason: str, doc_id: str | None = None) -> None:
+        """One item could not be read. With `doc_id`, the item is that one document and only it
+        is kept from pruning; without, it may hide documents, and the listing is incomplete."""
         log.warning("%s: skipped %s: %s", self.source_id, item, reason)
-        self.failed.append(Failure(item, reason))
+        failure = Failure(item, reason)
+        self.failed.append(failure)
         if doc_id:
             self.failed_doc_ids.append(doc_id)
+        else:
+            self.listing_gaps.append(failure)
 
     def skip(self, item: str, reason: str, doc_id: str | None = None) -> None:
         log.info("%s: nothing to index in %s: %s", self.source_id, item, reason)

@@ -47,7 +47,7 @@ from ragloop.sources.docs.globs import compile_glob
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DocsSource", "compile_glob"]
+__all__ = ["DocsSource", "compile_glob", "printable_name"]
 
 DEFAULT_INCLUDE = ["**/*.md", "**/*.mdx", "**/*.rst"]
 DEFAULT_MAX_FILE_BYTES = 1_000_000
@@ -66,6 +66,16 @@ FRONT_MATTER_METADATA = (
     "lastmod",
     "version",
 )
+
+
+def printable_name(rel_path: str) -> str:
+    """`rel_path` itself when it is valid UTF-8; otherwise its bytes with the undecodable ones
+    escaped (os.walk hands those over as lone surrogates, which no JSON or HTTP can carry)."""
+    try:
+        rel_path.encode("utf-8")
+        return rel_path
+    except UnicodeEncodeError:
+        return os.fsencode(rel_path).decode("utf-8", errors="backslashreplace")
 
 
 class _NothingToIndex(Exception):
@@ -183,6 +193,12 @@ class DocsSource(Source):
         for rel_path in self._listing(folder, report):
             report.seen += 1
             doc_id = f"{self.id}:{rel_path}"
+            shown = printable_name(rel_path)
+            if shown != rel_path:
+                # A name that is not UTF-8 (git allows any bytes) cannot be a doc_id, a URL or a
+                # JSON string: this file fails alone, named by its bytes; the others still load.
+                report.fail(shown, "file name is not valid UTF-8; rename the file", f"{self.id}:{shown}")
+                continue
             try:
                 document = self._read(folder, rel_path, doc_id, extra)
             except Unreadable as err:
@@ -200,7 +216,7 @@ class DocsSource(Source):
         def unlistable(err: OSError) -> None:
             # An unreadable subfolder hides files: the listing is incomplete, so nothing is pruned.
             rel = Path(err.filename).relative_to(folder).as_posix() if err.filename else "."
-            report.fail(rel + "/", f"cannot list folder: {err.strerror or err}")
+            report.fail(printable_name(rel) + "/", f"cannot list folder: {err.strerror or err}")
 
         found = []
         # os.walk does not descend into symlinked folders, so links cannot loop or leave the folder.
