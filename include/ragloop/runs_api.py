@@ -213,7 +213,8 @@ def create_app(
     @app.post("/runs/{run_id}/feedback", status_code=201)
     def add_feedback(run_id: RunId, vote: VoteIn, request: Request) -> dict:
         who = principal(request)
-        vote_id, summary = store().add_vote(run_id, who.owns_vote(vote), recorded_by=who.recorded_by)
+        # A run the caller may not see answers 404, as a missing one does: no vote on it.
+        vote_id, summary = store().add_vote(run_id, who.owns_vote(vote), recorded_by=who.recorded_by, audience=who.audience)
         emit({"event": "vote", "run_id": run_id, "vote": vote.vote})
         return {"run_id": run_id, "vote_id": vote_id, "vote_summary": summary}
 
@@ -222,10 +223,8 @@ def create_app(
     # the door) made every listing answer 500.
     @app.get("/runs/{run_id}")
     def get_run(run_id: RunId, request: Request) -> JSONResponse:
-        run = store().get_run(run_id)
-        if not principal(request).may_see(run):
-            raise RunNotFound(f"no run {run_id!r}")  # a run above the caller's audience is not there for them
-        return JSONResponse(content=run)
+        # A run above the caller's audience is not there for them (the store decides, as for every surface).
+        return JSONResponse(content=store().get_run(run_id, audience=principal(request).audience))
 
     @app.get("/runs")
     def list_runs(
@@ -235,7 +234,7 @@ def create_app(
         app_name: Annotated[str | None, Query(alias="app", max_length=100)] = None,
     ) -> JSONResponse:
         who = principal(request)
-        runs = [run for run in store().list_runs(since=since, limit=limit, app=app_name) if who.may_see(run)]
+        runs = store().list_runs(since=since, limit=limit, app=app_name, audience=who.audience)
         return JSONResponse(content={"runs": runs, "count": len(runs)})
 
     @app.get("/health")
@@ -272,14 +271,6 @@ class Principal:
     on_behalf: bool
     audience: str = "public"  # "internal" with the ragloop_internal_content permission
 
-    def may_see(self, run: dict) -> bool:
-        """A public caller sees only runs whose every retrieved passage was public; a source
-        without a recorded visibility counts as internal."""
-        if self.audience == "internal":
-            return True
-        sources = run.get("sources")
-        return isinstance(sources, list) and all(isinstance(s, dict) and s.get("visibility") == "public" for s in sources)
-
     @property
     def recorded_by(self) -> str | None:
         """Stored with a vote cast for someone else: the app that cast it."""
@@ -296,6 +287,12 @@ class Principal:
         if self.on_behalf:
             return run.model_copy(update={"user_id": run.user_id or self.name})
         return run.model_copy(update={"user_id": self.name, "votes": [self.owns_vote(v) for v in run.votes]})
+
+
+def viewer_audience(auth_manager, user) -> str:
+    """The audience of an authenticated user, for every surface (this API, the operator's page):
+    "internal" with the ragloop_internal_content permission, else "public"."""
+    return _audience(auth_manager, user)
 
 
 def _audience(auth_manager, user) -> str:

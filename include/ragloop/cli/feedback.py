@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ragloop.cli.common import emit, parse_since, progress
-from ragloop.cli.knowledge import AUDIENCE_HELP
+from ragloop.cli.knowledge import AUDIENCE_HELP, VIEWER_HELP
 from ragloop.cli.local import ensure_local_weaviate, prepare_airflow
 from ragloop.runs.models import WritebackState
 
@@ -38,7 +38,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     prepare_airflow()
     vote = VoteIn(vote=args.vote, user_id=_user_id(args), comment=args.comment)
     with RunStore.default() as store:
-        vote_id, summary = store.add_vote(args.run_id, vote)
+        vote_id, summary = store.add_vote(args.run_id, vote, audience=args.audience)
     emit_runs_event({"event": "vote", "run_id": args.run_id, "vote": args.vote})
     emit(
         args,
@@ -100,7 +100,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     prepare_airflow()
     since = parse_since(args.since)
     with RunStore.default() as store:
-        runs = store.list_runs(since=since, limit=args.limit)
+        runs = store.list_runs(since=since, limit=args.limit, audience=args.audience)
     emit(args, {"runs": runs, "count": len(runs)}, lambda r: _runs_text(r["runs"]))
     return 0
 
@@ -211,9 +211,11 @@ def register(commands, command) -> None:
     feedback.add_argument("vote", choices=["up", "down"])
     feedback.add_argument("--comment")
     feedback.add_argument("--user", help="opaque user id of the voter (default: cli:<login>); a user's latest vote counts")
+    feedback.add_argument("--audience", choices=["public", "internal"], default="internal", help=VIEWER_HELP)
     runs_cmd = command(commands, "runs", cmd_runs, "recorded Q&A runs, newest first, with votes, grades and write-back state")
     runs_cmd.add_argument("--limit", type=int, default=20)
     runs_cmd.add_argument("--since", help="only runs created at or after this ISO 8601 time")
+    runs_cmd.add_argument("--audience", choices=["public", "internal"], default="internal", help=VIEWER_HELP)
     runs_actions = runs_cmd.add_subparsers(dest="action")
     runs_import = command(
         runs_actions, "import", cmd_runs_import, "load runs (and their votes) from a JSON-lines file in the API's shape"

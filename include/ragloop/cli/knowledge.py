@@ -80,6 +80,11 @@ AUDIENCE_HELP = (
     "who the results are for: public (public sources only) or internal (also Slack and sources marked internal); "
     "default internal: whoever runs the CLI holds the index's own credentials"
 )
+VIEWER_HELP = (
+    "whose view of the recorded runs: public shows only runs whose every retrieved source was public (their "
+    "questions, answers, titles, votes and counts), what a public reader may be shown; internal shows every run; "
+    "default internal: whoever runs the CLI holds the run store's own credentials"
+)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 
 from ragloop.cli import common
 from ragloop.cli.common import emit, parse_since, progress
+from ragloop.cli.knowledge import VIEWER_HELP
 from ragloop.cli.local import prepare_airflow
 
 
@@ -25,11 +26,11 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     prepare_airflow()
     with RunStore.default() as store:
-        runs = store.list_runs(since=since, limit=args.limit)
+        runs = store.list_runs(since=since, limit=args.limit, audience=args.audience)
         where = repr(store)
     if not runs:
         progress(
-            f"ragloop: no runs in the run store {where}"
+            f"ragloop: no runs the {args.audience} audience may see in the run store {where}"
             + (f" created at or after {args.since}" if since else "")
             + ": record answers with `ragloop ask`, the HTTP API or `ragloop runs import` first"
         )
@@ -75,7 +76,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     since = parse_since(args.since)
     prepare_airflow()
-    data = gather(args.config, since, with_gaps=not args.no_gaps, progress=progress)
+    data = gather(args.config, since, with_gaps=not args.no_gaps, progress=progress, audience=args.audience)
     if args.html:
         try:
             Path(args.html).write_text(render_html(data, standalone=True), encoding="utf-8")
@@ -92,7 +93,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _report_text(data: dict) -> str:
     kb, fb, gaps = data["knowledge_base"], data["feedback"], data["gaps"]
-    lines = [f"{data['collection']}: {kb.get('chunks', '-')} chunks, {kb.get('documents', '-')} documents"]
+    lines = [
+        f"{data['collection']}: {kb.get('chunks', '-')} chunks, {kb.get('documents', '-')} documents "
+        f"(runs as the {data.get('audience')} audience sees them)"
+    ]
     for error in filter(None, [kb.get("error"), data["ingest_history"].get("error"), fb.get("error"), gaps.get("error")]):
         lines.append(f"  ERROR: {error}")
     for source in kb["sources"]:
@@ -124,6 +128,7 @@ def register(commands, command) -> None:
     gaps_cmd.add_argument("--since", help="only runs created at or after this ISO 8601 date or time")
     gaps_cmd.add_argument("--limit", type=int, default=5000, help="the newest runs read (default 5000)")
     gaps_cmd.add_argument("--csv", metavar="PATH", help="also write the topics to this CSV file")
+    gaps_cmd.add_argument("--audience", choices=["public", "internal"], default="internal", help=VIEWER_HELP)
     report_cmd = command(
         commands,
         "report",
@@ -134,3 +139,4 @@ def register(commands, command) -> None:
     report_cmd.add_argument("--since", help="only runs, votes and DAG-run reports at or after this ISO 8601 date or time")
     report_cmd.add_argument("--html", metavar="PATH", help="write a self-contained HTML report with the plots inlined")
     report_cmd.add_argument("--no-gaps", action="store_true", help="leave out the docs gaps (which embed every question)")
+    report_cmd.add_argument("--audience", choices=["public", "internal"], default="internal", help=VIEWER_HELP)

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from ragloop.runs_api import NotAuthorized, auth_headers, authenticate
+from ragloop.runs_api import NotAuthorized, auth_headers, authenticate, viewer_audience
 
 log = logging.getLogger(__name__)
 
@@ -51,30 +51,21 @@ def external_view() -> dict[str, Any]:
 
 class _GapsCache:
     """Docs gaps embed every recorded question: computed again only when runs, votes or grades
-    changed (a cheap count and max over the run store), not on every page view."""
+    changed (the store's cheap `change_marker`), not on every page view; one entry per audience,
+    since each viewer's topics hold only the questions of the runs they may see."""
 
     def __init__(self):
-        self.key: tuple | None = None
-        self.value: dict | None = None
+        self.values: dict[str, tuple[tuple, dict]] = {}
         self.lock = threading.Lock()
 
-    def get(self, store, compute: Callable[[], dict]) -> dict:
-        import sqlalchemy as sa
-
-        from ragloop.runs.schema import GRADES, RUNS, VOTES
-
-        with store._connect() as connection:
-            key = (
-                connection.scalar(sa.select(sa.func.count()).select_from(RUNS)),
-                connection.scalar(sa.select(sa.func.max(RUNS.c.recorded_at))),
-                connection.scalar(sa.select(sa.func.count()).select_from(VOTES)),
-                connection.scalar(sa.select(sa.func.count()).select_from(GRADES)),
-            )
+    def get(self, store, audience: str, compute: Callable[[], dict]) -> dict:
+        key = store.change_marker()
         with self.lock:
-            if self.key == key and self.value is not None:
-                return self.value
+            cached = self.values.get(audience)
+            if cached is not None and cached[0] == key:
+                return cached[1]
             value = compute()
-            self.key, self.value = key, value
+            self.values[audience] = (key, value)
             return value
 
 
@@ -120,18 +111,17 @@ def create_ui_app(
             return HTMLResponse(body, status_code=err.status, headers=headers)
         return JSONResponse({"error": err.message}, status_code=err.status, headers=headers)
 
-    def gather_now(request: Request, since: datetime | None = None) -> dict:
+    def gaps_for(audience: str) -> dict:
         from ragloop.config import load_config
-        from ragloop.operator.data import docs_gaps, gather
+        from ragloop.operator.data import docs_gaps
 
         config = load_config(config_path)
-        return gather(
-            config_path,
-            since,
-            conn_id,
-            store=store(),
-            gaps_provider=lambda: gaps_cache.get(store(), lambda: docs_gaps(store(), config, None)),
-        )
+        return gaps_cache.get(store(), audience, lambda: docs_gaps(store(), config, None, audience=audience))
+
+    def gather_now(audience: str, since: datetime | None = None) -> dict:
+        from ragloop.operator.data import gather
+
+        return gather(config_path, since, conn_id, store=store(), gaps_provider=lambda: gaps_for(audience), audience=audience)
 
     def base(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/") + "/"
@@ -144,7 +134,7 @@ def create_ui_app(
 
         user, auth_manager = await user_of(request, "GET")
         can_revoke = auth_manager.is_authorized_asset(method="POST", user=user)
-        data = await run_in_threadpool(gather_now, request)
+        data = await run_in_threadpool(gather_now, viewer_audience(auth_manager, user))
         html = await run_in_threadpool(lambda: render_html(data, standalone=False, base=base(request), can_revoke=can_revoke))
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
@@ -154,20 +144,17 @@ def create_ui_app(
 
         from ragloop.operator.render import render_json
 
-        await user_of(request, "GET")
-        data = await run_in_threadpool(gather_now, request)
+        user, auth_manager = await user_of(request, "GET")
+        data = await run_in_threadpool(gather_now, viewer_audience(auth_manager, user))
         return Response(render_json(data), media_type="application/json", headers={"Cache-Control": "no-store"})
 
     @app.get("/gaps.csv")
     async def gaps_csv(request: Request):
         from starlette.concurrency import run_in_threadpool
 
-        from ragloop.config import load_config
-        from ragloop.operator.data import docs_gaps
-
-        await user_of(request, "GET")
-        config = load_config(config_path)
-        gaps = await run_in_threadpool(lambda: gaps_cache.get(store(), lambda: docs_gaps(store(), config, None)))
+        user, auth_manager = await user_of(request, "GET")
+        audience = viewer_audience(auth_manager, user)
+        gaps = await run_in_threadpool(gaps_for, audience)
         return PlainTextResponse(
             gaps.get("csv") or "",
             media_type="text/csv; charset=utf-8",
@@ -181,7 +168,7 @@ def create_ui_app(
         from ragloop.grading import revoke_by_hand
         from ragloop.runs import RunNotFound
 
-        user, _ = await user_of(request, "POST")
+        user, auth_manager = await user_of(request, "POST")
         if not request.headers.get(CSRF_HEADER):
             return JSONResponse({"error": f"missing the {CSRF_HEADER} header (the page sends it)"}, status_code=400)
         try:
@@ -190,6 +177,8 @@ def create_ui_app(
             return JSONResponse({"error": f"invalid request: {err}"}, status_code=422)
         reason = f"{body.reason} (by {user.get_name()} on the ragloop page)"
         try:
+            # A run the user may not see is not there for them, to revoke or otherwise.
+            await run_in_threadpool(lambda: store().get_run(body.run_id, audience=viewer_audience(auth_manager, user)))
             result = await run_in_threadpool(lambda: revoke_by_hand(body.run_id, reason, config_path, conn_id))
         except RunNotFound:
             return JSONResponse({"error": f"no run {body.run_id!r}"}, status_code=404)

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from ragloop.catalog import GRADE_DAG_ID, INGEST_DAG_IDS
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.runs.store import EVERYTHING
 
 log = logging.getLogger(__name__)
 
@@ -211,52 +212,36 @@ def _days(start: datetime | None, end: datetime, counts: dict[str, dict[str, int
     return rows[-90:]  # at most 90 days in a plot
 
 
-def feedback_numbers(store, since: datetime | None = None, now: datetime | None = None) -> dict[str, Any]:
+def feedback_numbers(
+    store, since: datetime | None = None, now: datetime | None = None, *, audience: str = EVERYTHING
+) -> dict[str, Any]:
     """Runs per day, votes, pass rates per criterion and version, vetoes by reason, write-backs and
-    revocations per day: SQL over the run store's tables."""
-    from ragloop.runs.schema import GRADES, RUNS, VOTES, WRITEBACKS
-
+    revocations per day, of the runs `audience` may see (the store's `activity` query decides)."""
     now = now or _now()
-    store.migrate()
-    with store._connect() as connection:
-        run_query = sa.select(RUNS.c.created_at)
-        vote_query = sa.select(VOTES.c.vote, VOTES.c.created_at)
-        if since is not None:
-            run_query = run_query.where(RUNS.c.created_at >= since)
-            vote_query = vote_query.where(VOTES.c.created_at >= since)
-        per_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        runs = 0
-        for (created_at,) in connection.execute(run_query):
-            per_day[_day(created_at)]["runs"] += 1
-            runs += 1
-        votes = {"up": 0, "down": 0}
-        for vote, created_at in connection.execute(vote_query):
-            votes[vote] += 1
-            per_day[_day(created_at)][vote] += 1
-        latest = sa.select(sa.func.max(GRADES.c.grade_id).label("grade_id")).group_by(GRADES.c.run_id, GRADES.c.criterion)
-        grade_query = (
-            sa.select(GRADES.c.criterion, GRADES.c.criterion_version, GRADES.c.passed, GRADES.c.veto)
-            .join(RUNS, RUNS.c.run_id == GRADES.c.run_id)
-            .where(GRADES.c.grade_id.in_(latest.scalar_subquery()))
-        )
-        if since is not None:
-            grade_query = grade_query.where(RUNS.c.created_at >= since)
-        rates: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"passed": 0, "failed": 0, "undecided": 0})
-        vetoes: Counter[str] = Counter()
-        for criterion, version, passed, veto in connection.execute(grade_query):
-            rates[(criterion, version)]["undecided" if passed is None else "passed" if passed else "failed"] += 1
-            for reason in filter(None, (veto or "").split(",")):
-                vetoes[reason.strip()] += 1
-        written_per_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        states: Counter[str] = Counter()
-        for state, written_at, revoked_at in connection.execute(
-            sa.select(WRITEBACKS.c.state, WRITEBACKS.c.written_at, WRITEBACKS.c.revoked_at)
-        ):
-            states[state] += 1
-            if since is None or written_at >= since:
-                written_per_day[_day(written_at)]["written"] += 1
-            if revoked_at is not None and (since is None or revoked_at >= since):
-                written_per_day[_day(revoked_at)]["revoked"] += 1
+    activity = store.activity(since, audience=audience)
+    per_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    runs = 0
+    for created_at in activity["run_times"]:
+        per_day[_day(created_at)]["runs"] += 1
+        runs += 1
+    votes = {"up": 0, "down": 0}
+    for vote, created_at in activity["votes"]:
+        votes[vote] += 1
+        per_day[_day(created_at)][vote] += 1
+    rates: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"passed": 0, "failed": 0, "undecided": 0})
+    vetoes: Counter[str] = Counter()
+    for criterion, version, passed, veto in activity["latest_grades"]:
+        rates[(criterion, version)]["undecided" if passed is None else "passed" if passed else "failed"] += 1
+        for reason in filter(None, (veto or "").split(",")):
+            vetoes[reason.strip()] += 1
+    written_per_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    states: Counter[str] = Counter()
+    for state, written_at, revoked_at in activity["writebacks"]:
+        states[state] += 1
+        if since is None or written_at >= since:
+            written_per_day[_day(written_at)]["written"] += 1
+        if revoked_at is not None and (since is None or revoked_at >= since):
+            written_per_day[_day(revoked_at)]["revoked"] += 1
     pass_rates = [
         {
             "criterion": criterion,
@@ -278,20 +263,37 @@ def feedback_numbers(store, since: datetime | None = None, now: datetime | None 
     }
 
 
-def written_back_answers(config_path: str | None, weaviate_conn_id: str, store) -> list[dict]:
-    """The answers in the index now (the index is the record of what is indexed), with their
-    provenance from the run store: question, answer, cited sources, graders, votes, when written."""
+def published_sources(run: dict) -> list[dict]:
+    """The sources a written-back answer published: those its answer cites ([n]), numbered as in
+    the answer, as write-back links them (`grading.writeback.qa_document`); not every passage
+    the run retrieved."""
+    from ragloop.grading.checks import cited_numbers
+
+    sources = run.get("sources") or []
+    cited: list[dict] = []
+    for number in sorted(n for n in cited_numbers(run.get("answer") or "") if 1 <= n <= len(sources)):
+        source = sources[number - 1] if isinstance(sources[number - 1], dict) else {}
+        doc_id = str(source.get("doc_id") or "")
+        if doc_id and doc_id not in [c["doc_id"] for c in cited]:
+            cited.append({"doc_id": doc_id, "title": str(source.get("title") or ""), "url": str(source.get("url") or "")})
+    return cited
+
+
+def written_back_answers(config_path: str | None, weaviate_conn_id: str, store, *, audience: str = EVERYTHING) -> list[dict]:
+    """The answers in the index now (the index is the record of what is indexed) whose runs
+    `audience` may see, with their provenance from the run store: question, answer, the sources
+    it published, graders, votes, when written. An answer whose run the store does not hold is
+    shown only to those who see everything (its visibility cannot be known)."""
     from ragloop.grading import list_written_back
 
     rows = list_written_back(config_path, weaviate_conn_id)
-    runs = {r["run_id"]: r for r in store.get_runs([row["run_id"] for row in rows])}
+    runs = {r["run_id"]: r for r in store.get_runs([row["run_id"] for row in rows], audience=audience)}
     out = []
     for row in rows:
-        run = runs.get(row["run_id"]) or {}
-        cited: list[dict] = []
-        for source in run.get("sources") or []:
-            if source.get("doc_id") and source["doc_id"] not in [c["doc_id"] for c in cited]:
-                cited.append({"doc_id": source["doc_id"], "title": source.get("title") or "", "url": source.get("url") or ""})
+        run = runs.get(row["run_id"])
+        if run is None and audience != EVERYTHING:
+            continue
+        run = run or {}
         out.append(
             {
                 **row,
@@ -299,7 +301,7 @@ def written_back_answers(config_path: str | None, weaviate_conn_id: str, store) 
                 "app": run.get("app"),
                 "asked_at": run.get("created_at"),
                 "model": run.get("model"),
-                "sources": cited[:5],
+                "sources": published_sources(run)[:5],
             }
         )
     out.sort(key=lambda r: (r.get("written_at") or "", r["run_id"]), reverse=True)
@@ -417,13 +419,28 @@ def _age(delta: timedelta) -> str:
 # --- docs gaps ---------------------------------------------------------------------------------
 
 
-def docs_gaps(store, config, since: datetime | None, limit: int = GAPS_RUNS, progress: Progress | None = None) -> dict[str, Any]:
-    """`ragloop.gaps` over the newest runs: topics, the ones the docs serve worst first."""
+def docs_gaps(
+    store,
+    config,
+    since: datetime | None,
+    limit: int = GAPS_RUNS,
+    progress: Progress | None = None,
+    *,
+    audience: str = EVERYTHING,
+) -> dict[str, Any]:
+    """`ragloop.gaps` over the newest runs `audience` may see: topics, the ones the docs serve
+    worst first (their example questions and cited titles are of those runs only)."""
     from ragloop import gaps
     from ragloop.embedding import make_embedder
 
-    runs = store.list_runs(since=since, limit=limit)
-    result: dict[str, Any] = {"runs": len(runs), "method": gaps.DEFAULT_METHOD, "threshold": gaps.DEFAULT_THRESHOLD, "topics": []}
+    runs = store.list_runs(since=since, limit=limit, audience=audience)
+    result: dict[str, Any] = {
+        "audience": audience,
+        "runs": len(runs),
+        "method": gaps.DEFAULT_METHOD,
+        "threshold": gaps.DEFAULT_THRESHOLD,
+        "topics": [],
+    }
     if len(runs) < 2:
         result["note"] = "fewer than two recorded questions: nothing to group yet"
         return result
@@ -456,9 +473,11 @@ def gather(
     gaps_provider: Callable[[], dict] | None = None,
     progress: Progress | None = None,
     now: datetime | None = None,
+    audience: str = EVERYTHING,
 ) -> dict[str, Any]:
-    """Everything the page and the report show (see the module doc). `gaps_provider` replaces the
-    docs-gaps computation (the page caches it)."""
+    """Everything the page and the report show (see the module doc) to a viewer of `audience`:
+    runs, answers, questions and titles of the runs it may see (the run store's queries decide).
+    `gaps_provider` replaces the docs-gaps computation (the page caches it)."""
     from ragloop.config import load_config
     from ragloop.runs import RunStore, describe_runs_store
     from ragloop.runs.reports import list_reports
@@ -496,7 +515,7 @@ def gather(
         if reports_error:
             ingest_history["error"] = reports_error
         say("Reading runs, votes, grades and write-backs...")
-        feedback: dict[str, Any] = _section("the run store", lambda: feedback_numbers(store, since, now))
+        feedback: dict[str, Any] = _section("the run store", lambda: feedback_numbers(store, since, now, audience=audience))
         feedback["reports"] = [
             {
                 "dag_run_id": r["dag_run_id"],
@@ -511,7 +530,9 @@ def gather(
             for r in stored_feedback
         ]
         say("Reading the written-back answers...")
-        written = _section("the written-back answers", lambda: written_back_answers(config_path, weaviate_conn_id, store))
+        written = _section(
+            "the written-back answers", lambda: written_back_answers(config_path, weaviate_conn_id, store, audience=audience)
+        )
         if isinstance(written, dict):
             feedback["written_back_error"] = written["error"]
             written = []
@@ -519,9 +540,12 @@ def gather(
         gaps: dict[str, Any] = {}
         if with_gaps:
             say("Grouping the recorded questions into topics (docs gaps)...")
-            gaps = _section("docs gaps", gaps_provider or (lambda: docs_gaps(store, config, since, progress=progress)))
+            gaps = _section(
+                "docs gaps", gaps_provider or (lambda: docs_gaps(store, config, since, progress=progress, audience=audience))
+            )
         return {
             "generated_at": now.isoformat(),
+            "audience": audience,
             "since": _iso(since),
             "config": str(config.path),
             "collection": config.collection,

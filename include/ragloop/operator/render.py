@@ -8,6 +8,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from ragloop.links import safe_link
 from ragloop.operator.charts import all_charts
 from ragloop.operator.data import GAPS_SHOWN
 
@@ -23,6 +24,8 @@ def _template():
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # The one way the template turns a recorded URL into a link target (see ragloop.links).
+    environment.filters["safe_link"] = safe_link
     return environment.get_template("page.html.j2")
 
 

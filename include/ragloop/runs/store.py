@@ -11,10 +11,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, TypedDict
 
 import sqlalchemy as sa
 from pydantic import ValidationError
+
+from ragloop.documents import Visibility, visible_to
 
 from ragloop.runs.connection import RunNotFound, RunStoreError, runs_database_url, unavailable
 from ragloop.runs.models import WRITEBACK_STATES, WritebackState, RunIn, VoteIn, field_errors, summarize_votes
@@ -39,6 +41,33 @@ def _now() -> datetime:
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
+
+
+# The audience every trusted caller of the store reads with (the grading pipeline, the CLI's
+# default): it sees every run. Surfaces that serve a viewer pass the viewer's audience instead.
+EVERYTHING = Visibility.INTERNAL.value
+
+
+def run_visible_to(sources: Any, audience: str) -> bool:
+    """Whether a viewer of `audience` may see a run (its question, answer, sources, votes and
+    grades) that retrieved `sources`: the one rule every surface applies through the store's
+    queries. A run is as visible as its least visible passage; a source without a recorded
+    visibility counts as internal, and so does a run whose sources are not a list."""
+    allowed = visible_to(audience)  # raises on an unknown audience
+    if audience == EVERYTHING:
+        return True
+    return isinstance(sources, list) and all(
+        isinstance(source, dict) and source.get("visibility") in allowed for source in sources
+    )
+
+
+class Activity(TypedDict):
+    """The rows the operator's statistics are counted from, of the runs a viewer may see."""
+
+    run_times: list[datetime]  # created_at of each run (since the time asked)
+    votes: list[tuple[str, datetime]]  # (up/down, created_at) of each vote (since the time asked)
+    latest_grades: list[tuple[str, str, bool | None, str | None]]  # (criterion, version, passed, veto)
+    writebacks: list[tuple[str, datetime, datetime | None]]  # (state, written_at, revoked_at), every one
 
 
 @dataclass
@@ -168,13 +197,18 @@ class RunStore:
             raise
         return run_id, True
 
-    def add_vote(self, run_id: str, vote: VoteIn, recorded_by: str | None = None) -> tuple[int, dict]:
+    def add_vote(
+        self, run_id: str, vote: VoteIn, recorded_by: str | None = None, *, audience: str = EVERYTHING
+    ) -> tuple[int, dict]:
         """Add a vote; several per run and per user are kept, the latest of each user (by the
         time the store recorded it) counts. `recorded_by`: the principal of an app that records
-        the vote on behalf of `vote.user_id`. Returns the vote's id and the run's vote summary."""
+        the vote on behalf of `vote.user_id`. Returns the vote's id and the run's vote summary.
+        A run the voter's `audience` may not see raises RunNotFound, as a missing one does."""
         self.migrate()
         with self._begin() as connection:
-            if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is None:
+            found = connection.execute(sa.select(RUNS.c.run_id, RUNS.c.sources).where(RUNS.c.run_id == run_id)).first()
+            # A run the voter may not see is not there for them: no vote (a down vote would revoke it).
+            if found is None or not run_visible_to(found.sources, audience):
                 raise RunNotFound(f"no run {run_id!r}")
             result = connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote), recorded_by=recorded_by))
             votes = (
@@ -188,26 +222,111 @@ class RunStore:
             )
             return int(result.inserted_primary_key[0]), summarize_votes(votes)
 
-    def get_run(self, run_id: str) -> dict:
+    def get_run(self, run_id: str, *, audience: str = EVERYTHING) -> dict:
+        """The run, with its votes, grades and write-back; RunNotFound when there is none, or
+        when `audience` may not see it (a run above the viewer's audience is not there for them)."""
         self.migrate()
         with self._connect() as connection:
             row = connection.execute(sa.select(RUNS).where(RUNS.c.run_id == run_id)).mappings().first()
-            if row is None:
+            if row is None or not run_visible_to(row["sources"], audience):
                 raise RunNotFound(f"no run {run_id!r}")
             return self._with_details(connection, [dict(row)])[0]
 
-    def list_runs(self, since: datetime | None = None, limit: int = 50, app: str | None = None) -> list[dict]:
-        """Newest first; `since` keeps runs created at or after it (a time without a zone is UTC,
-        as every stored time is: see UtcDateTime)."""
+    def list_runs(
+        self, since: datetime | None = None, limit: int = 50, app: str | None = None, *, audience: str = EVERYTHING
+    ) -> list[dict]:
+        """The newest `limit` runs `audience` may see, newest first; `since` keeps runs created at
+        or after it (a time without a zone is UTC, as every stored time is: see UtcDateTime)."""
         self.migrate()
-        query = sa.select(RUNS).order_by(RUNS.c.created_at.desc(), RUNS.c.run_id).limit(limit)
+        visible_to(audience)  # an unknown audience is refused before anything is read
+        conditions = []
         if since is not None:
-            query = query.where(RUNS.c.created_at >= since)
+            conditions.append(RUNS.c.created_at >= since)
         if app:
-            query = query.where(RUNS.c.app == app)
+            conditions.append(RUNS.c.app == app)
+        order = (RUNS.c.created_at.desc(), RUNS.c.run_id)
         with self._connect() as connection:
-            rows = [dict(r) for r in connection.execute(query).mappings()]
-            return self._with_details(connection, rows)
+            if audience == EVERYTHING:
+                query = sa.select(RUNS).where(*conditions).order_by(*order).limit(limit)
+                rows = [dict(r) for r in connection.execute(query).mappings()]
+                return self._with_details(connection, rows)
+            # Visibility is a property of the run's sources (a JSON list): decided here, in Python,
+            # alike on every database, reading ids and sources newest first until `limit` are seen.
+            ids: list[str] = []
+            for run_id, sources in connection.execute(
+                sa.select(RUNS.c.run_id, RUNS.c.sources).where(*conditions).order_by(*order)
+            ):
+                if run_visible_to(sources, audience):
+                    ids.append(run_id)
+                    if len(ids) >= limit:
+                        break
+            found: dict[str, dict] = {}
+            for group in _id_groups(ids):
+                rows = [dict(r) for r in connection.execute(sa.select(RUNS).where(RUNS.c.run_id.in_(group))).mappings()]
+                found.update((run["run_id"], run) for run in rows)
+            return self._with_details(connection, [found[run_id] for run_id in ids if run_id in found])
+
+    def visible_run_ids(self, audience: str) -> set[str] | None:
+        """The ids of every run `audience` may see; None when it may see them all."""
+        self.migrate()
+        visible_to(audience)
+        if audience == EVERYTHING:
+            return None
+        with self._connect() as connection:
+            return {
+                run_id
+                for run_id, sources in connection.execute(sa.select(RUNS.c.run_id, RUNS.c.sources))
+                if run_visible_to(sources, audience)
+            }
+
+    def activity(self, since: datetime | None = None, *, audience: str = EVERYTHING) -> Activity:
+        """What the operator's statistics count (runs and votes per day, the latest grade of each
+        run and criterion, write-back states and times), of the runs `audience` may see: a
+        public viewer's counts say nothing about internal runs."""
+        self.migrate()
+        visible = self.visible_run_ids(audience)
+
+        def shown(run_id: str) -> bool:
+            return visible is None or run_id in visible
+
+        run_query = sa.select(RUNS.c.run_id, RUNS.c.created_at)
+        vote_query = sa.select(VOTES.c.run_id, VOTES.c.vote, VOTES.c.created_at)
+        latest = sa.select(sa.func.max(GRADES.c.grade_id).label("grade_id")).group_by(GRADES.c.run_id, GRADES.c.criterion)
+        grade_query = (
+            sa.select(GRADES.c.run_id, GRADES.c.criterion, GRADES.c.criterion_version, GRADES.c.passed, GRADES.c.veto)
+            .join(RUNS, RUNS.c.run_id == GRADES.c.run_id)
+            .where(GRADES.c.grade_id.in_(latest.scalar_subquery()))
+        )
+        if since is not None:
+            run_query = run_query.where(RUNS.c.created_at >= since)
+            vote_query = vote_query.where(VOTES.c.created_at >= since)
+            grade_query = grade_query.where(RUNS.c.created_at >= since)
+        writeback_query = sa.select(WRITEBACKS.c.run_id, WRITEBACKS.c.state, WRITEBACKS.c.written_at, WRITEBACKS.c.revoked_at)
+        with self._connect() as connection:
+            return {
+                "run_times": [r.created_at for r in connection.execute(run_query) if shown(r.run_id)],
+                "votes": [(r.vote, r.created_at) for r in connection.execute(vote_query) if shown(r.run_id)],
+                "latest_grades": [
+                    (r.criterion, r.criterion_version, r.passed, r.veto)
+                    for r in connection.execute(grade_query)
+                    if shown(r.run_id)
+                ],
+                "writebacks": [
+                    (r.state, r.written_at, r.revoked_at) for r in connection.execute(writeback_query) if shown(r.run_id)
+                ],
+            }
+
+    def change_marker(self) -> tuple:
+        """Changes whenever a run, vote or grade is added: what a cache of anything computed
+        from runs (the docs gaps) is keyed on. Cheap: counts and a max."""
+        self.migrate()
+        with self._connect() as connection:
+            return (
+                connection.scalar(sa.select(sa.func.count()).select_from(RUNS)),
+                connection.scalar(sa.select(sa.func.max(RUNS.c.recorded_at))),
+                connection.scalar(sa.select(sa.func.count()).select_from(VOTES)),
+                connection.scalar(sa.select(sa.func.count()).select_from(GRADES)),
+            )
 
     def count_runs(self) -> int:
         self.migrate()
@@ -277,15 +396,20 @@ class RunStore:
             )
         return out
 
-    def get_runs(self, run_ids: Iterable[str]) -> list[dict]:
+    def get_runs(self, run_ids: Iterable[str], *, audience: str = EVERYTHING) -> list[dict]:
         """The runs with these ids (with votes, grades and write-back), in the order given;
-        ids not stored are left out."""
+        ids not stored, and runs `audience` may not see, are left out."""
         self.migrate()
+        visible_to(audience)
         ids = list(dict.fromkeys(run_ids))
         found: dict[str, dict] = {}
         with self._connect() as connection:
             for group in _id_groups(ids):
-                rows = [dict(r) for r in connection.execute(sa.select(RUNS).where(RUNS.c.run_id.in_(group))).mappings()]
+                rows = [
+                    dict(r)
+                    for r in connection.execute(sa.select(RUNS).where(RUNS.c.run_id.in_(group))).mappings()
+                    if run_visible_to(r["sources"], audience)
+                ]
                 found.update((run["run_id"], run) for run in self._with_details(connection, rows))
         return [found[run_id] for run_id in ids if run_id in found]
 
