@@ -263,19 +263,23 @@ def feedback_numbers(
     }
 
 
-def published_sources(run: dict) -> list[dict]:
-    """The sources a written-back answer published: those its answer cites ([n]), numbered as in
-    the answer, as write-back links them (`grading.writeback.qa_document`); not every passage
-    the run retrieved."""
+def published_sources(run: dict, indexed: dict[str, dict]) -> list[dict]:
+    """The sources a written-back answer published: those its answer cites ([n]), with the title
+    and URL the index holds for the cited chunk (`indexed`: chunk id -> chunk), as write-back
+    linked them (`grading.writeback.qa_document`); not every passage the run retrieved, and not
+    a URL the app recorded in place of the index's."""
     from ragloop.grading.checks import cited_numbers
 
     sources = run.get("sources") or []
     cited: list[dict] = []
     for number in sorted(n for n in cited_numbers(run.get("answer") or "") if 1 <= n <= len(sources)):
         source = sources[number - 1] if isinstance(sources[number - 1], dict) else {}
-        doc_id = str(source.get("doc_id") or "")
+        chunk = indexed.get(str(source.get("chunk_id") or ""))
+        if chunk is None:
+            continue  # not in the index now: nothing of it is published
+        doc_id = str(chunk.get("doc_id") or "")
         if doc_id and doc_id not in [c["doc_id"] for c in cited]:
-            cited.append({"doc_id": doc_id, "title": str(source.get("title") or ""), "url": str(source.get("url") or "")})
+            cited.append({"doc_id": doc_id, "title": str(chunk.get("title") or ""), "url": str(chunk.get("url") or "")})
     return cited
 
 
@@ -284,10 +288,20 @@ def written_back_answers(config_path: str | None, weaviate_conn_id: str, store, 
     `audience` may see, with their provenance from the run store: question, answer, the sources
     it published, graders, votes, when written. An answer whose run the store does not hold is
     shown only to those who see everything (its visibility cannot be known)."""
+    from ragloop.config import load_config
     from ragloop.grading import list_written_back
+    from ragloop.index import connect, fetch_chunks
 
     rows = list_written_back(config_path, weaviate_conn_id)
     runs = {r["run_id"]: r for r in store.get_runs([row["run_id"] for row in rows], audience=audience)}
+    chunk_ids = [
+        str(s.get("chunk_id"))
+        for run in runs.values()
+        for s in run.get("sources") or []
+        if isinstance(s, dict) and s.get("chunk_id")
+    ]
+    with connect(weaviate_conn_id) as client:
+        indexed = fetch_chunks(client, load_config(config_path).collection, chunk_ids)
     out = []
     for row in rows:
         run = runs.get(row["run_id"])
@@ -301,7 +315,7 @@ def written_back_answers(config_path: str | None, weaviate_conn_id: str, store, 
                 "app": run.get("app"),
                 "asked_at": run.get("created_at"),
                 "model": run.get("model"),
-                "sources": published_sources(run)[:5],
+                "sources": published_sources(run, indexed)[:5],
             }
         )
     out.sort(key=lambda r: (r.get("written_at") or "", r["run_id"]), reverse=True)
