@@ -50,7 +50,8 @@ def page(weaviate_server, collection_name, tmp_path, monkeypatch):
     save_report("ingest", report, store)
     for number, question in enumerate(["How do I rotate an SDK key?", "How do I rotate SDK keys safely?", "Where are backups kept?"]):
         run_id, _ = store.record_run(RunIn(question=question, answer=f"Answer {number} [1].", app="test",
-                                           sources=[{"doc_id": "docs:faq.md", "chunk_id": "c", "title": "FAQ", "text": "t"}]))
+                                           sources=[{"doc_id": "docs:faq.md", "chunk_id": "c", "title": "FAQ", "text": "t",
+                                                    "visibility": "public"}]))  # a viewer (public) sees them
         store.add_vote(run_id, VoteIn(vote="down" if number else "up", user_id="u"))
     with TestClient(create_ui_app(config, lambda: store), base_url="http://127.0.0.1") as client:
         yield client, store, collection_name

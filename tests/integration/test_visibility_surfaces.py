@@ -190,19 +190,19 @@ def test_report_gaps_and_runs_in_the_cli_show_the_public_audience_only_public_ru
     report_html = tmp_path / "report.html"
     outputs = {}
     for name, args in {
-        "report --json": ("report", "--json", "--audience", "public", "--config", config),
-        "report --html": ("report", "--html", str(report_html), "--audience", "public", "--config", config),
+        "report --json --html": ("report", "--json", "--html", str(report_html), "--audience", "public", "--config", config),
         "gaps --json": ("gaps", "--json", "--audience", "public", "--config", config),
         "runs --json": ("runs", "--json", "--audience", "public"),
     }.items():
         done = run_cli(*args, env=env)
         assert done.returncode == 0, (name, done.stderr[-3000:])
-        outputs[name] = done.stdout + (report_html.read_text(encoding="utf-8") if name == "report --html" else "")
+        outputs[name] = done.stdout
+    outputs["report --html"] = report_html.read_text(encoding="utf-8")
     leaks = [name for name, text in outputs.items() if MARK in text]
     drill("CLI report/gaps/runs --audience public and internal runs", "shown nowhere",
           f"shown by {', '.join(leaks)}" if leaks else "shown nowhere")
     assert not leaks
-    assert json.loads(outputs["report --json"])["feedback"]["runs"] == 2
+    assert json.loads(outputs["report --json --html"])["feedback"]["runs"] == 2
     assert json.loads(outputs["gaps --json"])["runs"] == 2
     assert json.loads(outputs["runs --json"])["count"] == 2
     assert 'href="javascript:' not in outputs["report --html"]
