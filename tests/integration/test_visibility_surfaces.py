@@ -175,7 +175,7 @@ def test_the_page_data_json_and_gaps_csv_show_a_viewer_only_public_runs_and_safe
     assert [a["run_id"] for a in published] == [world["ids"]["published"]]
     assert [s["url"] for s in published[0]["sources"]] == [f"https://docs.example/{DOC}", EVIL_URL + DOC]
     javascript_links = viewer["html"].count('href="javascript:')
-    drill("page: a cited source whose URL is javascript:", "shown as text, 0 links", f"{javascript_links} links")
+    drill("page: a cited source whose URL is javascript: (shown as text)", "0 links", f"{javascript_links} links")
     assert javascript_links == 0 and EVIL_URL + DOC in viewer["html"]
     assert f'href="https://docs.example/{DOC}"' in viewer["html"]
     drill("page: a retrieved source the answer did not cite", "not shown",
@@ -209,3 +209,58 @@ def test_report_gaps_and_runs_in_the_cli_show_the_public_audience_only_public_ru
     # Whoever runs the CLI with the store's credentials sees every run by default.
     internal = run_cli("runs", "--json", env=env)
     assert internal.returncode == 0 and json.loads(internal.stdout)["count"] == 4 and MARK in internal.stdout
+
+
+def test_the_page_in_a_real_browser_shows_a_viewer_no_internal_run_and_no_unsafe_link(world, auth_manager, drill):
+    """The page's app served over HTTP on loopback (as Airflow's API server mounts it), read by
+    Debian's headless chromium with the UI's session cookie of a viewer: what the browser renders."""
+    import threading
+    import time
+
+    import uvicorn
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    from ragloop.operator.app import create_ui_app
+    from ragloop.weaviate_local import free_port
+
+    chromium, chromedriver = "/usr/bin/chromium", "/usr/bin/chromedriver"
+    if not (os.path.exists(chromium) and os.path.exists(chromedriver)):
+        pytest.fail("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_ui_app(world["config"], lambda: world["store"]), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                     "--disable-extensions", "--disable-background-networking", "--disable-sync",
+                     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+        options.add_argument(argument)
+    driver = None
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.started, "the page's server did not start"
+        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+        driver.set_page_load_timeout(120)
+        driver.get(f"http://127.0.0.1:{port}/")  # not logged in yet: the log-in page sets the origin for the cookie
+        token = bearer(auth_manager, "viewer")["authorization"].split(" ", 1)[1]
+        driver.add_cookie({"name": "_token", "value": token, "path": "/"})
+        driver.get(f"http://127.0.0.1:{port}/")
+        assert driver.find_element(By.CSS_SELECTOR, "[data-testid=audience]").text == "runs the public audience may see"
+        text = driver.find_element(By.TAG_NAME, "body").text
+        hrefs = [a.get_attribute("href") or "" for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")]
+        unsafe = [h for h in hrefs if not h.startswith(("http://", "https://", "ragloop://"))]
+        drill("real page in chromium, viewer: internal runs and unsafe links", "0 internal marks, 0 unsafe links",
+              f"{text.count(MARK)} internal marks, {len(unsafe)} unsafe links")
+        assert MARK not in text and not unsafe, unsafe
+        assert f"https://docs.example/{DOC}" in hrefs and EVIL_URL + DOC in text and UNCITED_URL not in text
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.should_exit = True
+        thread.join(timeout=30)
