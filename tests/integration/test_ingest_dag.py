@@ -100,12 +100,12 @@ def test_ingest_dag_is_incremental_to_the_chunk(tmp_path, airflow_db, weaviate_s
     assert "docs:troubleshooting/server-wont-start.md" not in after
     assert source["chunks"]["deleted"] == len(chunks["docs:troubleshooting/server-wont-start.md"])
 
-    # 5. A listing with a failed file prunes nothing, and says so.
+    # 5. A failed file keeps only its own document: a file deleted in the same run is still pruned (issue 22).
     (docs / "guides" / "multi-environment.md").unlink()
     (docs / "guides" / "broken.md").write_bytes(b"# Broken\n\x00\x01binary")
     report, _ = run_ingest(config)
     source = report["sources"]["docs"]
-    assert source["documents"]["failed"] == 1 and source["documents"]["deleted"] == 0
+    assert source["documents"]["failed"] == 1 and source["documents"]["deleted"] == 1
     assert "guides/broken.md" in source["failures"][0]["item"]
-    assert "incomplete" in source["prune"]
-    assert "docs:guides/multi-environment.md" in indexed_chunks(weaviate_client, collection_name)
+    assert source["prune"] == "done"
+    assert "docs:guides/multi-environment.md" not in indexed_chunks(weaviate_client, collection_name)
