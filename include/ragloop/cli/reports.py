@@ -30,8 +30,9 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         where = repr(store)
     if not runs:
         progress(
-            f"ragloop: no runs the {args.audience} audience may see in the run store {where}"
+            f"ragloop: no runs in the run store {where}"
             + (f" created at or after {args.since}" if since else "")
+            + (" that the public audience may see" if args.audience == "public" else "")
             + ": record answers with `ragloop ask`, the HTTP API or `ragloop runs import` first"
         )
         return 1
