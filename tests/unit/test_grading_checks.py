@@ -21,7 +21,7 @@ def vetoes(answer: str, question: str = "How do I rotate a key?", sources=SOURCE
     ("Use sk-proj-abcdefghijklmnopqrstuvwx1234 as the key [1].", ["secret"]),
     ("Token ghp_abcdefghijklmnopqrstuvwxyz0123456789 works [1].", ["secret"]),
     ("Post to xoxb-123456789012-abcdefghijkl for alerts [1].", ["secret"]),
-    ("Use AKIAIOSFODNN7EXAMPLE with the bucket [1].", ["secret"]),
+    ("Use AKIAIOSFODNN7EXAMPLE with the bucket [1].", []),  # AWS's documentation key: gitleaks' allowlist
     ("Paste this: -----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC [1]", ["secret"]),
     ("Connect to postgres://fern:hunter2pass@db.internal:5432/fern for it [1].", ["email", "secret"]),
     ("Set api_key = a8f5f167f44f4964e6c998dee827110c in the config [1].", ["secret"]),
