@@ -75,6 +75,7 @@ PERSONAL_DATA_NAMES = {
     "ssn": "US social security number",
 }
 LEAK_REASONS = {"secret", *PERSONAL_DATA_NAMES}
+QUOTABLE_FROM_DOCS = {"email", "phone"}
 REFUSAL = re.compile(
     r"^(?:i (?:do not|don't|cannot|can't|am unable to|am not able to) (?:know|answer|help|find|say)|"
     r"i(?:'m| am) (?:not sure|sorry|unable)|sorry\b|unfortunately\b|i found nothing|"
@@ -134,10 +135,11 @@ def run_checks(run: dict, scanner: SecretScanner | None = None) -> list[Veto]:
 def run_checks_batch(runs: list[dict], scanner: SecretScanner | None = None) -> list[list[Veto]]:
     """Every reason each run must not be written back that needs no judge, read on every field
     write-back publishes (see `written_fields`), normalised; the secret scanner runs once for the
-    whole batch. Personal data quoted from the run's own sources is already in the knowledge base
-    and is not a leak (the grading task replaces the sources' text with what the index holds
-    first, so a caller cannot claim a quote); secrets are refused wherever they come from, a
-    grounded quote included. Details never repeat a secret."""
+    whole batch. An email address or phone number quoted from a cited docs page is published
+    already and is not a leak (the grading task replaces the sources' text with what the index
+    holds first, so a caller cannot claim a quote); secrets, and personal data from Slack, issues,
+    or of any other kind, are refused wherever they come from, a grounded quote included: grounding
+    does not stop a quoted credential. Details never repeat a secret."""
     scanner = scanner or default_scanner()
     fields = [written_fields(run) for run in runs]
     texts = [text for run_fields in fields for text in run_fields.values()]
@@ -149,7 +151,10 @@ def _run_vetoes(run: dict, fields: dict[str, str], secrets: dict[str, list[Secre
     answer = run.get("answer") or ""
     sources = run.get("sources") or []
     body = answer_body(answer)
-    source_text = normalise("\n".join(s.get("text") or "" for s in sources))
+    # A contact address or number a published docs page gives is not a leak when quoted; the same
+    # from a Slack thread or an issue (a customer's number pasted there) is, and IBANs, cards and
+    # SSNs are refused wherever they come from.
+    source_text = normalise("\n".join(s.get("text") or "" for s in sources if s.get("kind") == "docs"))
     source_digits = re.sub(r"\D", "", source_text)
     vetoes: list[Veto] = []
     for where, raw in fields.items():
@@ -159,7 +164,9 @@ def _run_vetoes(run: dict, fields: dict[str, str], secrets: dict[str, list[Secre
         reported: set[str] = set()
         for found in find_personal_data(text):
             digits = re.sub(r"\D", "", found.value)
-            quoted = found.value in source_text or (len(digits) >= 9 and digits in source_digits and found.kind != "email")
+            quoted = found.kind in QUOTABLE_FROM_DOCS and (
+                found.value in source_text or (found.kind == "phone" and len(digits) >= 9 and digits in source_digits)
+            )
             if found.kind in reported or quoted:
                 continue
             reported.add(found.kind)
