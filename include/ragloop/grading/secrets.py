@@ -148,7 +148,9 @@ EXAMPLE_HOSTS = re.compile(r"@(?:localhost|127\.0\.0\.1|host|hostname|example\.\
 
 def _value_is_placeholder(value: str) -> bool:
     # "EXAMPLE" in capitals marks the documentation keys of AWS and others (gitleaks' AWS allowlist).
-    return bool(PLACEHOLDER.match(value)) or "EXAMPLE" in value or not (len(value) >= 20 or re.search(r"[\d!@#$%^&*+/=_.-]", value))
+    return (
+        bool(PLACEHOLDER.match(value)) or "EXAMPLE" in value or not (len(value) >= 20 or re.search(r"[\d!@#$%^&*+/=_.-]", value))
+    )
 
 
 def own_findings(text: str) -> list[SecretFinding]:
