@@ -69,18 +69,27 @@ DETECT_SECRETS_PLUGINS = [
 # Values that stand for a secret without being one: <your key>, ${TOKEN}, YOUR_API_KEY_HERE, ****,
 # sk-..., password (the word), os.environ[...] (where it is read from, not the secret).
 PLACEHOLDER = re.compile(
-    r"^(?:<.*|\$\{?.*|%.*|\{\{.*|\*+|x{4,}.*|.*\.\.\..*|.*….*|(?:your|my|the|example|placeholder|changeme|redacted|dummy|fake|sample|test)\b.*|"
+    r"^(?:<.*|\$\{?.*|%.*|\{\{.*|\*+|x{4,}.*|.*\.\.\..*|.*….*|(?:your|my|the|example|placeholder|changeme|redacted|dummy|fake|sample|test)(?:\b|_|-).*|"
     r"[A-Za-z_-]*(?:YOUR|HERE|EXAMPLE|PLACEHOLDER|REDACTED|CHANGEME)[A-Za-z_-]*|"
     r"(?:password|passwd|secret|token|pass|user|username|admin|root|guest|airflow|postgres|mysql|none|null)\d{0,4}|"
+    # a name, not a value: snake_case or dotted identifiers (access_key_id, conn.password)
+    r"[a-z]+(?:[_.][a-z]+)+|https?://.*|"
     r"(?:os\.|process\.env|getenv|env\(|vault:|secret:|ssm:|conn\.|self\.|config\.|settings\.).*|.*[\[(].*)$",
     re.I,
 )
+# Anywhere in a value: words that mark a template (SG.YOUR_API_KEY), a run of one filler
+# character (XXXXXXXX, 00000000: gitleaks' fps are written so), or a space (percent-encoded prose).
+PLACEHOLDER_MARK = re.compile(r"(?i:your[_-]|<[a-z_ -]+>)|YOUR|CHANGEME|PLACEHOLDER|REDACTED|(.)\1{5,}|%20|\s")
 
 # --- our own patterns: only forms neither rule set finds (each measured against both) -----------
 OWN_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     # gitleaks' private-key rule needs the exact one-space header; a doubled space or a tab in
     # "BEGIN  PRIVATE KEY" is still a key to anyone who pastes it.
-    ("private-key-header", re.compile(r"-----BEGIN[ \t]+(?:[A-Z0-9]+[ \t]+)*PRIVATE[ \t]+KEY(?:[ \t]+BLOCK)?-----")),
+    # A header followed by no key material ("MII.....", "...") is a documentation sample.
+    (
+        "private-key-header",
+        re.compile(r"-----BEGIN[ \t]+(?:[A-Z0-9]+[ \t]+)*PRIVATE[ \t]+KEY(?:[ \t]+BLOCK)?-----\s*[A-Za-z0-9+/]{24,}"),
+    ),
     # A key body without its header: DER structures of private keys start with fixed bytes whose
     # base64 is fixed (PKCS#1/PKCS#8 "MII…", SEC1 EC "MHcCAQEE"/"MIGkAgEB", PKCS#8 EC "MIGHAgEA"/
     # "MIG2AgEA", Ed25519 PKCS#8 "MC4CAQAw"), and PEM bodies are runs of 64-character lines.
@@ -171,8 +180,11 @@ def own_findings(text: str) -> list[SecretFinding]:
                 secret_part = value.split(":", 1)[-1] if rule_id == "curl-user-password" else value
                 if _value_is_placeholder(secret_part) or (secret_part.isdigit() and len(secret_part) < 12):
                     continue
+                user = groups.get("user") or ""
                 if rule_id == "password-in-url" and (
-                    EXAMPLE_HOSTS.search(match.group()) or PLACEHOLDER.match(groups.get("user") or "") and _weak(secret_part)
+                    EXAMPLE_HOSTS.search(match.group())
+                    or PLACEHOLDER_MARK.search(user)
+                    or (PLACEHOLDER.match(user) and _weak(secret_part))
                 ):
                     continue
             found.append(SecretFinding(rule_id, "ragloop", masked(value)))
