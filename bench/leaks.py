@@ -343,7 +343,8 @@ def stdnum_ibans(sdist: Path) -> list[str]:
             if member.name.endswith("tests/test_iban.doctest"):
                 text = archive.extractfile(member).read().decode()  # type: ignore[union-attr]
                 block = text.split(">>> numbers = '''", 1)[1].split("'''", 1)[0]
-                return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
+                lines = [line.strip().removeprefix("...").strip() for line in block.splitlines()]
+                return [line for line in lines if line and not line.startswith("#")]
     raise SystemExit(f"no tests/test_iban.doctest in {sdist}")
 
 
@@ -407,9 +408,13 @@ def main() -> None:
             table[plugin]["tp" if should and hit else "fn" if should else "fp" if hit else "tn"] += 1
         totals = {k: sum(t[k] for t in table.values()) for k in ("tp", "fn", "fp", "tn")}
         results["inputs"]["detect_secrets"] = {"repository": "Yelp/detect-secrets", "commit": commit, "path": "tests/plugins/*_test.py (payload, should_flag)"}
+        flagged_negatives = [{"plugin": p, "text_prefix": t[:12] + "…"} for (p, t, should), found in zip(cases, vetoes) if not should and "secret" in leak_reasons(found)]
         results["detect_secrets_plugin_tests"] = {
             **totals, "recall": round(totals["tp"] / max(1, totals["tp"] + totals["fn"]), 4),
-            "false_positive_rate": round(totals["fp"] / max(1, totals["fp"] + totals["tn"]), 4), "per_plugin": dict(sorted(table.items())),
+            "negatives_flagged_rate": round(totals["fp"] / max(1, totals["fp"] + totals["tn"]), 4),
+            "note": "a negative there means 'not this plugin's format', not 'not a secret': the gitlab plugin's negatives hold a ghp_ "
+                    "token and GitLab tokens of other kinds, the npm plugin's hold _authToken lines without a registry; each flagged one is listed",
+            "negatives_flagged": flagged_negatives, "per_plugin": dict(sorted(table.items())),
         }
     else:
         results["detect_secrets_plugin_tests"] = f"absent: fetch github:Yelp/detect-secrets to {args.detect_secrets_git}"
@@ -473,7 +478,7 @@ def main() -> None:
     print(f"gitleaks true positives: {g['caught']}/{g['samples']} caught (recall {g['recall']}), {g['rules_fully_caught']}/{g['rules']} rules fully caught, {len(unread)} rules not extracted")
     if isinstance(results["detect_secrets_plugin_tests"], dict):
         d = results["detect_secrets_plugin_tests"]
-        print(f"detect-secrets plugin tests: recall {d['recall']} ({d['tp']}/{d['tp'] + d['fn']}), false-positive rate {d['false_positive_rate']} ({d['fp']}/{d['fp'] + d['tn']})")
+        print(f"detect-secrets plugin tests: recall {d['recall']} ({d['tp']}/{d['tp'] + d['fn']}), negatives flagged {d['negatives_flagged_rate']} ({d['fp']}/{d['fp'] + d['tn']})")
     for split, row in docs.items():
         print(f"docs ({split} split): {row['vetoed']}/{row['chunks']} chunks vetoed ({row['veto_rate']}; secrets {row['secret_veto_rate']}) {row['by_reason']}")
     print("phones:", {f: v["recall"] for f, v in pii["phones"].items()}, "ibans:", pii.get("ibans"))

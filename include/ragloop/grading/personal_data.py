@@ -39,7 +39,8 @@ class PersonalData:
 
 EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@(?:[^\W_](?:[\w-]*[^\W_])?\.)+(?:[^\W\d_]{2,}|xn--[a-z0-9-]+)\b", re.UNICODE)
 EXAMPLE_DOMAINS = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net)|example|test|invalid|localhost)$", re.I)
-IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
+# Country code, check digits, then the account: grouped by spaces or dashes as banks print them.
+IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}[ -]?\d{2}(?:[ -]?[A-Za-z0-9]){11,30}\b")
 CARD_CANDIDATE = re.compile(r"(?<![\w.-])\d(?:[ ._-]?\d){12,18}(?![\w-]|\.\d)")
 SSN_CANDIDATE = re.compile(r"(?<![\w-])\d{3}([- ])\d{2}\1\d{4}(?![\w-])")
 # Card issuers' prefixes (Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay, Maestro):
@@ -78,7 +79,18 @@ def _phones(text: str) -> list[PersonalData]:
 
 
 def _ibans(text: str) -> list[PersonalData]:
-    return [PersonalData("iban", m.group()) for m in IBAN_CANDIDATE.finditer(text) if iban.is_valid(m.group())]
+    found = []
+    for match in IBAN_CANDIDATE.finditer(text):
+        # The candidate may run into the next word ("... 0130 00 by"): the longest prefix of whole
+        # groups that passes the check is the IBAN.
+        groups = re.split(r"(?<=[A-Za-z0-9])(?=[ -])", match.group())
+        for end in range(len(groups), 0, -1):
+            candidate = "".join(groups[:end])
+            compact = re.sub(r"[ -]", "", candidate).upper()
+            if len(compact) >= 15 and iban.is_valid(compact):
+                found.append(PersonalData("iban", candidate))
+                break
+    return found
 
 
 def _cards(text: str) -> list[PersonalData]:

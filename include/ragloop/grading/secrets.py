@@ -134,7 +134,10 @@ OWN_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r"(?is)(?:twilio|\bAC[a-f0-9]{32}\b).{0,80}?(?<![a-f0-9])(?P<value>[a-f0-9]{32})(?![a-f0-9])"),
     ),
     # Passwords in URLs (scheme://user:pass@host): gitleaks has no generic rule for them.
-    ("password-in-url", re.compile(r"\b[a-z][a-z0-9+.-]*://(?P<user>[^\s/:@]+):(?P<value>[^\s/@]+)@[^\s/]+", re.I)),
+    (
+        "password-in-url",
+        re.compile(r"""\b[a-z][a-z0-9+.-]*://(?P<user>[^\s/:@"']+):(?P<value>[^\s/@"']+)@[^\s/"']+""", re.I),
+    ),
     # `DB_PASSWORD=…`, `aws_secret_access_key = …`: names ending in a credential word. gitleaks'
     # generic rule wants entropy above 3.5, so short real passwords pass it.
     (
@@ -157,9 +160,10 @@ EXAMPLE_HOSTS = re.compile(r"@(?:localhost|127\.0\.0\.1|host|hostname|example\.\
 
 def _value_is_placeholder(value: str) -> bool:
     # "EXAMPLE" in capitals marks the documentation keys of AWS and others (gitleaks' AWS allowlist).
-    return (
-        bool(PLACEHOLDER.match(value)) or "EXAMPLE" in value or not (len(value) >= 20 or re.search(r"[\d!@#$%^&*+/=_.-]", value))
-    )
+    if PLACEHOLDER.match(value) or PLACEHOLDER_MARK.search(value) or "EXAMPLE" in value:
+        return True
+    # "password: the one you chose" is prose; a value needs a digit or a symbol, or length.
+    return not (len(value) >= 20 or re.search(r"[\d!@#$%^&*+/=_.-]", value))
 
 
 def own_findings(text: str) -> list[SecretFinding]:
@@ -178,6 +182,7 @@ def own_findings(text: str) -> list[SecretFinding]:
                 "authorization-header",
             ):
                 secret_part = value.split(":", 1)[-1] if rule_id == "curl-user-password" else value
+                # A number short of a PIN-like length is a port or a count (https://host:8000@...).
                 if _value_is_placeholder(secret_part) or (secret_part.isdigit() and len(secret_part) < 12):
                     continue
                 user = groups.get("user") or ""
