@@ -69,7 +69,7 @@ DETECT_SECRETS_PLUGINS = [
 # Values that stand for a secret without being one: <your key>, ${TOKEN}, YOUR_API_KEY_HERE, ****,
 # sk-..., password (the word), os.environ[...] (where it is read from, not the secret).
 PLACEHOLDER = re.compile(
-    r"^(?:<.*|\$\{?.*|%.*|\{\{.*|\*+|x{4,}.*|.*\.\.\..*|.*….*|(?:your|my|the|example|placeholder|changeme|redacted|dummy|fake|sample|test)(?:\b|_|-).*|"
+    r"^(?:<.*|\$\{?.*|%.*|\{\{.*|\*+|x{4,}.*|.*\.\.\..*|.*….*|(?:your|my|the|example|placeholder|change[_-]?me|redacted|dummy|fake|sample|test)(?:\b|_|-).*|"
     r"[A-Za-z_-]*(?:YOUR|HERE|EXAMPLE|PLACEHOLDER|REDACTED|CHANGEME)[A-Za-z_-]*|"
     r"(?:password|passwd|secret|token|pass|user|username|admin|root|guest|airflow|postgres|mysql|none|null)\d{0,4}|"
     # a name, not a value: snake_case or dotted identifiers (access_key_id, conn.password)
@@ -79,7 +79,7 @@ PLACEHOLDER = re.compile(
 )
 # Anywhere in a value: words that mark a template (SG.YOUR_API_KEY), a run of one filler
 # character (XXXXXXXX, 00000000: gitleaks' fps are written so), or a space (percent-encoded prose).
-PLACEHOLDER_MARK = re.compile(r"(?i:your[_-]|<[a-z_ -]+>)|YOUR|CHANGEME|PLACEHOLDER|REDACTED|(.)\1{5,}|%20|\s")
+PLACEHOLDER_MARK = re.compile(r"(?i:your[_-]|<[a-z_ -]+>|change[_-]?me)|YOUR|PLACEHOLDER|REDACTED|(.)\1{5,}|%20|\s")
 
 # --- our own patterns: only forms neither rule set finds (each measured against both) -----------
 OWN_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
