@@ -14,6 +14,14 @@ RUN python -m pip install --no-cache-dir --user uv \
  && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=include RAGLOOP_ONNX_MODEL_DIR=/tmp/ragloop-export/models \
     /tmp/ragloop-export/env/bin/python -m ragloop.onnx_model export --quantization int8
 
+# --- build stage: the secret scanner gitleaks, from the Go module proxy (as `make gitleaks`) -----
+# Its go.mod has no replace directive, so `go install module@version` builds the pinned release.
+FROM golang:1.24 AS gitleaks-build
+RUN CGO_ENABLED=0 GOBIN=/out go install \
+    -ldflags "-X github.com/zricethezav/gitleaks/v8/version.Version=v8.30.1" \
+    github.com/zricethezav/gitleaks/v8@v8.30.1 \
+ && /out/gitleaks version
+
 # --- the image: requirements.txt (no torch) and the exported model ------------------------------
 FROM astrocrpublic.azurecr.io/runtime:3.3-8-python-3.12
 
@@ -26,6 +34,9 @@ ENV PYTHONPATH="/usr/local/airflow/include"
 COPY --from=onnx-export /tmp/ragloop-export/models /usr/local/airflow/ragloop-models
 ENV RAGLOOP_ONNX_MODEL_DIR=/usr/local/airflow/ragloop-models
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# The secret scanner the grading checks and ingest run (ragloop.grading.secrets reads this path).
+COPY --from=gitleaks-build /out/gitleaks /usr/local/bin/gitleaks
+ENV RAGLOOP_GITLEAKS_BIN=/usr/local/bin/gitleaks
 RUN python -c "import importlib.util as u, sys; sys.exit('torch is in the image' if u.find_spec('torch') else 0)" \
  && python -m ragloop.onnx_model status --quantization int8
 # Inside Docker, Weaviate is the `weaviate` service of docker-compose.override.yml. This

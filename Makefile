@@ -13,7 +13,7 @@ RAGLOOP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragloop
 EXPORT_ENV := $(RAGLOOP_CACHE)/export-env
 ONNX_QUANTIZATION ?= int8
 
-.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs cluster cluster-stop cluster-status cluster-drills drills bench-cluster
+.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs gitleaks cluster cluster-stop cluster-status cluster-drills drills bench-cluster
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
@@ -51,7 +51,7 @@ onnx-model: env
 	  $(MAKE) --no-print-directory export-env && \
 	  PYTHONPATH=include "$(EXPORT_ENV)/bin/python" -m ragloop.onnx_model export --quantization $(ONNX_QUANTIZATION); }
 
-run: env onnx-model
+run: env onnx-model gitleaks
 	$(RAGLOOP) weaviate start
 	$(RAGLOOP) check
 	@echo "== ingest the sample docs, Slack export and GitHub issues export (one DAG per source type) =="
@@ -97,10 +97,10 @@ lint: env
 	$(UV) run --frozen mypy
 
 # The tests compare the ONNX model's vectors with the torch model's, computed in the export env.
-test: lint onnx-model export-env seaweedfs
+test: lint onnx-model export-env seaweedfs gitleaks
 	$(UV) run --frozen pytest
 
-airflow: env onnx-model
+airflow: env onnx-model gitleaks
 	$(RAGLOOP) weaviate start
 	$(RAGLOOP) airflow start
 
@@ -116,7 +116,12 @@ stop:
 seaweedfs: env
 	.venv/bin/python -m ragloop.cluster.seaweedfs
 
-cluster: env onnx-model seaweedfs
+# The secret scanner the grading checks and ingest run (gitleaks, built once from the Go module
+# proxy into ~/.cache/ragloop/gitleaks/; about 30 s). See docs/secrets-and-personal-data.md.
+gitleaks: env
+	.venv/bin/python -m ragloop.cluster.gitleaks
+
+cluster: env onnx-model seaweedfs gitleaks
 	$(RAGLOOP) cluster start
 	$(RAGLOOP) cluster demo
 
@@ -143,12 +148,13 @@ clean-state: stop
 # Issue 16's drills: every attack and bad input the trust tests throw, expected against seen, as a
 # table (README "Reliability and security"). A section of the suite, a minute or two.
 DRILL_TESTS = tests/unit/test_leak_corpus.py tests/unit/test_grading_checks.py tests/unit/test_runs.py \
-	tests/integration/test_runs_api.py tests/integration/test_visibility.py tests/integration/test_grading.py
+	tests/integration/test_runs_api.py tests/integration/test_visibility.py tests/integration/test_grading.py \
+	tests/integration/test_source_credentials.py
 # Issue 22: visibility on every surface, safe links, per-file ingest failures.
 DRILL_TESTS += tests/unit/test_links.py tests/integration/test_visibility_surfaces.py \
 	tests/integration/test_ingest_per_file_failures.py
 .PHONY: drills
-drills: env onnx-model
+drills: env onnx-model gitleaks
 	rm -f .ragloop/drills.jsonl && mkdir -p .ragloop
 	RAGLOOP_DRILLS_FILE=$(CURDIR)/.ragloop/drills.jsonl $(UV) run --frozen pytest -q $(DRILL_TESTS) -k "not llm_judge and not offline_judge_loop"
 	$(UV) run --frozen python tests/drill_table.py .ragloop/drills.jsonl

@@ -99,6 +99,11 @@ class Config:
             return dict(self.chunking)
         return {**self.chunking, **(self.source(source_id).get("chunking") or {})}
 
+    def quarantines_credentials(self, source_id: str) -> bool:
+        """Whether chunks of this source's documents that hold a credential are kept out of public
+        search (`quarantine_credentials: true`); written-back answers are checked before writing."""
+        return source_id != QA_SOURCE_ID and bool(self.source(source_id).get(QUARANTINE_KEY, False))
+
     def source(self, source_id: str) -> dict:
         for source in self.sources:
             if source["id"] == source_id:
@@ -283,6 +288,7 @@ def _check_sources(path: Path, root: yaml.MappingNode, sources: Any) -> list[dic
 
 
 SOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+QUARANTINE_KEY = "quarantine_credentials"
 
 
 def _check_source(path: Path, node: yaml.MappingNode, source: dict) -> None:
@@ -297,8 +303,15 @@ def _check_source(path: Path, node: yaml.MappingNode, source: dict) -> None:
         cls = source_class(source["type"])
     except SourceConfigError as err:
         raise ConfigError(f"{path}:{key_lines['type']}: source {source['id']!r} has {err}") from None
+    # Common to every source type, read by ingest (ingest.indexing): chunks holding a credential
+    # are kept out of public search until the source is fixed.
+    if QUARANTINE_KEY in source and not isinstance(source[QUARANTINE_KEY], bool):
+        raise ConfigError(
+            f"{path}:{key_lines[QUARANTINE_KEY]}: source {source['id']!r}: {QUARANTINE_KEY} must be true or false, "
+            f"not {source[QUARANTINE_KEY]!r}"
+        )
     try:
-        cls.check_config(source, project_root())
+        cls.check_config({k: v for k, v in source.items() if k != QUARANTINE_KEY}, project_root())
     except SourceConfigError as err:
         line = key_lines.get(err.key or "", _line(node))
         raise ConfigError(f"{path}:{line}: {err}") from None

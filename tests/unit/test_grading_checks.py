@@ -21,7 +21,7 @@ def vetoes(answer: str, question: str = "How do I rotate a key?", sources=SOURCE
     ("Use sk-proj-abcdefghijklmnopqrstuvwx1234 as the key [1].", ["secret"]),
     ("Token ghp_abcdefghijklmnopqrstuvwxyz0123456789 works [1].", ["secret"]),
     ("Post to xoxb-123456789012-abcdefghijkl for alerts [1].", ["secret"]),
-    ("Use AKIAIOSFODNN7EXAMPLE with the bucket [1].", ["secret"]),
+    ("Use AKIAIOSFODNN7EXAMPLE with the bucket [1].", []),  # AWS's documentation key: gitleaks' allowlist
     ("Paste this: -----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC [1]", ["secret"]),
     ("Connect to postgres://fern:hunter2pass@db.internal:5432/fern for it [1].", ["email", "secret"]),
     ("Set api_key = a8f5f167f44f4964e6c998dee827110c in the config [1].", ["secret"]),
@@ -155,3 +155,36 @@ ZW = "\u200b"
 def test_the_forms_issue_16_found(drill, attack, answer, expected):
     seen = ",".join(vetoes(answer))
     assert drill(f"checks: {attack}", f"veto {expected}", f"veto {seen}" if seen else "passed") == f"veto {expected}"
+
+
+# --- issue 22: forms a reviewer got past the checks, each as a grounded answer --------------------
+from leak_forms import PERSONAL_FORMS, PLACEHOLDERS, SECRET_FORMS  # noqa: E402
+
+
+def grounded(answer: str, kind: str = "slack") -> list[dict]:
+    """The cited source holds the answer's text itself: grounding would pass it."""
+    return [{"doc_id": "C01/1700000000.000100", "title": "#ops thread", "url": "https://fern.slack.com/archives/C01/p1",
+             "kind": kind, "text": f"From the thread: {answer}"}]
+
+
+@pytest.mark.parametrize("attack, answer, expected", SECRET_FORMS + PERSONAL_FORMS, ids=[f[0] for f in SECRET_FORMS + PERSONAL_FORMS])
+def test_the_forms_issue_22_found_are_refused_when_grounded(drill, attack, answer, expected):
+    seen = vetoes(answer, sources=grounded(answer))
+    shown = f"veto {','.join(seen)}" if seen else "passed"
+    drill(f"checks (grounded quote): {attack}", f"veto {expected}", shown, expected in seen)
+    assert expected in seen
+
+
+@pytest.mark.parametrize("answer", PLACEHOLDERS)
+def test_documentation_placeholders_are_not_secrets(drill, answer):
+    seen = vetoes(answer, sources=grounded(answer, kind="docs"))
+    drill(f"checks: documentation placeholder {answer[:50]!r}", "no veto", f"veto {','.join(seen)}" if seen else "no veto")
+    assert seen == []
+
+
+def test_a_docs_contact_may_be_quoted_but_not_a_number_from_a_slack_thread():
+    answer = "Call the desk at +1 415-555-0132 [1]."
+    assert vetoes(answer, sources=grounded(answer, kind="docs")) == []
+    assert vetoes(answer, sources=grounded(answer, kind="slack")) == ["phone"]
+    iban = "Pay to DE89 3704 0044 0532 0130 00 [1]."
+    assert vetoes(iban, sources=grounded(iban, kind="docs")) == ["iban"]

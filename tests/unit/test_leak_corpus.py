@@ -13,7 +13,7 @@ from pathlib import Path
 from ragloop import grading
 
 CORPUS = Path(__file__).parents[1] / "data" / "leak_corpus.jsonl"
-LEAKS = {"secret", "email", "phone", "card_number", "prompt_injection"}
+LEAKS = {"secret", "email", "phone", "iban", "card_number", "ssn", "prompt_injection"}
 SOURCES = [
     {
         "doc_id": "docs:security.md",

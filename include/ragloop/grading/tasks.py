@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from ragloop.chat import ChatModel
 from ragloop.config import load_config
-from ragloop.grading.checks import Veto, run_checks
+from ragloop.grading.checks import Veto, run_checks, run_checks_batch
 from ragloop.grading.grounding import chunk_ids_of, verify_sources
 from ragloop.grading.choice import criterion_versions, make_judge
 from ragloop.grading.judge import Judge
@@ -48,13 +48,18 @@ def is_current(latest: dict[str, dict], versions: dict[str, str]) -> bool:
 
 
 def plan_grading(
-    run: dict, judge: Judge, previous: dict[str, dict], versions: dict[str, str], source_vetoes: list[Veto] | None = None
+    run: dict,
+    judge: Judge,
+    previous: dict[str, dict],
+    versions: dict[str, str],
+    source_vetoes: list[Veto] | None = None,
+    checks: list[Veto] | None = None,
 ) -> RunGrading:
     """Checks first (with `source_vetoes`, the cited sources the index does not hold as recorded:
     see grading.grounding); a veto ends it (nothing for the judge). Otherwise the criteria without
     a current grade by this judge, and the vote criteria again, are left to the judge (`todo`)."""
     grading = RunGrading(run["run_id"])
-    grading.vetoes = [*(source_vetoes or []), *run_checks(run)]
+    grading.vetoes = [*(source_vetoes or []), *(run_checks(run) if checks is None else checks)]
     if grading.vetoes:
         reasons = sorted({v.reason for v in grading.vetoes})
         grading.verdicts.append(
@@ -205,11 +210,23 @@ def grade_batch(
             with connect(weaviate_conn_id) as client:
                 indexed = fetch_chunks(client, config.collection, chunk_ids_of(runs))
             plans = []
+            verified_runs = []
             for run in runs:
                 try:
-                    verified, source_vetoes = verify_sources(run, indexed)
+                    verified_runs.append((run, *verify_sources(run, indexed)))
+                except Exception as err:  # noqa: BLE001 - one odd run must not stop the batch
+                    fail(run["run_id"], f"planning its grading failed: {type(err).__name__}: {err}")
+            # One secret-scanner call for the whole batch; a missing scanner fails the task, naming it.
+            checked = run_checks_batch([verified for _, verified, _ in verified_runs])
+            for (run, verified, source_vetoes), checks in zip(verified_runs, checked):
+                try:
                     plans.append(
-                        (verified, plan_grading(verified, judge, previous.get(run["run_id"], {}), versions, source_vetoes))
+                        (
+                            verified,
+                            plan_grading(
+                                verified, judge, previous.get(run["run_id"], {}), versions, source_vetoes, checks=checks
+                            ),
+                        )
                     )
                 except Exception as err:  # noqa: BLE001 - one odd run must not stop the batch
                     fail(run["run_id"], f"planning its grading failed: {type(err).__name__}: {err}")

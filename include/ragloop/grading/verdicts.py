@@ -28,9 +28,7 @@ class JudgeKind(StrEnum):
 
 
 CHECKS = "checks"
-CHECKS_VERSION = (
-    "2"  # bump on every change of the checks (2: every published field, normalised, detect-secrets, sources from the index)
-)
+CHECKS_VERSION = "3"  # bump on every change of the checks (2: every published field, normalised, detect-secrets, sources from the index; 3: gitleaks, decoded variants, validators)
 CHECKS_JUDGE = "deterministic"
 
 

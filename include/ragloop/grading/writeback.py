@@ -57,7 +57,17 @@ def qa_document(run: dict, latest: dict[str, dict]) -> Document:
     )
 
 
-PUBLISH_VETOES = {"secret", "email", "phone", "card_number", "prompt_injection", SOURCE_NOT_INDEXED, SOURCE_TEXT_DIFFERS}
+PUBLISH_VETOES = {
+    "secret",
+    "email",
+    "phone",
+    "iban",
+    "card_number",
+    "ssn",
+    "prompt_injection",
+    SOURCE_NOT_INDEXED,
+    SOURCE_TEXT_DIFFERS,
+}
 
 
 def publishable(runs: list[dict], collection: str, weaviate_conn_id: str) -> tuple[list[dict], dict[str, str]]:

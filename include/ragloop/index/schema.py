@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-SCHEMA_VERSION = 3  # 2: chunk_count; 3: visibility
+SCHEMA_VERSION = 4  # 2: chunk_count; 3: visibility; 4: quarantined
 
 
 # The collection's description carries the embedder it was built with, so the record lives with
@@ -132,6 +132,8 @@ def ensure_collection(
             Property(name="chunk_count", data_type=DataType.INT),
             Property(name="updated_at", data_type=DataType.DATE),
             Property(name="metadata_json", data_type=DataType.TEXT, index_searchable=False, index_filterable=False),
+            # The chunk holds a credential and its source quarantines them (stored internal too).
+            Property(name="quarantined", data_type=DataType.BOOL),
         ],
     )
     REPLICATION[name] = replication
@@ -175,6 +177,8 @@ def _upgrade_schema(client: "WeaviateClient", name: str, embedder: "Embedder") -
     existing = {prop.name for prop in collection.config.get().properties}
     if "chunk_count" not in existing:
         collection.config.add_property(Property(name="chunk_count", data_type=DataType.INT))
+    if "quarantined" not in existing:  # schema 4; absent on older chunks reads as not quarantined
+        collection.config.add_property(Property(name="quarantined", data_type=DataType.BOOL))
     if "visibility" not in existing:
         collection.config.add_property(
             Property(

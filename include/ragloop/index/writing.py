@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ragloop.documents import Visibility
 from ragloop.index.connection import WeaviateIndexError, index_error
 from ragloop.index.reading import FILTER_GROUP
 from ragloop.index.replication import use
@@ -42,7 +43,11 @@ class ChunkObject:
     vector: list[float]
 
 
-def chunk_object(document, chunk, doc_hash: str, chunk_count: int, vector: list[float]) -> ChunkObject:
+def chunk_object(document, chunk, doc_hash: str, chunk_count: int, vector: list[float], quarantined: bool = False) -> ChunkObject:
+    """A chunk as stored. A quarantined chunk (it holds a credential and its source says
+    `quarantine_credentials: true`) is flagged and stored internal, whatever its document's
+    visibility: public search never returns it, and an answer citing it is not public. The
+    document's hash is unchanged, so fixing the source (a new hash) rewrites it as it should be."""
     return ChunkObject(
         uuid=chunk.chunk_id,
         properties={
@@ -51,7 +56,8 @@ def chunk_object(document, chunk, doc_hash: str, chunk_count: int, vector: list[
             "kind": document.kind,
             "doc_hash": doc_hash,
             "chunk_hash": chunk.chunk_hash,
-            "visibility": document.visibility,
+            "visibility": Visibility.INTERNAL.value if quarantined else document.visibility,
+            "quarantined": quarantined,
             "title": document.title,
             "text": chunk.text,
             "heading_path": " > ".join(chunk.heading_path),

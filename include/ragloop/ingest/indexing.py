@@ -4,7 +4,7 @@ their stale chunks deleted."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragloop.chunking import ChunkingSettings, chunker_for
 from ragloop.config import load_config
@@ -20,9 +20,12 @@ from ragloop.index import (
     vectors_for_hashes,
     write_objects,
 )
-from ragloop.ingest.types import BatchResult, IndexCounts
+from ragloop.ingest.types import BatchResult, CredentialDocument, IndexCounts
 from ragloop.progress import progress, progress_bar
 from ragloop.staging import read_documents, read_json
+
+if TYPE_CHECKING:
+    from ragloop.grading.secrets import SecretScanner
 
 GROUP_CHUNKS = 1000  # chunks split, looked up, embedded and written together inside a batch
 
@@ -36,6 +39,8 @@ def add_index_counts(total: IndexCounts, more: IndexCounts) -> None:
     total["chunks_deleted"] += more["chunks_deleted"]
     total["embedding_tokens"] += more["embedding_tokens"]
     total["seconds"] = round(total["seconds"] + more["seconds"], 2)
+    if more.get("credential_documents"):
+        total.setdefault("credential_documents", []).extend(more["credential_documents"])
 
 
 def empty_index_counts() -> IndexCounts:
@@ -47,23 +52,62 @@ def empty_index_counts() -> IndexCounts:
         "chunks_deleted": 0,
         "embedding_tokens": 0,
         "seconds": 0.0,
+        "credential_documents": [],
     }
 
 
+def credential_documents(
+    split: list[tuple[dict, Any, list[Any]]], scanner: SecretScanner, quarantine: bool
+) -> tuple[list[CredentialDocument], set[str]]:
+    """The documents of a group whose chunks hold a credential (one scanner call for all their
+    chunks), and the chunk ids to keep out of public search when the source quarantines them."""
+    chunks = [(document, chunk) for _, document, doc_chunks in split for chunk in doc_chunks]
+    findings = scanner.scan([chunk.text for _, chunk in chunks])
+    by_doc: dict[str, CredentialDocument] = {}
+    flagged: set[str] = set()
+    for (document, chunk), found in zip(chunks, findings):
+        if not found:
+            continue
+        entry = by_doc.setdefault(
+            document.doc_id,
+            {"doc_id": document.doc_id, "source_id": document.source_id, "rules": [], "chunks": 0, "quarantined": quarantine},
+        )
+        entry["chunks"] += 1
+        entry["rules"] += [f.describe() for f in found if f.describe() not in entry["rules"]]
+        if quarantine:
+            flagged.add(str(chunk.chunk_id))
+    return list(by_doc.values()), flagged
+
+
 def index_batch(
-    batch_url: str, config_path: str | None = None, embedder=None, weaviate_conn_id: str = WEAVIATE_CONN_ID
+    batch_url: str,
+    config_path: str | None = None,
+    embedder=None,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
+    scanner: SecretScanner | None = None,
 ) -> BatchResult:
     """Split, embed what is new, write, then delete each document's stale chunks.
 
     Chunks whose text hash already has a vector in the index (in any document) reuse it. A
     document's new chunks are written before its stale ones are deleted, so search never finds
     it missing; chunk ids are uuid5(doc_id, index), so a retry rewrites the same objects.
+
+    Every new or changed chunk is scanned for credentials (the grading checks' scanner, without
+    detect-secrets, whose Python line scan costs more than the embedding: gitleaks and our own
+    patterns read the chunks; see docs/secrets-and-personal-data.md). Documents holding one are
+    counted and named in the batch's counts; a source with `quarantine_credentials: true` stores
+    those chunks `quarantined` and internal, out of public search until the document changes.
     """
     started = time.monotonic()
     config = load_config(config_path)
     batch = read_json(batch_url)
     items = batch["items"]
     embedder = embedder or make_embedder(config.embedder)
+    if scanner is None:
+        # Imported here: the grading package imports ingest (write-back goes through it).
+        from ragloop.grading.secrets import SecretScanner
+
+        scanner = SecretScanner(use_detect_secrets=False)
     chunkers: dict[str, Any] = {}
     by_location = {(item["shard"], item["line"]): item for item in items}
     documents = dict(read_documents(by_location))
@@ -97,6 +141,8 @@ def index_batch(
                 for item in group
                 for document in [documents[(item["shard"], item["line"])]]
             ]
+            found, quarantined = credential_documents(split, scanner, config.quarantines_credentials(source_id))
+            counts.setdefault("credential_documents", []).extend(found)
             hashes = {chunk.chunk_hash for _, _, chunks in split for chunk in chunks}
             vectors = vectors_for_hashes(client, config.collection, hashes)
             new_texts: dict[str, str] = {}
@@ -109,7 +155,14 @@ def index_batch(
                 for chunk_hash, vector in zip(new_texts, embedder.embed(list(new_texts.values()))):
                     vectors[chunk_hash] = vector
             objects = [
-                chunk_object(document, chunk, item["doc_hash"], len(chunks), vectors[chunk.chunk_hash])
+                chunk_object(
+                    document,
+                    chunk,
+                    item["doc_hash"],
+                    len(chunks),
+                    vectors[chunk.chunk_hash],
+                    quarantined=str(chunk.chunk_id) in quarantined,
+                )
                 for item, document, chunks in split
                 for chunk in chunks
             ]

@@ -68,6 +68,14 @@ def build_report(
         }
         if "error" in planned:
             sources[source_id]["error"] = planned["error"]
+        found = indexed.get("credential_documents") or []
+        if found:
+            # Named by doc id and rule, never quoted: the report is shown on the operator page.
+            sources[source_id]["credentials"] = {
+                "documents": len(found),
+                "quarantined": sum(1 for d in found if d["quarantined"]),
+                "named": found[:FAILURES_SHOWN],
+            }
     with connect(weaviate_conn_id) as client:
         counts = collection_counts(client)
     finish_staging(config, dag_run)
@@ -120,6 +128,13 @@ def format_report(report: IngestReport) -> str:
             lines.append(f"  failed: {failure['item']}: {failure['reason']}")
         for skipped in s["skipped_items"]:
             lines.append(f"  skipped: {skipped['item']}: {skipped['reason']}")
+        credentials = s.get("credentials")
+        if credentials:
+            lines.append(
+                f"  credentials found in {credentials['documents']} document(s), {credentials['quarantined']} kept out of public search:"
+            )
+            for named in credentials["named"]:
+                lines.append(f"    {named['doc_id']}: {', '.join(named['rules'])} ({named['chunks']} chunk(s))")
         if s["prune"] != "done":
             lines.append(f"  prune: {s['prune']}")
         if s.get("watermarks"):

@@ -29,6 +29,16 @@ class PlanResult(TypedDict):
     seconds: float
 
 
+class CredentialDocument(TypedDict):
+    """A document whose chunks hold a credential: named, never quoted (rule ids only)."""
+
+    doc_id: str
+    source_id: str
+    rules: list[str]  # e.g. ["github-pat (gitleaks)"]
+    chunks: int  # how many of its chunks hold one
+    quarantined: bool  # kept out of public search (the source's quarantine_credentials)
+
+
 class IndexCounts(TypedDict):
     """What indexing did for one source, in one batch or summed over a run."""
 
@@ -39,6 +49,7 @@ class IndexCounts(TypedDict):
     chunks_deleted: int
     embedding_tokens: int
     seconds: float
+    credential_documents: NotRequired[list[CredentialDocument]]  # new or changed documents holding a credential
 
 
 class BatchResult(TypedDict):
@@ -79,6 +90,14 @@ class ChunkCounts(TypedDict):
     deleted: int
 
 
+class CredentialReport(TypedDict):
+    """Documents of a source found holding a credential in this run (new or changed ones)."""
+
+    documents: int
+    quarantined: int
+    named: list[CredentialDocument]  # the first FAILURES_SHOWN
+
+
 class SourceReport(TypedDict):
     documents: DocumentCounts
     chunks: ChunkCounts
@@ -88,6 +107,7 @@ class SourceReport(TypedDict):
     mode: str  # "full" or "incremental"
     watermarks: dict[str, str | None]
     failures: list[dict]  # {"item", "reason"}, the first FAILURES_SHOWN
+    credentials: NotRequired[CredentialReport]
     skipped_items: list[dict]
     error: NotRequired[str]  # the source was not ingested, and why
 

@@ -387,6 +387,8 @@ def source_states(config, weaviate: dict, stored_ingests: list[dict], dags: dict
             "last_run_dag_run": last["dag_run_id"] if last else None,
             "mode": last_detail.get("mode"),
             "failed_documents": last_detail.get("failures", []),
+            # Documents its last run found holding a credential (doc id, rules; never the value).
+            "credentials": last_detail.get("credentials"),
             "error": last_detail.get("error"),
             "watermarks": weaviate.get("watermarks", {}).get(source_id, {}),
             # A source without watermarks lists everything it has at each run: its listing time is the run's.
