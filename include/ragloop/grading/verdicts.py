@@ -28,9 +28,9 @@ class JudgeKind(StrEnum):
 
 
 CHECKS = "checks"
-CHECKS_VERSION = (
-    "2"  # bump on every change of the checks (2: every published field, normalised, detect-secrets, sources from the index)
-)
+# Bump on every change of the checks (2: every published field, normalised, detect-secrets,
+# sources from the index; 3: every unit of the answer grounded in its cited sources).
+CHECKS_VERSION = "3"
 CHECKS_JUDGE = "deterministic"
 
 
