@@ -143,7 +143,8 @@ clean-state: stop
 # Issue 16's drills: every attack and bad input the trust tests throw, expected against seen, as a
 # table (README "Reliability and security"). A section of the suite, a minute or two.
 DRILL_TESTS = tests/unit/test_leak_corpus.py tests/unit/test_grading_checks.py tests/unit/test_runs.py \
-	tests/integration/test_runs_api.py tests/integration/test_visibility.py tests/integration/test_grading.py
+	tests/integration/test_runs_api.py tests/integration/test_visibility.py tests/integration/test_grading.py \
+	tests/unit/test_unit_grounding.py tests/integration/test_crowding.py
 .PHONY: drills
 drills: env onnx-model
 	rm -f .ragloop/drills.jsonl && mkdir -p .ragloop
