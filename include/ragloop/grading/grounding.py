@@ -93,7 +93,7 @@ UNSUPPORTED_CONTENT = "unsupported_content"
 # these sit inside that plateau, away from its edges.
 UNIT_SIMILARITY_THRESHOLD = 0.70
 UNIT_COVERAGE_THRESHOLD = 0.50
-NEGATION_SCOPE = 3  # content words after a negation that it governs
+NEGATION_SCOPE = 3  # content words after a negation that it may govern
 SHORT_UNIT_WORDS = 3  # content words; a shorter unit needs all of them in one place, not the similarity
 
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -120,6 +120,7 @@ UNIT_STOPWORDS = frozenset(
     "has had get got use using used make also just than all any each every some more most other such only very "
     "them they it's you're we us".split()
 )
+REPLY_WORDS = frozenset("yes no not yet correct right sure indeed exactly".split())
 WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.U)
 
 
@@ -230,18 +231,40 @@ def content_stems(text: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=1 << 16)
-def negated_stems(text: str) -> frozenset[str]:
-    """The content words a negation governs: the next NEGATION_SCOPE content words after each
-    "not", "never", "no", "cannot", "…n't", "without" or "non-". "Keys never expire" negates
-    "expir"; so must the cited text, near the same word, for the unit to be supported there."""
+def negation_scopes(text: str) -> tuple[tuple[str, ...], ...]:
+    """For each negation ("not", "never", "no", "cannot", "…n't", "without", "non-"), the content
+    words it governs: the next NEGATION_SCOPE content words, nearest first ("<not>" when none)."""
     words = WORDS.findall(_plain(text).lower().replace("’", "'").replace("non-", "non "))
-    scoped: set[str] = set()
+    scopes = []
     for index, word in enumerate(words):
         if word in NEGATIONS or word.endswith("n't"):
             following = [w for w in words[index + 1 : index + 1 + 2 * NEGATION_SCOPE] if w not in UNIT_STOPWORDS]
-            # A negation that governs no word of its own ("… is not:") still negates.
-            scoped.update([_stem(w) for w in following[:NEGATION_SCOPE]] or ["<not>"])
-    return frozenset(scoped)
+            scopes.append(tuple(_stem(w) for w in following[:NEGATION_SCOPE]) or ("<not>",))
+    return tuple(scopes)
+
+
+@lru_cache(maxsize=1 << 16)
+def negated_stems(text: str) -> frozenset[str]:
+    """Every content word a negation in `text` governs."""
+    return frozenset(stem for scope in negation_scopes(text) for stem in scope)
+
+
+def same_polarity(unit_text: str, unit_stems: frozenset[str], window: str) -> bool:
+    """Whether `window` negates what the unit negates and states plainly what the unit states
+    plainly: each negation of the unit governs a word the window's negations govern too ("Keys
+    never expire" needs a negated "expire"), and no negation of the window governs, as its nearest
+    word, a word the unit states without one ("Keys expire" where the docs say "never expire")."""
+    window_negates = negated_stems(window)
+    unit_negates = negated_stems(unit_text)
+    for scope in negation_scopes(unit_text):
+        if not set(scope) & window_negates and not (scope == ("<not>",) and window_negates):
+            return False
+    window_stems = content_stems(_plain(window))
+    for scope in negation_scopes(window):
+        nearest = scope[0]
+        if nearest in unit_stems and nearest in window_stems and nearest not in unit_negates:
+            return False
+    return True
 
 
 def negated(text: str) -> bool:
@@ -370,7 +393,6 @@ class UnitGrounder:
         wanted_facts = facts(unit.text)
         stems = content_stems(text)
         is_negated = negated(text)
-        unit_negates = negated_stems(text)
         quoted = normalized(text)
         if quoted:
             # A quote is supported as it stands unless it was cut from a sentence that negates it.
@@ -388,10 +410,7 @@ class UnitGrounder:
             if missing:
                 continue
             window_stems = content_stems(window_plain)
-            window_negates = negated_stems(window)
-            # The same polarity: what the unit negates, the window negates; what the window
-            # negates and the unit states, the unit negates too ("Keys expire" from "Keys never expire").
-            if not unit_negates <= window_negates or (window_negates & stems & window_stems) - unit_negates:
+            if not same_polarity(text, stems, window):
                 negation_missing = True
                 continue
             coverage = len(stems & window_stems) / len(stems) if stems else 1.0
@@ -423,6 +442,10 @@ class UnitGrounder:
         return UnitSupport(unit, False, why, round(similarity, 3), round(coverage, 3))
 
     def _ground_prose(self, unit: AnswerUnit, source: _Source) -> UnitSupport:
+        if not facts(unit.text) and set(WORDS.findall(unit.text.lower())) <= REPLY_WORDS:
+            # "Yes." / "Not yet." alone states nothing the cited text could hold; the units after
+            # it say what, and each of them is checked.
+            return UnitSupport(unit, True, "a bare yes or no; the units after it are checked")
         return self.decide(unit, self.measure_prose(unit, source))
 
 
