@@ -149,7 +149,7 @@ clean-state: stop
 # table (README "Reliability and security"). A section of the suite, a minute or two.
 DRILL_TESTS = tests/unit/test_leak_corpus.py tests/unit/test_grading_checks.py tests/unit/test_runs.py \
 	tests/integration/test_runs_api.py tests/integration/test_visibility.py tests/integration/test_grading.py \
-	tests/integration/test_source_credentials.py
+	tests/integration/test_source_credentials.py tests/unit/test_unit_grounding.py tests/integration/test_crowding.py
 # Issue 22: visibility on every surface, safe links, per-file ingest failures.
 DRILL_TESTS += tests/unit/test_links.py tests/integration/test_visibility_surfaces.py \
 	tests/integration/test_ingest_per_file_failures.py

@@ -19,6 +19,7 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TypedDict
 
 from ragloop.documents import Kind
 from ragloop.errors import RagloopError
@@ -60,6 +61,16 @@ class AnswerError(RagloopError):
     pass
 
 
+class QuotedSpan(TypedDict):
+    """A sentence an extractive answer quoted: from source [source] (its chunk id), as quoted. The
+    run records them (metadata "quoted_spans"); grading checks each against the chunk text the
+    index holds, so an extractive answer is grounded by construction, verified, not trusted."""
+
+    source: int
+    chunk_id: str
+    text: str
+
+
 @dataclass
 class Answer:
     question: str
@@ -75,6 +86,7 @@ class Answer:
     latency_ms: float = 0.0
     run_id: str | None = None  # set when an active recorder stored the run
     notes: list[str] = field(default_factory=list)
+    quoted: list[QuotedSpan] = field(default_factory=list)  # what an extractive answer quoted
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -95,17 +107,33 @@ def passage_text(hit) -> str:
     return text.strip()
 
 
-def retrieve(client, collection: str, embedder, queries: list[str], limit: int, audience: str = "internal") -> list[Citation]:
+def retrieve(
+    client,
+    collection: str,
+    embedder,
+    queries: list[str],
+    limit: int,
+    audience: str = "internal",
+    written_back_share: float | None = None,
+) -> list[Citation]:
     """Hybrid search for every query, never above `audience`; each chunk keeps its best score;
-    the best `limit` chunks."""
-    from ragloop.index import search
+    the best `limit` chunks, of which written-back answers take at most `written_back_share`
+    (None: search's default), over all the queries together as in each one."""
+    from ragloop.index.search import DEFAULT_WRITTEN_BACK_SHARE, search, written_back_cap
 
+    share = DEFAULT_WRITTEN_BACK_SHARE if written_back_share is None else written_back_share
     best: dict[str, Passage] = {}
     for query in queries:
-        for hit in search(client, collection, embedder, query, limit=limit, audience=audience):
+        for hit in search(client, collection, embedder, query, limit=limit, audience=audience, written_back_share=share):
             if hit.chunk_id not in best or hit.score > best[hit.chunk_id].score:
                 best[hit.chunk_id] = hit
-    ranked = sorted(best.values(), key=lambda h: -h.score)[:limit]
+    cap = written_back_cap(limit, share)
+    ranked: list[Passage] = []
+    for hit in sorted(best.values(), key=lambda h: -h.score):
+        if hit.written_back and sum(h.written_back for h in ranked) >= cap:
+            continue
+        ranked.append(hit)
+    ranked = ranked[:limit]
     return [Citation.cite(n, h, passage_text(h)) for n, h in enumerate(ranked, 1)]
 
 
@@ -171,11 +199,11 @@ def prose_sentences(text: str) -> list[str]:
     return [sentence.strip() for unit in units for sentence in SENTENCE_END.split(unit) if sentence.strip()]
 
 
-def extractive_answer(question: str, sources: list[Citation], note: str = EXTRACTIVE_NOTE) -> str:
+def extractive_quotes(question: str, sources: list[Citation]) -> list[QuotedSpan]:
     """The sentences of the passages that share the most words with the question, in source order,
-    each with its citation; a sentence found in two overlapping chunks is quoted once."""
+    each with the source it is quoted from; a sentence found in two overlapping chunks is quoted once."""
     if not sources:
-        return NOTHING_FOUND
+        return []
     wanted = _stems(question)
     candidates = []
     seen: set[str] = set()
@@ -199,8 +227,20 @@ def extractive_answer(question: str, sources: list[Citation], note: str = EXTRAC
     # Sentences far weaker than the best one share a word or two by chance: leave them out.
     chosen = [c for c in ranked if c[0] >= RELATIVE_FLOOR * ranked[0][0]][:EXTRACTIVE_SENTENCES]
     chosen.sort(key=lambda c: (c[1], c[2]))
-    quoted = "\n".join(f"> {sentence} [{number}]" for _, number, _, sentence in chosen)
-    return f"{note}\n\n{quoted}"
+    by_number = {s.number: s for s in sources}
+    return [QuotedSpan(source=number, chunk_id=by_number[number].chunk_id, text=sentence) for _, number, _, sentence in chosen]
+
+
+def quoted_text(quotes: list[QuotedSpan], note: str = EXTRACTIVE_NOTE) -> str:
+    """The extractive answer that shows these quotes."""
+    if not quotes:
+        return NOTHING_FOUND
+    return f"{note}\n\n" + "\n".join(f"> {q['text']} [{q['source']}]" for q in quotes)
+
+
+def extractive_answer(question: str, sources: list[Citation], note: str = EXTRACTIVE_NOTE) -> str:
+    """The extractive answer to `question` from `sources` (see extractive_quotes)."""
+    return quoted_text(extractive_quotes(question, sources), note)
 
 
 # --- asking -------------------------------------------------------------------------------------
@@ -255,6 +295,7 @@ def ask(
     token_sources: set[str] = set()
     notes: list[str] = []
     rewrites: list[str] = []
+    quoted: list[QuotedSpan] = []
     try:
         if chat is not None:
             rewrite_prompt = load_prompt("rewrite")
@@ -268,7 +309,9 @@ def ask(
                 log.warning("Question not rewritten (searching with the question alone): %s", err)
                 notes.append(f"rewrite failed: {err}")
         with connect(weaviate_conn_id) as client:
-            sources = retrieve(client, config.collection, embedder, [question, *rewrites], limit, audience)
+            sources = retrieve(
+                client, config.collection, embedder, [question, *rewrites], limit, audience, config.written_back_share
+            )
 
         mode, model, prompt_label, text = "extractive", EXTRACTIVE_MODEL, EXTRACTIVE_MODEL, None
         if chat is not None and sources:
@@ -281,9 +324,11 @@ def ask(
             except ChatError as err:
                 log.error("Answering with the extractive fallback: %s", err)
                 notes.append(f"language model failed: {err}")
-                text = extractive_answer(question, sources, note=FALLBACK_NOTE)
+                quoted = extractive_quotes(question, sources)
+                text = quoted_text(quoted, note=FALLBACK_NOTE)
         if text is None:
-            text = extractive_answer(question, sources)
+            quoted = extractive_quotes(question, sources)
+            text = quoted_text(quoted)
     finally:
         if owns_chat:
             chat.close()
@@ -302,6 +347,7 @@ def ask(
         token_source=token_source,
         latency_ms=round((time.monotonic() - started) * 1000, 1),
         notes=notes,
+        quoted=quoted,
     )
     prompt_name, _, prompt_version = prompt_label.partition("@")
     answer.run_id = record_run(
@@ -323,6 +369,7 @@ def ask(
                 "collection": config.collection,
                 "embedder": embedder.name,
                 **({"notes": notes} if notes else {}),
+                **({"quoted_spans": quoted} if quoted else {}),
             },
         )
     )

@@ -44,6 +44,7 @@ TOP_LEVEL_KEYS = {
     "replication",
     "llm",
     "product",
+    "written_back_share",
 }
 LLM_KEYS = {"connection", "model", "prices"}
 PRICE_KEYS = {"input", "output"}
@@ -91,6 +92,9 @@ class Config:
     # (extractive answers, the offline judge).
     llm: dict | None = None
     product: str = "the product"
+    # The most of a search's top k that written-back answers (kind qa) may take, as a share
+    # (rounded up: 0.2 is one of five, one of three); 1 lifts the bound, 0 keeps them out.
+    written_back_share: float = 0.2
 
     def chunking_for(self, source_id: str) -> dict:
         """The chunking settings of a source: the global ones with the source's overrides.
@@ -182,6 +186,14 @@ def load_config(path: str | Path | None = None) -> Config:
         if not isinstance(data["product"], str) or not data["product"].strip():
             raise ConfigError(f"{path}:{keys['product']}: product must be a non-empty string")
         config.product = data["product"].strip()
+    if "written_back_share" in data:
+        share = data["written_back_share"]
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ConfigError(
+                f"{path}:{keys['written_back_share']}: written_back_share must be a number from 0 to 1 "
+                f"(the most of a search's top k that written-back answers may take), not {share!r}"
+            )
+        config.written_back_share = float(share)
     if "sources" in data:
         config.sources = _check_sources(path, root, data["sources"])
     return config

@@ -22,7 +22,10 @@ def test_bench_grades_writes_back_and_reports_ratios(tmp_path, weaviate_server):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert (report["runs"], report["graded"], report["vetoed"]) == (40, 40, 0)
+    # Grounding of every unit (issue 22) refuses the 9 runs labelled ungrounded and 24 of the 31
+    # labelled grounded, whose hand-written answers combine sentences the sources keep apart
+    # (docs/grounding.md, "The cost").
+    assert (report["runs"], report["graded"], report["vetoed"]) == (40, 40, 33)
     # Offline, only up-voted runs without a down vote that pass relevance and groundedness go back.
     assert 0 < report["good_runs"] == report["written"] < 40
     assert report["no_change_embedded"] == 0 and report["reused_verdicts"] > 0

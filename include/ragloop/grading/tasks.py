@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from ragloop.chat import ChatModel
 from ragloop.config import load_config
 from ragloop.grading.checks import Veto, run_checks, run_checks_batch
-from ragloop.grading.grounding import chunk_ids_of, verify_sources
+from ragloop.grading.grounding import UnitGrounder, chunk_ids_of, unsupported_units, verify_sources
 from ragloop.grading.choice import criterion_versions, make_judge
 from ragloop.grading.judge import Judge
 from ragloop.grading.types import GradeTally
@@ -54,12 +54,19 @@ def plan_grading(
     versions: dict[str, str],
     source_vetoes: list[Veto] | None = None,
     checks: list[Veto] | None = None,
+    grounder: UnitGrounder | None = None,
 ) -> RunGrading:
     """Checks first (with `source_vetoes`, the cited sources the index does not hold as recorded:
-    see grading.grounding); a veto ends it (nothing for the judge). Otherwise the criteria without
-    a current grade by this judge, and the vote criteria again, are left to the judge (`todo`)."""
+    see grading.grounding), then, with a `grounder`, the grounding of every unit of the answer in
+    its cited sources (whichever judge grades: an unsupported unit is a veto); a veto ends it
+    (nothing for the judge). Otherwise the criteria without a current grade by this judge, and the
+    vote criteria again, are left to the judge (`todo`)."""
     grading = RunGrading(run["run_id"])
     grading.vetoes = [*(source_vetoes or []), *(run_checks(run) if checks is None else checks)]
+    if grounder is not None and not grading.vetoes:
+        _, unsupported = unsupported_units(run, grounder)
+        if unsupported is not None:
+            grading.vetoes.append(unsupported)
     if grading.vetoes:
         reasons = sorted({v.reason for v in grading.vetoes})
         grading.verdicts.append(
@@ -186,6 +193,7 @@ def grade_batch(
     config = load_config(config_path)
     versions = criterion_versions(config)
     judge = make_judge(config, chat)
+    grounder = UnitGrounder(getattr(judge, "embedder", None))  # the offline judge's model, when it has one loaded
     tally = empty_tally()
     tally["judge"] = judge.name
     tally["parked_runs"] = []
@@ -224,7 +232,13 @@ def grade_batch(
                         (
                             verified,
                             plan_grading(
-                                verified, judge, previous.get(run["run_id"], {}), versions, source_vetoes, checks=checks
+                                verified,
+                                judge,
+                                previous.get(run["run_id"], {}),
+                                versions,
+                                source_vetoes,
+                                checks=checks,
+                                grounder=grounder,
                             ),
                         )
                     )

@@ -28,7 +28,10 @@ class JudgeKind(StrEnum):
 
 
 CHECKS = "checks"
-CHECKS_VERSION = "3"  # bump on every change of the checks (2: every published field, normalised, detect-secrets, sources from the index; 3: gitleaks, decoded variants, validators)
+# Bump on every change of the checks (2: every published field, normalised, detect-secrets,
+# sources from the index; 3: gitleaks, decoded variants, validators, and every unit of the answer
+# grounded in its cited sources).
+CHECKS_VERSION = "3"
 CHECKS_JUDGE = "deterministic"
 
 

@@ -3,13 +3,22 @@ feedback DAG (`write_back`) or by hand (`revoke_by_hand`); `list_written_back` r
 
 from __future__ import annotations
 
+import hashlib
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from ragloop.config import load_config
 from ragloop.documents import QA_SOURCE_ID, Document, Kind, Visibility, qa_doc_id, qa_run_id
-from ragloop.grading.checks import answer_body, cited_numbers, run_checks
-from ragloop.grading.grounding import SOURCE_NOT_INDEXED, SOURCE_TEXT_DIFFERS, chunk_ids_of, verify_sources
+from ragloop.grading.checks import answer_body, cited_numbers, normalise, normalized, run_checks
+from ragloop.grading.grounding import (
+    SOURCE_NOT_INDEXED,
+    SOURCE_TEXT_DIFFERS,
+    UnitGrounder,
+    chunk_ids_of,
+    unsupported_units,
+    verify_sources,
+)
 from ragloop.grading.choice import criterion_versions
 from ragloop.grading.types import UngradedRun, WritebackResult
 from ragloop.grading.verdicts import CHECKS
@@ -68,24 +77,128 @@ PUBLISH_VETOES = {
     SOURCE_NOT_INDEXED,
     SOURCE_TEXT_DIFFERS,
 }
+REVOKED_CONTENT = "revoked_content"
+
+# --- revocation by content -----------------------------------------------------------------------
+# A revocation judges an answer's content, not its run id: extractive answers are deterministic,
+# so the same question asked again records the same answer under a new run id. A revoked
+# answer's fingerprint (sha256 of its body, normalised: NFKC, format characters gone, case,
+# punctuation and spacing folded, citations kept out) blocks that text for good. Near-duplicates
+# are blocked too: answer similarity of at least NEAR_DUPLICATE_SIMILARITY (all-MiniLM-L6-v2
+# cosine; 0.95 is a changed word or two, reordered citations, another quote mark: wording, not
+# content) on a question at least NEAR_QUESTION_SIMILARITY alike (0.80: the same question
+# reworded). The question condition keeps a revocation from spreading to other questions whose
+# good answer happens to share most of its words; the exact fingerprint needs no question.
+NEAR_DUPLICATE_SIMILARITY = 0.95
+NEAR_QUESTION_SIMILARITY = 0.80
 
 
-def publishable(runs: list[dict], collection: str, weaviate_conn_id: str) -> tuple[list[dict], dict[str, str]]:
+def content_fingerprint(answer: str) -> str:
+    """The fingerprint of an answer's content, as revocation by content compares it."""
+    from ragloop.grading.checks import CITATION
+
+    body = normalized(normalise(CITATION.sub(" ", answer_body(answer))))
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class RevokedAnswer:
+    run_id: str
+    question: str
+    answer: str
+    fingerprint: str
+    reason: str
+
+
+def revoked_answers(store: RunStore) -> list[RevokedAnswer]:
+    """The answers whose revocation judged their content: revoked by hand, or revoked after a
+    user's down vote. (A run revoked because a criterion's version changed, or its source changed,
+    was not judged bad, and blocks nothing.)"""
+    by_hand = {w["run_id"]: w for w in store.writebacks(WritebackState.REVOKED_BY_HAND)}
+    revoked = {w["run_id"]: w for w in store.writebacks(WritebackState.REVOKED)}
+    runs = store.get_runs(sorted(set(by_hand) | set(revoked)))
+    answers = []
+    for run in runs:
+        if run["run_id"] in by_hand or run["vote_summary"]["down"]:
+            record = by_hand.get(run["run_id"]) or revoked[run["run_id"]]
+            reason = (
+                record.get("revoke_reason")
+                or record.get("reason")
+                or ("revoked by hand" if run["run_id"] in by_hand else "down vote")
+            )
+            answers.append(
+                RevokedAnswer(run["run_id"], run["question"], run["answer"], content_fingerprint(run["answer"]), reason)
+            )
+    return answers
+
+
+def revoked_match(run: dict, revoked: list[RevokedAnswer], embedder) -> str | None:
+    """Why `run` repeats a revoked answer (its fingerprint, or a near-duplicate on a near
+    question), or None."""
+    fingerprint = content_fingerprint(run["answer"])
+    for answer in revoked:
+        if answer.run_id != run["run_id"] and answer.fingerprint == fingerprint:
+            return f"the same content as the revoked answer of run {answer.run_id} ({answer.reason})"
+    others = [a for a in revoked if a.run_id != run["run_id"]]
+    if not others or embedder is None:
+        return None
+    texts = [run["question"], answer_body(run["answer"])] + [t for a in others for t in (a.question, answer_body(a.answer))]
+    vectors = embedder.embed(texts)
+
+    def cosine(a, b) -> float:
+        return sum(x * y for x, y in zip(a, b))
+
+    for index, answer in enumerate(others):
+        question_similarity = cosine(vectors[0], vectors[2 + 2 * index])
+        answer_similarity = cosine(vectors[1], vectors[3 + 2 * index])
+        if answer_similarity >= NEAR_DUPLICATE_SIMILARITY and question_similarity >= NEAR_QUESTION_SIMILARITY:
+            return (
+                f"a near-duplicate (answer similarity {answer_similarity:.3f}, question {question_similarity:.3f}) "
+                f"of the revoked answer of run {answer.run_id} ({answer.reason})"
+            )
+    return None
+
+
+def publishable(
+    runs: list[dict],
+    collection: str,
+    weaviate_conn_id: str,
+    grounder: UnitGrounder | None = None,
+    revoked: list[RevokedAnswer] | None = None,
+) -> tuple[list[dict], dict[str, str]]:
     """The runs as write-back publishes them (each cited source's doc id, title, URL and text as
     the index holds them now), and, by run id, why a run cannot be published: a cited chunk gone
-    from the index or changed, or a field that fails the checks. Grades were given on what the
-    run said; this is the last look at what the index will say."""
+    from the index or changed, a field that fails the checks, a unit of the answer the cited
+    chunks do not support (with `grounder`), or content already revoked (`revoked`). Grades were
+    given on what the run said; this is the last look at what the index will say."""
     with connect(weaviate_conn_id) as client:
         indexed = fetch_chunks(client, collection, chunk_ids_of(runs))
     ready, refused = [], {}
     for run in runs:
         verified, vetoes = verify_sources(run, indexed)
         vetoes += [v for v in run_checks(verified) if v.reason in PUBLISH_VETOES]
-        if vetoes:
-            refused[run["run_id"]] = "not publishable: " + "; ".join(f"{v.reason}: {v.detail}" for v in vetoes)
+        if grounder is not None and not vetoes:
+            _, unsupported = unsupported_units(verified, grounder)
+            if unsupported is not None:
+                vetoes.append(unsupported)
+        problems = [f"{v.reason}: {v.detail}" for v in vetoes]
+        if revoked:
+            repeated = revoked_match(run, revoked, grounder.embedder if grounder is not None else None)
+            if repeated:
+                problems.append(f"{REVOKED_CONTENT}: {repeated}")
+        if problems:
+            refused[run["run_id"]] = "not publishable: " + "; ".join(problems)
         else:
             ready.append(verified)
     return ready, refused
+
+
+def local_embedder(config):
+    """The local model for grounding: the configured embedder when it is the local one (loaded once)."""
+    from ragloop.embedding import LocalEmbedder, make_embedder
+
+    embedder = make_embedder(config.embedder)
+    return embedder if isinstance(embedder, LocalEmbedder) else LocalEmbedder()
 
 
 def grader_versions(latest: dict[str, dict]) -> dict[str, str]:
@@ -132,7 +245,8 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
         ]
         latest = store.latest_grades([r["run_id"] for r in candidates])
         written_before = {w["run_id"]: w for w in store.writebacks(WritebackState.WRITTEN)}
-    good, refused = publishable(candidates, config.collection, weaviate_conn_id)
+        revoked = revoked_answers(store)
+    good, refused = publishable(candidates, config.collection, weaviate_conn_id, UnitGrounder(local_embedder(config)), revoked)
     for run_id, reason in refused.items():
         progress("Run %s is not written back: %s", run_id, reason)
     documents = [qa_document(run, latest[run["run_id"]]) for run in good]

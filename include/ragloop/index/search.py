@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from ragloop.index.connection import WeaviateIndexError, index_error
@@ -30,6 +31,17 @@ HYBRID_ALPHA = 0.7
 
 KEYWORD_PROPERTIES = ["text"]
 
+# Written-back answers (kind qa) never crowd out the docs: they take at most this share of the
+# top k (rounded up: one of five). Without a bound, about 15 written-back answers on one topic
+# filled every top-5 hit, and the docs they quote were no longer shown. sources.yaml's
+# `written_back_share` sets it (Config.written_back_share; 1 lifts the bound).
+DEFAULT_WRITTEN_BACK_SHARE = 0.2
+
+
+def written_back_cap(limit: int, share: float) -> int:
+    """How many of `limit` hits written-back answers may take."""
+    return limit if share >= 1 else min(limit, math.ceil(round(limit * max(share, 0.0), 6)))
+
 
 def search(
     client: "WeaviateClient",
@@ -41,12 +53,16 @@ def search(
     kinds: list[str] | None = None,
     alpha: float | None = None,
     audience: str = "internal",
+    written_back_share: float = DEFAULT_WRITTEN_BACK_SHARE,
 ) -> list[Passage]:
     """Hybrid search: the query's vector and BM25 over the chunk text, fused by relative score
     (alpha 1 is the vector alone, 0 keywords alone; None: HYBRID_ALPHA). `audience` "public"
     retrieves public chunks only; the filter is part of the query, so nothing above the audience
     is ever returned, not even to be dropped here. Callers that serve people (`ask`, the CLI)
-    pass the caller's audience."""
+    pass the caller's audience. Unless `kinds` asks for kinds by name, written-back answers take
+    at most `written_back_share` of the hits (see written_back_cap): when more come back, the
+    same search without them fills the rest (each query's fused scores are 0-1 relative scores,
+    so the two lists are merged by score)."""
     from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 
     if not client.collections.exists(name):
@@ -57,7 +73,7 @@ def search(
         filters.append(Filter.by_property("source_id").contains_any(list(source_ids)))
     if kinds:
         filters.append(Filter.by_property("kind").contains_any(list(kinds)))
-    from ragloop.documents import VISIBILITIES, visible_to
+    from ragloop.documents import KINDS, VISIBILITIES, Kind, visible_to
 
     if set(visible_to(audience)) != set(VISIBILITIES):
         filters.append(Filter.by_property("visibility").contains_any(visible_to(audience)))
@@ -77,7 +93,7 @@ def search(
         )
     except Exception as err:
         raise index_error(f"searching {name}", err) from err
-    return [
+    hits = [
         Passage(
             doc_id=o.properties["doc_id"],
             source_id=o.properties.get("source_id") or "",
@@ -92,3 +108,10 @@ def search(
         )
         for o in result.objects
     ]
+    cap = limit if kinds else written_back_cap(limit, written_back_share)
+    written_back = [h for h in hits if h.kind == Kind.QA]
+    if len(written_back) > cap:
+        others = [k for k in KINDS if k != Kind.QA]
+        rest = search(client, name, embedder, query, limit, source_ids, others, alpha, audience, written_back_share=1.0)
+        hits = sorted(written_back[:cap] + rest, key=lambda h: -h.score)[:limit]
+    return hits
