@@ -536,7 +536,7 @@ def drill_6(cluster: Cluster, runs: Runs, docs: Path) -> dict:
 
     from ragloop.index import connect_local
 
-    collection, probe = f"DrillLeader{STAMP}", f"DrillProbe{STAMP}"
+    collection, probe_collection = f"DrillLeader{STAMP}", f"DrillProbe{STAMP}"
     nodes = cluster.weaviate_nodes()
     first = nodes[0]
     handover = None
@@ -551,8 +551,8 @@ def drill_6(cluster: Cluster, runs: Runs, docs: Path) -> dict:
     victim = next(node for node in nodes if node.hostname == leader)
     victim_index = nodes.index(victim)
     with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
-        if not client.collections.exists(probe):
-            client.collections.create(probe, properties=[Property(name="note", data_type=DataType.TEXT)],
+        if not client.collections.exists(probe_collection):
+            client.collections.create(probe_collection, properties=[Property(name="note", data_type=DataType.TEXT)],
                                       replication_config=Configure.replication(factor=len(nodes)))
     config = write_config(cluster, "kill-leader", collection, docs, index_batch_chunks=150)
     run_id = runs.trigger(DOCS_DAG, {"config": str(config)})
@@ -562,21 +562,46 @@ def drill_6(cluster: Cluster, runs: Runs, docs: Path) -> dict:
         killed_pid = victim.process.kill_now()
         killed_at = time.monotonic()
         log(f"SIGKILLed the Raft leader {leader} (pid {killed_pid})")
-    probe_write: dict = {}
+    elected: dict = {}
+
+    def watch_leader():  # when a survivor first names another leader
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not elected:
+            seen = leader_other_than(first, leader)
+            if seen:
+                elected.update(leader=seen, after_s=round(time.monotonic() - killed_at, 1))
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch_leader, daemon=True)
+    watcher.start()
+
+    def probe(name: str) -> dict:
+        """One object written at QUORUM through the connection's node (a survivor), timed."""
+        with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
+            handle = client.collections.use(name).with_consistency_level(ConsistencyLevel.QUORUM)
+            began = time.monotonic()
+            try:
+                if name == probe_collection:
+                    handle.data.insert({"note": "written after the leader was killed"})
+                else:  # a chunk-shaped object in the ingest's collection, deleted again below
+                    handle.data.insert({"doc_id": "drill-probe", "text": "probe"}, vector=[0.0] * 383 + [1.0])
+                outcome: dict = {"ok": True}
+            except Exception as err:  # noqa: BLE001 - the drill reports what the write met
+                outcome = {"ok": False, "error": f"{type(err).__name__}: {err}"[:300]}
+            outcome["seconds"] = round(time.monotonic() - began, 1)
+            outcome["after_kill_s"] = round(began - killed_at, 1)
+            return outcome
+
+    # A collection whose shards already hold objects (the ingest's), then one never written yet.
+    written_collection = probe(collection)
+    fresh_collection = probe(probe_collection)
+    watcher.join(300)
+    fresh_after_election = probe(probe_collection)
     with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
-        handle = client.collections.use(probe).with_consistency_level(ConsistencyLevel.QUORUM)
-        started = time.monotonic()
-        try:
-            handle.data.insert({"note": "written right after the leader was killed"})
-            probe_write = {"ok": True}
-        except Exception as err:  # noqa: BLE001 - the drill reports what the write met
-            probe_write = {"ok": False, "error": f"{type(err).__name__}: {err}"[:300]}
-        probe_write["seconds"] = round(time.monotonic() - started, 1)
-    try:
-        new_leader = wait_for("a new Raft leader", lambda: leader_other_than(first, leader), 180, interval=0.5)
-    except Exception:  # noqa: BLE001
-        new_leader = current_leader(first)
-    elected_after = round(time.monotonic() - killed_at, 1)
+        from weaviate.classes.query import Filter
+
+        client.collections.use(collection).data.delete_many(where=Filter.by_property("doc_id").equal("drill-probe"))
+    new_leader = elected.get("leader") or current_leader(first)
     state = runs.wait(DOCS_DAG, run_id, 1800)
     rows = placement(runs, DOCS_DAG, run_id)
     reference = chunk_table(cluster, "DrillCorpusReference")
@@ -588,7 +613,9 @@ def drill_6(cluster: Cluster, runs: Runs, docs: Path) -> dict:
     failed = checks(
         (killed_pid is not None, f"the Raft leader {leader} was SIGKILLed while an index task ran"),
         (bool(new_leader) and new_leader != leader, f"another node was elected leader: {new_leader}"),
-        (probe_write.get("ok") is True, f"a QUORUM write through a surviving node succeeded: {probe_write}"),
+        (written_collection.get("ok") is True, f"a QUORUM write through a survivor succeeded: {written_collection}"),
+        (fresh_after_election.get("ok") is True,
+         f"a write to a collection never written before succeeded once a new leader was elected: {fresh_after_election}"),
         (state == "success", f"the run succeeded: {state}"),
         (clean(diff), f"the index equals the reference: {diff}"),
         ("error" not in counts, f"every node serves the same objects after the restart: {counts}"),
@@ -602,7 +629,9 @@ def drill_6(cluster: Cluster, runs: Runs, docs: Path) -> dict:
         "a new leader is elected; a QUORUM write goes through; the run succeeds; the index equals the reference; "
         "the old leader catches up",
         {"run": state, "retried_tasks": tries(rows), "old_leader": leader, "new_leader": new_leader,
-         "new_leader_seen_after_s": elected_after, "probe_quorum_write": probe_write, "per_node_objects": counts,
+         "new_leader_seen_after_s": elected.get("after_s"), "quorum_write_written_collection": written_collection,
+         "quorum_write_fresh_collection": fresh_collection, "fresh_collection_after_election": fresh_after_election,
+         "per_node_objects": counts,
          "versus_reference": diff, "old_leader_versus_reference": diff_restarted},
         True,
         failed,

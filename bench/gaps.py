@@ -10,7 +10,9 @@ Not a test. Prints a table and one JSON line; writes bench/results/gaps.json.
 
 Each question (public: the thread's title and question body, as a user would ask it) is embedded
 once with the local model; each candidate of `ragloop.gaps.cluster` groups the same vectors:
-agglomerative (average linkage, cosine distance, cut at each --thresholds), kmeans (k by
+agglomerative (average linkage, cosine distance, cut at each --thresholds; and cut at each
+--capped-thresholds but below any merge that makes a topic larger than each --max-topic-shares
+of the questions), kmeans (k by
 silhouette) and hdbscan (each --min-cluster-sizes). `ragloop.gaps.find_topics` then makes the
 topics a user would see. Figures:
 - largest_share: the largest topic's share of all questions (no topic may swallow most of them);
@@ -21,7 +23,8 @@ topics a user would see. Figures:
   describe them), over grouped questions;
 - ari / nmi against the topic labels (labelled set only; noise and lone questions count as singletons).
 Selection rule (fixed before looking at the report halves): among candidates whose largest topic
-holds at most MAX_LARGEST_SHARE of the public tune half, the best ARI on the labelled tune half.
+holds at most MAX_LARGEST_SHARE of the public tune half, the best ARI on the labelled tune half
+(ties: the first in the candidates' order, i.e. the lower threshold).
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ def score(questions: list[str], vectors: np.ndarray, method: str, options: dict,
 
     runs = [{"run_id": str(i), "question": q, "answer": "", "sources": [], "vote_summary": {}, "grades": []}
             for i, q in enumerate(questions)]
+    if method == "agglomerative":  # a candidate without a cap has none (find_topics would add the default)
+        options = {"max_topic_share": None, **options}
     topics = gaps.find_topics(runs, vectors, method=method, **options)
     out = describe(questions, vectors, topics)
     out["largest_topic"] = max(({"label": t.label[:160], "terms": t.terms, "size": t.size} for t in topics
@@ -120,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedder", default="local", help="local (default) or hash")
     parser.add_argument("--thresholds", default="0.3,0.35,0.4,0.45,0.5,0.55,0.6,0.65,0.7,0.75,0.8,0.85")
     parser.add_argument("--min-cluster-sizes", default="3,5,8")
+    parser.add_argument("--capped-thresholds", default="0.8,0.85,0.9,0.95,1.0", help="agglomerative cut with a cap on the largest topic")
+    parser.add_argument("--max-topic-shares", default="0.05,0.1,0.15,0.2,0.25")
     parser.add_argument("--public", type=Path, help="a clone or mirror of astronomer/ask-astro")
     parser.add_argument("--no-public", action="store_true", help="the labelled set only")
     parser.add_argument("--out", type=Path, default=RESULTS / "gaps.json")
@@ -149,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     embed_seconds = time.perf_counter() - started
 
     candidates = [("agglomerative", {"threshold": float(t)}) for t in args.thresholds.split(",")]
+    candidates += [("agglomerative", {"threshold": float(t), "max_topic_share": float(c)})
+                   for t in args.capped_thresholds.split(",") for c in args.max_topic_shares.split(",")]
     candidates.append(("kmeans", {}))
     candidates += [("hdbscan", {"min_cluster_size": int(m)}) for m in args.min_cluster_sizes.split(",")]
     rows = []
@@ -163,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
 
     eligible = [r for r in rows if "public/tune" not in r or r["public/tune"]["largest_share"] <= MAX_LARGEST_SHARE]
     best = max(eligible or rows, key=lambda r: (r["labelled/tune"]["ari"], -r["labelled/tune"].get("largest_share", 0)))
-    default = next((r for r in rows if r["method"] == gaps.DEFAULT_METHOD and r.get("threshold") == gaps.DEFAULT_THRESHOLD), None)
+    default = next((r for r in rows if r["method"] == gaps.DEFAULT_METHOD and r.get("threshold") == gaps.DEFAULT_THRESHOLD
+                    and r.get("max_topic_share") == gaps.DEFAULT_MAX_TOPIC_SHARE), None)
 
-    header = (f"{'method':<14} {'option':<18} {'lab-tune ARI':>12} {'lab-rep ARI':>11} {'lab-rep NMI':>11} "
+    header = (f"{'method':<14} {'option':<36} {'lab-tune ARI':>12} {'lab-rep ARI':>11} {'lab-rep NMI':>11} "
               f"{'pub-tune largest':>16} {'pub-rep largest':>15} {'pub-rep ungrouped':>17} {'pub-rep topics':>14} "
               f"{'pub-rep terms':>13} {'pub-rep label':>13}")
     sizes = ", ".join(f"{name}: {len(entry['questions'])}" for name, entry in sets.items())
@@ -176,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         pub_t, pub_r = row.get("public/tune", {}), row.get("public/report", {})
         mark = " <- chosen" if row is best else ""
         mark += " <- current default" if row is default else ""
-        print(f"{row['method']:<14} {option(row):<18} {row['labelled/tune']['ari']:>12.3f} {row['labelled/report']['ari']:>11.3f} "
+        print(f"{row['method']:<14} {option(row):<36} {row['labelled/tune']['ari']:>12.3f} {row['labelled/report']['ari']:>11.3f} "
               f"{row['labelled/report']['nmi']:>11.3f} {pub_t.get('largest_share', float('nan')):>16.1%} "
               f"{pub_r.get('largest_share', float('nan')):>15.1%} {pub_r.get('not_grouped', float('nan')):>17.1%} "
               f"{pub_r.get('topics', 0):>14} {pub_r.get('term_coverage') or float('nan'):>13.3f} "
@@ -202,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "chosen": {"method": best["method"], **{k: v for k, v in best.items() if k != "method" and "/" not in k},
                    "report": {k: v for k, v in best.items() if k.endswith("/report")}},
         "current_default": {"method": gaps.DEFAULT_METHOD, "threshold": gaps.DEFAULT_THRESHOLD,
+                            "max_topic_share": gaps.DEFAULT_MAX_TOPIC_SHARE,
                             "report": {k: v for k, v in (default or {}).items() if k.endswith("/report")}},
         "candidates": rows,
         "embed_seconds": round(embed_seconds, 1),

@@ -138,3 +138,36 @@ def test_bad_options_are_named():
         gaps.find_topics([run("a")], [[1.0]], method="dbscan")
     with pytest.raises(gaps.GapsError, match="threshold must be between 0 and 2, got 3"):
         gaps.find_topics([run("a")], [[1.0]], threshold=3)
+
+
+def blob_and_spread(blob: int = 60, spread: int = 40, dims: int = 24) -> np.ndarray:
+    """A stream like the real one: many questions near one direction (generic "airflow" ones)
+    and the rest spread out."""
+    rng = np.random.default_rng(1)
+    centre = np.zeros(dims)
+    centre[0] = 1.0
+    return np.vstack([centre + 0.2 * rng.normal(size=(blob, dims)), rng.normal(size=(spread, dims))])
+
+
+def test_no_topic_swallows_the_stream():
+    vectors = blob_and_spread()
+    runs = [run(f"q{i}") for i in range(len(vectors))]
+    uncapped = gaps.find_topics(runs, vectors, threshold=gaps.DEFAULT_THRESHOLD, max_topic_share=None)
+    assert max(t.size for t in uncapped if t.topic_id) > 0.5 * len(runs)  # without the cap one topic takes most
+    topics = gaps.find_topics(runs, vectors)
+    grouped = [t for t in topics if t.topic_id != gaps.NOT_GROUPED]
+    assert max(t.size for t in grouped) <= max(gaps.CAP_FLOOR, (gaps.DEFAULT_MAX_TOPIC_SHARE or 1.0) * len(runs))
+    assert len(grouped) >= 3 and sum(t.size for t in topics) == len(runs)
+
+
+def test_the_cap_cuts_the_same_tree_as_the_threshold_alone():
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import adjusted_rand_score
+
+    vectors = gaps.normalize(blob_and_spread())
+    for threshold in (0.3, 0.6, 0.9):
+        theirs = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
+                                         linkage="average").fit_predict(vectors)
+        assert adjusted_rand_score(theirs, gaps.cluster_agglomerative(vectors, threshold)) == 1.0
+    with pytest.raises(gaps.GapsError, match="max_topic_share must be above 0 and at most 1, got 1.5"):
+        gaps.find_topics([run("a")], [[1.0]], max_topic_share=1.5)
