@@ -30,8 +30,8 @@ def key_figures(drill: dict) -> str:
                         ("scheduler_pid", "scheduler pid")):
         if name in seen and seen[name] not in (None, {}, []):
             value = seen[name]
-            if isinstance(value, dict) and "seconds" in value:
-                value = f"{'ok' if value.get('ok') else 'failed'} in {value['seconds']} s"
+            if isinstance(value, dict) and "attempts" in value:
+                value = ", then ".join(f"{'ok' if a['ok'] else 'failed'} in {a['seconds']} s" for a in value["attempts"])
             parts.append(f"{label}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
     return "; ".join(parts).replace("|", "\\|")
 
