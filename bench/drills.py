@@ -670,7 +670,7 @@ def main() -> int:
     args = parser.parse_args()
     BROKEN.update(args.broken)
     out = args.out or RESULTS / ("cluster-drills-broken.json" if BROKEN else "cluster-drills.json")
-    began, date = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    began, date, code = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), commit()  # what ran
     cluster = Cluster()
     started = False
     if not (cluster.state_file.exists() and cluster.status()["components"].get("api-server", {}).get("ready")):
@@ -701,7 +701,7 @@ def main() -> int:
         if started and not args.keep:
             cluster.stop(progress=log)
     document = {
-        "bench": "cluster-drills", "date": date, **commit(), "machine": machine(),
+        "bench": "cluster-drills", "date": date, **code, "machine": machine(),
         "command": "python bench/drills.py " + " ".join(sys.argv[1:]),
         "inputs": {"corpus": f"bench/corpus.py generate(), {args.files} files" if docs is not None else None,
                    "samples": "include/sources.yaml (the bundled samples)", "index_batch_chunks": 150},
