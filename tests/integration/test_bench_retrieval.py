@@ -32,7 +32,7 @@ def test_bench_reports_every_mode_and_metric_and_every_label_exists(tmp_path, we
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "retrieval.py"), "--use-connection",
          "--collection", collection_name, "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        capture_output=True, text=True, timeout=900, cwd=REPO,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     lines = result.stdout.strip().splitlines()
