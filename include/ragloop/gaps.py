@@ -26,8 +26,9 @@ How it works:
    answer to a lone question does not outrank a topic that failed twenty people; a count of
    failures rather than of questions, so that a busy topic the docs already serve well (many
    questions, good answers) sinks. Ties go to the higher failure share, then the larger topic.
-4. **Describing a topic.** `terms`: the words that set the topic apart, by TF-IDF over the topics
-   (each topic's questions as one document, English stop words removed); `label`: the question
+4. **Describing a topic.** `terms`: the words that set the topic apart: the share of the topic's
+   questions that use a word times its inverse frequency over the topics (English stop words
+   removed); `label`: the question
    closest to the topic's centroid; `examples`: the questions closest to the centroid;
    `top_sources`: the documents its answers cited most (doc id, title, url, count).
 
@@ -184,7 +185,7 @@ class Topic:
     topic_id: int  # 1 = most in need; 0 = the "not grouped" row
     size: int
     label: str  # the question closest to the centroid
-    terms: list[str]  # words that set the topic apart (TF-IDF over topics)
+    terms: list[str]  # words most of its questions use and other topics do not
     need: int  # runs that were bad or unanswered (size × failure share)
     bad_share: float  # voted down or graded not helpful
     voted_down_share: float
@@ -198,21 +199,33 @@ class Topic:
         return asdict(self)
 
 
-def _distinctive_terms(texts_per_topic: list[str], count: int) -> list[list[str]]:
-    """Each topic's highest TF-IDF words, each topic's questions being one document."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+def _distinctive_terms(questions_per_topic: list[list[str]], count: int) -> list[list[str]]:
+    """Each topic's words that most of its questions use and other topics do not: the share of the
+    topic's questions containing the word, times its inverse frequency over the topics. Why a
+    share and not TF-IDF over the topic's text joined: on real questions with code and logs in
+    them, the joined text's top words were rare tokens of one or two questions (bench/gaps.py:
+    36 % of the grouped public questions held one of their topic's words; docs/evidence.md)."""
+    from sklearn.feature_extraction.text import CountVectorizer
 
-    if not texts_per_topic:
+    if not questions_per_topic:
         return []
     try:
-        vectorizer = TfidfVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9_.-]+\b", sublinear_tf=True)
-        matrix = vectorizer.fit_transform(texts_per_topic)
+        vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9_.-]+\b", binary=True)
+        matrix = vectorizer.fit_transform([q for questions in questions_per_topic for q in questions]).tocsr()
     except ValueError:  # nothing but stop words
-        return [[] for _ in texts_per_topic]
+        return [[] for _ in questions_per_topic]
     words = vectorizer.get_feature_names_out()
+    shares, start = [], 0
+    for questions in questions_per_topic:
+        shares.append(np.asarray(matrix[start : start + len(questions)].mean(axis=0)).ravel())
+        start += len(questions)
+    share_matrix = np.vstack(shares)
+    topics_using = (share_matrix > 0).sum(axis=0)
+    idf = np.log((1 + len(questions_per_topic)) / (1 + topics_using)) + 1
     out = []
-    for row in matrix.toarray():
-        order = sorted((i for i in np.flatnonzero(row)), key=lambda i: (-row[i], words[i]))
+    for share in share_matrix:
+        scores = share * idf
+        order = sorted(np.flatnonzero(scores), key=lambda i: (-scores[i], words[i]))
         out.append([str(words[i]) for i in order[:count]])
     return out
 
@@ -270,7 +283,7 @@ def find_topics(
 
     outcomes = [run_outcome(run) for run in runs]
     all_groups = groups + ([leftovers] if leftovers else [])
-    topic_terms = _distinctive_terms([" ".join(runs[i]["question"] for i in g) for g in all_groups], terms)
+    topic_terms = _distinctive_terms([[runs[i]["question"] for i in g] for g in all_groups], terms)
 
     topics: list[Topic] = []
     for group, group_terms in zip(all_groups, topic_terms):

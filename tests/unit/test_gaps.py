@@ -171,3 +171,16 @@ def test_the_cap_cuts_the_same_tree_as_the_threshold_alone():
         assert adjusted_rand_score(theirs, gaps.cluster_agglomerative(vectors, threshold)) == 1.0
     with pytest.raises(gaps.GapsError, match="max_topic_share must be above 0 and at most 1, got 1.5"):
         gaps.find_topics([run("a")], [[1.0]], max_topic_share=1.5)
+
+
+def test_terms_are_words_the_topics_questions_share():
+    # One question of the first topic carries a log full of rare tokens; the word its questions
+    # share (scheduler) must still come first, and a word every topic uses (airflow) must not.
+    runs = [run("airflow scheduler stuck queued"), run("airflow scheduler heartbeat lost"),
+            run("airflow scheduler slow " + "File taskmixin.py line 42 gmt registered " * 6),
+            run("airflow xcom push large value"), run("airflow xcom pull returns none"), run("airflow xcom backend s3")]
+    a, b = np.eye(2)
+    topics = gaps.find_topics(runs, [a, a, a + 0.05 * b, b, b, b + 0.05 * a])
+    by_size = {t.examples[0].split()[1]: t for t in topics}
+    assert by_size["scheduler"].terms[0] == "scheduler" and by_size["xcom"].terms[0] == "xcom"
+    assert all("airflow" not in t.terms[:1] for t in topics)
