@@ -27,7 +27,7 @@ help:
 	@echo "make cluster   Celery workers, Postgres, Redis, S3, 3-node Weaviate on 127.0.0.1; ingest, ask, vote, grade on them"
 	@echo "make cluster-stop      stop everything make cluster started"
 	@echo "make drills    the trust drills: each attack and bad input, expected against seen (README \"Reliability and security\")"
-	@echo "make cluster-drills  fault drills on the cluster (bench/drills.py; starts and stops its own cluster)"
+	@echo "make cluster-drills  the six fault drills in one run (bench/drills.py) -> bench/results/cluster-drills.json"
 	@echo "make bench-cluster     local mode vs the cluster, one worker vs two (bench/cluster.py)"
 
 uv-bootstrap:

@@ -1,28 +1,45 @@
 """Fault drills on the cluster of `make cluster` (not tests: they take minutes and need the whole
-cluster). Each prints what was injected, what was expected and what was seen, then one JSON line.
+cluster). Each drill injects its fault, proves the fault hit, and checks the index against a
+reference ingest made in one process (`ragloop ingest`, dag.test) before any fault: lost,
+duplicated and stale chunks, and the written-back answers. Each prints what was injected, what
+was expected and what was seen; the run writes one results file with every figure.
 
-    python bench/drills.py              # starts the cluster if it is not running, stops it after
-    python bench/drills.py --keep       # leave it running
-    python bench/drills.py --only 2 4   # some drills
+    python bench/drills.py                       # all drills in one run -> bench/results/cluster-drills.json
+    python bench/drills.py --only 2 4 --keep     # some drills; leave the cluster running
+    python bench/drills.py --only 4 --break 4    # drill 4 with its fault left out: it must FAIL
+                                                 # (-> bench/results/cluster-drills-broken.json)
 
-1. Scheduler-made runs of the three ingest DAGs and the feedback DAG on the Celery workers;
-   mapped tasks on both workers; the index equals a reference ingest made in one process
-   (`ragloop ingest`, dag.test) chunk for chunk.
+1. Scheduler-made runs of the three ingest DAGs and the feedback DAG on the Celery workers, with
+   the scheduler SIGKILLed while a task runs and restarted: every run succeeds (on its first try),
+   mapped tasks ran on both workers, the index equals the reference chunk for chunk, and the
+   voted answer is written back.
 2. A worker SIGKILLed while it runs an index task: the try fails on its heartbeat timeout, the
    retry runs, and the index converges: 0 lost, 0 duplicated, 0 stale chunks.
-3. A Weaviate node (a Raft follower) killed during an ingest: QUORUM writes and reads go on;
-   a document deleted and an answer revoked while it is down stay deleted after it comes back,
-   and every node then serves the same objects.
-4. The S3 server restarted during an ingest: the task that hit it fails with a StagingError
-   naming the object, the retry succeeds, the index equals the reference.
-5. Postgres restarted while the runs API takes votes: 503 with Retry-After while it is down,
-   every 200 is a stored vote and nothing else is, recording resumes.
-"""
+3. A Weaviate node (a Raft follower) SIGKILLed during an ingest: QUORUM writes and reads go on;
+   a document deleted and a written-back answer revoked while it is down stay deleted after it
+   comes back (also on the restarted node's own replica); the index equals the reference less
+   the deleted document.
+4. SeaweedFS (the S3 server) SIGKILLed during an ingest, down until a try fails (20-200 s; tasks
+   that read their batch before the kill never meet it): the tasks that hit it fail
+   with a StagingError naming the object (counted from the workers' task logs), their retries
+   succeed, the index equals the reference.
+5. Postgres shut down (fast) while the runs API takes votes: 503 with Retry-After while it is
+   down and no other error (a 401 is a failure), every 2xx is a stored vote and nothing else is,
+   recording resumes.
+6. The Weaviate Raft leader SIGKILLed during an ingest: a new leader is elected, a QUORUM write
+   through a surviving node is timed, the run succeeds, the index equals the reference, and the
+   old leader catches up after its restart.
 
+`--break N` runs drill N with its fault (or, for drills 1 and 3, its guarantee) taken away, to
+show that the drill then fails: see BREAKS.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import subprocess
 import sys
 import threading
 import time
@@ -36,31 +53,60 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import generate  # noqa: E402
 
-from ragloop.cluster.demo import GRADE_DAG, INGEST_DAGS, Runs, placement, run_ingest, wait_for  # noqa: E402
+from ragloop.cluster.demo import GRADE_DAG, INGEST_DAGS, QUESTION, Runs, placement, wait_for  # noqa: E402
 from ragloop.cluster.runner import Cluster  # noqa: E402
 
 DOCS_DAG = "ragloop_ingest_docs"
 STAMP = time.strftime("%H%M%S")  # fresh collections each run: a drill needs writes to interrupt
+RESULTS = Path(__file__).resolve().parent / "results"
+S3_DOWN_SECONDS = 20
+# What `--break N` takes away from drill N; the drill must then report FAIL.
+BREAKS = {
+    1: "the scheduler is not killed, and one chunk of the cluster's index is deleted after the runs",
+    2: "the worker is not killed",
+    3: "the answer is not revoked while the node is down (nothing revoked)",
+    4: "SeaweedFS is not killed",
+    5: "Postgres is not shut down",
+    6: "the Raft leader is not killed",
+}
+BROKEN: set[int] = set()
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def report(number: int, title: str, injected: str, expected: str, seen: dict, ok: bool) -> dict:
+def report(number: int, title: str, injected: str, expected: str, seen: dict, ok: bool, failed: list[str] | None = None) -> dict:
+    """`failed`: each check that did not hold, in words (empty when the drill passed)."""
+    failed = failed or []
+    ok = ok and not failed
     print(f"\n== drill {number}: {title} ==")
     print(f"injected: {injected}")
     print(f"expected: {expected}")
     print(f"seen:     {json.dumps(seen, default=str)}")
+    for reason in failed:
+        print(f"failed:   {reason}")
     print(f"result:   {'PASS' if ok else 'FAIL'}")
-    return {"drill": number, "title": title, "ok": ok, "seen": seen}
+    broken = BREAKS[number] if number in BROKEN else None
+    return {"drill": number, "title": title, "injected": injected, "expected": expected, "ok": ok,
+            "failed_checks": failed, "broken_on_purpose": broken, "seen": seen}
+
+
+def checks(*pairs: tuple[bool, str]) -> list[str]:
+    """The descriptions of the checks that did not hold."""
+    return [what for holds, what in pairs if not holds]
+
+
+def clean(diff: dict) -> bool:
+    return diff["lost"] == diff["duplicated"] == diff["stale"] == 0 and diff["chunks"] == diff["reference"] > 0
 
 
 # --- the index as each side holds it ------------------------------------------------------------
 
 
-def chunk_table(cluster: Cluster, collection: str, node_index: int = 0) -> dict[tuple, list[tuple]]:
-    """(doc_id, chunk_index) -> every object stored for it, read through one node at QUORUM."""
+def chunk_table(cluster: Cluster, collection: str, node_index: int = 0, level: str = "QUORUM") -> dict[tuple, list[tuple]]:
+    """(doc_id, chunk_index) -> every object stored for it, read through one node at `level`
+    (ONE: what that node's own replica holds)."""
     from weaviate.classes.config import ConsistencyLevel
 
     from ragloop.index import connect_local
@@ -70,7 +116,7 @@ def chunk_table(cluster: Cluster, collection: str, node_index: int = 0) -> dict[
     with connect_local("127.0.0.1", node.http_port, node.grpc_port) as client:
         if not client.collections.exists(collection):
             return {}
-        handle = client.collections.use(collection).with_consistency_level(ConsistencyLevel.QUORUM)
+        handle = client.collections.use(collection).with_consistency_level(ConsistencyLevel(level))
         for obj in handle.iterator(return_properties=["doc_id", "chunk_index", "chunk_hash", "doc_hash", "text"]):
             p = obj.properties
             table.setdefault((p["doc_id"], p["chunk_index"]), []).append((p["chunk_hash"], p["text"]))
@@ -130,26 +176,76 @@ def tries(rows: list[dict]) -> dict[str, int]:
 # --- the drills ---------------------------------------------------------------------------------
 
 
+def running_task(runs: Runs, started: dict[str, str]) -> dict | None:
+    for dag_id, run_id in started.items():
+        for ti in runs.task_instances(dag_id, run_id):
+            if ti["state"] == "running" and ti.get("hostname"):
+                return {"dag_id": dag_id, "task": ti["task_id"], "map_index": ti["map_index"], "hostname": ti["hostname"]}
+    return None
+
+
 def drill_1(cluster: Cluster, runs: Runs) -> dict:
-    ingest = run_ingest(runs, log)
+    from ragloop.documents import qa_doc_id
+
+    scheduler = next(process for process in cluster.airflow_processes() if process.name == "scheduler")
+    started = {dag_id: runs.trigger(dag_id) for dag_id in INGEST_DAGS}
+    log("triggered " + ", ".join(f"{d} ({r})" for d, r in started.items()))
+    killed_pid, in_flight = None, None
+    if 1 not in BROKEN:
+        in_flight = wait_for("a running task of the ingest runs", lambda: running_task(runs, started), 600, interval=0.5)
+        killed_pid = scheduler.process.kill_now()
+        log(f"SIGKILLed the scheduler (pid {killed_pid}) while {in_flight} ran")
+        time.sleep(5)
+        scheduler.start(log, timeout=240)
+    new_pid = scheduler.pid()
+    states = {dag_id: runs.wait(dag_id, run_id, 1800) for dag_id, run_id in started.items()}
+    rows = [row for dag_id, run_id in started.items() for row in placement(runs, dag_id, run_id)]
+
+    # A recorded answer, voted up, graded by the feedback DAG on the workers: it must be written back.
+    asked = cluster.ragloop("ask", QUESTION, "--json")
+    answer_run = json.loads(asked.stdout).get("run_id") if asked.returncode == 0 else None
+    if answer_run:
+        runs.api("POST", f"/ragloop/runs/{answer_run}/feedback", {"vote": "up", "user_id": "drill-1", "comment": "clear"})
     grade_run = runs.trigger(GRADE_DAG)
-    grade_state = runs.wait(GRADE_DAG, grade_run)
-    rows = [row for result in ingest.values() for row in result["tasks"]] + placement(runs, GRADE_DAG, grade_run)
+    states[GRADE_DAG] = runs.wait(GRADE_DAG, grade_run, 1200)
+    rows += placement(runs, GRADE_DAG, grade_run)
+    writeback = (runs.api("GET", f"/ragloop/runs/{answer_run}").get("writeback") or {}) if answer_run else {}
+
+    if 1 in BROKEN:  # a lost chunk: the comparison must see it
+        from ragloop.index import connect_local, delete_documents
+
+        first = cluster.weaviate_nodes()[0]
+        victim = sorted(key[0] for key in chunk_table(cluster, "RagloopChunks") if not key[0].startswith("qa:"))[0]
+        with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
+            delete_documents(client, "RagloopChunks", [victim])
     mapped_hosts = sorted({row["hostname"] for row in rows if row["mapped"]})
-    all_hosts = sorted({row["hostname"] for row in rows})
     reference = write_config(cluster, "reference", "DrillReference", local_staging=True)
     reference_ingest(cluster, reference)
-    cluster_table = {k: v for k, v in chunk_table(cluster, "RagloopChunks").items() if not k[0].startswith("qa:")}
-    diff = compare(cluster_table, chunk_table(cluster, "DrillReference"))
-    states = {d: r["state"] for d, r in ingest.items()} | {GRADE_DAG: grade_state}
-    ok = all(s == "success" for s in states.values()) and len(mapped_hosts) == 2 and diff["lost"] == diff["stale"] == diff["duplicated"] == 0
+    table = chunk_table(cluster, "RagloopChunks")
+    answer_chunks = sum(len(v) for key, v in table.items() if answer_run and key[0] == qa_doc_id(answer_run))
+    diff = compare({k: v for k, v in table.items() if not k[0].startswith("qa:")}, chunk_table(cluster, "DrillReference"))
+    failed = checks(
+        (killed_pid is not None and in_flight is not None, "the scheduler was SIGKILLed while a task of the runs was running"),
+        (new_pid is not None and new_pid != killed_pid, "a new scheduler process took over"),
+        (all(s == "success" for s in states.values()), f"every run succeeded: {states}"),
+        (len(mapped_hosts) == 2, f"mapped tasks ran on both workers: {mapped_hosts}"),
+        (clean(diff), f"the index equals the reference: {diff}"),
+        (bool(answer_run) and writeback.get("state") == "written" and answer_chunks > 0,
+         f"the voted answer {answer_run} was written back: {writeback.get('state')}, {answer_chunks} chunks"),
+    )
     return report(
         1,
-        "scheduler-made runs on the Celery workers",
-        "one run of each ingest DAG and of the feedback DAG, made by the scheduler",
-        "all succeed on the workers; mapped tasks on both workers; the index equals a dag.test() ingest chunk for chunk",
-        {"states": states, "mapped_task_hosts": mapped_hosts, "task_hosts": all_hosts, "versus_reference": diff},
-        ok,
+        "scheduler-made runs on the Celery workers, the scheduler killed mid-run",
+        f"one run of each ingest DAG, made by the scheduler; SIGKILL to the scheduler (pid {killed_pid}) while "
+        f"{in_flight} ran, restarted 5 s later; then an answer voted up and the feedback DAG",
+        "all succeed on the workers; mapped tasks on both workers; the index equals a dag.test() ingest chunk for chunk; "
+        "the answer is written back",
+        {"states": states, "scheduler_pid": {"killed": killed_pid, "after": new_pid}, "task_running_when_killed": in_flight,
+         "retried_tasks": tries(rows), "mapped_task_hosts": mapped_hosts, "task_hosts": sorted({r["hostname"] for r in rows}),
+         "versus_reference": diff, "answer_run": answer_run, "writeback": writeback.get("state"),
+         "answer_chunks": answer_chunks},
+        True,
+        failed,
     )
 
 
@@ -161,101 +257,140 @@ def corpus(cluster: Cluster, files: int) -> Path:
 
 
 def drill_2(cluster: Cluster, runs: Runs, docs: Path) -> dict:
-    config = write_config(cluster, "kill-worker", f"DrillKill{STAMP}", docs, index_batch_chunks=150)
+    collection = f"DrillKill{STAMP}"
+    config = write_config(cluster, "kill-worker", collection, docs, index_batch_chunks=150)
     run_id = runs.trigger(DOCS_DAG, {"config": str(config)})
     ti = wait_task_running(runs, DOCS_DAG, run_id, "index")
     victim = ti["hostname"]
-    worker = cluster.worker(victim)
-    killed_pid = worker.process.kill_now()
-    log(f"SIGKILLed {victim} (pid {killed_pid}) while it ran index[{ti['map_index']}]")
-    time.sleep(5)
-    worker.start(log, timeout=120)  # the machine comes back
+    killed_task = f"index[{ti['map_index']}]"
+    killed_pid = None
+    if 2 not in BROKEN:
+        worker = cluster.worker(victim)
+        killed_pid = worker.process.kill_now()
+        log(f"SIGKILLed {victim} (pid {killed_pid}) while it ran {killed_task}")
+        time.sleep(5)
+        worker.start(log, timeout=120)  # the machine comes back
     state = runs.wait(DOCS_DAG, run_id, 1800)
     rows = placement(runs, DOCS_DAG, run_id)
-    diff = compare(chunk_table(cluster, f"DrillKill{STAMP}"), chunk_table(cluster, "DrillCorpusReference"))
-    killed_task = f"index[{ti['map_index']}]"
+    diff = compare(chunk_table(cluster, collection), chunk_table(cluster, "DrillCorpusReference"))
     retried = next((row for row in rows if row["task"] == killed_task), {})
-    ok = state == "success" and (retried.get("try") or 1) > 1 and diff["lost"] == diff["duplicated"] == diff["stale"] == 0
+    failed = checks(
+        (killed_pid is not None, f"{victim} was SIGKILLed while it ran {killed_task}"),
+        ((retried.get("try") or 1) > 1, f"{killed_task} needed a second try: {retried}"),
+        (state == "success", f"the run succeeded: {state}"),
+        (clean(diff), f"the index equals the reference: {diff}"),
+    )
     return report(
         2,
         "a worker SIGKILLed in the middle of an index task",
-        f"SIGKILL to the process group of {victim} while it ran {killed_task} (try {ti.get('try_number')}); restarted 5 s later",
+        f"SIGKILL to the process group of {victim} (pid {killed_pid}) while it ran {killed_task} "
+        f"(try {ti.get('try_number')}); restarted 5 s later",
         "the try fails on its heartbeat timeout, the retry runs, the run succeeds; 0 lost, 0 duplicated, 0 stale",
         {"run": state, "killed_task": retried, "retried_tasks": tries(rows), "versus_reference": diff},
-        ok,
+        True,
+        failed,
     )
+
+
+def converge(nodes: list, collections: list[str], timeout: float = 600) -> dict:
+    """Wait until every node serves the same number of objects of each collection from its own replica."""
+
+    def converged():
+        counts = {name: {node.hostname: node.local_count(name) for node in nodes} for name in collections}
+        return counts if all(len(set(c.values())) == 1 for c in counts.values()) else None
+
+    try:
+        return wait_for("every node to serve the same objects", converged, timeout, interval=5)
+    except Exception as err:  # noqa: BLE001 - a drill reports what it saw
+        return {"error": str(err)}
 
 
 def drill_3(cluster: Cluster, runs: Runs, docs: Path) -> dict:
+    from ragloop.documents import qa_doc_id
     from ragloop.index import connect_local, delete_documents
 
+    collection = f"DrillNode{STAMP}"
     nodes = cluster.weaviate_nodes()
     leader = next(s["leaderId"] for s in nodes[0].statistics())
-    down = next(node for node in reversed(nodes) if node.hostname != leader)
-    config = write_config(cluster, "kill-node", f"DrillNode{STAMP}", docs, index_batch_chunks=150)
+    down = next(node for node in reversed(nodes) if node.hostname != leader and node is not nodes[0])
+    down_index = nodes.index(down)
+    config = write_config(cluster, "kill-node", collection, docs, index_batch_chunks=150)
     run_id = runs.trigger(DOCS_DAG, {"config": str(config)})
     wait_task_running(runs, DOCS_DAG, run_id, "index")
-    down.process.kill_now()
-    log(f"SIGKILLed Weaviate node {down.hostname} (leader: {leader})")
+    killed_pid = down.process.kill_now()
+    log(f"SIGKILLed Weaviate node {down.hostname} (pid {killed_pid}; leader: {leader})")
     state = runs.wait(DOCS_DAG, run_id, 1800)
     rows = placement(runs, DOCS_DAG, run_id)
     first = nodes[0]
-    # While it is down: delete one document and revoke the written-back answer.
-    table = chunk_table(cluster, f"DrillNode{STAMP}")
+    statuses_while_down = first.node_statuses()
+    # While it is down: delete one document and revoke a written-back answer (drill 1 wrote one).
+    table = chunk_table(cluster, collection)
     victim_doc = sorted({key[0] for key in table})[0]
     with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
-        deleted = delete_documents(client, f"DrillNode{STAMP}", [victim_doc])
-    answers = cluster.ragloop("qa", "list", "--json")
-    written = json.loads(answers.stdout)["answers"] if answers.returncode == 0 else []
-    revoked = None
-    if written:
-        revoked = written[0]["run_id"]
-        done = cluster.ragloop("qa", "revoke", revoked, "--json")
-        if done.returncode != 0:
-            revoked = f"revoke failed: {done.stderr[-500:]}"
+        deleted = delete_documents(client, collection, [victim_doc])
+    listed = cluster.ragloop("qa", "list", "--json")
+    written = json.loads(listed.stdout)["answers"] if listed.returncode == 0 else []
+    revoked, revoke_error, answer_chunks_before = None, None, 0
+    if written and 3 not in BROKEN:
+        candidate = written[0]["run_id"]
+        answer_chunks_before = sum(len(v) for k, v in chunk_table(cluster, "RagloopChunks").items() if k[0] == qa_doc_id(candidate))
+        done = cluster.ragloop("qa", "revoke", candidate, "--json")
+        if done.returncode == 0:
+            revoked = candidate
+        else:
+            revoke_error = done.stderr[-500:]
+    answer_chunks_after_revoke = (
+        sum(len(v) for k, v in chunk_table(cluster, "RagloopChunks").items() if k[0] == qa_doc_id(revoked)) if revoked else None
+    )
     down.start_background()
     down.wait_ready(180)
-
-    def converged():
-        counts = {node.hostname: node.local_count(f"DrillNode{STAMP}") for node in nodes}
-        qa = {node.hostname: node.local_count("RagloopChunks") for node in nodes}
-        return (counts, qa) if len(set(counts.values())) == 1 and len(set(qa.values())) == 1 else None
-
-    try:
-        counts, qa_counts = wait_for("every node to serve the same objects", converged, 600, interval=5)
-    except Exception as err:  # noqa: BLE001 - a drill reports what it saw
-        counts, qa_counts = {"error": str(err)}, {}
-    after = chunk_table(cluster, f"DrillNode{STAMP}")
-    resurrected = [key for key in after if key[0] == victim_doc]
-    qa_back = [key for key in chunk_table(cluster, "RagloopChunks") if isinstance(revoked, str) and key[0] == f"qa:{revoked}"]
-    ok = state == "success" and not resurrected and not qa_back and "error" not in counts
+    counts = converge(nodes, [collection, "RagloopChunks"])
+    after = chunk_table(cluster, collection)
+    on_restarted = chunk_table(cluster, collection, down_index, level="ONE")
+    qa_quorum = chunk_table(cluster, "RagloopChunks")
+    qa_restarted = chunk_table(cluster, "RagloopChunks", down_index, level="ONE")
+    resurrected = sorted({key[0] for key in (*after, *on_restarted) if key[0] == victim_doc})
+    qa_back = sorted({key[0] for key in (*qa_quorum, *qa_restarted) if revoked and key[0] == qa_doc_id(revoked)})
+    reference = {k: v for k, v in chunk_table(cluster, "DrillCorpusReference").items() if k[0] != victim_doc}
+    diff = compare(after, reference)
+    diff_restarted = compare(on_restarted, reference)
+    failed = checks(
+        (killed_pid is not None and statuses_while_down.get(down.hostname) != "HEALTHY",
+         f"{down.hostname} was SIGKILLed and seen down: {statuses_while_down}"),
+        (state == "success", f"the run succeeded: {state}"),
+        (deleted > 0, f"{victim_doc} had chunks to delete: {deleted}"),
+        (revoked is not None and answer_chunks_before > 0 and answer_chunks_after_revoke == 0,
+         f"a written-back answer was revoked while the node was down ({len(written)} listed; revoked {revoked}; "
+         f"chunks {answer_chunks_before} before, {answer_chunks_after_revoke} after; error {revoke_error})"),
+        ("error" not in counts, f"every node serves the same objects after the restart: {counts}"),
+        (not resurrected, f"the deleted document stayed deleted: {resurrected}"),
+        (not qa_back, f"the revoked answer stayed revoked: {qa_back}"),
+        (clean(diff), f"the index (QUORUM) equals the reference less the deleted document: {diff}"),
+        (clean(diff_restarted), f"the restarted node's own replica equals it too: {diff_restarted}"),
+    )
     return report(
         3,
-        "a Weaviate node killed during an ingest",
-        f"SIGKILL to {down.hostname} (a Raft follower) while index tasks wrote; {victim_doc} deleted ({deleted} chunks) "
-        f"and the answer of run {revoked} revoked while it was down; then restarted",
-        "QUORUM writes go on, the run succeeds; after the restart every node serves the same objects; nothing deleted comes back",
-        {"run": state, "retried_tasks": tries(rows), "per_node_objects": counts, "per_node_RagloopChunks": qa_counts,
-         "deleted_doc_back": resurrected, "revoked_answer_back": qa_back},
-        ok,
+        "a Weaviate node (a Raft follower) killed during an ingest",
+        f"SIGKILL to {down.hostname} (a Raft follower; leader {leader}) while index tasks wrote; {victim_doc} deleted "
+        f"({deleted} chunks) and the answer of run {revoked} revoked while it was down; then restarted",
+        "QUORUM writes go on, the run succeeds; after the restart every node serves the same objects; nothing deleted "
+        "or revoked comes back; the index equals the reference less the deleted document",
+        {"run": state, "retried_tasks": tries(rows), "statuses_while_down": statuses_while_down, "per_node_objects": counts,
+         "answers_listed": len(written), "revoked": revoked, "answer_chunks_before_revoke": answer_chunks_before,
+         "answer_chunks_after_revoke": answer_chunks_after_revoke, "deleted_doc_back": resurrected,
+         "revoked_answer_back": qa_back, "versus_reference": diff, "restarted_node_versus_reference": diff_restarted},
+        True,
+        failed,
     )
 
 
-def drill_4(cluster: Cluster, runs: Runs, docs: Path) -> dict:
-    config = write_config(cluster, "s3-restart", f"DrillS3{STAMP}", docs, index_batch_chunks=150)
-    run_id = runs.trigger(DOCS_DAG, {"config": str(config)})
-    wait_task_running(runs, DOCS_DAG, run_id, "index")
-    s3 = cluster.s3()
-    stopped_at = time.monotonic()
-    s3.stop()
-    log(f"SeaweedFS stopped in {time.monotonic() - stopped_at:.1f} s")
-    time.sleep(10)
-    s3.start(log, timeout=180)
-    state = runs.wait(DOCS_DAG, run_id, 1800)
-    rows = placement(runs, DOCS_DAG, run_id)
-    errors = []
+def staging_errors(cluster: Cluster, since: float) -> list[str]:
+    """The StagingErrors the workers' task logs of the docs DAG recorded since `since` (epoch s)."""
+    found = []
     for worker in ("worker-1", "worker-2"):
         for path in (cluster.folder / worker / "logs").rglob("*.log"):
+            if f"dag_id={DOCS_DAG}" not in str(path) or path.stat().st_mtime < since:
+                continue
             for line in path.read_text(errors="replace").splitlines():
                 if "StagingError" not in line:
                     continue
@@ -265,16 +400,58 @@ def drill_4(cluster: Cluster, runs: Runs, docs: Path) -> dict:
                     continue
                 for detail in details:
                     if detail.get("exc_type") == "StagingError":
-                        errors.append(f"{detail['exc_type']}: {detail['exc_value']}"[:400])
-    diff = compare(chunk_table(cluster, f"DrillS3{STAMP}"), chunk_table(cluster, "DrillCorpusReference"))
-    ok = state == "success" and diff["lost"] == diff["duplicated"] == diff["stale"] == 0
+                        found.append(f"{path.parent.name}/{path.name}: {detail['exc_value']}"[:400])
+    return found
+
+
+def drill_4(cluster: Cluster, runs: Runs, docs: Path) -> dict:
+    collection = f"DrillS3{STAMP}"
+    config = write_config(cluster, "s3-kill", collection, docs, index_batch_chunks=150)
+    since = time.time()
+    run_id = runs.trigger(DOCS_DAG, {"config": str(config)})
+    wait_task_running(runs, DOCS_DAG, run_id, "index")
+    s3 = cluster.s3()
+    killed_pid = None
+    down_seconds = 0.0
+    if 4 not in BROKEN:
+        killed_pid = s3.process.kill_now()
+        killed_at = time.monotonic()
+        log(f"SIGKILLed SeaweedFS (pid {killed_pid}); down for {S3_DOWN_SECONDS} s at least, until a task met it")
+        time.sleep(S3_DOWN_SECONDS)
+
+        def met() -> bool:  # a try failed: the tasks that had read their batch before the kill never meet it
+            return any(ti["state"] in ("up_for_retry", "failed") or (ti.get("try_number") or 1) > 1
+                       for ti in runs.task_instances(DOCS_DAG, run_id))
+
+        try:
+            wait_for("a task to meet the S3 outage", met, 180, interval=1)
+        except Exception as err:  # noqa: BLE001 - the checks below say what was not seen
+            log(str(err))
+        down_seconds = round(time.monotonic() - killed_at, 1)
+        s3.start(log, timeout=180)
+    state = runs.wait(DOCS_DAG, run_id, 1800)
+    rows = placement(runs, DOCS_DAG, run_id)
+    errors = staging_errors(cluster, since)
+    diff = compare(chunk_table(cluster, collection), chunk_table(cluster, "DrillCorpusReference"))
+    retried = tries(rows)
+    failed = checks(
+        (killed_pid is not None, "SeaweedFS was SIGKILLed while an index task ran"),
+        (len(errors) > 0, "a task met the outage: a StagingError in the workers' task logs"),
+        (len(retried) > 0, "a task needed a retry"),
+        (state == "success", f"the run succeeded: {state}"),
+        (clean(diff), f"the index equals the reference: {diff}"),
+    )
     return report(
         4,
-        "the S3 server restarted during an ingest",
-        "SIGTERM to SeaweedFS while an index task ran, 10 s down, started again",
-        "the task that hit it fails with a StagingError naming the object; the retry succeeds; the index equals the reference",
-        {"run": state, "retried_tasks": tries(rows), "staging_errors_logged": errors[-3:], "versus_reference": diff},
-        ok,
+        "the S3 server killed during an ingest",
+        f"SIGKILL to SeaweedFS (pid {killed_pid}) while an index task ran, {down_seconds} s down (until a try "
+        "failed, 20 s at least), started again",
+        "the tasks that hit it fail with a StagingError naming the object; their retries succeed; the index equals "
+        "the reference",
+        {"run": state, "retried_tasks": retried, "staging_errors": len(errors), "staging_errors_logged": errors[-3:],
+         "versus_reference": diff},
+        True,
+        failed,
     )
 
 
@@ -308,9 +485,12 @@ def drill_5(cluster: Cluster, runs: Runs) -> dict:
     thread.start()
     time.sleep(3)
     postgres = cluster.postgres()
-    postgres.stop()
-    time.sleep(8)
-    postgres.start(log)
+    stopped_pid = None
+    if 5 not in BROKEN:
+        stopped_pid = postgres.pid()
+        postgres.stop()
+        time.sleep(8)
+        postgres.start(log)
     time.sleep(8)
     stop.set()
     thread.join(60)
@@ -319,6 +499,8 @@ def drill_5(cluster: Cluster, runs: Runs) -> dict:
     for code, _ in results:
         codes[str(code)] = codes.get(str(code), 0) + 1
     retry_after = sorted({r for code, r in results if code == 503 and r})
+    without_retry_after = sum(1 for code, r in results if code == 503 and not r)
+    other_errors = {code: n for code, n in codes.items() if not code.startswith("2") and code != "503"}
     last = results[-5:]
     # Airflow's own processes lost their metadata DB too: restart any that exited.
     restarted = []
@@ -327,53 +509,229 @@ def drill_5(cluster: Cluster, runs: Runs) -> dict:
             process.start(log, timeout=240)
             restarted.append(process.name)
     stored_ok = sum(n for code, n in codes.items() if code.startswith("2"))
-    unauthorized = sorted({r for code, r in results if code == 401})
-    ok = codes.get("503", 0) > 0 and bool(retry_after) and after - before == stored_ok and all(200 <= c < 300 for c, _ in last)
+    failed = checks(
+        (stopped_pid is not None, "Postgres was shut down during the votes"),
+        (codes.get("503", 0) > 0 and bool(retry_after) and not without_retry_after,
+         f"the outage was answered 503 with Retry-After ({codes.get('503', 0)} 503s, {without_retry_after} without it)"),
+        (not other_errors, f"no other error (a 401 is a failure): {other_errors}"),
+        (after - before == stored_ok, f"every 2xx is a stored vote and nothing else is: {stored_ok} accepted, {after - before} stored"),
+        (bool(last) and all(200 <= c < 300 for c, _ in last), f"votes are stored again after: {[c for c, _ in last]}"),
+    )
     return report(
         5,
-        "Postgres restarted while the runs API takes votes",
-        "fast shutdown of Postgres during a stream of votes (every 0.1 s), 8 s down, started again",
-        "503 with Retry-After while it is down; every 2xx is a stored vote and nothing else is; votes are stored again after",
+        "Postgres shut down while the runs API takes votes",
+        f"fast shutdown of Postgres (pid {stopped_pid}) during a stream of votes (every 0.1 s), 8 s down, started again",
+        "503 with Retry-After while it is down and no other error; every 2xx is a stored vote and nothing else is; "
+        "votes are stored again after",
         {"responses": codes, "retry_after": retry_after, "accepted": stored_ok, "votes_stored": after - before,
-         "last_responses": [c for c, _ in last], "401_retry_after": unauthorized,
-         "airflow_processes_restarted": restarted},
-        ok,
+         "last_responses": [c for c, _ in last], "airflow_processes_restarted": restarted},
+        True,
+        failed,
     )
+
+
+def current_leader(node) -> str:
+    try:
+        return next((s.get("leaderId") or "" for s in node.statistics()), "")
+    except (urllib.error.URLError, OSError, ValueError):
+        return ""
+
+
+def leader_other_than(node, hostname: str) -> str | None:
+    """The leader `node` sees, when it is known and not `hostname`."""
+    seen = current_leader(node)
+    return seen if seen and seen != hostname else None
+
+
+def drill_6(cluster: Cluster, runs: Runs, docs: Path) -> dict:
+    """The workers reach Weaviate through the connection's node (the first): the leader killed is
+    another node. When the first node leads, it is restarted once first, so another node leads."""
+    from weaviate.classes.config import ConsistencyLevel, Configure, DataType, Property
+
+    from ragloop.index import connect_local
+
+    collection, probe_collection = f"DrillLeader{STAMP}", f"DrillProbe{STAMP}"
+    nodes = cluster.weaviate_nodes()
+    first = nodes[0]
+    handover = None
+    if current_leader(first) == first.hostname:
+        first.process.kill_now()
+        handover = wait_for("another node to lead", lambda: leader_other_than(nodes[1], first.hostname), 180, interval=1)
+        first.start_background()
+        first.wait_ready(180)
+        wait_for("the first node to rejoin", lambda: set(first.node_statuses().values()) == {"HEALTHY"}, 180, interval=2)
+        log(f"the connection's node led; restarted it: {handover} leads now")
+    leader = current_leader(first)
+    victim = next(node for node in nodes if node.hostname == leader)
+    victim_index = nodes.index(victim)
+    with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
+        if not client.collections.exists(probe_collection):
+            client.collections.create(probe_collection, properties=[Property(name="note", data_type=DataType.TEXT)],
+                                      replication_config=Configure.replication(factor=len(nodes)))
+    config = write_config(cluster, "kill-leader", collection, docs, index_batch_chunks=150)
+    run_id = runs.trigger(DOCS_DAG, {"config": str(config)})
+    wait_task_running(runs, DOCS_DAG, run_id, "index")
+    killed_pid, killed_at = None, time.monotonic()
+    if 6 not in BROKEN:
+        killed_pid = victim.process.kill_now()
+        killed_at = time.monotonic()
+        log(f"SIGKILLed the Raft leader {leader} (pid {killed_pid})")
+    elected: dict = {}
+
+    def watch_leader():  # when a survivor first names another leader
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not elected:
+            seen = leader_other_than(first, leader)
+            if seen:
+                elected.update(leader=seen, after_s=round(time.monotonic() - killed_at, 1))
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch_leader, daemon=True)
+    watcher.start()
+
+    def probe(name: str) -> dict:
+        """One object written at QUORUM through the connection's node (a survivor), as a task
+        would: a failed write is tried again (5 s apart, 3 tries at most), each try timed."""
+        attempts = []
+        with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
+            handle = client.collections.use(name).with_consistency_level(ConsistencyLevel.QUORUM)
+            for _ in range(3):
+                began = time.monotonic()
+                try:
+                    if name == probe_collection:
+                        handle.data.insert({"note": "written after the leader was killed"})
+                    else:  # a chunk-shaped object in the ingest's collection, deleted again below
+                        handle.data.insert({"doc_id": "drill-probe", "text": "probe"}, vector=[0.0] * 383 + [1.0])
+                    attempt: dict = {"ok": True}
+                except Exception as err:  # noqa: BLE001 - the drill reports what the write met
+                    attempt = {"ok": False, "error": f"{type(err).__name__}: {err}"[:300]}
+                attempt.update(seconds=round(time.monotonic() - began, 1), after_kill_s=round(began - killed_at, 1))
+                attempts.append(attempt)
+                if attempt["ok"]:
+                    break
+                time.sleep(5)
+        return {"ok": attempts[-1]["ok"], "tries": len(attempts), "attempts": attempts}
+
+    # A collection whose shards already hold objects (the ingest's), then one never written yet.
+    written_collection = probe(collection)
+    fresh_collection = probe(probe_collection)
+    watcher.join(300)
+    fresh_after_election = probe(probe_collection)
+    with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
+        from weaviate.classes.query import Filter
+
+        client.collections.use(collection).data.delete_many(where=Filter.by_property("doc_id").equal("drill-probe"))
+    new_leader = elected.get("leader") or current_leader(first)
+    state = runs.wait(DOCS_DAG, run_id, 1800)
+    rows = placement(runs, DOCS_DAG, run_id)
+    reference = chunk_table(cluster, "DrillCorpusReference")
+    diff = compare(chunk_table(cluster, collection), reference)
+    victim.start_background()
+    victim.wait_ready(180)
+    counts = converge(nodes, [collection])
+    diff_restarted = compare(chunk_table(cluster, collection, victim_index, level="ONE"), reference)
+    failed = checks(
+        (killed_pid is not None, f"the Raft leader {leader} was SIGKILLed while an index task ran"),
+        (bool(new_leader) and new_leader != leader, f"another node was elected leader: {new_leader}"),
+        (written_collection.get("ok") is True,
+         f"a QUORUM write through a survivor succeeded (within 3 tries): {written_collection}"),
+        (fresh_after_election.get("ok") is True,
+         f"a write to a collection never written before succeeded once a new leader was elected: {fresh_after_election}"),
+        (state == "success", f"the run succeeded: {state}"),
+        (clean(diff), f"the index equals the reference: {diff}"),
+        ("error" not in counts, f"every node serves the same objects after the restart: {counts}"),
+        (clean(diff_restarted), f"the old leader's own replica equals the reference: {diff_restarted}"),
+    )
+    return report(
+        6,
+        "the Weaviate Raft leader killed during an ingest",
+        f"SIGKILL to {leader} (the Raft leader, pid {killed_pid}) while index tasks wrote; restarted after the run"
+        + (f" (the connection's node led first and was restarted once: {handover} led then)" if handover else ""),
+        "a new leader is elected; a QUORUM write goes through; the run succeeds; the index equals the reference; "
+        "the old leader catches up",
+        {"run": state, "retried_tasks": tries(rows), "old_leader": leader, "new_leader": new_leader,
+         "new_leader_seen_after_s": elected.get("after_s"), "quorum_write_written_collection": written_collection,
+         "quorum_write_fresh_collection": fresh_collection, "fresh_collection_after_election": fresh_after_election,
+         "per_node_objects": counts,
+         "versus_reference": diff, "old_leader_versus_reference": diff_restarted},
+        True,
+        failed,
+    )
+
+
+def machine() -> dict:
+    memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0")
+    return {"cpus": os.cpu_count(), "memory_gib": round(int(memory) / 2**20, 1), "platform": platform.platform(),
+            "python": platform.python_version(), "load_average_at_end": os.getloadavg()}
+
+
+def commit() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", type=int, nargs="*", help="drill numbers to run (default: all)")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
-    parser.add_argument("--files", type=int, default=120, help="generated docs for drills 2-4")
+    parser.add_argument("--files", type=int, default=120, help="generated docs for drills 2, 3, 4 and 6")
+    parser.add_argument("--break", dest="broken", type=int, nargs="*", default=[], choices=sorted(BREAKS),
+                        help="take away these drills' fault or guarantee (see BREAKS): they must fail")
+    parser.add_argument("--out", type=Path, help="results file (default bench/results/cluster-drills.json, "
+                                                  "or cluster-drills-broken.json with --break, merged by drill)")
     args = parser.parse_args()
+    BROKEN.update(args.broken)
+    out = args.out or RESULTS / ("cluster-drills-broken.json" if BROKEN else "cluster-drills.json")
+    began, date, code = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), commit()  # what ran
     cluster = Cluster()
     started = False
     if not (cluster.state_file.exists() and cluster.status()["components"].get("api-server", {}).get("ready")):
         cluster.start(progress=log)
         started = True
     results = []
+    wanted = set(args.only or BREAKS)
     try:
         runs = Runs(cluster)
         runs.wait_parsed((*INGEST_DAGS, GRADE_DAG))
-        wanted = set(args.only or [1, 2, 3, 4, 5])
-        docs = corpus(cluster, args.files) if wanted & {2, 3, 4} else None
-        if docs is not None:  # the reference for drills 2 and 4, made before any fault is injected
+        docs = corpus(cluster, args.files) if wanted & {2, 3, 4, 6} else None
+        if docs is not None:  # the reference for drills 2, 3, 4 and 6, made before any fault is injected
             reference = write_config(cluster, "corpus-ref", "DrillCorpusReference", docs, local_staging=True, index_batch_chunks=150)
             reference_ingest(cluster, reference)
+        # Drill 5 last: the Airflow processes lose their metadata DB in it.
         for number, drill in ((1, lambda: drill_1(cluster, runs)), (2, lambda: drill_2(cluster, runs, docs)),
                               (4, lambda: drill_4(cluster, runs, docs)), (3, lambda: drill_3(cluster, runs, docs)),
-                              (5, lambda: drill_5(cluster, runs))):
+                              (6, lambda: drill_6(cluster, runs, docs)), (5, lambda: drill_5(cluster, runs))):
             if number in wanted:
-                log(f"-- drill {number}")
+                log(f"-- drill {number}" + (f" (broken on purpose: {BREAKS[number]})" if number in BROKEN else ""))
+                drill_began = time.monotonic()
                 try:
                     results.append(drill())
                 except Exception as err:  # noqa: BLE001 - report and go on with the next drill
-                    results.append(report(number, "error", "-", "-", {"error": f"{type(err).__name__}: {err}"[:2000]}, False))
+                    results.append(report(number, "error", "-", "-", {}, False, [f"{type(err).__name__}: {err}"[:2000]]))
+                results[-1]["seconds"] = round(time.monotonic() - drill_began, 1)
     finally:
         if started and not args.keep:
             cluster.stop(progress=log)
-    print(json.dumps({"drills": results}, default=str))
+    document = {
+        "bench": "cluster-drills", "date": date, **code, "machine": machine(),
+        "command": "python bench/drills.py " + " ".join(sys.argv[1:]),
+        "inputs": {"corpus": f"bench/corpus.py generate(), {args.files} files" if docs is not None else None,
+                   "samples": "include/sources.yaml (the bundled samples)", "index_batch_chunks": 150},
+        "cluster_started_by_this_run": started, "seconds": round(time.monotonic() - began, 1),
+        "passed": sum(r["ok"] for r in results), "drills": results,
+    }
+    if BROKEN and out.exists():  # one entry per broken drill, kept across runs
+        earlier = json.loads(out.read_text())
+        document["drills"] = sorted([d for d in earlier.get("drills", []) if d["drill"] not in wanted] + results, key=lambda d: d["drill"])
+        document["runs"] = [*earlier.get("runs", []), {k: document[k] for k in ("date", "commit", "command", "seconds")}]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2, default=str))
+    print(json.dumps({"drills": [{k: r[k] for k in ("drill", "ok", "failed_checks")} for r in results], "results_file": str(out)}))
+    log(f"results: {out}")
+    if BROKEN:  # a broken drill must fail; the run "passes" when every broken drill failed
+        return 0 if all(not r["ok"] for r in results if r["drill"] in BROKEN) else 1
     return 0 if all(r["ok"] for r in results) else 1
 
 

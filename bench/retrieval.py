@@ -21,6 +21,19 @@ expected documents, among the top 5 chunks (chunks, not documents: what an answe
 `--limit 5`). hit@k: the share of questions with rank <= k; MRR@5: the mean of 1/rank (0 past 5).
 For ragloop's mode also: the share of questions whose offline extractive answer
 (`answer.extractive_answer` over `answer.retrieve`) cites at least one expected document.
+bench/questions.yaml was written here: it is a regression set, never the headline.
+
+Out of sample, on public data (`--public`; needs pyarrow: `uv run --frozen --with pyarrow`):
+
+    uv run --frozen --with pyarrow python bench/retrieval.py --public [DIR]   # -> bench/results/retrieval.json
+
+921 Stack Overflow threads tagged `airflow` (bench/public_questions.py): each thread's answers
+become one markdown document (the question's title and body left out), ingested through the docs
+source with the configuration's chunking and the local embedder; each thread's title is asked,
+and the expected document is its own answers. The threads are split by id (even: tune, odd:
+report). MRR@5 and hit@k for every alpha of --alphas on both splits; alpha is chosen on the tune
+split (best MRR@5) and reported on the report split, next to the current default, vector alone
+(alpha 1) and BM25 alone (alpha 0).
 """
 
 from __future__ import annotations
@@ -223,6 +236,118 @@ def table(modes: dict) -> str:
     return "\n".join(lines)
 
 
+# --- public, out of sample ----------------------------------------------------------------------
+
+class CachedQueries:
+    """The embedder, with each query embedded once (every alpha asks the same questions)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.cache: dict[str, list[float]] = {}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            self.cache.update(zip(missing, self.inner.embed(missing)))
+        return [self.cache[t] for t in texts]
+
+
+def write_public_corpus(threads, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for thread in threads:
+        (folder / f"so-{thread.thread_id}.md").write_text(f"# Answers\n\n{thread.answers}\n", encoding="utf-8")
+
+
+def public_main(args) -> int:
+    import yaml
+
+    import public_questions
+    from ragloop.cli import reserve_stdout_for_results
+
+    threads = public_questions.load_threads(args.public)
+    provenance = public_questions.provenance(args.public)
+    alphas = [float(a) for a in args.alphas.split(",")]
+    out = reserve_stdout_for_results()
+    started = time.monotonic()
+    with bench_environment("ragloop-bench-retrieval-public-", args.use_connection, log, private_state=False) as work:
+        from ragloop.embedding import make_embedder
+        from ragloop.index import connect, drop_collection, search
+        from ragloop.ingest import ingest
+
+        corpus = work / "stackoverflow"
+        write_public_corpus(threads, corpus)
+        base = yaml.safe_load(SOURCES_CONFIG.read_text())
+        collection = f"{args.collection}Public"
+        config = {"collection": collection, "embedder": args.embedder, "chunking": base["chunking"],
+                  "staging": f"file://{work / 'staging'}",
+                  "sources": [{"id": "so", "type": "docs", "path": str(corpus), "include": ["*.md"],
+                               "url_template": "https://stackoverflow.com/questions/{path}"}]}
+        config_path = work / "public-sources.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        embedder = CachedQueries(make_embedder(args.embedder))
+        with connect() as client:
+            drop_collection(client, collection)
+        log(f"Ingesting {len(threads)} threads' answers into {collection}...")
+        ingest_started = time.monotonic()
+        ingest("bench-retrieval-public", str(config_path), source_type="docs", embedder=embedder.inner)
+        ingest_seconds = time.monotonic() - ingest_started
+        ranks: dict[float, dict[str, list[int | None]]] = {a: {"tune": [], "report": []} for a in alphas}
+        with connect() as client:
+            try:
+                indexed = indexed_documents(client, collection)
+                missing = [t.thread_id for t in threads if f"so:so-{t.thread_id}.md" not in indexed]
+                log(f"Asking {len(threads)} titles at {len(alphas)} alphas...")
+                for number, thread in enumerate(threads, 1):
+                    expected = [f"so:so-{thread.thread_id}.md"]
+                    for alpha in alphas:
+                        hits = search(client, collection, embedder, thread.title, limit=TOP_K, alpha=alpha)
+                        ranks[alpha][thread.split].append(first_expected_rank([h.doc_id for h in hits], expected))
+                    if number % 100 == 0:
+                        log(f"  {number}/{len(threads)}")
+            finally:
+                drop_collection(client, collection)
+
+    def metrics(values: list[int | None]) -> dict:
+        return ModeResult("", 0.0, values).metrics()
+
+    table_rows = {a: {split: metrics(ranks[a][split]) for split in ("tune", "report")} for a in alphas}
+    chosen = max(alphas, key=lambda a: (table_rows[a]["tune"][f"mrr@{TOP_K}"], -abs(a - HYBRID_ALPHA)))
+    print(f"{'alpha':>5} {'tune MRR@5':>10} {'tune hit@1':>10} {'report MRR@5':>12} {'report hit@1':>12} {'report hit@5':>12}", file=out)
+    for a in alphas:
+        t, r = table_rows[a]["tune"], table_rows[a]["report"]
+        mark = (" <- chosen on tune" if a == chosen else "") + (" <- current default" if a == HYBRID_ALPHA else "")
+        print(f"{a:>5.2f} {t['mrr@5']:>10.3f} {t['hit@1']:>10.3f} {r['mrr@5']:>12.3f} {r['hit@1']:>12.3f} {r['hit@5']:>12.3f}{mark}",
+              file=out)
+    result = {
+        "benchmark": "retrieval-public",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": os.popen(f"git -C {REPO} rev-parse HEAD").read().strip(),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "command": "python bench/retrieval.py " + " ".join(sys.argv[1:]),
+        "inputs": {"public": provenance, "documents": "each thread's answers (title and question left out)",
+                   "questions": "each thread's title", "expected": "the thread's own answers document"},
+        "embedder": embedder.name, "top_k": TOP_K, "chunking": base["chunking"],
+        "collection": {"documents": len(indexed), "chunks": sum(d["chunks"] for d in indexed.values()),
+                       "ingest_seconds": round(ingest_seconds, 1)},
+        "missing_documents": missing,
+        "splits": {split: sum(1 for t in threads if t.split == split) for split in ("tune", "report")},
+        "selection_rule": "best tune MRR@5 (ties: the alpha nearest the current default)",
+        "current_default": HYBRID_ALPHA,
+        "chosen_on_tune": chosen,
+        "report": {"chosen": table_rows[chosen]["report"], "current_default": table_rows.get(HYBRID_ALPHA, {}).get("report"),
+                   "vector": table_rows.get(1.0, {}).get("report"), "bm25": table_rows.get(0.0, {}).get("report")},
+        "by_alpha": {str(a): v for a, v in table_rows.items()},
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps({k: result[k] for k in ("chosen_on_tune", "current_default", "report")}), file=out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "retrieval.json").write_text(json.dumps(result, indent=2, default=str))
+    return 1 if missing else 0
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,8 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedder", default="local", choices=("local", "local-torch"),
                         help="local: all-MiniLM-L6-v2 on ONNX Runtime, int8 (the default); local-torch: the same "
                              "weights through torch (needs the `export` dependency group)")
+    parser.add_argument("--public", nargs="?", type=Path, const=Path("/work/.mirror/astronomer+ask-astro/repo"),
+                        help="out of sample on public Stack Overflow threads: a clone or mirror of astronomer/ask-astro")
+    parser.add_argument("--alphas", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="alphas tried with --public")
     add_common_arguments(parser, HERE / "results")
     args = parser.parse_args(argv)
+    if args.public:
+        return public_main(args)
 
     questions = load_questions(args.questions)
     all_expected = sorted({doc_id for q in questions for doc_id in q.expected})

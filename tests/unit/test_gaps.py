@@ -138,3 +138,49 @@ def test_bad_options_are_named():
         gaps.find_topics([run("a")], [[1.0]], method="dbscan")
     with pytest.raises(gaps.GapsError, match="threshold must be between 0 and 2, got 3"):
         gaps.find_topics([run("a")], [[1.0]], threshold=3)
+
+
+def blob_and_spread(blob: int = 60, spread: int = 40, dims: int = 24) -> np.ndarray:
+    """A stream like the real one: many questions near one direction (generic "airflow" ones)
+    and the rest spread out."""
+    rng = np.random.default_rng(1)
+    centre = np.zeros(dims)
+    centre[0] = 1.0
+    return np.vstack([centre + 0.2 * rng.normal(size=(blob, dims)), rng.normal(size=(spread, dims))])
+
+
+def test_no_topic_swallows_the_stream():
+    vectors = blob_and_spread()
+    runs = [run(f"q{i}") for i in range(len(vectors))]
+    uncapped = gaps.find_topics(runs, vectors, threshold=gaps.DEFAULT_THRESHOLD, max_topic_share=None)
+    assert max(t.size for t in uncapped if t.topic_id) > 0.5 * len(runs)  # without the cap one topic takes most
+    topics = gaps.find_topics(runs, vectors)
+    grouped = [t for t in topics if t.topic_id != gaps.NOT_GROUPED]
+    assert max(t.size for t in grouped) <= max(gaps.CAP_FLOOR, 0.25 * len(runs))  # no topic near most of them
+    assert len(grouped) >= 3 and sum(t.size for t in topics) == len(runs)
+
+
+def test_the_cap_cuts_the_same_tree_as_the_threshold_alone():
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import adjusted_rand_score
+
+    vectors = gaps.normalize(blob_and_spread())
+    for threshold in (0.3, 0.6, 0.9):
+        theirs = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
+                                         linkage="average").fit_predict(vectors)
+        assert adjusted_rand_score(theirs, gaps.cluster_agglomerative(vectors, threshold)) == 1.0
+    with pytest.raises(gaps.GapsError, match="max_topic_share must be above 0 and at most 1, got 1.5"):
+        gaps.find_topics([run("a")], [[1.0]], max_topic_share=1.5)
+
+
+def test_terms_are_words_the_topics_questions_share():
+    # One question of the first topic carries a log full of rare tokens; the word its questions
+    # share (scheduler) must still come first, and a word every topic uses (airflow) must not.
+    runs = [run("airflow scheduler stuck queued"), run("airflow scheduler heartbeat lost"),
+            run("airflow scheduler slow " + "File taskmixin.py line 42 gmt registered " * 6),
+            run("airflow xcom push large value"), run("airflow xcom pull returns none"), run("airflow xcom backend s3")]
+    a, b = np.eye(2)
+    topics = gaps.find_topics(runs, [a, a, a + 0.05 * b, b, b, b + 0.05 * a])
+    by_size = {t.examples[0].split()[1]: t for t in topics}
+    assert by_size["scheduler"].terms[0] == "scheduler" and by_size["xcom"].terms[0] == "xcom"
+    assert all("airflow" not in t.terms[:1] for t in topics)

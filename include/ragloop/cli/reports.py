@@ -45,7 +45,8 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         return 1
     progress(
         f"Grouped {len(runs)} questions into {sum(t.topic_id != gaps.NOT_GROUPED for t in topics)} topics "
-        f"({gaps.DEFAULT_METHOD}, cosine distance threshold {gaps.DEFAULT_THRESHOLD})"
+        f"({gaps.DEFAULT_METHOD}, cosine distance threshold {gaps.DEFAULT_THRESHOLD}, "
+        f"no topic above {gaps.DEFAULT_MAX_TOPIC_SHARE:.0%} of the questions)"
     )
     if args.csv:
         try:
@@ -60,6 +61,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
             "runs": len(runs),
             "method": gaps.DEFAULT_METHOD,
             "threshold": gaps.DEFAULT_THRESHOLD,
+            "max_topic_share": gaps.DEFAULT_MAX_TOPIC_SHARE,
             "topics": [t.to_json() for t in topics],
         },
         lambda _: gaps.topics_text(topics),
