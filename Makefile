@@ -35,7 +35,7 @@ uv-bootstrap:
 
 # The environment, re-synced whenever the lock changes.
 .venv/.synced: pyproject.toml uv.lock | uv-bootstrap
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra cluster
 	@touch $@
 
 env: .venv/.synced
@@ -135,7 +135,7 @@ bench-cluster: env onnx-model seaweedfs
 
 # requirements.txt (for the Astro image) is generated from uv.lock: one source of truth.
 requirements: uv-bootstrap
-	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --format requirements-txt -o requirements.txt
+	$(UV) export --frozen --no-dev --extra cluster --no-hashes --no-emit-project --format requirements-txt -o requirements.txt
 
 clean-state: stop
 	rm -rf .ragloop
