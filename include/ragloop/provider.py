@@ -28,4 +28,12 @@ def get_provider_info() -> dict:
         "operators": [{"integration-name": INTEGRATION, "python-modules": ["ragloop.task_groups"]}],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["ragloop.hooks.weaviate"]}],
         "connection-types": [],
+        # The OpenLineage datasets of the URIs ragloop reports as hook-level lineage (ragloop.lineage).
+        "asset-uris": [
+            {
+                "schemes": ["weaviate", "git", "slack", "github", "ragloop"],
+                "handler": None,
+                "to_openlineage_converter": "ragloop.lineage.asset_to_openlineage",
+            }
+        ],
     }

@@ -179,10 +179,13 @@ def ingest_sources(
         @task(map_index_template="{{ task.op_kwargs['source_id'] }}", multiple_outputs=False)
         def extract(source_id: str, run: IngestSettings, dag_run: Any = None) -> ExtractResult:
             from ragloop.ingest import extract_source
+            from ragloop.lineage import report_extract
 
-            return extract_source(
+            result = extract_source(
                 source_id, _staging_ref(dag_run, run["staging_key"]), run["config"], run["full_listing"], run["weaviate_conn_id"]
             )
+            report_extract(run["config"], source_id, run["weaviate_conn_id"])
+            return result
 
         # Runs when some extracts failed: the others are still indexed, and the failed ones are
         # neither changed nor pruned, nor do their watermarks move (the report says so and the
@@ -357,8 +360,11 @@ def write_back_answers(
         @task(trigger_rule="all_success" if after is not None else "all_done", multiple_outputs=False)
         def write_back(run: FeedbackSettings, dag_run: Any = None) -> WritebackResult:
             from ragloop.grading import write_back
+            from ragloop.lineage import report_write_back
 
-            return write_back(_staging_ref(dag_run, run.get("staging_key", "")), run["config"], run["weaviate_conn_id"])
+            result = write_back(_staging_ref(dag_run, run.get("staging_key", "")), run["config"], run["weaviate_conn_id"])
+            report_write_back(run["config"], run["weaviate_conn_id"])
+            return result
 
         # all_done, pulling results itself: a failed batch or write-back has no result, and the
         # report still goes out, naming what did not finish.
