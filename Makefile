@@ -13,11 +13,12 @@ RAGLOOP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragloop
 EXPORT_ENV := $(RAGLOOP_CACHE)/export-env
 ONNX_QUANTIZATION ?= int8
 
-.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs gitleaks cluster cluster-stop cluster-status cluster-drills drills bench-cluster
+.PHONY: help uv-bootstrap env export-env onnx-model lint docs run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs gitleaks cluster cluster-stop cluster-status cluster-drills drills bench-cluster
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
 	@echo "make test      run the test suite against real Weaviate, Airflow and the local model"
+	@echo "make docs      build the documentation (docs/, MkDocs, strict: broken links fail) into .ragloop/site"
 	@echo "make bench     ingestion benchmark (BENCH_ARGS='--files 200 --scale 0' for a quick one)"
 	@echo "make bench-retrieval   retrieval quality: hybrid vs vector vs BM25 on labelled questions"
 	@echo "make bench-embedders   the ONNX int8 embedder against the torch model: speed, memory, recall"
@@ -35,7 +36,7 @@ uv-bootstrap:
 
 # The environment, re-synced whenever the lock changes.
 .venv/.synced: pyproject.toml uv.lock | uv-bootstrap
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra cluster
 	@touch $@
 
 env: .venv/.synced
@@ -96,8 +97,14 @@ lint: env
 	$(UV) run --frozen ruff format --check include/ragloop
 	$(UV) run --frozen mypy
 
+# The documentation (docs/, mkdocs.yml) in strict mode: a broken link or anchor fails the build.
+# docs/index.md is the README with its links made relative to docs/.
+docs: env
+	sed 's#](docs/)#](index.md)#g; s#](docs/#](#g' README.md > docs/index.md
+	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs build --strict --quiet
+
 # The tests compare the ONNX model's vectors with the torch model's, computed in the export env.
-test: lint onnx-model export-env seaweedfs gitleaks
+test: lint docs onnx-model export-env seaweedfs gitleaks
 	$(UV) run --frozen pytest
 
 airflow: env onnx-model gitleaks
@@ -140,7 +147,7 @@ bench-cluster: env onnx-model seaweedfs
 
 # requirements.txt (for the Astro image) is generated from uv.lock: one source of truth.
 requirements: uv-bootstrap
-	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --format requirements-txt -o requirements.txt
+	$(UV) export --frozen --no-dev --extra cluster --no-hashes --no-emit-project --format requirements-txt -o requirements.txt
 
 clean-state: stop
 	rm -rf .ragloop

@@ -1,15 +1,15 @@
 """The feedback DAG: grade recorded Q&A runs, write the good answers back into the knowledge
-base, and revoke the ones that stopped being good. Task bodies: `ragloop.grading`."""
+base, and revoke the ones that stopped being good. Built from the public task groups
+`ragloop.task_groups.grade_runs` and `write_back_answers` (task bodies: `ragloop.grading`)."""
 
 from __future__ import annotations
 
 from airflow.configuration import conf
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
 from ragloop.catalog import DEFAULT_ARGS, GRADE_DAG_ID, TAGS, ingest_asset, runs_asset
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
-
-KNOWLEDGE_BASE = ingest_asset()
+from ragloop.task_groups import feedback_loop
 
 
 @dag(
@@ -36,52 +36,9 @@ KNOWLEDGE_BASE = ingest_asset()
     doc_md=__doc__,
 )
 def grade_feedback():
-    @task
-    def select_runs(params=None) -> list[list[str]]:
-        from ragloop.grading import select_runs
-
-        return select_runs(params["config"], params["limit"], params["regrade_outdated"])
-
-    @task(max_active_tis_per_dagrun=4)
-    def grade(run_ids: list[str], params=None) -> dict:
-        from ragloop.grading import grade_batch
-
-        return grade_batch(run_ids, params["config"])
-
-    # all_done: revocations (down votes) happen even when a grade batch failed.
-    @task(trigger_rule="all_done")
-    def write_back(dag_run=None, params=None) -> dict:
-        from ragloop.grading import write_back
-        from ragloop.staging import DagRunRef
-
-        return write_back(DagRunRef.from_context(dag_run), params["config"], params["weaviate_conn_id"])
-
-    # all_done, pulling results itself: a failed batch or write-back has no result, and the report
-    # still goes out, naming what did not finish.
-    @task(trigger_rule="all_done", outlets=[KNOWLEDGE_BASE])
-    def report(batches: list, dag_run=None, params=None, outlet_events=None, ti=None) -> dict:
-        from ragloop.grading import grade_report
-        from ragloop.staging import DagRunRef
-
-        batches = batches or []
-        graded = ti.xcom_pull(task_ids="grade", map_indexes=list(range(len(batches)))) if batches else []
-        result = grade_report(DagRunRef.from_context(dag_run), batches, graded, ti.xcom_pull(task_ids="write_back"),
-                              params["config"], params["weaviate_conn_id"])
-        outlet_events[KNOWLEDGE_BASE].extra = result
-        return result
-
-    @task(trigger_rule="all_done")
-    def check_complete(result: dict) -> None:
-        from ragloop.grading import check_complete
-
-        check_complete(result)
-
-    batches = select_runs()
-    graded = grade.expand(run_ids=batches)
-    written = write_back()
-    result = report(batches)
-    graded >> written >> result
-    check_complete(result)
+    # Settings from the Params above, read once and passed whole to every task (grounding and
+    # write-back use the same `weaviate_conn_id`). Task ids unprefixed: the CLI reads them.
+    feedback_loop(outlets=[ingest_asset()], prefix_group_id=False)
 
 
 grade_feedback()

@@ -32,8 +32,9 @@ RUNS_ASSET_NAME = "ragloop_runs"
 RUNS_ASSET_URI = "ragloop://runs"
 
 
-def ingest_asset() -> Asset:
-    """The asset ingest runs update: the configured collection. Read at parse time without
+def ingest_asset(config_path: str | None = None) -> Asset:
+    """The asset ingest runs update: the collection of `config_path` (default: the project's
+    sources.yaml). Read at parse time without
     validating (a mistake in sources.yaml must fail the run's first task with its message, not
     make the DAG vanish as an import error)."""
     from airflow.sdk import Asset
@@ -44,7 +45,10 @@ def ingest_asset() -> Asset:
 
         from ragloop.config import default_config_path
 
-        data = yaml.safe_load(default_config_path().read_text()) or {}
+        from pathlib import Path
+
+        path = Path(config_path) if config_path else default_config_path()
+        data = yaml.safe_load(path.read_text()) or {}
         if isinstance(data.get("collection"), str):
             collection = data["collection"]
     except Exception:  # noqa: BLE001 - any problem is reported by the run itself

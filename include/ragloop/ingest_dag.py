@@ -1,6 +1,7 @@
-"""The ingest flow every ingest DAG declares: one per source type, the same tasks.
+"""ragloop's ingest DAGs: one per source type, each the public task group
+`ragloop.task_groups.ingest_sources` with the Params people trigger it with.
 
-select sources → extract (one mapped task per source; documents staged as files) → plan (one
+settings → select sources → extract (one mapped task per source; documents staged as files) → plan (one
 streaming read of the index) → index (one mapped task per batch of new and changed documents)
 → prune (documents gone from complete listings; then the API sources' watermarks advance) →
 report (log, return value, asset event) → check_complete.
@@ -12,15 +13,11 @@ DAG files stay light at parse time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 
 from ragloop.catalog import DEFAULT_ARGS, TAGS, ingest_asset
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
-
-if TYPE_CHECKING:
-    from ragloop.ingest.types import PruneResult
+from ragloop.task_groups import ingest_sources
 
 KNOWLEDGE_BASE = ingest_asset()
 
@@ -58,94 +55,8 @@ def ingest_dag(dag_id: str, source_type: str, doc_md: str | None = None, api_sou
         doc_md=doc_md,
     )
     def ingest():
-        @task
-        def select_sources(params=None) -> list[str]:
-            from ragloop.ingest import select_sources
-
-            return select_sources(params["config"], params["sources"], source_type)
-
-        @task(map_index_template="{{ task.op_kwargs['source_id'] }}")
-        def extract(source_id: str, dag_run=None, params=None) -> dict:
-            from ragloop.ingest import extract_source
-            from ragloop.staging import DagRunRef
-
-            # A plain dict for XCom (and `-> dict` keeps Airflow pushing each key, as before).
-            return dict(
-                extract_source(
-                    source_id,
-                    DagRunRef.from_context(dag_run),
-                    params["config"],
-                    bool(params.get("full_listing")),
-                    params["weaviate_conn_id"],
-                )
-            )
-
-        # Runs when some extracts failed: the others are still indexed, and the failed ones are
-        # neither changed nor pruned, nor do their watermarks move (the report says so and the
-        # run ends failed).
-        @task(trigger_rule="all_done")
-        def plan(source_ids: list[str], dag_run=None, params=None) -> list[str]:
-            from ragloop.ingest import plan_ingest
-            from ragloop.staging import DagRunRef
-
-            # The batches to map over; prune and report read the rest of the plan from staging.
-            return plan_ingest(
-                DagRunRef.from_context(dag_run), source_ids, params["config"], params["full_refresh"], params["weaviate_conn_id"]
-            )["batches"]
-
-        @task(max_active_tis_per_dagrun=4)
-        def index(batch: str, params=None) -> dict:
-            from ragloop.ingest import index_batch
-
-            return dict(index_batch(batch, params["config"], weaviate_conn_id=params["weaviate_conn_id"]))
-
-        # none_failed: with any index batch failed, nothing is pruned and no watermark advances.
-        @task(trigger_rule="none_failed")
-        def prune(dag_run=None, params=None) -> dict:
-            from ragloop.ingest import prune_sources
-            from ragloop.staging import DagRunRef
-
-            return dict(prune_sources(DagRunRef.from_context(dag_run), params["config"], params["weaviate_conn_id"]))
-
-        @task(trigger_rule="none_failed", outlets=[KNOWLEDGE_BASE])
-        def report(source_ids: list[str], indexed: list, pruned: dict, dag_run=None, params=None, outlet_events=None) -> dict:
-            from ragloop.ingest import build_report
-            from ragloop.runs.reports import keep_report
-            from ragloop.staging import DagRunRef
-
-            # One slice request: iterating the lazy sequence probes past its end, which Airflow
-            # logs as an error ("XCom not found") on every run.
-            results = list(indexed[:]) if indexed else []
-            result = dict(
-                build_report(
-                    DagRunRef.from_context(dag_run),
-                    source_ids,
-                    results,
-                    cast("PruneResult", pruned),
-                    params["config"],
-                    params["weaviate_conn_id"],
-                )
-            )
-            outlet_events[KNOWLEDGE_BASE].extra = result
-            # For the operator's page and `ragloop report`, past XCom clean-up.
-            result["report_stored"] = keep_report("ingest", result)
-            return result
-
-        @task(trigger_rule="none_failed")
-        def check_complete(result: dict) -> None:
-            from ragloop.errors import IngestError
-
-            if result["errors"]:
-                raise IngestError("Sources not ingested: " + "; ".join(result["errors"]))
-
-        source_ids = select_sources()
-        extracted = extract.expand(source_id=source_ids)
-        planned = plan(source_ids)
-        extracted >> planned
-        indexed = index.expand(batch=planned)
-        pruned = prune()
-        indexed >> pruned
-        result = report(source_ids, indexed, pruned)
-        check_complete(result)
+        # Task ids unprefixed ("extract", "report"...): the CLI and the operator's page read them.
+        # The settings are read from the Params above.
+        ingest_sources(group_id="ingest", source_type=source_type, outlets=[KNOWLEDGE_BASE], prefix_group_id=False)
 
     return ingest

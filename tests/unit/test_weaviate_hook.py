@@ -77,8 +77,9 @@ def test_hook_metadata_and_provider_info():
         "weaviate_conn_id", "weaviate_default", "weaviate")
     assert RagloopWeaviateHook().weaviate_conn_id == "weaviate_default"
     info = get_provider_info()
-    assert {"connection-type": "weaviate", "hook-class-name": "ragloop.hooks.weaviate.RagloopWeaviateHook"} in \
-        info["connection-types"]
+    # The `weaviate` type is the official provider's alone (docs/connections.md): ragloop registers none.
+    assert info["connection-types"] == []
+    assert any("ragloop.task_groups" in ops["python-modules"] for ops in info["operators"])
     assert any("ragloop.hooks.weaviate" in hook["python-modules"] for hook in info["hooks"])
     assert "config" not in info  # nothing declared that nothing reads
 
