@@ -27,6 +27,7 @@ from ragloop.index import connect, delete_documents, fetch_chunks, read_indexed_
 from ragloop.ingest import finish_staging, index_batch, plan_ingest, plan_path, prune_sources, stage_documents
 from ragloop.ingest.indexing import add_index_counts, empty_index_counts
 from ragloop.progress import progress
+from ragloop.links import safe_link
 from ragloop.runs import RunStore, WritebackState, latest_votes, writeback_state
 from ragloop.runs.models import voter
 from ragloop.sources.base import ExtractReport
@@ -42,8 +43,10 @@ def qa_document(run: dict, latest: dict[str, dict]) -> Document:
     lines = [answer_body(run["answer"]), "", "Sources:"]
     for number in cited:
         source = sources[number - 1]
-        target = source.get("url") or source.get("doc_id")
-        lines.append(f"- [{number}] [{source.get('title') or source.get('doc_id')}]({target})")
+        # A published answer is markdown that other surfaces render: only a URL that may be a link
+        # (http, https, ragloop) becomes one; any other is left out and the doc id stands for it.
+        target = safe_link(source.get("url")) or source.get("doc_id")
+        lines.append(f"- [{number}] [{source.get('title') or source.get('doc_id')}](<{target}>)")
     title = " ".join(run["question"].split())
     # An answer drawn from any internal passage is internal: it never reaches public retrieval.
     public = all(s.get("visibility") == Visibility.PUBLIC for s in sources)
