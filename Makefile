@@ -12,8 +12,14 @@ export TRANSFORMERS_OFFLINE := 1
 RAGLOOP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragloop
 EXPORT_ENV := $(RAGLOOP_CACHE)/export-env
 ONNX_QUANTIZATION ?= int8
+# Go's release tarball installs into /usr/local/go/bin, which a fresh shell may not have on PATH
+# (the Weaviate and SeaweedFS builds need `go`).
+ifeq ($(shell command -v go 2>/dev/null),)
+export PATH := $(PATH):/usr/local/go/bin
+endif
+POSTGRES_BIN := $(or $(RAGLOOP_POSTGRES_BIN),/usr/lib/postgresql/15/bin)
 
-.PHONY: help uv-bootstrap env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs cluster cluster-stop cluster-status cluster-drills drills bench-cluster
+.PHONY: help uv-bootstrap test-deps cluster-deps env export-env onnx-model lint run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs cluster cluster-stop cluster-status cluster-drills drills bench-cluster
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
@@ -96,8 +102,35 @@ lint: env
 	$(UV) run --frozen ruff format --check include/ragloop
 	$(UV) run --frozen mypy
 
+# Debian packages, installed when missing (apt-get update first; as root, else the command to run
+# is printed and make stops): never a silent skip of the tests that need them.
+#   $(1): the packages to check, as package:command pairs (a command on PATH or an executable path).
+define debian_packages
+	@missing=""; for pair in $(1); do \
+	  package="$${pair%%:*}"; program="$${pair#*:}"; \
+	  if [ "$${program#/}" != "$$program" ]; then [ -x "$$program" ] || missing="$$missing $$package"; \
+	  else command -v "$$program" >/dev/null 2>&1 || missing="$$missing $$package"; fi; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "missing Debian packages:$$missing. Run: sudo apt-get update && sudo apt-get install -y$$missing" >&2; exit 1; \
+	  fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+# The suite drives Debian's chromium through chromedriver (the operator page), runs the run store
+# on PostgreSQL 15 and one DAG run through a Celery worker with redis-server as its broker.
+test-deps:
+	$(call debian_packages,chromium:chromium chromium-driver:chromedriver redis-server:redis-server postgresql-15:$(POSTGRES_BIN)/initdb)
+
+# `make cluster`: Postgres (metadata DB and run store) and Redis (the Celery broker).
+cluster-deps:
+	$(call debian_packages,redis-server:redis-server postgresql-15:$(POSTGRES_BIN)/initdb)
+
 # The tests compare the ONNX model's vectors with the torch model's, computed in the export env.
-test: lint onnx-model export-env seaweedfs
+test: lint test-deps onnx-model export-env seaweedfs
 	$(UV) run --frozen pytest
 
 airflow: env onnx-model
@@ -116,7 +149,7 @@ stop:
 seaweedfs: env
 	.venv/bin/python -m ragloop.cluster.seaweedfs
 
-cluster: env onnx-model seaweedfs
+cluster: env onnx-model seaweedfs cluster-deps
 	$(RAGLOOP) cluster start
 	$(RAGLOOP) cluster demo
 
@@ -127,10 +160,10 @@ cluster-status:
 	$(RAGLOOP) cluster status
 
 # Issue 15's fault drills on the cluster (bench/drills.py; README "Running in production").
-cluster-drills: env onnx-model seaweedfs
+cluster-drills: env onnx-model seaweedfs cluster-deps
 	$(UV) run --frozen python bench/drills.py $(DRILL_ARGS)
 
-bench-cluster: env onnx-model seaweedfs
+bench-cluster: env onnx-model seaweedfs cluster-deps
 	$(UV) run --frozen python bench/cluster.py $(BENCH_ARGS)
 
 # requirements.txt (for the Astro image) is generated from uv.lock: one source of truth.
@@ -145,7 +178,7 @@ clean-state: stop
 DRILL_TESTS = tests/unit/test_leak_corpus.py tests/unit/test_grading_checks.py tests/unit/test_runs.py \
 	tests/integration/test_runs_api.py tests/integration/test_visibility.py tests/integration/test_grading.py
 .PHONY: drills
-drills: env onnx-model
+drills: env onnx-model test-deps
 	rm -f .ragloop/drills.jsonl && mkdir -p .ragloop
 	RAGLOOP_DRILLS_FILE=$(CURDIR)/.ragloop/drills.jsonl $(UV) run --frozen pytest -q $(DRILL_TESTS) -k "not llm_judge and not offline_judge_loop"
 	$(UV) run --frozen python tests/drill_table.py .ragloop/drills.jsonl
