@@ -307,8 +307,9 @@ def test_grading_queries_select_ungraded_and_newly_voted_runs_and_passing_ones(s
     versions = {"checks": "1", "relevance": "1", "groundedness": "1"}
     assert store.passing_run_ids(versions) == [ids[0]]
     assert store.passing_run_ids({**versions, "relevance": "2"}) == []  # graded by an older version
-    # The latest grade of a criterion counts: run 1 passes once graded again.
-    store.record_grades(ids[1], grade_rows(), now + timedelta(seconds=1))
+    # The latest grade of a criterion counts: run 1 passes once graded again. Graded after the
+    # vote was recorded (the store's clock, not the test's start: a slow machine took seconds).
+    store.record_grades(ids[1], grade_rows(), datetime.now(timezone.utc) + timedelta(seconds=1))
     assert sorted(store.passing_run_ids(versions)) == sorted(ids[:2])
     assert store.run_ids_with_new_votes(10) == []
     latest = store.latest_grades([ids[1]])[ids[1]]
