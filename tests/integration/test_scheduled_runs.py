@@ -104,7 +104,7 @@ def standalone(weaviate_server, tmp_path_factory):
         # The driver's error in a 500's body: Api retries "database is locked" and nothing else.
         "AIRFLOW__API__EXPOSE_STACKTRACE": "True",
     })
-    started = run_cli("airflow", "start", "--json", env=env, inherit_env=False, timeout=400)
+    started = run_cli("airflow", "start", "--json", "--timeout", "600", env=env, inherit_env=False, timeout=700)
     try:
         assert started.returncode == 0, started.stderr[-4000:]
         info = json.loads(started.stdout)
