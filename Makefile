@@ -12,8 +12,14 @@ export TRANSFORMERS_OFFLINE := 1
 RAGLOOP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragloop
 EXPORT_ENV := $(RAGLOOP_CACHE)/export-env
 ONNX_QUANTIZATION ?= int8
+# Go's release tarball installs into /usr/local/go/bin, which a fresh shell may not have on PATH
+# (the Weaviate and SeaweedFS builds need `go`).
+ifeq ($(shell command -v go 2>/dev/null),)
+export PATH := $(PATH):/usr/local/go/bin
+endif
+POSTGRES_BIN := $(or $(RAGLOOP_POSTGRES_BIN),/usr/lib/postgresql/15/bin)
 
-.PHONY: help uv-bootstrap env export-env onnx-model lint docs run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs gitleaks cluster cluster-stop cluster-status cluster-drills drills bench-cluster
+.PHONY: help uv-bootstrap test-deps cluster-deps env export-env onnx-model lint docs run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs gitleaks cluster cluster-stop cluster-status cluster-drills drills bench-cluster
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
@@ -103,8 +109,35 @@ docs: env
 	sed 's#](docs/)#](index.md)#g; s#](docs/#](#g' README.md > docs/index.md
 	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs build --strict --quiet
 
+# Debian packages, installed when missing (apt-get update first; as root, else the command to run
+# is printed and make stops): never a silent skip of the tests that need them.
+#   $(1): the packages to check, as package:command pairs (a command on PATH or an executable path).
+define debian_packages
+	@missing=""; for pair in $(1); do \
+	  package="$${pair%%:*}"; program="$${pair#*:}"; \
+	  if [ "$${program#/}" != "$$program" ]; then [ -x "$$program" ] || missing="$$missing $$package"; \
+	  else command -v "$$program" >/dev/null 2>&1 || missing="$$missing $$package"; fi; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "missing Debian packages:$$missing. Run: sudo apt-get update && sudo apt-get install -y$$missing" >&2; exit 1; \
+	  fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+# The suite drives Debian's chromium through chromedriver (the operator page), runs the run store
+# on PostgreSQL 15 and one DAG run through a Celery worker with redis-server as its broker.
+test-deps:
+	$(call debian_packages,chromium:chromium chromium-driver:chromedriver redis-server:redis-server postgresql-15:$(POSTGRES_BIN)/initdb)
+
+# `make cluster`: Postgres (metadata DB and run store) and Redis (the Celery broker).
+cluster-deps:
+	$(call debian_packages,redis-server:redis-server postgresql-15:$(POSTGRES_BIN)/initdb)
+
 # The tests compare the ONNX model's vectors with the torch model's, computed in the export env.
-test: lint docs onnx-model export-env seaweedfs gitleaks
+test: lint docs test-deps onnx-model export-env seaweedfs gitleaks
 	$(UV) run --frozen pytest
 
 airflow: env onnx-model gitleaks
@@ -128,7 +161,7 @@ seaweedfs: env
 gitleaks: env
 	.venv/bin/python -m ragloop.cluster.gitleaks
 
-cluster: env onnx-model seaweedfs gitleaks
+cluster: env onnx-model seaweedfs gitleaks cluster-deps
 	$(RAGLOOP) cluster start
 	$(RAGLOOP) cluster demo
 
@@ -139,10 +172,10 @@ cluster-status:
 	$(RAGLOOP) cluster status
 
 # Issue 15's fault drills on the cluster (bench/drills.py; README "Running in production").
-cluster-drills: env onnx-model seaweedfs
+cluster-drills: env onnx-model seaweedfs gitleaks cluster-deps
 	$(UV) run --frozen python bench/drills.py $(DRILL_ARGS)
 
-bench-cluster: env onnx-model seaweedfs
+bench-cluster: env onnx-model seaweedfs gitleaks cluster-deps
 	$(UV) run --frozen python bench/cluster.py $(BENCH_ARGS)
 
 # requirements.txt (for the Astro image) is generated from uv.lock: one source of truth.
@@ -161,7 +194,7 @@ DRILL_TESTS = tests/unit/test_leak_corpus.py tests/unit/test_grading_checks.py t
 DRILL_TESTS += tests/unit/test_links.py tests/integration/test_visibility_surfaces.py \
 	tests/integration/test_ingest_per_file_failures.py
 .PHONY: drills
-drills: env onnx-model gitleaks
+drills: env onnx-model gitleaks test-deps
 	rm -f .ragloop/drills.jsonl && mkdir -p .ragloop
 	RAGLOOP_DRILLS_FILE=$(CURDIR)/.ragloop/drills.jsonl $(UV) run --frozen pytest -q $(DRILL_TESTS) -k "not llm_judge and not offline_judge_loop"
 	$(UV) run --frozen python tests/drill_table.py .ragloop/drills.jsonl

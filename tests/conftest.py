@@ -37,6 +37,54 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(TEST_STATE, ignore_errors=True)
 
 
+# --- PostgreSQL: the production run store, in the suite -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL 15 cluster (Debian's binaries) in a temp folder on a free loopback
+    port, started once per session by the same code as `make cluster` (ragloop.cluster.services
+    .Postgres: initdb, run as the `ragloop` user when we are root) and stopped at the end.
+    Missing binaries fail the tests that need them, naming the package: never a silent skip."""
+    from ragloop.cluster.services import POSTGRES_BIN, Postgres, free_ports
+
+    if not (POSTGRES_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL 15 is not installed ({POSTGRES_BIN / 'initdb'} missing): `make test` installs "
+                    "the Debian package postgresql-15; or set RAGLOOP_POSTGRES_BIN to its bin folder")
+    # Outside the 0700 session folder: the postgres processes run as another user when we are root.
+    folder = Path(tempfile.mkdtemp(prefix="ragloop-test-postgres-"))
+    folder.chmod(0o755)
+    server = Postgres(name="postgres", folder=folder, markers=(str(folder / "data"),), port=free_ports(1)[0],
+                      databases=())
+    try:
+        server.start(progress=lambda message: None, timeout=120)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_database_numbers = iter(range(1, 100_000))
+
+
+@pytest.fixture()
+def postgres_database(postgres_server):
+    """A fresh, empty database on the session's Postgres: its SQLAlchemy URL (dropped afterwards)."""
+    name = f"runs_{os.getpid()}_{next(_database_numbers)}"
+    postgres_server.psql(f'CREATE DATABASE "{name}"')
+    yield postgres_server.url(name)
+    postgres_server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def runs_db_url(request, tmp_path) -> str:
+    """A fresh, empty run-store database: a SQLite file (the local mode) and a real PostgreSQL
+    database (production); every test using it runs on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs.db'}"
+    return request.getfixturevalue("postgres_database")
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated metadata DB with airflow_settings.yaml loaded (about 7 s, once per session)."""

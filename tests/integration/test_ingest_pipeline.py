@@ -20,7 +20,16 @@ def ingest(config, run_id, **kwargs):
     return run(run_id, str(config), **kwargs)
 
 
-def test_replace_never_leaves_a_document_without_chunks(tmp_path, weaviate_server, weaviate_client, collection_name):
+def test_replace_never_leaves_a_document_without_chunks(tmp_path, weaviate_server, weaviate_client, collection_name,
+                                                       monkeypatch):
+    """Checked where a gap cannot hide: every delete the ingest sends to Weaviate (the client's
+    `delete_many`, whichever code path calls it) is intercepted, and the index's own state is
+    read just before and just after it: the new version of the document must be whole in the
+    index before anything is deleted, and still whole after. A reader polling the count could
+    miss a short gap between two of its reads; this cannot. The reader stays as a second view."""
+    from weaviate.classes.query import Filter
+    from weaviate.collections.data import _DataCollection
+
     from ragloop.index import count_chunks
 
     docs = tmp_path / "docs"
@@ -31,6 +40,25 @@ def test_replace_never_leaves_a_document_without_chunks(tmp_path, weaviate_serve
     first = ingest(config, "first")
     total = first["collection_chunks"]
     assert total >= 300
+    handle = weaviate_client.collections.use(collection_name)
+    old_hashes = {o.properties["doc_hash"] for o in handle.iterator(return_properties=["doc_hash"])}
+    assert len(old_hashes) == 1
+    old_hash = old_hashes.pop()
+
+    def new_version_chunks() -> int:
+        where = Filter.by_property("doc_id").equal("docs:big.md") & Filter.by_property("doc_hash").not_equal(old_hash)
+        return int(handle.aggregate.over_all(total_count=True, filters=where).total_count or 0)
+
+    deletes: list[tuple[int, int]] = []  # (new-version chunks just before a delete, just after)
+    real_delete_many = _DataCollection.delete_many
+
+    def observed_delete_many(self, *args, **kwargs):
+        before = new_version_chunks()
+        result = real_delete_many(self, *args, **kwargs)
+        deletes.append((before, new_version_chunks()))
+        return result
+
+    monkeypatch.setattr(_DataCollection, "delete_many", observed_delete_many)
 
     # A new title changes the text of every chunk: the whole document is replaced.
     (docs / "big.md").write_text("---\ntitle: Bigger\n---\n" + body)
@@ -54,8 +82,12 @@ def test_replace_never_leaves_a_document_without_chunks(tmp_path, weaviate_serve
         watcher.join(timeout=30)
     assert second["sources"]["docs"]["documents"]["changed"] == 1
     assert second["sources"]["docs"]["chunks"]["embedded"] == total
-    assert len(counts) > 10, "the watcher saw too little of the replace"
-    assert min(counts) > 0, f"the document had no chunks at some moment: {counts[:50]}"
+    assert deletes, "the replace deleted nothing through Weaviate's delete_many: the old chunks were not removed"
+    assert all(before == after == total for before, after in deletes), \
+        f"a delete ran while the new version was not whole in the index (new chunks before, after; {total} expected): {deletes}"
+    old_left = Filter.by_property("doc_id").equal("docs:big.md") & Filter.by_property("doc_hash").equal(old_hash)
+    assert handle.aggregate.over_all(total_count=True, filters=old_left).total_count == 0  # the old version, gone
+    assert min(counts, default=1) > 0, f"the document had no chunks at some moment: {counts[:50]}"
     assert count_chunks(weaviate_client, collection_name, "docs:big.md") == total
 
 

@@ -7,6 +7,8 @@ same objects, with a chunk deleted while it was down still deleted (repair does 
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -67,6 +69,16 @@ def wait_until(what, check, timeout=180.0):
     raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
+def quorum_read_answers(node, object_id: str, timeout: float = 3.0) -> bool:
+    """One object read at consistency QUORUM through `node`, answered (200) within `timeout`."""
+    url = f"{node.url}/v1/objects/{COLLECTION}/{object_id}?consistency_level=QUORUM"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):  # a timeout, or a 5xx while the node is still expected
+        return False
+
+
 def objects(embedder, doc_ids: list[str], chunks: int = 3):
     from ragloop.documents import chunk_uuid
     from ragloop.index import ChunkObject
@@ -87,6 +99,7 @@ def objects(embedder, doc_ids: list[str], chunks: int = 3):
 
 def test_a_replicated_collection_survives_a_node_down_and_repair_keeps_deletions(three_nodes):
     from ragloop.config import Replication
+    from ragloop.documents import chunk_uuid
     from ragloop.embedding import make_embedder
     from ragloop.index import connect_local, count_chunks, delete_documents, ensure_collection, replication_of, write_objects
 
@@ -104,7 +117,10 @@ def test_a_replicated_collection_survives_a_node_down_and_repair_keeps_deletions
         # seconds wait for that), QUORUM (2 of 3) writes, deletes and reads go on.
         down.process.kill_now()
         wait_until("the others to see the node down", lambda: first.node_statuses().get(down.hostname) != "HEALTHY", 60)
-        time.sleep(10)
+        # Requests made before the survivors route around the dead node wait for it; instead of
+        # a fixed pause, poll a QUORUM read (it changes nothing) until it answers promptly.
+        probe = chunk_uuid("doc-1", 0)
+        wait_until("QUORUM reads to answer without the dead node", lambda: quorum_read_answers(first, probe), 120)
         write_objects(client, COLLECTION, objects(embedder, ["doc-10", "doc-11"]))
         assert delete_documents(client, COLLECTION, ["doc-0"]) == 3
         assert count_chunks(client, COLLECTION) == 33

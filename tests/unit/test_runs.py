@@ -1,4 +1,5 @@
-"""The run store on a real SQLite file: migrations, runs, votes, import; and the contextvars recorder."""
+"""The run store on a real SQLite file and a real PostgreSQL database (every test taking `db_url`
+or `store` runs on both): migrations, runs, votes, import; and the contextvars recorder."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from ragloop.runs import (
 
 
 @pytest.fixture()
-def db_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'runs.db'}"
+def db_url(runs_db_url):
+    return runs_db_url
 
 
 @pytest.fixture()
@@ -77,7 +78,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):
         run = store.get_run("old")
         assert run["vote_summary"] == {"up": 0, "down": 1, "votes": 1}
         with store.engine.connect() as connection:
-            assert connection.scalar(sa.text("select recorded_at from ragloop_votes")).startswith("2026-01-02")
+            assert str(connection.scalar(sa.text("select recorded_at from ragloop_votes"))).startswith("2026-01-02")
 
 
 def test_a_newer_schema_is_refused(db_url):
@@ -306,8 +307,9 @@ def test_grading_queries_select_ungraded_and_newly_voted_runs_and_passing_ones(s
     versions = {"checks": "1", "relevance": "1", "groundedness": "1"}
     assert store.passing_run_ids(versions) == [ids[0]]
     assert store.passing_run_ids({**versions, "relevance": "2"}) == []  # graded by an older version
-    # The latest grade of a criterion counts: run 1 passes once graded again.
-    store.record_grades(ids[1], grade_rows(), now + timedelta(seconds=1))
+    # The latest grade of a criterion counts: run 1 passes once graded again. Graded after the
+    # vote was recorded (the store's clock, not the test's start: a slow machine took seconds).
+    store.record_grades(ids[1], grade_rows(), datetime.now(timezone.utc) + timedelta(seconds=1))
     assert sorted(store.passing_run_ids(versions)) == sorted(ids[:2])
     assert store.run_ids_with_new_votes(10) == []
     latest = store.latest_grades([ids[1]])[ids[1]]
@@ -410,3 +412,55 @@ def test_an_unreachable_database_is_an_outage_not_a_bad_token():
     except RuntimeError as wrapped:
         assert is_database_outage(refused) and is_database_outage(wrapped)
     assert not is_database_outage(ValueError("Signature verification failed"))
+
+
+# --- contention on the production database (Postgres serialises nothing for us) ------------------
+
+
+def test_fresh_stores_racing_to_migrate_and_record_one_run_id_on_postgres(postgres_database, drill):
+    """Eight API workers (one engine each, as separate processes have) open a new Postgres run
+    store at once and record the same run: every one migrates without error, the run exists once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier = threading.Barrier(8)
+
+    def worker(_):
+        with RunStore(postgres_database) as store:
+            barrier.wait(timeout=30)
+            return store.record_run(a_run(run_id="raced"))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(worker, range(8)))
+    created = [created for _, created in results]
+    drill("Postgres: 8 fresh stores migrate and record one run_id at once", "1 created, 7 found",
+          f"{created.count(True)} created, {created.count(False)} found")
+    assert sorted(created) == [False] * 7 + [True]
+    with RunStore(postgres_database) as store:
+        assert store.count_runs() == 1 and store.schema_version() == SCHEMA_VERSION
+        with store.engine.connect() as connection:
+            versions = list(connection.scalars(sa.text("select version from ragloop_schema order by version")))
+        assert versions == [1, 2, 3, 4]  # each migration recorded once
+
+
+def test_votes_under_contention_on_postgres_count_each_users_latest(postgres_database, drill):
+    """Twelve users vote at once on one run, each up then down then up; separate engines, so the
+    writes interleave for real. Every user's last vote counts and no vote is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with RunStore(postgres_database) as store:
+        run_id = store.record_run(a_run(run_id="contended"))[0]
+    barrier = threading.Barrier(12)
+
+    def voter(number: int):
+        with RunStore(postgres_database) as store:
+            barrier.wait(timeout=30)
+            for vote in ("up", "down", "up" if number % 3 else "down"):
+                store.add_vote(run_id, VoteIn(vote=vote, user_id=f"user-{number}"))
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(voter, range(12)))
+    with RunStore(postgres_database) as store:
+        summary = store.get_run(run_id)["vote_summary"]
+    drill("Postgres: 12 users vote up, down, up/down at once on one run", "up 8, down 4, 36 votes",
+          f"up {summary['up']}, down {summary['down']}, {summary['votes']} votes")
+    assert summary == {"up": 8, "down": 4, "votes": 36}

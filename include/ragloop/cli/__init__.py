@@ -14,7 +14,7 @@ import sys
 
 from ragloop import localenv
 from ragloop.cli import cluster, feedback, health, knowledge, local, reports
-from ragloop.cli.common import add_command, reserve_stdout_for_results
+from ragloop.cli.common import add_command, release_results, reserve_stdout_for_results
 
 __all__ = ["build_parser", "main", "reserve_stdout_for_results"]
 
@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except RagloopError as err:  # expected failures: the message names what failed and the fix
         print(f"ragloop: {err}", file=sys.stderr)
         return err.exit_code
+    finally:
+        release_results()
 
 
 if __name__ == "__main__":

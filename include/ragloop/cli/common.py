@@ -20,7 +20,7 @@ results = sys.stdout
 
 def reserve_stdout_for_results():
     """Keep stdout for results only: everything else (Airflow's logs, warnings, child processes)
-    goes to stderr from now on. Returns the results stream."""
+    goes to stderr from now on. Returns the results stream; `release_results` closes it."""
     global results
     try:
         sys.stdout.flush()
@@ -30,6 +30,16 @@ def reserve_stdout_for_results():
     except (AttributeError, OSError, io.UnsupportedOperation):
         results, sys.stdout = sys.stdout, sys.stderr  # under a test runner's capture
     return results
+
+
+def release_results() -> None:
+    """Flush and close the results stream `reserve_stdout_for_results` opened (a duplicate of the
+    original stdout). Left open, the interpreter closed it at exit with `ResourceWarning:
+    unclosed file` on stderr after every command."""
+    global results
+    stream, results = results, sys.stdout
+    if stream not in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) and not stream.closed:
+        stream.close()
 
 
 def progress(message: str) -> None:

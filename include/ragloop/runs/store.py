@@ -8,10 +8,11 @@ import json
 import logging
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, TypedDict
+from typing import Any, Iterable, Iterator, TypedDict
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -33,6 +34,10 @@ from ragloop.runs.schema import (
 )
 
 log = logging.getLogger(__name__)
+
+
+# pg_advisory_lock key serialising run-store migrations across processes ("ragloop" in ASCII).
+MIGRATION_LOCK_KEY = 0x7261676C6F6F70
 
 
 def _now() -> datetime:
@@ -132,31 +137,52 @@ class RunStore:
             if self._migrated:
                 return SCHEMA_VERSION
             try:
-                SCHEMA_TABLE.create(self.engine, checkfirst=True)
-                with self.engine.connect() as connection:
-                    applied = set(connection.scalars(sa.select(SCHEMA_TABLE.c.version)))
-                newer = {v for v in applied if v > SCHEMA_VERSION}
-                if newer:
-                    raise RunStoreError(
-                        f"{self!r} has schema version {max(newer)}, newer than this ragloop ({SCHEMA_VERSION}): upgrade ragloop"
-                    )
-                for version, description, upgrade in MIGRATIONS:
-                    if version in applied:
-                        continue
-                    try:
-                        with self.engine.begin() as connection:
-                            upgrade(connection)
-                            connection.execute(
-                                sa.insert(SCHEMA_TABLE).values(version=version, description=description, applied_at=_now())
-                            )
-                        log.info("Run store %r migrated to version %d: %s", self, version, description)
-                    except sa.exc.IntegrityError:
-                        # Another process applied the same migration first.
-                        log.info("Run store migration %d was applied by another process", version)
+                with self._migration_lock():
+                    self._apply_migrations()
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
                 raise unavailable(err, self.url) from err
             self._migrated = True
             return SCHEMA_VERSION
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """One migrating process at a time. On Postgres, workers opening a new store at once
+        otherwise both see a migration missing and the second fails half-way (its ALTER TABLE
+        meets the column the first just added); a session advisory lock makes the later ones wait
+        and then find the migrations applied. SQLite serialises its writers by itself."""
+        if self.url.get_backend_name() != "postgresql":
+            yield
+            return
+        with self.engine.connect() as holder:
+            holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                holder.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                holder.commit()
+
+    def _apply_migrations(self) -> None:
+        SCHEMA_TABLE.create(self.engine, checkfirst=True)
+        with self.engine.connect() as connection:
+            applied = set(connection.scalars(sa.select(SCHEMA_TABLE.c.version)))
+        newer = {v for v in applied if v > SCHEMA_VERSION}
+        if newer:
+            raise RunStoreError(
+                f"{self!r} has schema version {max(newer)}, newer than this ragloop ({SCHEMA_VERSION}): upgrade ragloop"
+            )
+        for version, description, upgrade in MIGRATIONS:
+            if version in applied:
+                continue
+            try:
+                with self.engine.begin() as connection:
+                    upgrade(connection)
+                    connection.execute(
+                        sa.insert(SCHEMA_TABLE).values(version=version, description=description, applied_at=_now())
+                    )
+                log.info("Run store %r migrated to version %d: %s", self, version, description)
+            except sa.exc.IntegrityError:
+                # Another process applied the same migration first.
+                log.info("Run store migration %d was applied by another process", version)
 
     def current_schema_version(self) -> int:
         """The schema version the database holds now, without migrating it (0: none yet)."""
