@@ -356,7 +356,24 @@ def ingest_run_row(stored: dict, embedder: str | None) -> dict:
     }
 
 
-def source_states(config, weaviate: dict, stored_ingests: list[dict], dags: dict[str, Any] | None, now: datetime) -> list[dict]:
+def credential_findings(found: dict | None, audience: str) -> dict | None:
+    """What a viewer of `audience` is shown of a source's credential findings: the counts to
+    everyone, the documents' names only to internal viewers (naming a public page that holds a live
+    key points a stranger at it before anyone has fixed it). Never the secret: ingest keeps none."""
+    if not found:
+        return None
+    shown = {"documents": found.get("documents", 0), "quarantined": found.get("quarantined", 0)}
+    if audience == EVERYTHING:
+        shown["named"] = [
+            {"doc_id": d.get("doc_id"), "rules": d.get("rules", []), "quarantined": d.get("quarantined")}
+            for d in found.get("named", [])
+        ]
+    return shown
+
+
+def source_states(
+    config, weaviate: dict, stored_ingests: list[dict], dags: dict[str, Any] | None, now: datetime, *, audience: str = EVERYTHING
+) -> list[dict]:
     """Per configured source: what the index holds, its last successful ingest, watermarks or
     listing time, the failed documents of its last run, and its freshness against the schedule."""
     out = []
@@ -388,7 +405,7 @@ def source_states(config, weaviate: dict, stored_ingests: list[dict], dags: dict
             "mode": last_detail.get("mode"),
             "failed_documents": last_detail.get("failures", []),
             # Documents its last run found holding a credential (doc id, rules; never the value).
-            "credentials": last_detail.get("credentials"),
+            "credentials": credential_findings(last_detail.get("credentials"), audience),
             "error": last_detail.get("error"),
             "watermarks": weaviate.get("watermarks", {}).get(source_id, {}),
             # A source without watermarks lists everything it has at each run: its listing time is the run's.
@@ -524,7 +541,7 @@ def gather(
             **({k: v for k, v in weaviate.items() if k != "watermarks"} if weaviate_ok else {"error": weaviate["error"]}),
         }
         knowledge_base["sources"] = source_states(
-            config, weaviate if weaviate_ok else {}, stored_ingests, dags if dags_ok else None, now
+            config, weaviate if weaviate_ok else {}, stored_ingests, dags if dags_ok else None, now, audience=audience
         )
         history_rows = [ingest_run_row(r, embedder) for r in stored_ingests[:history]][::-1]  # oldest first
         ingest_history: dict[str, Any] = {"runs": history_rows, "embedder": embedder}
