@@ -38,7 +38,7 @@ GITLEAKS = GoProgram(
     error=GitleaksBinaryMissing,
     # The version string the binary reports (`gitleaks version`), as upstream's release build sets it.
     ldflags=f"-X {GITLEAKS_MODULE}/version.Version={GITLEAKS_VERSION}",
-    build_minutes="1",
+    build_time="a minute",
 )
 
 

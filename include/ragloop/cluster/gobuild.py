@@ -40,7 +40,7 @@ class GoProgram:
     binary_env: str  # the variable naming an existing binary instead
     error: type[RagloopError]  # what a failure raises
     ldflags: str = ""
-    build_minutes: str = "a few"  # for the progress line
+    build_time: str = "a few minutes"  # for the progress line
 
     def cached_binary_path(self) -> Path:
         return cache_dir() / self.cache_folder / self.version / self.binary
@@ -81,7 +81,7 @@ class GoProgram:
         go = self._go()
         source_dir = self.module_dir()
         target.parent.mkdir(parents=True, exist_ok=True)
-        progress(f"Building {self.name} {self.version} with `go build` (once; about {self.build_minutes} minutes on 2 cores)...")
+        progress(f"Building {self.name} {self.version} with `go build` (once; about {self.build_time} on 2 cores)...")
         started = time.monotonic()
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as work:
             source = Path(work) / "src"

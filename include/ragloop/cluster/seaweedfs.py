@@ -33,7 +33,7 @@ SEAWEEDFS = GoProgram(
     cache_folder="seaweedfs",
     binary_env=BINARY_ENV,
     error=SeaweedFSBinaryMissing,
-    build_minutes="5",
+    build_time="5 minutes",
 )
 
 
