@@ -55,4 +55,4 @@ def test_the_command_fails_on_a_failed_row_or_too_few_rows(tmp_path, monkeypatch
 
 
 def test_the_committed_count_is_set():
-    assert drill_table.EXPECTED_ROWS >= 27
+    assert drill_table.EXPECTED_ROWS >= 53
