@@ -65,7 +65,8 @@ def test_requirements_txt_is_generated_from_the_lock(tmp_path):
     command = [uv] if uv else ["python3", "-m", "uv"]
     target = tmp_path / "requirements.txt"
     subprocess.run(
-        [*command, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
+        # As `make requirements` exports it: the Astro image carries the cluster extra (Celery, S3, Postgres).
+        [*command, "export", "--frozen", "--no-dev", "--extra", "cluster", "--no-hashes", "--no-emit-project",
          "--format", "requirements-txt", "-o", str(target)],
         cwd=REPO, check=True, capture_output=True, text=True,
     )
