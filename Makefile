@@ -99,7 +99,7 @@ bench-embedders: env onnx-model export-env
 # Lint, format and types first: seconds, where the suite takes minutes. See pyproject.toml for
 # the modules not yet type-clean.
 lint: env
-	$(UV) run --frozen ruff check include/ragloop dags
+	$(UV) run --frozen ruff check include/ragloop dags plugins tests bench
 	$(UV) run --frozen ruff format --check include/ragloop
 	$(UV) run --frozen mypy
 

@@ -26,10 +26,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import generate  # noqa: E402
+from corpus import generate
 
-from ragloop.cluster.demo import Runs  # noqa: E402
-from ragloop.cluster.runner import Cluster  # noqa: E402
+from ragloop.cluster.demo import Runs
+from ragloop.cluster.runner import Cluster
 
 DOCS_DAG = "ragloop_ingest_docs"
 RESULTS = Path(__file__).resolve().parent / "results"

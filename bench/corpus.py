@@ -7,17 +7,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-WORDS = (
-    "agent api archive backup batch bucket cache cluster config connection container cursor daemon "
-    "database deploy disk endpoint event export field filter flag gateway graph hash header index "
-    "input job key label latency layer limit log metric migration mode module namespace node offset "
-    "operator partition path payload plugin policy pool port process proxy query queue quota record "
-    "region release replica request resource retry role rollout route schedule schema secret segment "
-    "server service session shard signal snapshot socket source stage storage stream subnet task "
-    "tenant thread token topic trace traffic trigger upgrade user value version volume webhook worker "
-    "zone sync async timeout window budget checksum fallback handshake lease mirror quorum"
-).split()
-VERBS = "configure restart verify rotate enable disable inspect upgrade export import drain scale pin".split()
+WORDS = ["agent", "api", "archive", "backup", "batch", "bucket", "cache", "cluster", "config", "connection", "container", "cursor", "daemon", "database", "deploy", "disk", "endpoint", "event", "export", "field", "filter", "flag", "gateway", "graph", "hash", "header", "index", "input", "job", "key", "label", "latency", "layer", "limit", "log", "metric", "migration", "mode", "module", "namespace", "node", "offset", "operator", "partition", "path", "payload", "plugin", "policy", "pool", "port", "process", "proxy", "query", "queue", "quota", "record", "region", "release", "replica", "request", "resource", "retry", "role", "rollout", "route", "schedule", "schema", "secret", "segment", "server", "service", "session", "shard", "signal", "snapshot", "socket", "source", "stage", "storage", "stream", "subnet", "task", "tenant", "thread", "token", "topic", "trace", "traffic", "trigger", "upgrade", "user", "value", "version", "volume", "webhook", "worker", "zone", "sync", "async", "timeout", "window", "budget", "checksum", "fallback", "handshake", "lease", "mirror", "quorum"]
+VERBS = ["configure", "restart", "verify", "rotate", "enable", "disable", "inspect", "upgrade", "export", "import", "drain", "scale", "pin"]
 
 
 def _sentence(rng: random.Random) -> str:

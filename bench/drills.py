@@ -51,10 +51,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import generate  # noqa: E402
+from corpus import generate
 
-from ragloop.cluster.demo import GRADE_DAG, INGEST_DAGS, QUESTION, Runs, placement, wait_for  # noqa: E402
-from ragloop.cluster.runner import Cluster  # noqa: E402
+from ragloop.cluster.demo import GRADE_DAG, INGEST_DAGS, QUESTION, Runs, placement, wait_for
+from ragloop.cluster.runner import Cluster
 
 DOCS_DAG = "ragloop_ingest_docs"
 STAMP = time.strftime("%H%M%S")  # fresh collections each run: a drill needs writes to interrupt

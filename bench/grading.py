@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -57,7 +57,7 @@ def index_labelled_sources(config, rows: list[dict]) -> int:
         ensure_collection(client, COLLECTION, embedder)
         vectors = embedder.embed([chunk.text for _, chunk in chunks.values()])
         return write_objects(client, COLLECTION, [chunk_object(document, chunk, document.content_hash, 1, vector)
-                                                  for (document, chunk), vector in zip(chunks.values(), vectors)])
+                                                  for (document, chunk), vector in zip(chunks.values(), vectors, strict=False)])
 
 
 def record_runs(store, copies: int, rows: list[dict]) -> list[str]:
@@ -94,7 +94,7 @@ def reload_all(config, documents) -> tuple[float, int]:
             chunks = chunker.split(document)
             vectors = embedder.embed([c.text for c in chunks])
             objects += [chunk_object(document, c, indexed_hash(document.content_hash, "reload"), len(chunks), v)
-                        for c, v in zip(chunks, vectors)]
+                        for c, v in zip(chunks, vectors, strict=False)]
         write_objects(client, BASELINE_COLLECTION, objects)
     return time.monotonic() - started, len(objects)
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             "grade_per_run / measure_each_run_alone": round(per_run / (solo_seconds / len(sample)), 3),
         },
         "machine": f"{os.cpu_count()} cores",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(f"{'step':<44} {'seconds':>8}  detail")
     print(f"{'grade (offline judge)':<44} {grade_seconds:>8.1f}  {graded['graded']} runs, {result['runs_per_second']} runs/s, "
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, ratio in result["ratios"].items():
         print(f"  {name}: {ratio}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"grading-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"grading-{datetime.now(UTC):%Y%m%dT%H%M%S}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0
 

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +142,7 @@ def corruptions(chunk: dict, sentences: list[str], rng: random.Random, identifie
         present = {m for m in NUMBER.findall(passage)}
         value = int(match.group(0))
         new = next(str(v) for v in itertools.count(value + 1) if str(v) not in present)
-        out.append(("number", "\n\n".join(f"{x} [1]" for x in [s[: match.start()] + new + s[match.end():]] + [b for b in base if b != s][:1])))
+        out.append(("number", "\n\n".join(f"{x} [1]" for x in [s[:match.start()] + new + s[match.end():], *[b for b in base if b != s][:1]])))
     code = [u.text for u in split_units(passage) if u.kind == "code"]
     lines = [line.strip() for block in code for line in block.split("\n") if 8 <= len(line.strip()) <= 200]
     if lines:
@@ -174,7 +174,7 @@ def corruptions(chunk: dict, sentences: list[str], rng: random.Random, identifie
     if negatable:
         s = negatable[0]
         flipped = AUXILIARY.sub(lambda m: m.group(0) + " not", s, count=1)
-        out.append(("negation", "\n\n".join(f"{x} [1]" for x in [flipped] + [b for b in base if b != s][:1])))
+        out.append(("negation", "\n\n".join(f"{x} [1]" for x in [flipped, *[b for b in base if b != s][:1]])))
     with_ident = [(s, f.partition(":")[2]) for s in sentences for f in facts(s) if f.startswith("id:")]
     if with_ident and identifiers:
         s, ident = with_ident[0]
@@ -182,7 +182,7 @@ def corruptions(chunk: dict, sentences: list[str], rng: random.Random, identifie
         at = lowered.find(ident)
         other = rng.choice([i for i in identifiers if i not in passage.lower()] or ["unknown_setting"])
         if at >= 0:
-            out.append(("identifier", "\n\n".join(f"{x} [1]" for x in [s[:at] + other + s[at + len(ident):]] + [b for b in base if b != s][:1])))
+            out.append(("identifier", "\n\n".join(f"{x} [1]" for x in [s[:at] + other + s[at + len(ident):], *[b for b in base if b != s][:1]])))
     out.append(("instruction", f"{faithful}\n\n{rng.choice(INSTRUCTIONS)}"))
     return out
 
@@ -330,7 +330,7 @@ def main() -> int:
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     results = {
-        "bench": "grounding", "commit": commit, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bench": "grounding", "commit": commit, "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "processor": platform.machine()},
         "inputs": {
             "corpus": "docs/ of Apache Airflow provider sdists (PyPI), read in place from the .tar.gz files",

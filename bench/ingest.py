@@ -137,7 +137,7 @@ def run_raw(embedder_name: str, config_path: Path) -> Row:
     embedder = make_embedder(embedder_name)
     pairs = chunk_corpus(config_path, embedder)
     if hasattr(embedder, "model"):
-        embedder.model  # loaded once per process, as in every contender
+        _ = embedder.model  # loaded once per process, as in every contender
     texts = [chunk.text for _, chunk in pairs]
     with peak_rss() as memory:
         started = time.monotonic()
@@ -193,7 +193,7 @@ def run_straight(embedder_name: str, config_path: Path, collection: str, embedde
     for document, _ in pairs:
         counts[document.doc_id] = counts.get(document.doc_id, 0) + 1
     objects = [chunk_object(document, chunk, indexed_hash(document.content_hash, "bench"), counts[document.doc_id], vector)
-               for (document, chunk), vector in zip(pairs, vectors)]
+               for (document, chunk), vector in zip(pairs, vectors, strict=False)]
     rows = []
     for number, (mode, batch_of) in enumerate(modes.items()):
         name = f"{collection}{number}"

@@ -57,7 +57,7 @@ def measure_all(rows: list[dict], judge: grading.OfflineJudge | None = None) -> 
 def agreement(rows: list[dict], measures: list[dict], relevance: float, support: float, grounded: float) -> dict:
     """Share of runs where each verdict matches its label, with these thresholds."""
     hits = {"relevance": 0, "groundedness": 0, "good": 0}
-    for row, measure in zip(rows, measures):
+    for row, measure in zip(rows, measures, strict=False):
         relevant = measure["relevance"] >= relevance
         sentences = measure["support"]
         share = sum(s >= support for s in sentences) / len(sentences) if sentences else 0.0
@@ -89,7 +89,7 @@ def out_of_sample(rows: list[dict], measures: list[dict]) -> dict:
     for name, (verdict, grid, current, thresholds) in sweeps.items():
         entry: dict = {"current": current, "verdict": verdict, "folds": {}}
         for tune, report in (("A", "B"), ("B", "A")):
-            def score(fold: str, value: float) -> float:
+            def score(fold: str, value: float, thresholds=thresholds, verdict=verdict) -> float:
                 picked = folds[fold]
                 return agreement([rows[i] for i in picked], [measures[i] for i in picked], *thresholds(value))[verdict]
 
@@ -131,7 +131,7 @@ def main() -> int:
     print(f"\ncurrent thresholds (relevance {grading.RELEVANCE_THRESHOLD}, support {grading.SUPPORT_THRESHOLD}, "
           f"grounded {grading.GROUNDED_THRESHOLD}): {current}")
     print("misjudged:")
-    for row, measure in zip(rows, measures):
+    for row, measure in zip(rows, measures, strict=False):
         sentences = measure["support"]
         share = sum(s >= grading.SUPPORT_THRESHOLD for s in sentences) / len(sentences) if sentences else 0.0
         relevant = measure["relevance"] >= grading.RELEVANCE_THRESHOLD

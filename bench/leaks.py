@@ -39,7 +39,7 @@ import sys
 import tarfile
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -368,7 +368,7 @@ def main() -> None:
     scanner = SecretScanner(ensure_binary(progress=print))
     results: dict = {
         "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "inputs": {},
     }
@@ -381,7 +381,7 @@ def main() -> None:
     per_family: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     per_rule: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     missed_examples: dict[str, str] = {}
-    for (rule, text), found in zip(texts, vetoes):
+    for (rule, text), found in zip(texts, vetoes, strict=False):
         hit = "secret" in leak_reasons(found)
         for table, key in ((per_family, family(rule)), (per_rule, rule)):
             table[key][0] += hit
@@ -403,12 +403,12 @@ def main() -> None:
         commit, cases = detect_secrets_cases(args.detect_secrets_git)
         vetoes = run_checks_batch([answer(text) for _, text, _ in cases], scanner)
         table: dict[str, dict[str, int]] = defaultdict(lambda: {"tp": 0, "fn": 0, "fp": 0, "tn": 0})
-        for (plugin, text, should), found in zip(cases, vetoes):
+        for (plugin, _text, should), found in zip(cases, vetoes, strict=False):
             hit = "secret" in leak_reasons(found)
             table[plugin]["tp" if should and hit else "fn" if should else "fp" if hit else "tn"] += 1
         totals = {k: sum(t[k] for t in table.values()) for k in ("tp", "fn", "fp", "tn")}
         results["inputs"]["detect_secrets"] = {"repository": "Yelp/detect-secrets", "commit": commit, "path": "tests/plugins/*_test.py (payload, should_flag)"}
-        flagged_negatives = [{"plugin": p, "text_prefix": t[:12] + "…"} for (p, t, should), found in zip(cases, vetoes) if not should and "secret" in leak_reasons(found)]
+        flagged_negatives = [{"plugin": p, "text_prefix": t[:12] + "…"} for (p, t, should), found in zip(cases, vetoes, strict=False) if not should and "secret" in leak_reasons(found)]
         results["detect_secrets_plugin_tests"] = {
             **totals, "recall": round(totals["tp"] / max(1, totals["tp"] + totals["fn"]), 4),
             "negatives_flagged_rate": round(totals["fp"] / max(1, totals["fp"] + totals["tn"]), 4),
@@ -427,7 +427,7 @@ def main() -> None:
     vetoes = run_checks_batch([answer(c["text"]) for c in chunks], scanner)
     docs: dict[str, dict] = {}
     for split in ("tune", "report"):
-        rows = [(c, leak_reasons(v)) for c, v in zip(chunks, vetoes) if c["split"] == split]
+        rows = [(c, leak_reasons(v)) for c, v in zip(chunks, vetoes, strict=False) if c["split"] == split]
         by_reason: dict[str, int] = defaultdict(int)
         examples: list[dict] = []
         for chunk, reasons in rows:

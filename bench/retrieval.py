@@ -251,7 +251,7 @@ class CachedQueries:
     def embed(self, texts: list[str]) -> list[list[float]]:
         missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
         if missing:
-            self.cache.update(zip(missing, self.inner.embed(missing)))
+            self.cache.update(zip(missing, self.inner.embed(missing), strict=False))
         return [self.cache[t] for t in texts]
 
 

@@ -13,8 +13,8 @@ from ragloop.runs_api import create_app
 
 class RagloopPlugin(AirflowPlugin):
     name = "ragloop"
-    fastapi_apps = [
+    fastapi_apps = [  # noqa: RUF012 - the plugin contract: Airflow reads these class attributes
         {"app": create_app(), "url_prefix": "/ragloop", "name": "ragloop runs API"},
         {"app": create_ui_app(), "url_prefix": URL_PREFIX, "name": "ragloop page"},
     ]
-    external_views = [external_view()]
+    external_views = [external_view()]  # noqa: RUF012 - as above

@@ -67,7 +67,7 @@ def postgres_server():
 _database_numbers = iter(range(1, 100_000))
 
 
-@pytest.fixture()
+@pytest.fixture
 def postgres_database(postgres_server):
     """A fresh, empty database on the session's Postgres: its SQLAlchemy URL (dropped afterwards)."""
     name = f"runs_{os.getpid()}_{next(_database_numbers)}"
@@ -133,7 +133,7 @@ def weaviate_server():
             os.environ["AIRFLOW_CONN_WEAVIATE_DEFAULT"] = previous
 
 
-@pytest.fixture()
+@pytest.fixture
 def weaviate_client(weaviate_server):
     from ragloop.index import connect
 
@@ -216,7 +216,7 @@ def indexed_chunks(client, collection: str) -> dict[str, list[dict]]:
 _collection_numbers = iter(range(1, 10_000))
 
 
-@pytest.fixture()
+@pytest.fixture
 def collection_name(request) -> str:
     """A fresh collection name per test (Weaviate is shared by the session)."""
     return f"T{next(_collection_numbers)}_{''.join(c for c in request.node.name.title() if c.isalnum())[:40]}"

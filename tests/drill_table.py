@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture()
+@pytest.fixture
 def drill(request):
     """drill(attack, expected, seen): records one row (when RAGLOOP_DRILLS_FILE is set) and
     returns `seen`, so a test can assert on it in the same line."""

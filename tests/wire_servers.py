@@ -86,7 +86,7 @@ class LoopbackServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def start(self) -> "LoopbackServer":
+    def start(self) -> LoopbackServer:
         self._thread.start()
         return self
 
@@ -190,7 +190,7 @@ class OpenAIWireServer:
     def embedding_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.rstrip("/").endswith("/embeddings")]
 
-    def __enter__(self) -> "OpenAIWireServer":
+    def __enter__(self) -> OpenAIWireServer:
         self._server.start()
         return self
 

@@ -48,9 +48,7 @@ NOTHING_FOUND = "I found nothing in the knowledge base that answers this questio
 WRITTEN_BACK_LABEL = "earlier answer, graded good"
 
 STOPWORDS = frozenset(
-    "a an and are as at be but by can do does for from how i if in into is it its me my of on or our so "
-    "that the their then there these this to was what when where which who why will with would you your "
-    "should could have has had not no yes get got use using used make".split()
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "that", "the", "their", "then", "there", "these", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your", "should", "could", "have", "has", "had", "not", "no", "yes", "get", "got", "use", "using", "used", "make"]
 )
 WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_'-]*")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`*\"'(\[])")

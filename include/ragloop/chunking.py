@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
@@ -117,7 +118,7 @@ class _TokenCounter:
         unknown = list(dict.fromkeys(t for t in texts if t not in self._known))
         if unknown:
             counts = self._count_batch(unknown) if self._count_batch else [self._count(t) for t in unknown]
-            self._known.update(zip(unknown, counts))
+            self._known.update(zip(unknown, counts, strict=False))
         return [self._known[t] for t in texts]
 
 
@@ -359,7 +360,7 @@ class Chunker:
                 budgets[s] -= overshoots[s]
 
         chunks: list[Chunk] = []
-        for path, header, section_bodies in zip(paths, headers, bodies):
+        for path, header, section_bodies in zip(paths, headers, bodies, strict=False):
             for body in section_bodies:
                 chunks.append(Chunk(document.doc_id, len(chunks), self._chunk_text(header, body), path))
         return chunks
@@ -429,7 +430,7 @@ class Chunker:
             if parts is None:
                 # Smaller parts than the budget: each later part's chunk opens with an overlap.
                 parts = self._split_prose(block.text, budget - min(self.settings.overlap_tokens, budget // 2), counter)
-            pieces.extend(_Piece(p, n, is_code=block.code is not None) for p, n in zip(parts, counter.many(parts)))
+            pieces.extend(_Piece(p, n, is_code=block.code is not None) for p, n in zip(parts, counter.many(parts), strict=False))
         return pieces
 
     @staticmethod
@@ -454,12 +455,12 @@ class Chunker:
         if fixed > budget // 2:
             return None
         lines: list[str] = []
-        for line, tokens in zip(code.body, counter.many(code.body)):
+        for line, tokens in zip(code.body, counter.many(code.body), strict=False):
             # A line longer than a whole part (minified code) is cut between words.
             lines.extend(self._split_prose(line, room, counter) if tokens > room else [line])
         parts: list[list[str]] = [[]]
         used = 0
-        for line, tokens in zip(lines, counter.many(lines)):
+        for line, tokens in zip(lines, counter.many(lines), strict=False):
             if parts[-1] and used + tokens > room:
                 parts.append([])
                 used = 0
@@ -493,7 +494,7 @@ class Chunker:
         # A table row is one unit: a "sentence" that starts inside one is a fragment of a cell.
         starts = [s for s in starts if text[s - 1] == "\n" or not text[text.rfind("\n", 0, s) + 1 :].lstrip().startswith("|")]
         candidates = [c for c in (text[s:].strip() for s in starts) if any(ch.isalnum() for ch in c)]
-        for candidate, tokens in zip(candidates, counter.many(candidates)):
+        for candidate, tokens in zip(candidates, counter.many(candidates), strict=False):
             if tokens <= room:  # longest first
                 return _Piece(candidate, tokens, is_overlap=True)
         return None

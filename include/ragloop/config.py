@@ -71,7 +71,7 @@ class Replication:
     consistency: str = "ONE"
 
     @classmethod
-    def of(cls, factor: int = 1, consistency: str | None = None) -> "Replication":
+    def of(cls, factor: int = 1, consistency: str | None = None) -> Replication:
         return cls(factor, consistency or ("QUORUM" if factor > 1 else "ONE"))
 
 
@@ -276,7 +276,7 @@ def _check_sources(path: Path, root: yaml.MappingNode, sources: Any) -> list[dic
     if not isinstance(sources, list):
         raise ConfigError(f"{path}:{_line(node)}: sources must be a list")
     seen: dict[str, int] = {}
-    for item_node, source in zip(node.value, sources):
+    for item_node, source in zip(node.value, sources, strict=False):
         line = _line(item_node)
         if not isinstance(source, dict):
             raise ConfigError(f"{path}:{line}: each source must be a mapping with id and type")

@@ -142,7 +142,7 @@ class Document:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Document":
+    def from_json(cls, data: dict[str, Any]) -> Document:
         updated = data.get("updated_at")
         return cls(
             doc_id=data["doc_id"],

@@ -42,7 +42,8 @@ import csv
 import io
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -286,7 +287,7 @@ def find_topics(
     topic_terms = _distinctive_terms([[runs[i]["question"] for i in g] for g in all_groups], terms)
 
     topics: list[Topic] = []
-    for group, group_terms in zip(all_groups, topic_terms):
+    for group, group_terms in zip(all_groups, topic_terms, strict=False):
         centroid = matrix[group].mean(axis=0)
         # Closest to the centroid first; ties by position, so the order is total.
         by_closeness = sorted(group, key=lambda i: (-float(matrix[i] @ centroid), i))

@@ -89,7 +89,7 @@ def _report(context: Any, inputs: list[str], outputs: list[str]) -> None:
             collector.add_input_asset(context, uri=uri)
         for uri in outputs:
             collector.add_output_asset(context, uri=uri)
-    except Exception:  # noqa: BLE001 - lineage is reporting: it never fails the ingest
+    except Exception:
         log.exception("Recording lineage failed (inputs %s, outputs %s)", inputs, outputs)
 
 
@@ -101,7 +101,7 @@ def report_extract(config_path: str | None, source_id: str, weaviate_conn_id: st
 
         config = load_config(config_path)
         inputs, outputs = source_uris(config, source_id, project_root()), [collection_uri(weaviate_conn_id, config.collection)]
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("Naming the lineage of source %s failed", source_id)
         return
     _report(_Context(f"ragloop source {source_id}"), inputs, outputs)
@@ -114,7 +114,7 @@ def report_write_back(config_path: str | None, weaviate_conn_id: str) -> None:
 
         config = load_config(config_path)
         inputs, outputs = [runs_store_uri()], [collection_uri(weaviate_conn_id, config.collection)]
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("Naming the lineage of write-back failed")
         return
     _report(_Context("ragloop write-back"), inputs, outputs)

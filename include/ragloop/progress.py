@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 

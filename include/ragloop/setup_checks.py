@@ -74,7 +74,7 @@ def measure_embedder(config_path: str | None = None, samples: str | None = None,
     load_seconds = 0.0
     if isinstance(embedder, LocalEmbedder):
         started = time.monotonic()
-        embedder.model  # load outside the timed run: a task pays it once per batch of documents
+        _ = embedder.model  # load outside the timed run: a task pays it once per batch of documents
         load_seconds = time.monotonic() - started
     tokens_before = embedder.usage.tokens
     started = time.monotonic()

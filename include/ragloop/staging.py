@@ -22,8 +22,9 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from datetime import datetime, UTC
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
 
 from ragloop.errors import RagloopError
 
@@ -85,7 +86,7 @@ class DagRunRef:
     run_id: str
 
     @classmethod
-    def from_context(cls, dag_run: Any) -> "DagRunRef":
+    def from_context(cls, dag_run: Any) -> DagRunRef:
         """From the `dag_run` a task receives in its context."""
         return cls(dag_run.dag_id, dag_run.run_id)
 
@@ -101,7 +102,7 @@ def safe_key(name: str) -> str:
     return f"{readable}-{digest}"
 
 
-def staging_root(url: str | None = None, conn_id: str | None = None) -> "ObjectStoragePath":
+def staging_root(url: str | None = None, conn_id: str | None = None) -> ObjectStoragePath:
     from airflow.sdk import ObjectStoragePath
 
     url = url or os.environ.get(STAGING_ENV)
@@ -115,11 +116,11 @@ def staging_root(url: str | None = None, conn_id: str | None = None) -> "ObjectS
     return ObjectStoragePath(url)
 
 
-def dag_folder(root: "ObjectStoragePath", dag_id: str) -> "ObjectStoragePath":
+def dag_folder(root: ObjectStoragePath, dag_id: str) -> ObjectStoragePath:
     return root / safe_key(dag_id)
 
 
-def run_folder(root: "ObjectStoragePath", dag_run: DagRunRef) -> "ObjectStoragePath":
+def run_folder(root: ObjectStoragePath, dag_run: DagRunRef) -> ObjectStoragePath:
     """The run's own folder, `<root>/<dag id>/<run id>` (each made safe); records which run it is."""
     folder = dag_folder(root, dag_run.dag_id) / safe_key(dag_run.run_id)
     manifest = folder / RUN_MANIFEST
@@ -127,17 +128,17 @@ def run_folder(root: "ObjectStoragePath", dag_run: DagRunRef) -> "ObjectStorageP
         exists = manifest.exists()
     if not exists:
         write_json(
-            manifest, {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "created_at": datetime.now(timezone.utc).isoformat()}
+            manifest, {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "created_at": datetime.now(UTC).isoformat()}
         )
     return folder
 
 
-def mark_finished(root: "ObjectStoragePath", dag_run: DagRunRef) -> None:
+def mark_finished(root: ObjectStoragePath, dag_run: DagRunRef) -> None:
     """The run's last task is done with its folder: clean-up may now remove it."""
-    write_json(run_folder(root, dag_run) / FINISHED_MARKER, {"finished_at": datetime.now(timezone.utc).isoformat()})
+    write_json(run_folder(root, dag_run) / FINISHED_MARKER, {"finished_at": datetime.now(UTC).isoformat()})
 
 
-def path(url: str) -> "ObjectStoragePath":
+def path(url: str) -> ObjectStoragePath:
     """A staged file from the URL a task passed through XCom."""
     from airflow.sdk import ObjectStoragePath
 
@@ -147,7 +148,7 @@ def path(url: str) -> "ObjectStoragePath":
     return staged
 
 
-def write_json(target: "ObjectStoragePath", data: Any) -> str:
+def write_json(target: ObjectStoragePath, data: Any) -> str:
     # dumps, not dump: json.dump always takes the pure-Python encoder, dumps the C one (a plan's
     # batch files took 2.8 s of a 35 s hash-embedder ingest of 15,249 chunks with dump).
     text = json.dumps(data, ensure_ascii=False, default=str)
@@ -159,16 +160,15 @@ def write_json(target: "ObjectStoragePath", data: Any) -> str:
 
 
 def read_json(url: str) -> Any:
-    with _store("reading", url):
-        with path(url).open("r") as handle:
-            text = handle.read()
+    with _store("reading", url), path(url).open("r") as handle:
+        text = handle.read()
     return json.loads(text)
 
 
 class ShardWriter:
     """Writes documents as JSON lines, DOCS_PER_SHARD per file, and says where each one went."""
 
-    def __init__(self, folder: "ObjectStoragePath"):
+    def __init__(self, folder: ObjectStoragePath):
         self.folder = folder
         with _store("creating", folder):
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ class ShardWriter:
         self._lines = DOCS_PER_SHARD
         self.shards: list[str] = []
 
-    def add(self, document: "Document") -> tuple[str, int]:
+    def add(self, document: Document) -> tuple[str, int]:
         if self._lines >= DOCS_PER_SHARD:
             self._next_shard()
         with _store("writing", self.shards[-1]):
@@ -202,7 +202,7 @@ class ShardWriter:
                 handle.close()
 
 
-def read_documents(locations: Iterable[tuple[str, int]]) -> Iterator[tuple[tuple[str, int], "Document"]]:
+def read_documents(locations: Iterable[tuple[str, int]]) -> Iterator[tuple[tuple[str, int], Document]]:
     """The staged documents at (shard URL, line) locations, reading each shard once."""
     from ragloop.documents import Document
 
@@ -213,9 +213,8 @@ def read_documents(locations: Iterable[tuple[str, int]]) -> Iterator[tuple[tuple
         lines = wanted[shard]
         # Read the whole shard before yielding any of it: a store that fails half way fails the
         # task before a single document of a half-read shard is used.
-        with _store("reading", shard):
-            with path(shard).open("r") as handle:
-                raws = [(number, raw) for number, raw in enumerate(handle) if number in lines]
+        with _store("reading", shard), path(shard).open("r") as handle:
+            raws = [(number, raw) for number, raw in enumerate(handle) if number in lines]
         for number, raw in raws:
             yield (shard, number), Document.from_json(json.loads(raw))
 
@@ -229,14 +228,14 @@ def airflow_run_state(dag_run: DagRunRef) -> str | None:
         if getattr(task_runner, "SUPERVISOR_COMMS", None) is None:
             return None
         state = task_runner.RuntimeTaskInstance.get_dagrun_state(dag_id=dag_run.dag_id, run_id=dag_run.run_id)
-    except Exception as err:  # a run deleted from the metadata DB, an older Airflow: not known
+    except Exception as err:  # noqa: BLE001 - a run deleted from the metadata DB, an older Airflow: not known
         log.debug("No state for %s/%s: %s", dag_run.dag_id, dag_run.run_id, err)
         return None
     return str(getattr(state, "value", state)) if state else None
 
 
 def remove_old_runs(
-    root: "ObjectStoragePath",
+    root: ObjectStoragePath,
     dag_run: DagRunRef,
     keep: int = RUNS_KEPT,
     run_state: Callable[[DagRunRef], str | None] = airflow_run_state,
@@ -249,7 +248,7 @@ def remove_old_runs(
     folder = dag_folder(root, dag_run.dag_id)
     if not folder.exists():
         return 0
-    finished: list[tuple[str, "ObjectStoragePath"]] = []
+    finished: list[tuple[str, ObjectStoragePath]] = []
     for run in folder.iterdir():
         if not run.is_dir():
             continue

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import shutil
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from ragloop.localenv import cache_dir
@@ -63,7 +63,7 @@ def install_offline_encodings() -> Path:
     return folder
 
 
-@lru_cache(maxsize=None)
+@cache
 def encoding(name: str = "cl100k_base"):
     install_offline_encodings()
     import tiktoken

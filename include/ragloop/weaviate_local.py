@@ -19,7 +19,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ragloop.errors import RagloopError
 from ragloop.localenv import cache_dir
@@ -149,7 +150,7 @@ class LocalWeaviate:
     _process: ManagedProcess | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def with_free_ports(cls, state_dir: Path) -> "LocalWeaviate":
+    def with_free_ports(cls, state_dir: Path) -> LocalWeaviate:
         """A server on fresh loopback ports: for tests and for running beside another instance."""
         ports: set[int] = set()
         while len(ports) < 6:

@@ -22,7 +22,7 @@ def build(approval: bool):
                 pass
 
             approve = approve_answers()
-        graded, written = feedback_loop(config="/tmp/acme.yaml", approval=approve)
+        graded, _written = feedback_loop(config="/tmp/acme.yaml", approval=approve)
         [notes, docs] >> graded
     return dag
 

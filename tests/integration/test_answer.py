@@ -49,7 +49,7 @@ def with_llm(folder, config, model="gpt-test") -> str:
     return str(path)
 
 
-@pytest.fixture()
+@pytest.fixture
 def chat_server(monkeypatch):
     def responder(body):
         if body.get("response_format", {}).get("type") == "json_object":
@@ -62,7 +62,7 @@ def chat_server(monkeypatch):
         yield server
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path):
     with RunStore(f"sqlite:///{tmp_path / 'runs.db'}") as store:
         yield store
@@ -104,7 +104,8 @@ def test_llm_answer_uses_rewrites_and_records_the_api_usage(knowledge_base, chat
     assert "Fernwood" in answer_request.body["messages"][0]["content"]
 
     run = store.get_run(recorder.run_ids[0])
-    words = lambda r: sum(len(m["content"].split()) for m in r.body["messages"])  # the server's usage figure
+    def words(r):
+        return sum(len(m["content"].split()) for m in r.body["messages"])  # the server's usage figure
     assert run["prompt_tokens"] == words(rewrite_request) + words(answer_request)
     assert run["completion_tokens"] == len(REWRITE_REPLY.split()) + len(ANSWER_REPLY.split())
     assert (run["token_source"], run["prompt_name"], run["prompt_version"], run["model"]) == ("api", "answer", "1", "gpt-test")
@@ -157,7 +158,7 @@ def test_written_back_answers_are_retrieved_and_marked(knowledge_base, weaviate_
     chunks = chunker_for(embedder, ChunkingSettings(max_tokens=256, overlap_tokens=32)).split(qa)
     vectors = embedder.embed([c.text for c in chunks])
     write_objects(weaviate_client, "AnswerSamples", [
-        chunk_object(qa, chunk, indexed_hash(qa.content_hash, "test"), len(chunks), vector) for chunk, vector in zip(chunks, vectors)])
+        chunk_object(qa, chunk, indexed_hash(qa.content_hash, "test"), len(chunks), vector) for chunk, vector in zip(chunks, vectors, strict=False)])
     answer = ask("How do I pause a percentage rollout?", config_path=str(config))
     marked = [s for s in answer.sources if s.written_back]
     assert [s.doc_id for s in marked] == ["qa:run-1"]

@@ -5,11 +5,10 @@ finds the documents that answer sample questions."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from conftest import REPO, TEST_STATE, copy_samples, run_cli, write_config
+from conftest import REPO, copy_samples, run_cli, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ def ingested(tmp_path_factory, airflow_db, weaviate_server):
 
 
 @pytest.mark.parametrize(
-    "text, expected",
+    ("text", "expected"),
     [
         ("collection: Docs\nsources:\n  - id: a\n    type: docs\n    path: {docs}\n    colour: blue\n", r":6: source 'a': unknown key 'colour'"),
         ("collection: Docs\nsources:\n  - id: a\n    type: wiki\n    path: {docs}\n", r":4: .*source 'a' has unknown type 'wiki'"),

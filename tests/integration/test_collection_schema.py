@@ -77,8 +77,7 @@ def test_connect_checks_grpc_itself_and_names_the_port(weaviate_server, monkeypa
         assert client.collections.exists("NoSuchCollection") is False
     conn["extra"]["grpc_port"] = closed
     monkeypatch.setenv("AIRFLOW_CONN_WEAVIATE_PROBE", json.dumps(conn))
-    with pytest.raises(WeaviateIndexError) as refused:
-        with connect("weaviate_probe"):
-            pass
+    with pytest.raises(WeaviateIndexError) as refused, connect("weaviate_probe"):
+        pass
     assert f"gRPC port 127.0.0.1:{closed} does not answer: UNAVAILABLE" in str(refused.value)
     assert "Cannot reach Weaviate" in str(refused.value)

@@ -4,7 +4,7 @@ retrieval now give them at most `written_back_share` of the top k (default one o
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -58,12 +58,12 @@ def write_answers(weaviate_client, embedder, chunker, objects) -> None:
     for number, question in enumerate(WRITTEN_BACK_QUESTIONS):
         sources = retrieve(weaviate_client, COLLECTION, embedder, [question], 5)
         run = {"run_id": f"crowd{number:02d}", "question": question, "answer": extractive_answer(question, sources),
-               "created_at": datetime.now(timezone.utc).isoformat(), "model": "extractive",
+               "created_at": datetime.now(UTC).isoformat(), "model": "extractive",
                "sources": [{**s.to_json(), "visibility": "public"} for s in sources]}
         document = qa_document(run, {})
         chunks = chunker.split(document)
         vectors = embedder.embed([c.text for c in chunks])
-        objects += [chunk_object(document, c, "test", len(chunks), v) for c, v in zip(chunks, vectors)]
+        objects += [chunk_object(document, c, "test", len(chunks), v) for c, v in zip(chunks, vectors, strict=False)]
     write_objects(weaviate_client, COLLECTION, objects)
 
 

@@ -16,8 +16,8 @@ from ragloop.weaviate_local import free_port
 from wire_servers import OpenAIWireServer
 
 sys.path.insert(0, str(REPO / "tests" / "sources"))
-from wire_github import GithubWireServer  # noqa: E402
-from wire_slack import SlackWireServer  # noqa: E402
+from wire_github import GithubWireServer
+from wire_slack import SlackWireServer
 
 pytestmark = pytest.mark.integration
 

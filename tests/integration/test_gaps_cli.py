@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -22,12 +22,12 @@ def store_env(path: Path) -> dict:
     return {"AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(path)})}
 
 
-@pytest.fixture()
+@pytest.fixture
 def labelled_store(tmp_path):
     """The labelled runs (votes and helpfulness grades included) and one old run before them."""
     path = tmp_path / "runs.db"
     lines = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
-    graded_at = datetime(2026, 10, 30, tzinfo=timezone.utc)
+    graded_at = datetime(2026, 10, 30, tzinfo=UTC)
     with RunStore(f"sqlite:///{path}") as store:
         for line in lines:
             run_id, created = store.record_run(RunIn.model_validate(line["run"]))
@@ -37,7 +37,7 @@ def labelled_store(tmp_path):
                  "passed": g["passed"], "reason": "labelled", "veto": None, "tokens": None} for g in line["grades"]],
                 graded_at)
         store.record_run(RunIn(run_id="old-1", question="How do I back up the database?", answer="",
-                               created_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+                               created_at=datetime(2025, 1, 1, tzinfo=UTC),
                                votes=[VoteIn(vote="down", user_id="x")]))
     return path, {line["run"]["run_id"]: line["topic"] for line in lines}
 
@@ -50,7 +50,7 @@ def test_gaps_json_and_csv_from_the_run_store(labelled_store, tmp_path):
     done = run_cli("gaps", "--since", "2026-10-01", "--json", "--csv", str(out_csv), "--config", CONFIG,
                    env=store_env(path))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Embedded 115/115 questions" in done.stderr and f"Wrote" in done.stderr
+    assert "Embedded 115/115 questions" in done.stderr and "Wrote" in done.stderr
     report = json.loads(done.stdout)  # exactly one JSON document on stdout
     assert report["runs"] == len(label_of)  # the 2025 run is before --since
     topics = report["topics"]

@@ -100,7 +100,7 @@ def knowledge_base(tmp_path_factory, weaviate_server):
     return folder, config
 
 
-@pytest.fixture()
+@pytest.fixture
 def runs_db(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "runs.db")}))
@@ -108,7 +108,7 @@ def runs_db(tmp_path, monkeypatch):
         yield store
 
 
-@pytest.fixture()
+@pytest.fixture
 def no_written_back_answers(knowledge_base, weaviate_client):
     """Each test starts from the sample docs alone."""
     from ragloop.index import delete_documents, read_indexed_documents
@@ -312,7 +312,7 @@ def a_real_chunk(client) -> dict:
             "text": passage_text(hit)}
 
 
-def an_answer_citing(chunk: dict, question: str = "") -> "RunIn":
+def an_answer_citing(chunk: dict, question: str = "") -> RunIn:
     """A run that quotes a sentence of the chunk to a question in its words: graded good offline."""
     from ragloop.answer import prose_sentences
 

@@ -32,7 +32,7 @@ def ingest(config, run_id):
     return run(run_id, str(config))
 
 
-@pytest.fixture()
+@pytest.fixture
 def repository(tmp_path, collection_name):
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -156,9 +156,12 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
             return written
 
         monkeypatch.setattr(ragloop.ingest.indexing, "write_objects", write_then_stop_weaviate)
-        with pytest.raises(WeaviateIndexError, match=f"Weaviate at {server.url}"):
+        def index_every_batch() -> None:
             for batch in plan["batches"]:
                 index_batch(batch, str(config))
+
+        with pytest.raises(WeaviateIndexError, match=f"Weaviate at {server.url}"):
+            index_every_batch()
         assert len(writes) == 1
         monkeypatch.setattr(ragloop.ingest.indexing, "write_objects", write_objects)
 

@@ -13,7 +13,7 @@ from wire_servers import OpenAIWireServer, ScriptedReply, fake_vector
 API_KEY = "sk-test-9f8e7d6c5b4a-never-log-me"
 
 
-@pytest.fixture()
+@pytest.fixture
 def openai_server(monkeypatch):
     with OpenAIWireServer(api_key=API_KEY) as server:
         monkeypatch.setenv(
@@ -23,7 +23,7 @@ def openai_server(monkeypatch):
         yield server
 
 
-@pytest.fixture()
+@pytest.fixture
 def sleeps(monkeypatch):
     """Record the embedder's back-off waits instead of sleeping through them."""
     waited: list[float] = []
@@ -40,7 +40,7 @@ def test_batches_by_token_budget_and_keeps_order(openai_server):
     requests = openai_server.embedding_requests()
     expected = embedder.batches(texts)
     assert len(requests) == len(expected) > 1
-    for request, group in zip(requests, expected):
+    for request, group in zip(requests, expected, strict=False):
         assert request.body["input"] == [texts[i] for i in group]
         assert sum(embedder.count_tokens(t) for t in request.body["input"]) <= 40
         assert request.body["model"] == "text-embedding-3-small"
@@ -71,9 +71,8 @@ def test_repeated_500s_fail_clearly_after_bounded_retries(openai_server, sleeps,
     for _ in range(10):
         openai_server.script.append(ScriptedReply(500, {"error": {"message": "upstream exploded"}}))
     embedder = OpenAIEmbedder(max_retries=3, backoff_base=0.5)
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(EmbeddingError) as failure:
-            embedder.embed(["doomed"])
+    with caplog.at_level(logging.DEBUG), pytest.raises(EmbeddingError) as failure:
+        embedder.embed(["doomed"])
     message = str(failure.value)
     assert "failed after 4 attempts" in message and "500" in message
     assert len(openai_server.embedding_requests()) == 4

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 import sqlalchemy as sa
@@ -34,7 +34,7 @@ def token_for(auth_manager, role: str | None) -> str:
     return auth_manager.generate_jwt(SimpleAuthManagerUser(username=f"{role}-user", role=role))
 
 
-@pytest.fixture()
+@pytest.fixture
 def page(weaviate_server, collection_name, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
@@ -76,7 +76,7 @@ def test_nothing_without_a_valid_token(page, auth_manager):
 
 
 def test_the_session_cookie_or_a_bearer_token_reads_the_page(page, auth_manager):
-    client, store, collection = page
+    client, _store, collection = page
     client.cookies.set("_token", token_for(auth_manager, "viewer"))  # the UI's session, as its frame sends it
     html = client.get("/", headers={"accept": "text/html"})
     assert html.status_code == 200, html.text[:2000]
@@ -129,10 +129,10 @@ def test_reports_are_stored_once_per_dag_run(tmp_path):
         stored = list_reports(store, "feedback")
         assert len(stored) == 1 and stored[0]["ok"] is True and stored[0]["report"]["errors"] == []
         assert [r["kind"] for r in list_reports(store)] == ["ingest", "feedback"]
-        assert list_reports(store, since=datetime(2100, 1, 1, tzinfo=timezone.utc)) == []
+        assert list_reports(store, since=datetime(2100, 1, 1, tzinfo=UTC)) == []
         with store.engine.connect() as connection:
             assert connection.scalar(sa.select(sa.func.count()).select_from(REPORTS)) == 2
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="report kind must be one of"):
             save_report("other", {"dag_id": "d", "dag_run_id": "r"}, store)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="names its dag_id and dag_run_id"):
             save_report("ingest", {"errors": []}, store)

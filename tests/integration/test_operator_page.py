@@ -105,7 +105,7 @@ def airflow(project):
         assert stopped.returncode == 0, stopped.stderr
 
 
-@pytest.fixture()
+@pytest.fixture
 def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

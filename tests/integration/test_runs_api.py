@@ -8,7 +8,7 @@ test_airflow_standalone.py."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 import sqlalchemy as sa
@@ -33,13 +33,13 @@ def token_for(auth_manager, role: str | None) -> str:
     return auth_manager.generate_jwt(SimpleAuthManagerUser(username=f"{role}-user", role=role))
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(runs_db_url):
     with RunStore(runs_db_url, connect_timeout=0.3) as store:
         yield store
 
 
-@pytest.fixture()
+@pytest.fixture
 def api(store, auth_manager):
     from fastapi.testclient import TestClient
 
@@ -90,7 +90,7 @@ def test_record_vote_read_and_asset_events(api, store):
     assert [v["comment"] for v in run["votes"]] == ["old key info is wrong"]
     assert run["grades"] == [] and run["writeback"] is None
 
-    since = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()
+    since = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     listed = api.get("/runs", params={"since": since, "limit": 10}).json()
     assert [r["run_id"] for r in listed["runs"]] == [run_id]
     assert api.get("/runs", params={"since": "2999-01-01T00:00:00Z"}).json()["count"] == 0
@@ -139,7 +139,7 @@ def test_a_viewer_may_read_but_not_record(api, auth_manager, store):
 
 
 @pytest.mark.parametrize(
-    "body, field",
+    ("body", "field"),
     [
         ({k: v for k, v in RUN.items() if k != "question"}, "question"),
         ({**RUN, "prompt_tokens": "lots"}, "prompt_tokens"),
@@ -280,7 +280,7 @@ def test_the_docs_and_the_schema_need_a_token(api, path, drill):
                  f"{refused.status_code}, {'the schema' if leaked else 'no schema'} in the body") == "401, no schema in the body"
 
 
-@pytest.mark.parametrize("method, path, kwargs", [
+@pytest.mark.parametrize(("method", "path", "kwargs"), [
     ("post", "/runs", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
     ("post", "/runs", {"json": {"colour": "blue"}}),
     ("post", "/runs/..bad../feedback", {"json": {"vote": "meh"}}),
@@ -301,7 +301,7 @@ def test_an_unauthenticated_bad_request_gets_401_not_422(api, store, method, pat
 
 
 def test_votes_belong_to_the_token_unless_the_app_may_record_for_its_users(api, auth_manager, store, drill):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     run_id = api.post("/runs", json=RUN).json()["run_id"]
     op = {"authorization": f"Bearer {token_for(auth_manager, 'op')}"}
@@ -319,7 +319,7 @@ def test_votes_belong_to_the_token_unless_the_app_may_record_for_its_users(api, 
           f"{votes[2]['user_id']} recorded by {votes[2]['recorded_by']}")
     assert [(v["user_id"], v["recorded_by"]) for v in votes] == [("op-user", None), ("op-user", None),
                                                                   ("end-user-7", "admin-user")]
-    assert votes[0]["created_at"].startswith("2100") and datetime.fromisoformat(votes[0]["recorded_at"]) < datetime.now(timezone.utc)
+    assert votes[0]["created_at"].startswith("2100") and datetime.fromisoformat(votes[0]["recorded_at"]) < datetime.now(UTC)
     # Votes inside a posted run are the op user's too.
     posted = api.post("/runs", json={**RUN, "votes": [{"vote": "up", "user_id": "ceo"}]}, headers=op).json()["run_id"]
     assert [v["user_id"] for v in store.get_run(posted)["votes"]] == ["op-user"]

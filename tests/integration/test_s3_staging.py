@@ -35,7 +35,7 @@ def s3_server(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def s3_connection(s3_server, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_TEST_S3", json.dumps({
         "conn_type": "aws", "login": "test", "password": "test-secret",
@@ -83,5 +83,5 @@ def test_a_missing_staging_connection_is_named(s3_server, airflow_db, tmp_path):
     from ragloop.staging import StagingError, staging_root
 
     os.environ.pop("AIRFLOW_CONN_RAGLOOP_NO_SUCH_S3", None)
-    with pytest.raises(StagingError, match="staging connection 'ragloop_no_such_s3'.*not defined"):
+    with pytest.raises(StagingError, match=r"staging connection 'ragloop_no_such_s3'.*not defined"):
         staging_root(f"s3://{BUCKET}/x", "ragloop_no_such_s3")

@@ -149,7 +149,7 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
     from ragloop.dagrun import run_dag
     from ragloop.index import read_watermarks
 
-    api, folder = standalone
+    api, _folder = standalone
     wait_for("the DAG processor to parse our DAGs",
              lambda: {d["dag_id"] for d in api("GET", "/api/v2/dags?dag_id_pattern=ragloop")["dags"]} >= {*INGEST_DAGS, GRADE_DAG},
              timeout=180)

@@ -169,7 +169,7 @@ def test_a_dag_of_ones_own_ingests_a_custom_source_grades_and_writes_back(acme, 
 
     # OpenLineage: the extract tasks name their source's data and the collection; write-back the
     # run store and the collection. Captured from the scheduler's task processes.
-    collection = ("weaviate://127.0.0.1:%d" % weaviate_server_port(), COLLECTION)
+    collection = (f"weaviate://127.0.0.1:{weaviate_server_port()}", COLLECTION)
     datasets = lineage_datasets(lineage)
     assert collection in datasets["notes.extract"]["outputs"] and collection in datasets["docs.extract"]["outputs"], datasets
     # NotesSource declares no lineage_uris(): it is named by its source id (docs/custom-sources.md).

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -29,7 +29,7 @@ FAILING_BACKEND = {
 }
 
 
-@pytest.fixture()
+@pytest.fixture
 def written_back(weaviate_server, weaviate_client, airflow_db, collection_name, tmp_path, monkeypatch):
     """A good run, written back into the collection by the write-back step; the runs store is a
     SQLite file named by the ragloop_runs_default connection."""
@@ -64,7 +64,7 @@ def written_back(weaviate_server, weaviate_client, airflow_db, collection_name, 
             {"criterion": criterion, "criterion_version": version, "judge": "tests", "score": 1.0, "passed": True,
              "reason": "set by the test", "veto": None, "tokens": 0}
             for criterion, version in versions.items()
-        ], datetime.now(timezone.utc))
+        ], datetime.now(UTC))
     result = grading.write_back(DagRunRef(grading.GRADE_DAG_ID, "manual__setup"), str(config))
     assert result["written"] == 1
     return run_id, config, runs_conn

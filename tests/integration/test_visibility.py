@@ -48,14 +48,14 @@ def hits(client, question: str, audience: str, limit: int = 10):
 def test_visibility_is_checked_in_the_config():
     from ragloop.config import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match="visibility must be one of public, internal, not 'secret'"):
-        path = REPO / ".ragloop-visibility-test.yaml"
-        path.write_text(yaml.safe_dump({"collection": "X", "sources": [
-            {"id": "d", "type": "docs", "path": "include/samples/docs", "visibility": "secret"}]}))
-        try:
+    path = REPO / ".ragloop-visibility-test.yaml"
+    path.write_text(yaml.safe_dump({"collection": "X", "sources": [
+        {"id": "d", "type": "docs", "path": "include/samples/docs", "visibility": "secret"}]}))
+    try:
+        with pytest.raises(ConfigError, match="visibility must be one of public, internal, not 'secret'"):
             load_config(str(path))
-        finally:
-            path.unlink()
+    finally:
+        path.unlink()
 
 
 def test_a_public_question_never_sees_an_internal_slack_thread_before_or_after_write_back(

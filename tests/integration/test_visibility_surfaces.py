@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 import yaml
@@ -80,7 +80,7 @@ def world(tmp_path_factory, weaviate_server, airflow_db):
         uncited = {"doc_id": "docs:faq.md", "title": "Retrieved, not cited", "url": UNCITED_URL, "text": "x", "visibility": "public"}
         slack = {"doc_id": "slack:C1/1.0", "chunk_id": "", "kind": "slack", "visibility": "internal",
                  "title": f"{MARK}-title staging thread", "url": f"https://chat.example/{MARK}", "text": f"{MARK} the password rotates"}
-        start = datetime.now(timezone.utc) - timedelta(minutes=10)
+        start = datetime.now(UTC) - timedelta(minutes=10)
         ids = {}
         for minute, (name, run) in enumerate([
             ("published", RunIn(question="How long do old SDK keys keep working?", answer=f"{sentence} [1] [2].",
@@ -95,7 +95,7 @@ def world(tmp_path_factory, weaviate_server, airflow_db):
         versions = criterion_versions(load_config(str(config)))
         store.record_grades(ids["published"], [
             {"criterion": c, "criterion_version": v, "judge": "test", "score": 1.0, "passed": True, "reason": "test",
-             "veto": None, "tokens": None} for c, v in versions.items()], datetime.now(timezone.utc))
+             "veto": None, "tokens": None} for c, v in versions.items()], datetime.now(UTC))
         written = write_back(DagRunRef("surfaces", "write-back"), str(config))
         assert written["written"] == 1, written
         yield {"config": str(config), "store": store, "runs_db": runs_db, "ids": ids}

@@ -16,7 +16,7 @@ from ragloop.weaviate_local import LocalWeaviate, LocalWeaviateError, WEAVIATE_V
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture()
+@pytest.fixture
 def cli_server(tmp_path, airflow_db):
     """Ports and state for a server the CLI under test starts (not the session's server)."""
     server = LocalWeaviate.with_free_ports(tmp_path / "weaviate")
@@ -88,7 +88,7 @@ def test_taken_port_gives_clear_error(cli_server):
 
 
 def test_missing_binary_without_go_names_three_ways_out(cli_server, tmp_path):
-    server, env = cli_server
+    _server, env = cli_server
     # The console script is called by absolute path; PATH only decides whether `go` is found.
     no_go_path = os.pathsep.join(p for p in ("/usr/bin", "/bin") if not (Path(p) / "go").exists())
     env = {**env, "XDG_CACHE_HOME": str(tmp_path / "empty-cache"), "PATH": no_go_path}
@@ -104,7 +104,7 @@ def test_missing_binary_without_go_names_three_ways_out(cli_server, tmp_path):
 
 
 def test_binary_override_must_be_executable(cli_server, tmp_path):
-    server, env = cli_server
+    _server, env = cli_server
     result = run_cli("weaviate", "start", env={**env, "RAGLOOP_WEAVIATE_BIN": str(tmp_path / "nope")})
     assert result.returncode == 1
     assert f"RAGLOOP_WEAVIATE_BIN={tmp_path / 'nope'} is not an executable file" in result.stderr

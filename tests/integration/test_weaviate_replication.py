@@ -165,5 +165,5 @@ def test_the_configured_factor_is_checked_against_an_existing_collection(three_n
     first = three_nodes[0]
     with connect_local("127.0.0.1", first.http_port, first.grpc_port) as client:
         ensure_collection(client, "SingleCopy", make_embedder("hash"), Replication.of(1))
-        with pytest.raises(ReplicationMismatch, match="replication factor 1.*asks for 3"):
+        with pytest.raises(ReplicationMismatch, match=r"replication factor 1.*asks for 3"):
             ensure_collection(client, "SingleCopy", make_embedder("hash"), Replication.of(3))

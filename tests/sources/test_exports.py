@@ -118,7 +118,7 @@ def test_zipped_export_reads_like_the_folder(tmp_path):
     assert [d.content_hash for d in zipped] == [d.content_hash for d in folder]
 
 
-@pytest.mark.parametrize("source, key_line, message", [
+@pytest.mark.parametrize(("source", "key_line", "message"), [
     ({"type": "slack", "channels": ["help"], "connection": "slack_api_default", "export": "include/samples/slack"},
      "export", "needs exactly one of 'connection'"),
     ({"type": "slack", "channels": ["help"]}, "id", "needs exactly one of 'connection'"),

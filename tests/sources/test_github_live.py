@@ -7,7 +7,7 @@ leaves the watermark in place, and a full-listing run that prunes a deleted issu
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 
@@ -17,7 +17,7 @@ from wire_github import GithubWireServer, iso
 pytestmark = pytest.mark.integration
 
 REPO = "fernwood/fernwood"
-BASE = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
 LONG_BODY = "\n\n".join(
     f"### Step {n}\n\nRun `fernd backup --target s3://bucket/{n}` and check that the archive holds the ruleset "
     f"of every environment; step {n} fails when the bucket policy denies PutObject, with error code E{n}00."
@@ -25,7 +25,7 @@ LONG_BODY = "\n\n".join(
 )
 
 
-@pytest.fixture()
+@pytest.fixture
 def github(monkeypatch):
     with GithubWireServer(REPO, page_size=3) as server:
         monkeypatch.setenv("AIRFLOW_CONN_GITHUB_WIRE", server.connection_json())
@@ -83,7 +83,7 @@ def test_live_github_issues_incremental_to_the_chunk(tmp_path, github, airflow_d
     source = report["sources"]["issues"]
     listing = github.calls("issues")
     assert len(listing) == 1 and listing[0]["since"] == iso(BASE + 7.5 * hour - timedelta(minutes=10))
-    assert [q for q in github.requests if q[0] == "comments"][0][1].endswith("/issues/4/comments")
+    assert next(q for q in github.requests if q[0] == "comments")[1].endswith("/issues/4/comments")
     assert source["documents"]["changed"] == 1 and source["documents"]["new"] == 0
     after = indexed(weaviate_client, collection_name)[doc_id(4)]
     assert len(before) >= 4 and source["chunks"]["embedded"] == len({c["chunk_hash"] for c in after} - before) == 1

@@ -154,7 +154,7 @@ def test_repo_credentials_come_from_a_connection_and_are_written_nowhere(tmp_pat
             make_source(tmp_path, repo=url.replace("http://", f"http://{TOKEN}@"))
 
         # No credentials: git's refusal is an error naming the repository, the source goes no further.
-        with pytest.raises(SourceError, match="git fetch HEAD failed for http://127.0.0.1"):
+        with pytest.raises(SourceError, match=r"git fetch HEAD failed for http://127\.0\.0\.1"):
             load(make_source(tmp_path, repo=url))
 
         monkeypatch.setenv("AIRFLOW_CONN_DOCS_GIT", json.dumps({"conn_type": "generic", "login": "x-access-token",

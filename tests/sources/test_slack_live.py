@@ -20,7 +20,7 @@ DAY = 86_400
 HELP, PRIVATE = "C0HELP0001", "C0PRIV0001"
 
 
-@pytest.fixture()
+@pytest.fixture
 def slack(monkeypatch):
     with SlackWireServer(page_size=2) as server:
         monkeypatch.setenv("AIRFLOW_CONN_SLACK_WIRE", server.connection_json())

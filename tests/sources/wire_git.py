@@ -67,7 +67,7 @@ class GitHttpServer:
     def url(self, repo: str) -> str:
         return f"{self._server.url}/{repo}"
 
-    def __enter__(self) -> "GitHttpServer":
+    def __enter__(self) -> GitHttpServer:
         self._server.start()
         return self
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from urllib.parse import parse_qsl, urlencode, urlparse
 
 from wire_servers import FailureScript, LoopbackServer, QuietHandler, ScriptedReply, send_json
@@ -22,7 +22,7 @@ TOKEN = "ghp_test_token"
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_iso(value: str) -> datetime:
@@ -136,7 +136,7 @@ class GithubWireServer:
     def connection_json(self) -> str:
         return json.dumps({"conn_type": "github", "host": self.base_url, "password": TOKEN})
 
-    def __enter__(self) -> "GithubWireServer":
+    def __enter__(self) -> GithubWireServer:
         server = self
 
         class Handler(QuietHandler):

@@ -143,7 +143,7 @@ class SlackWireServer:
     def connection_json(self) -> str:
         return json.dumps({"conn_type": "slack", "password": TOKEN, "extra": {"base_url": self.base_url}})
 
-    def __enter__(self) -> "SlackWireServer":
+    def __enter__(self) -> SlackWireServer:
         server = self
 
         class Handler(QuietHandler):

@@ -70,7 +70,8 @@ def test_requirements_txt_is_generated_from_the_lock(tmp_path):
          "--format", "requirements-txt", "-o", str(target)],
         cwd=REPO, check=True, capture_output=True, text=True,
     )
-    strip = lambda text: [line for line in text.splitlines() if not line.startswith("#")]
+    def strip(text):
+        return [line for line in text.splitlines() if not line.startswith("#")]
     assert strip((REPO / "requirements.txt").read_text()) == strip(target.read_text()), \
         "requirements.txt is stale: run `make requirements`"
 

@@ -12,6 +12,7 @@ import pytest
 from ragloop.chunking import CHUNKER_VERSION, Chunker, ChunkingSettings, chunker_for
 from ragloop.documents import Document
 from ragloop.embedding import HashEmbedder
+import itertools
 
 SAMPLES = Path(__file__).resolve().parents[2] / "include" / "samples" / "docs"
 
@@ -225,7 +226,7 @@ def test_overlap_is_present_and_bounded(embedder):
     paragraph = prose(4, 40)
     chunks = chunker(embedder, max_tokens=96, overlap_tokens=32).split(doc(paragraph, fmt="text"))
     assert len(chunks) > 3
-    for previous, following in zip(chunks, chunks[1:]):
+    for previous, following in itertools.pairwise(chunks):
         shared = overlap_between(body(previous), body(following))
         assert shared, "consecutive chunks of one section share their boundary sentences"
         assert shared.startswith("Section 4 sentence")  # whole sentences
@@ -237,7 +238,7 @@ def test_no_overlap_when_zero(embedder):
     paragraph = prose(4, 40)
     chunks = chunker(embedder, max_tokens=96, overlap_tokens=0).split(doc(paragraph, fmt="text"))
     assert len(chunks) > 3
-    for previous, following in zip(chunks, chunks[1:]):
+    for previous, following in itertools.pairwise(chunks):
         assert len(overlap_between(body(previous), body(following)).split()) < 2
 
 
@@ -316,7 +317,7 @@ def test_signature_names_version_and_settings():
     assert ChunkingSettings(max_tokens=128).signature != base.signature
     assert ChunkingSettings(overlap_tokens=0).signature != base.signature
     assert ChunkingSettings().signature == base.signature
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Chunking needs max_tokens"):
         ChunkingSettings(max_tokens=0)
 
 

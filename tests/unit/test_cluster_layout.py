@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO
 
 
-@pytest.fixture()
+@pytest.fixture
 def cluster(tmp_path):
     from ragloop.cluster.runner import Cluster
 

@@ -97,7 +97,7 @@ def test_llm_and_product(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    ("text", "message"),
     [
         ("llm: {connection: x, temperature: 0}\n", r":1: unknown llm key 'temperature'"),
         ("llm: {model: 4}\n", r":1: llm.model must be a non-empty string"),
@@ -120,7 +120,7 @@ def test_replication_defaults_and_checks(tmp_path):
     assert load_config(write(tmp_path, "replication: {factor: 3, consistency: all}\n")).replication.consistency == "ALL"
     with pytest.raises(ConfigError, match=r":1: replication.factor must be a whole number ≥ 1"):
         load_config(write(tmp_path, "replication: {factor: 0}\n"))
-    with pytest.raises(ConfigError, match="replication.consistency must be one of ONE, QUORUM, ALL"):
+    with pytest.raises(ConfigError, match=r"replication\.consistency must be one of ONE, QUORUM, ALL"):
         load_config(write(tmp_path, "replication: {factor: 3, consistency: MOST}\n"))
     with pytest.raises(ConfigError, match="unknown replication key 'copies'"):
         load_config(write(tmp_path, "replication: {copies: 3}\n"))

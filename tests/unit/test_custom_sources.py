@@ -12,7 +12,7 @@ from ragloop.config import ConfigError, load_config
 from ragloop.sources import ExtractReport, make_source, source_class
 
 
-@pytest.fixture()
+@pytest.fixture
 def project(tmp_path, monkeypatch):
     folder = write_project(tmp_path / "acme", entry_point="acme_notes")
     monkeypatch.syspath_prepend(str(folder))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,7 @@ def test_bundled_samples_load():
     assert tokens.metadata["path"] == "api/authentication-tokens.md" and tokens.metadata["format"] == "markdown"
     assert tokens.metadata["description"].startswith("The three kinds of credentials")
     assert not tokens.content.startswith("---") and tokens.content.startswith("# Authentication and tokens")
-    assert tokens.updated_at.tzinfo == timezone.utc
+    assert tokens.updated_at.tzinfo == UTC
     assert docs["samples-docs:sdk/go.md"].title == "Go SDK (fernwood-go)"  # from the first heading
     assert docs["samples-docs:troubleshooting/server-wont-start.md"].title == "fernd won't start"
     logging_doc = docs["samples-docs:configuration/logging.rst"]
@@ -66,7 +66,7 @@ def test_bundled_samples_load():
 # --- globs and listing -----------------------------------------------------------------------
 
 @pytest.mark.parametrize(
-    "pattern, path, matches",
+    ("pattern", "path", "matches"),
     [
         ("**/*.md", "a.md", True),
         ("**/*.md", "x/y/a.md", True),
@@ -172,7 +172,7 @@ def test_titles_metadata_and_urls(tmp_path):
 # --- configuration ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
-    "config, key, message",
+    ("config", "key", "message"),
     [
         ({"path": ".", "pth": "x"}, "pth", "unknown key 'pth'"),
         ({"path": "no/such/dir"}, "path", "no/such/dir does not exist"),

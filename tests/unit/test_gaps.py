@@ -123,7 +123,7 @@ def test_csv_has_every_topic_and_keeps_formulas_as_text():
     assert rows[0]["label"].startswith("'=") and rows[0]["size"] == "2"
 
 
-@pytest.mark.parametrize("runs, vectors, message", [
+@pytest.mark.parametrize(("runs", "vectors", "message"), [
     ([], [], "no runs"),
     ([run("a"), run("b")], [[1.0, 0.0]], "2 runs but 1 question vectors"),
     ([run("a")], [[float("nan"), 1.0]], "NaN"),
@@ -169,7 +169,7 @@ def test_the_cap_cuts_the_same_tree_as_the_threshold_alone():
         theirs = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
                                          linkage="average").fit_predict(vectors)
         assert adjusted_rand_score(theirs, gaps.cluster_agglomerative(vectors, threshold)) == 1.0
-    with pytest.raises(gaps.GapsError, match="max_topic_share must be above 0 and at most 1, got 1.5"):
+    with pytest.raises(gaps.GapsError, match=r"max_topic_share must be above 0 and at most 1, got 1\.5"):
         gaps.find_topics([run("a")], [[1.0]], max_topic_share=1.5)
 
 

@@ -16,7 +16,7 @@ def vetoes(answer: str, question: str = "How do I rotate a key?", sources=SOURCE
     return sorted({v.reason for v in grading.run_checks({"question": question, "answer": answer, "sources": sources})})
 
 
-@pytest.mark.parametrize("answer, expected", [
+@pytest.mark.parametrize(("answer", "expected"), [
     ("Rotate the key in the console [1]. The old key works for 24 hours [1].", []),
     ("Use sk-proj-abcdefghijklmnopqrstuvwx1234 as the key [1].", ["secret"]),
     ("Token ghp_abcdefghijklmnopqrstuvwxyz0123456789 works [1].", ["secret"]),
@@ -64,7 +64,7 @@ def test_the_extractive_note_is_not_part_of_the_answer():
     assert grading.cited_numbers("a [1] b [2, 3] c [4][5]") == {1, 2, 3, 4, 5}
 
 
-@pytest.mark.parametrize("reply, problem", [
+@pytest.mark.parametrize(("reply", "problem"), [
     ('{"score": 0.9, "reason": "addresses the question"}', None),
     ('```json\n{"score": 1, "reason": "ok"}\n```', None),
     ("The answer is great, 9/10.", "not JSON"),
@@ -135,7 +135,7 @@ def test_a_crafted_citation_is_no_citation_and_raises_nothing():
 ZW = "\u200b"
 
 
-@pytest.mark.parametrize("attack, answer, expected", [
+@pytest.mark.parametrize(("attack", "answer", "expected"), [
     ("DB_PASSWORD=… (no word boundary after _)", "Set DB_PASSWORD=Fw8!kq2Lzp91 in .env [1].", "secret"),
     ("aws_secret_access_key = …", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq8Kd3Lm2 [1].", "secret"),
     ("bare 40-character AWS secret beside its key id",
@@ -167,7 +167,7 @@ def grounded(answer: str, kind: str = "slack") -> list[dict]:
              "kind": kind, "text": f"From the thread: {answer}"}]
 
 
-@pytest.mark.parametrize("attack, answer, expected", SECRET_FORMS + PERSONAL_FORMS, ids=[f[0] for f in SECRET_FORMS + PERSONAL_FORMS])
+@pytest.mark.parametrize(("attack", "answer", "expected"), SECRET_FORMS + PERSONAL_FORMS, ids=[f[0] for f in SECRET_FORMS + PERSONAL_FORMS])
 def test_the_forms_issue_22_found_are_refused_when_grounded(drill, attack, answer, expected):
     seen = vetoes(answer, sources=grounded(answer))
     shown = f"veto {','.join(seen)}" if seen else "passed"

@@ -11,7 +11,7 @@ import pytest
 from ragloop import grading
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from judge import agreement, load_labelled, measure_all  # noqa: E402  (bench/judge.py: the calibration tool)
+from judge import agreement, load_labelled, measure_all
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_offline_verdicts_match_the_measures(labelled):
     """The judge's own verdicts (not only the calibration's arithmetic) use the thresholds."""
     rows, measures = labelled
     judge = grading.OfflineJudge()
-    for row, measure in list(zip(rows, measures))[:8]:
+    for row, measure in list(zip(rows, measures, strict=False))[:8]:
         verdicts = {v.criterion: v for v in judge.grade(row["run"], list(grading.CRITERIA))}
         assert verdicts["relevance"].passed == (measure["relevance"] >= grading.RELEVANCE_THRESHOLD)
         assert verdicts["relevance"].judge == "offline:all-MiniLM-L6-v2" and verdicts["relevance"].version == "offline-1"

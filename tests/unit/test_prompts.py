@@ -44,7 +44,7 @@ def test_render_fills_variables_once_and_keeps_literal_braces(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "change, message",
+    ("change", "message"),
     [
         (lambda t: t.replace("question: the question", "other: something"), r"\['question'\] are used in messages but not described"),
         (lambda t: t.replace("  question: the question", "  question: the question\n  unused: never used"), r"legend describes \['unused'\]"),

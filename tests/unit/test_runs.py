@@ -17,14 +17,15 @@ from conftest import REPO
 from ragloop.runs import (
     SCHEMA_VERSION, RunIn, RunNotFound, RunRecorder, RunStore, VoteIn, active_recorder, record_run,
 )
+from datetime import UTC
 
 
-@pytest.fixture()
+@pytest.fixture
 def db_url(runs_db_url):
     return runs_db_url
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(db_url):
     with RunStore(db_url) as store:
         yield store
@@ -62,17 +63,16 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):
     from ragloop.runs import schema
     from ragloop.runs.store import _now
 
-    with RunStore(db_url) as store:  # a store as the first release left it: migration 1 only
-        with store.engine.begin() as connection:
-            schema.SCHEMA_TABLE.create(connection)
-            schema._migration_1(connection)
-            connection.execute(sa.insert(schema.SCHEMA_TABLE).values(version=1, description="v1", applied_at=_now()))
-            connection.execute(sa.text(
-                "insert into ragloop_runs (run_id, created_at, recorded_at, app, question, rewrites, sources, answer, model, "
-                "prompt_name, prompt_version, token_source, metadata) values ('old', '2026-01-01 00:00:00', "
-                "'2026-01-01 00:00:00', 'cli', 'q', '[]', '[]', 'a', 'm', '', '', 'none', '{}')"))
-            connection.execute(sa.text(
-                "insert into ragloop_votes (run_id, user_id, vote, created_at) values ('old', 'u', 'down', '2026-01-02 00:00:00')"))
+    with RunStore(db_url) as store, store.engine.begin() as connection:  # as the first release left it: migration 1
+        schema.SCHEMA_TABLE.create(connection)
+        schema._migration_1(connection)
+        connection.execute(sa.insert(schema.SCHEMA_TABLE).values(version=1, description="v1", applied_at=_now()))
+        connection.execute(sa.text(
+            "insert into ragloop_runs (run_id, created_at, recorded_at, app, question, rewrites, sources, answer, model, "
+            "prompt_name, prompt_version, token_source, metadata) values ('old', '2026-01-01 00:00:00', "
+            "'2026-01-01 00:00:00', 'cli', 'q', '[]', '[]', 'a', 'm', '', '', 'none', '{}')"))
+        connection.execute(sa.text(
+            "insert into ragloop_votes (run_id, user_id, vote, created_at) values ('old', 'u', 'down', '2026-01-02 00:00:00')"))
     with RunStore(db_url) as store:
         assert store.schema_version() == SCHEMA_VERSION == 4  # every migration applied
         run = store.get_run("old")
@@ -110,12 +110,12 @@ def test_run_round_trip_and_latest_vote_per_user_counts(store):
 
 
 def test_since_without_a_zone_means_utc(store):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    store.record_run(a_run(run_id="early", created_at=datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)))
-    store.record_run(a_run(run_id="late", created_at=datetime(2026, 11, 1, 11, 0, tzinfo=timezone.utc)))
+    store.record_run(a_run(run_id="early", created_at=datetime(2026, 11, 1, 9, 0, tzinfo=UTC)))
+    store.record_run(a_run(run_id="late", created_at=datetime(2026, 11, 1, 11, 0, tzinfo=UTC)))
     naive = [r["run_id"] for r in store.list_runs(since=datetime(2026, 11, 1, 10, 0))]
-    aware = [r["run_id"] for r in store.list_runs(since=datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc))]
+    aware = [r["run_id"] for r in store.list_runs(since=datetime(2026, 11, 1, 10, 0, tzinfo=UTC))]
     assert naive == aware == ["late"]
 
 
@@ -244,7 +244,7 @@ def test_a_database_error_is_logged_and_counted_never_raised(tmp_path, caplog):
 
 
 @pytest.mark.parametrize(
-    "connection, expected",
+    ("connection", "expected"),
     [
         ({"conn_type": "sqlite", "host": "/data/ragloop/runs.db"}, "sqlite:////data/ragloop/runs.db"),
         ({"conn_type": "postgres", "host": "db.internal", "port": 5432, "login": "rl", "password": "s3cret", "schema": "ragloop"},
@@ -289,9 +289,9 @@ def grade_rows(version="1", passed=True, veto=None):
 
 
 def test_grading_queries_select_ungraded_and_newly_voted_runs_and_passing_ones(store):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ids = [store.record_run(a_run(question=f"q{n}", created_at=now - timedelta(hours=5 - n)))[0] for n in range(4)]
     assert store.ungraded_run_ids(10) == ids  # oldest first
     assert store.ungraded_run_ids(2) == ids[:2]
@@ -309,7 +309,7 @@ def test_grading_queries_select_ungraded_and_newly_voted_runs_and_passing_ones(s
     assert store.passing_run_ids({**versions, "relevance": "2"}) == []  # graded by an older version
     # The latest grade of a criterion counts: run 1 passes once graded again. Graded after the
     # vote was recorded (the store's clock, not the test's start: a slow machine took seconds).
-    store.record_grades(ids[1], grade_rows(), datetime.now(timezone.utc) + timedelta(seconds=1))
+    store.record_grades(ids[1], grade_rows(), datetime.now(UTC) + timedelta(seconds=1))
     assert sorted(store.passing_run_ids(versions)) == sorted(ids[:2])
     assert store.run_ids_with_new_votes(10) == []
     latest = store.latest_grades([ids[1]])[ids[1]]
@@ -333,10 +333,10 @@ def test_writeback_records(store):
 
 def test_votes_count_in_the_order_the_store_recorded_them_not_their_claimed_time(store, drill):
     """Issue 16: an up vote dated 2100 overrode a later down vote."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     run_id = store.record_run(a_run(run_id="dated"))[0]
-    store.add_vote(run_id, VoteIn(vote="up", user_id="mallory", created_at=datetime(2100, 1, 1, tzinfo=timezone.utc)))
+    store.add_vote(run_id, VoteIn(vote="up", user_id="mallory", created_at=datetime(2100, 1, 1, tzinfo=UTC)))
     _, summary = store.add_vote(run_id, VoteIn(vote="down", user_id="mallory"))
     assert drill("vote: up dated 2100, then a real down vote", "down counts", "down counts" if summary["down"] else "up counts") \
         == "down counts"
@@ -356,7 +356,7 @@ def test_anonymous_votes_are_each_their_own_voter(store, drill):
 
 def test_a_run_failing_to_grade_three_times_is_parked_and_not_selected(store):
     run_id = store.record_run(a_run(run_id="crafted"))[0]
-    for attempt in (1, 2):
+    for _attempt in (1, 2):
         assert store.record_grading_failure(run_id, "ValueError: boom", park_after=3)["parked"] is False
         assert run_id in store.ungraded_run_ids(10)
     assert store.record_grading_failure(run_id, "ValueError: boom", park_after=3) == {
@@ -407,10 +407,9 @@ def test_an_unreachable_database_is_an_outage_not_a_bad_token():
             pass
     except Exception as err:  # noqa: BLE001 - whatever the driver raises is what the API sees
         refused = err
-    try:
-        raise RuntimeError("the auth manager's own wrapper") from refused
-    except RuntimeError as wrapped:
-        assert is_database_outage(refused) and is_database_outage(wrapped)
+    wrapped = RuntimeError("the auth manager's own wrapper")
+    wrapped.__cause__ = refused  # as `raise ... from refused` leaves it
+    assert is_database_outage(refused) and is_database_outage(wrapped)
     assert not is_database_outage(ValueError("Signature verification failed"))
 
 

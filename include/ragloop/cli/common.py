@@ -8,8 +8,9 @@ import io
 import json
 import os
 import sys
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable
 
 from ragloop.errors import RagloopError
 
@@ -81,4 +82,4 @@ def parse_since(text: str | None) -> datetime | None:
         raise BadOption(
             f"--since {text!r} is not an ISO 8601 date or time (like 2026-11-01 or 2026-11-01T08:00:00+00:00)"
         ) from None
-    return since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    return since if since.tzinfo else since.replace(tzinfo=UTC)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ragloop.cluster.runner import COLLECTION, Cluster, ClusterError
 
@@ -91,7 +92,7 @@ def placement(runs: Runs, dag_id: str, run_id: str) -> list[dict]:
 def format_placement(rows: list[dict]) -> str:
     lines = [f"{'DAG':<30} {'task':<34} {'worker':<10} {'state':<8} try"]
     for row in rows:
-        lines.append(f"{row['dag_id']:<30} {row['task']:<34} {row['hostname'] or '-':<10} {str(row['state']):<8} {row['try']}")
+        lines.append(f"{row['dag_id']:<30} {row['task']:<34} {row['hostname'] or '-':<10} {row['state']!s:<8} {row['try']}")
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ stage made (see Dockerfile) and set the same variable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ragloop.cluster.gobuild import GoProgram, log
 from ragloop.errors import RagloopError

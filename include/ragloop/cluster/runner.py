@@ -28,7 +28,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import yaml
 
@@ -119,7 +120,7 @@ class Cluster:
             "api_port": simple[2],
             "trigger_log_port": simple[3],
             "worker_log_ports": {WORKERS[0]: simple[4], WORKERS[1]: simple[5]},
-            "seaweed": dict(zip(("master_port", "volume_port", "filer_port", "s3_port"), seaweed)),
+            "seaweed": dict(zip(("master_port", "volume_port", "filer_port", "s3_port"), seaweed, strict=False)),
             "weaviate": nodes,
             "fernet_key": Fernet.generate_key().decode(),
             "jwt_secret": secrets.token_urlsafe(32),

@@ -10,7 +10,7 @@ module@version` refuses it: its go.mod has a replace directive). About 5 minutes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ragloop.cluster.gobuild import GoProgram, log
 from ragloop.cluster.services import ClusterError

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ragloop.errors import RagloopError
 from ragloop.processes import ManagedProcess, group_members
@@ -283,8 +283,7 @@ class Postgres(Service):
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
-            [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.superuser, "-d", database]
-            + ["-v", "ON_ERROR_STOP=1", "-tAc", sql],
+            [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.superuser, "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
             capture_output=True,
             text=True,
         )
@@ -431,7 +430,7 @@ class WeaviateNode(Service):
     grpc_port: int = 0
     gossip_port: int = 0  # data port = gossip + 1
     raft_port: int = 0  # internal RPC port = raft + 1
-    peers: tuple["WeaviateNode", ...] = ()
+    peers: tuple[WeaviateNode, ...] = ()
     stop_timeout: float = 60.0
 
     def command(self) -> list[str]:

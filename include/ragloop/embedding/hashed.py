@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from ragloop.embedding.base import EmbeddingUsage
 from ragloop.embedding.local import LocalEmbedder, _CountsWordPieces

@@ -7,8 +7,9 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Sequence
+from functools import cache
+from typing import Any
+from collections.abc import Sequence
 
 from ragloop.embedding.base import EmbeddingError, EmbeddingUsage
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
 
 
-@lru_cache(maxsize=None)
+@cache
 def local_tokenizer(model_path: str | None = None):
     """all-MiniLM-L6-v2's fast tokenizer alone (the `tokenizers` library, no model): loads in
     milliseconds, so planning and chunking never pay for the model. `model_path`: a folder holding
@@ -56,7 +57,7 @@ class _CountsWordPieces:
         if unknown:
             # Ids only: the fast path skips the offsets that counting does not need (~20 % faster).
             encoded = local_tokenizer(self.model_path).encode_batch_fast(unknown, add_special_tokens=False)
-            fresh = {t: len(e.ids) for t, e in zip(unknown, encoded)}
+            fresh = {t: len(e.ids) for t, e in zip(unknown, encoded, strict=False)}
             if len(memo) + len(fresh) > self.COUNT_MEMO:
                 memo.clear()
             memo.update(fresh)
@@ -72,7 +73,7 @@ class _OnnxRuntime:
     manifest: dict
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_onnx(folder: str, quantization: str, verify: bool, threads: int | None) -> _OnnxRuntime:
     """Load once per process (about 0.2 s): the session, its tokenizer, and the manifest after
     checking the files are the ones the export wrote."""
@@ -103,7 +104,7 @@ def _load_onnx(folder: str, quantization: str, verify: bool, threads: int | None
     options.log_severity_level = 3  # warnings about unused initializers are noise in task logs
     try:
         session = onnxruntime.InferenceSession(str(path / MODEL_FILE), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # noqa: BLE001 - any load failure means the same fix
+    except Exception as err:
         from ragloop.onnx_model import export_command
 
         raise OnnxModelError(
@@ -113,7 +114,7 @@ def _load_onnx(folder: str, quantization: str, verify: bool, threads: int | None
     tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
     tokenizer.no_truncation()  # LocalEmbedder.embed cuts to MAX_SEQ_LENGTH itself, after counting
     tokenizer.no_padding()
-    if tokenizer.token_to_id("[SEP]") is None or MAX_SEQ_LENGTH != LocalEmbedder.max_input_tokens + 2:
+    if tokenizer.token_to_id("[SEP]") is None or LocalEmbedder.max_input_tokens + 2 != MAX_SEQ_LENGTH:
         raise OnnxModelError(f"{path / TOKENIZER_FILE} is not all-MiniLM-L6-v2's tokenizer (no [SEP]); export again.")
     inputs = tuple(i.name for i in session.get_inputs())
     log.info("Loaded %s (ONNX, %s) from %s in %.2f s", LOCAL_MODEL_NAME, quantization, path, time.monotonic() - started)
@@ -200,7 +201,7 @@ class LocalEmbedder(_CountsWordPieces):
         return vectors.tolist()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_sentence_transformer(model_path: str, device: str):
     """Load once per process: model load costs about a second, far more than a small batch."""
     # The weights ship in a registry package; never let transformers reach for a hub.

@@ -9,7 +9,8 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from ragloop.embedding.base import EmbeddingError, EmbeddingUsage
 
@@ -60,7 +61,7 @@ class OpenAIEmbedder:
     max_retries: int = 5
     backoff_base: float = 1.0
     backoff_max: float = 60.0
-    client: "OpenAI | None" = None
+    client: OpenAI | None = None
     usage: EmbeddingUsage = field(default_factory=EmbeddingUsage)
     max_input_tokens: int = 8191
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -77,7 +78,7 @@ class OpenAIEmbedder:
     def dimension(self) -> int:
         return self.dimensions or OPENAI_DIMENSIONS[self.model]
 
-    def _client(self) -> "OpenAI":
+    def _client(self) -> OpenAI:
         with self._lock:
             if self.client is None:
                 from ragloop.connections import ConnectionProblem, openai_client
@@ -118,7 +119,7 @@ class OpenAIEmbedder:
         for number, group in enumerate(groups, 1):
             batch = [texts[i] for i in group]
             log.info("Embedding batch %d/%d: %d texts with %s", number, len(groups), len(batch), self.model)
-            for i, vector in zip(group, self._embed_batch(batch)):
+            for i, vector in zip(group, self._embed_batch(batch), strict=False):
                 vectors[i] = vector
         return vectors  # type: ignore[return-value]
 

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from ragloop.answer import LIST_ITEM, SENTENCE_END
 from ragloop.grading.checks import CITATION, Veto, answer_body, cited_numbers, normalized
+import itertools
 
 SOURCE_NOT_INDEXED = "source_not_indexed"
 SOURCE_TEXT_DIFFERS = "source_text_differs"
@@ -111,16 +112,12 @@ NUMBER_WORDS = {
     "hundred": "100", "thousand": "1000",
 }  # fmt: skip
 NEGATIONS = frozenset(
-    "not no never none nothing nobody neither nor cannot can't won't don't doesn't isn't aren't wasn't weren't "
-    "shouldn't mustn't without non unless".split()
+    ["not", "no", "never", "none", "nothing", "nobody", "neither", "nor", "cannot", "can't", "won't", "don't", "doesn't", "isn't", "aren't", "wasn't", "weren't", "shouldn't", "mustn't", "without", "non", "unless"]
 )
 UNIT_STOPWORDS = frozenset(
-    "a an and are as at be but by can do does for from how i if in into is it its me my of on or our so that the "
-    "their then there these this to was what when where which who why will with would you your should could have "
-    "has had get got use using used make also just than all any each every some more most other such only very "
-    "them they it's you're we us".split()
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "that", "the", "their", "then", "there", "these", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your", "should", "could", "have", "has", "had", "get", "got", "use", "using", "used", "make", "also", "just", "than", "all", "any", "each", "every", "some", "more", "most", "other", "such", "only", "very", "them", "they", "it's", "you're", "we", "us"]
 )
-REPLY_WORDS = frozenset("yes no not yet correct right sure indeed exactly".split())
+REPLY_WORDS = frozenset(["yes", "no", "not", "yet", "correct", "right", "sure", "indeed", "exactly"])
 WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.U)
 
 
@@ -334,7 +331,7 @@ def _source(passages: list[str]) -> _Source:
     for passage in passages:
         units = [u.text for u in split_units(passage) if u.kind != "link"]
         windows += units
-        windows += [f"{a} {b}" for a, b in zip(units, units[1:])]
+        windows += [f"{a} {b}" for a, b in itertools.pairwise(units)]
     return _Source(passages, list(dict.fromkeys(windows)), _squeezed_lower("\n".join(passages)))
 
 
@@ -356,7 +353,7 @@ class UnitGrounder:
     def _embed(self, texts: list[str]) -> list[list[float]]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if missing:
-            self._vectors.update(zip(missing, self.embedder.embed(missing)))
+            self._vectors.update(zip(missing, self.embedder.embed(missing), strict=False))
         return [self._vectors[t] for t in texts]
 
     def ground(self, answer: str, passages: list[str]) -> list[UnitSupport]:
@@ -414,7 +411,7 @@ class UnitGrounder:
                 negation_missing = True
                 continue
             coverage = len(stems & window_stems) / len(stems) if stems else 1.0
-            eligible.append((coverage, sum(a * b for a, b in zip(vector, self._vectors[window_plain]))))
+            eligible.append((coverage, sum(a * b for a, b in zip(vector, self._vectors[window_plain], strict=False))))
         if missing_facts:
             why = f"not in the cited text: {', '.join(sorted(m.partition(':')[2] for m in missing_facts)[:3])}"
         elif not eligible and negation_missing:

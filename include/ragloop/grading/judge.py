@@ -5,7 +5,8 @@ runs in the tests), and `llm_judge.LLMJudge`; `choice.make_judge` picks one from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
+from collections.abc import Sequence
 
 from ragloop.grading.verdicts import Verdict
 

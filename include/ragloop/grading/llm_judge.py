@@ -5,7 +5,7 @@ validated, and a malformed reply is asked again a bounded number of times."""
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from ragloop.answer import format_sources
 from ragloop.passages import Citation

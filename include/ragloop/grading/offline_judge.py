@@ -3,7 +3,7 @@ with the local embedding model, helpfulness read from the users' votes, publicne
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ragloop.answer import prose_sentences
 from ragloop.embedding import LOCAL_MODEL_NAME, LocalEmbedder
@@ -78,12 +78,12 @@ class OfflineJudge:
         missing = [t for t in texts if t not in self._vectors]
         self._vectors = {t: self._vectors[t] for t in texts if t in self._vectors}
         if missing:
-            self._vectors.update(zip(missing, self.embedder.embed(missing)))
+            self._vectors.update(zip(missing, self.embedder.embed(missing), strict=False))
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if missing:
-            self._vectors.update(zip(missing, self.embedder.embed(missing)))
+            self._vectors.update(zip(missing, self.embedder.embed(missing), strict=False))
         return [self._vectors[t] for t in texts]
 
     def measure(self, run: dict) -> dict:
@@ -92,7 +92,7 @@ class OfflineJudge:
         vectors = self._embed([question, answer, *sentences, *units])
 
         def cosine(a, b) -> float:
-            return sum(x * y for x, y in zip(a, b))  # the model's vectors are normalized
+            return sum(x * y for x, y in zip(a, b, strict=False))  # the model's vectors are normalized
 
         relevance = cosine(vectors[0], vectors[1])
         unit_vectors = vectors[2 + len(sentences) :]
@@ -131,7 +131,7 @@ class OfflineJudge:
                 supported = [s >= SUPPORT_THRESHOLD for s in support]
                 score = round(sum(supported) / len(sentences), 4) if sentences else 0.0
                 passed = bool(sentences) and score >= GROUNDED_THRESHOLD
-                weakest = [f"{s[:80]!r} ({v:.2f})" for s, v, ok in zip(sentences, support, supported) if not ok][:3]
+                weakest = [f"{s[:80]!r} ({v:.2f})" for s, v, ok in zip(sentences, support, supported, strict=False) if not ok][:3]
                 reason = (
                     f"{sum(supported)} of {len(sentences)} answer sentences supported by a source "
                     f"(similarity ≥ {SUPPORT_THRESHOLD} or quoted)"

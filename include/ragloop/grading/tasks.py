@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from ragloop.chat import ChatModel
 from ragloop.config import load_config
@@ -165,7 +165,7 @@ def _read_runs(store: RunStore, run_ids: list[str], fail) -> list[dict]:
         return store.get_runs(run_ids)
     except RunStoreUnavailable:
         raise  # the store itself is down: nothing to isolate
-    except Exception:  # noqa: BLE001 - find the record that breaks
+    except Exception:
         log.exception("Reading %d runs failed; reading them one by one", len(run_ids))
     runs = []
     for run_id in run_ids:
@@ -211,7 +211,7 @@ def grade_batch(
                 if failure["parked"]:
                     tally["parked_runs"].append({"qa_run_id": run_id, "failures": failure["failures"], "reason": reason})
 
-            read_at = datetime.now(timezone.utc)
+            read_at = datetime.now(UTC)
             runs = _read_runs(store, run_ids, fail)
             tally["runs"] = len(runs) + tally["ungraded"]
             previous = store.latest_grades([r["run_id"] for r in runs])
@@ -226,7 +226,7 @@ def grade_batch(
                     fail(run["run_id"], f"planning its grading failed: {type(err).__name__}: {err}")
             # One secret-scanner call for the whole batch; a missing scanner fails the task, naming it.
             checked = run_checks_batch([verified for _, verified, _ in verified_runs])
-            for (run, verified, source_vetoes), checks in zip(verified_runs, checked):
+            for (run, verified, source_vetoes), checks in zip(verified_runs, checked, strict=False):
                 try:
                     plans.append(
                         (
@@ -246,7 +246,7 @@ def grade_batch(
                     fail(run["run_id"], f"planning its grading failed: {type(err).__name__}: {err}")
             try:
                 judge.prepare([(run, grading.todo) for run, grading in plans])
-            except Exception:  # noqa: BLE001 - preparing is an optimisation; each run's grade says what breaks
+            except Exception:
                 log.exception("Preparing the judge for %d runs failed; grading them one by one", len(plans))
             for number, (run, grading) in enumerate(plans, 1):
                 try:
@@ -257,7 +257,7 @@ def grade_batch(
                 except JudgeFailed as err:
                     fail(run["run_id"], str(err))
                     continue
-                except Exception as err:  # noqa: BLE001 - one odd run must not stop the batch
+                except Exception as err:
                     log.exception("Grading run %s failed", run["run_id"])
                     fail(run["run_id"], f"{type(err).__name__}: {err}")
                     continue

@@ -149,7 +149,7 @@ def revoked_match(run: dict, revoked: list[RevokedAnswer], embedder) -> str | No
     vectors = embedder.embed(texts)
 
     def cosine(a, b) -> float:
-        return sum(x * y for x, y in zip(a, b))
+        return sum(x * y for x, y in zip(a, b, strict=False))
 
     for index, answer in enumerate(others):
         question_similarity = cosine(vectors[0], vectors[2 + 2 * index])

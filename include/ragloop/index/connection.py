@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 from ragloop.errors import RagloopError
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID, WeaviateEndpoint, client_kwargs
@@ -39,7 +40,7 @@ def endpoint_from_connection(conn_id: str = WEAVIATE_CONN_ID) -> WeaviateEndpoin
 
 
 @contextmanager
-def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator["WeaviateClient"]:
+def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator[WeaviateClient]:
     """A Weaviate client for the Airflow connection, made by the hook; closed on exit."""
     from ragloop.hooks.weaviate import RagloopWeaviateHook, WeaviateConnectionError, connect_client
 
@@ -75,7 +76,7 @@ def _weaviate_base_error() -> type[Exception]:
 
 
 @contextmanager
-def connect_local(host: str, http_port: int, grpc_port: int) -> Iterator["WeaviateClient"]:
+def connect_local(host: str, http_port: int, grpc_port: int) -> Iterator[WeaviateClient]:
     """A client for the local server on these ports (anonymous), before any connection exists."""
     import weaviate
 

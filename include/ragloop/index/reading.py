@@ -53,7 +53,7 @@ class IndexedDocument:
 
 
 def read_indexed_documents(
-    client: "WeaviateClient", name: str, source_ids: set[str] | None = None, progress=None
+    client: WeaviateClient, name: str, source_ids: set[str] | None = None, progress=None
 ) -> dict[str, IndexedDocument]:
     """One streaming read of the collection: doc_id -> IndexedDocument, for the given sources.
 
@@ -88,7 +88,7 @@ def read_indexed_documents(
     return documents
 
 
-def vectors_for_hashes(client: "WeaviateClient", name: str, hashes: set[str]) -> dict[str, list[float]]:
+def vectors_for_hashes(client: WeaviateClient, name: str, hashes: set[str]) -> dict[str, list[float]]:
     """A vector for each chunk hash the collection already holds (any document): equal text has
     an equal vector, so these chunks need no embedding."""
     from weaviate.classes.query import Filter
@@ -129,7 +129,7 @@ def _default_vector(vector) -> list[float]:
     return list(vector)
 
 
-def count_chunks(client: "WeaviateClient", name: str, doc_id: str | None = None) -> int:
+def count_chunks(client: WeaviateClient, name: str, doc_id: str | None = None) -> int:
     from weaviate.classes.query import Filter
 
     collection = use(client, name)
@@ -137,7 +137,7 @@ def count_chunks(client: "WeaviateClient", name: str, doc_id: str | None = None)
     return int(collection.aggregate.over_all(total_count=True, filters=filters).total_count or 0)
 
 
-def fetch_chunks(client: "WeaviateClient", name: str, chunk_ids: list[str]) -> dict[str, dict]:
+def fetch_chunks(client: WeaviateClient, name: str, chunk_ids: list[str]) -> dict[str, dict]:
     """chunk id -> the chunk as the index holds it (doc_id, source_id, kind, title, url,
     heading_path, text). Ids that are not uuids, or not in the collection, are left out: grading
     judges an answer only against the text the index really holds for what it cites."""
@@ -164,7 +164,7 @@ def fetch_chunks(client: "WeaviateClient", name: str, chunk_ids: list[str]) -> d
     return found
 
 
-def collection_counts(client: "WeaviateClient") -> dict[str, int]:
+def collection_counts(client: WeaviateClient) -> dict[str, int]:
     """Object count of every collection."""
     counts = {}
     for name in sorted(client.collections.list_all(simple=True)):

@@ -20,10 +20,10 @@ log = logging.getLogger(__name__)
 # The configuration's `replication` (ragloop.config.Replication) of each collection this process
 # has ensured: its factor and the consistency level every write and read of it uses. A collection
 # not ensured in this process is used with Weaviate's default level (QUORUM).
-REPLICATION: dict[str, "Replication"] = {}
+REPLICATION: dict[str, Replication] = {}
 
 
-def use(client: "WeaviateClient", name: str):
+def use(client: WeaviateClient, name: str):
     """The collection handle, at the configured consistency level when one is known."""
     collection = client.collections.use(name)
     replication = REPLICATION.get(name)
@@ -34,7 +34,7 @@ def use(client: "WeaviateClient", name: str):
     return collection.with_consistency_level(ConsistencyLevel(replication.consistency))
 
 
-def replication_config(replication: "Replication"):
+def replication_config(replication: Replication):
     """Weaviate's replication settings for `replication`: the factor; DeleteOnConflict, under
     which an object deleted on any replica is deleted on all (repair never resurrects a deleted
     chunk or a revoked answer); and asynchronous repair when there are replicas, so a node that
@@ -48,7 +48,7 @@ def replication_config(replication: "Replication"):
     )
 
 
-def replication_of(client: "WeaviateClient", name: str) -> dict:
+def replication_of(client: WeaviateClient, name: str) -> dict:
     """The replication a collection was created with: factor, async repair, deletion strategy."""
     config = client.collections.use(name).config.get().replication_config
     strategy = getattr(config, "deletion_strategy", None)
@@ -59,7 +59,7 @@ def replication_of(client: "WeaviateClient", name: str) -> dict:
     }
 
 
-def check_replication(client: "WeaviateClient", name: str, replication: "Replication") -> None:
+def check_replication(client: WeaviateClient, name: str, replication: Replication) -> None:
     existing = replication_of(client, name)
     if existing["factor"] != replication.factor:
         raise ReplicationMismatch(

@@ -29,7 +29,7 @@ SCHEMA_VERSION = 4  # 2: chunk_count; 3: visibility; 4: quarantined
 DESCRIPTION_PREFIX = "ragloop "
 
 
-def _embedder_record(embedder: "Embedder") -> dict:
+def _embedder_record(embedder: Embedder) -> dict:
     """What the collection records of its embedder: name, dimension and, for a quantised model,
     the quantisation (an int8 model's vectors differ from the float model's)."""
     record = {"embedder": embedder.name, "dimension": embedder.dimension}
@@ -39,7 +39,7 @@ def _embedder_record(embedder: "Embedder") -> dict:
     return record
 
 
-def _describe(embedder: "Embedder") -> str:
+def _describe(embedder: Embedder) -> str:
     return DESCRIPTION_PREFIX + json.dumps({**_embedder_record(embedder), "schema_version": SCHEMA_VERSION}, sort_keys=True)
 
 
@@ -54,7 +54,7 @@ def _said(record: dict) -> str:
     return f"{record.get('embedder')!r} ({record.get('dimension')} dimensions{quantization})"
 
 
-def recorded_embedder(client: "WeaviateClient", name: str) -> dict | None:
+def recorded_embedder(client: WeaviateClient, name: str) -> dict | None:
     """The embedder a collection was built with, or None when the collection does not exist."""
     if not client.collections.exists(name):
         return None
@@ -68,7 +68,7 @@ def recorded_embedder(client: "WeaviateClient", name: str) -> dict | None:
 
 
 def ensure_collection(
-    client: "WeaviateClient", name: str, embedder: "Embedder", replication: "Replication | None" = None
+    client: WeaviateClient, name: str, embedder: Embedder, replication: Replication | None = None
 ) -> bool:
     """Create the chunk collection for `embedder`, or check that an existing one matches it.
 
@@ -148,7 +148,7 @@ def ensure_collection(
     return True
 
 
-def drop_collection(client: "WeaviateClient", name: str) -> bool:
+def drop_collection(client: WeaviateClient, name: str) -> bool:
     """Delete a collection and the watermarks kept beside it (they describe its contents)."""
     state = state_collection_name(name)
     if client.collections.exists(state):
@@ -164,7 +164,7 @@ def drop_collection(client: "WeaviateClient", name: str) -> bool:
 BACKFILL_VISIBILITY = {"slack": "internal", "qa": "internal"}
 
 
-def _upgrade_schema(client: "WeaviateClient", name: str, embedder: "Embedder") -> None:
+def _upgrade_schema(client: WeaviateClient, name: str, embedder: Embedder) -> None:
     """Schema 1 (the foundation release) had no chunk_count; add it. Existing chunks then read as
     incomplete documents, so the next ingest rewrites them (reusing their vectors). Schema 2 had
     no visibility: add it and give every chunk its kind's default (BACKFILL_VISIBILITY, else

@@ -46,9 +46,9 @@ def written_back_cap(limit: int, share: float) -> int:
 
 
 def search(
-    client: "WeaviateClient",
+    client: WeaviateClient,
     name: str,
-    embedder: "Embedder",
+    embedder: Embedder,
     query: str,
     limit: int = 5,
     source_ids: list[str] | None = None,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ragloop.index.connection import WeaviateIndexError, index_error
 from ragloop.index.replication import REPLICATION, replication_config, use
+from datetime import UTC
 
 if TYPE_CHECKING:
     from weaviate import WeaviateClient
@@ -37,7 +38,7 @@ def _state_uuid(source_id: str, item: str) -> str:
     return str(uuid.uuid5(RAGLOOP_NAMESPACE, f"watermark\x00{source_id}\x00{item}"))
 
 
-def _ensure_state_collection(client: "WeaviateClient", name: str) -> None:
+def _ensure_state_collection(client: WeaviateClient, name: str) -> None:
     from weaviate.classes.config import Configure, DataType, Property, Tokenization
 
     state = state_collection_name(name)
@@ -65,7 +66,7 @@ def _ensure_state_collection(client: "WeaviateClient", name: str) -> None:
             raise index_error(f"creating collection {state}", err) from err
 
 
-def read_watermarks(client: "WeaviateClient", name: str, source_id: str) -> dict[str, dict]:
+def read_watermarks(client: WeaviateClient, name: str, source_id: str) -> dict[str, dict]:
     """item -> the stored watermark state of one source; {} when the index holds none of the
     source's chunks (the chunks were dropped or never written: read everything again)."""
     from weaviate.classes.query import Filter
@@ -90,9 +91,9 @@ def read_watermarks(client: "WeaviateClient", name: str, source_id: str) -> dict
         raise index_error(f"reading the watermarks of {source_id} from {state}", err) from err
 
 
-def write_watermarks(client: "WeaviateClient", name: str, source_id: str, states: dict[str, dict]) -> int:
+def write_watermarks(client: WeaviateClient, name: str, source_id: str, states: dict[str, dict]) -> int:
     """Store (replace) the watermark state of each item of a source."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from weaviate.classes.data import DataObject
 
@@ -100,7 +101,7 @@ def write_watermarks(client: "WeaviateClient", name: str, source_id: str, states
         return 0
     _ensure_state_collection(client, name)
     state = state_collection_name(name)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     objects = [
         DataObject(
             uuid=_state_uuid(source_id, item),

@@ -71,7 +71,7 @@ def chunk_object(document, chunk, doc_hash: str, chunk_count: int, vector: list[
     )
 
 
-def write_objects(client: "WeaviateClient", name: str, objects: list[ChunkObject]) -> int:
+def write_objects(client: WeaviateClient, name: str, objects: list[ChunkObject]) -> int:
     """Insert or replace objects by uuid. Every refused object is reported: a batch with any
     failure raises IndexWriteError naming the objects and reasons, never counts as success."""
     from concurrent.futures import ThreadPoolExecutor
@@ -91,7 +91,7 @@ def write_objects(client: "WeaviateClient", name: str, objects: list[ChunkObject
     groups = [objects[start : start + WRITE_GROUP] for start in range(0, len(objects), WRITE_GROUP)]
     with ThreadPoolExecutor(max_workers=min(WRITE_CONCURRENCY, len(groups) or 1), thread_name_prefix="weaviate-write") as pool:
         # map() yields in order and re-raises the first failed request's error here.
-        for group, result in zip(groups, pool.map(send, groups)):
+        for group, result in zip(groups, pool.map(send, groups), strict=False):
             for index, error in sorted(result.errors.items()):
                 obj = group[index]
                 failures.append(f"{obj.uuid} ({obj.properties['doc_id']} chunk {obj.properties['chunk_index']}): {error.message}")
@@ -103,7 +103,7 @@ def write_objects(client: "WeaviateClient", name: str, objects: list[ChunkObject
     return written
 
 
-def _delete_where(client: "WeaviateClient", name: str, where, what: str) -> int:
+def _delete_where(client: WeaviateClient, name: str, where, what: str) -> int:
     """delete_many until nothing matches: one call deletes at most QUERY_MAXIMUM_RESULTS objects."""
     collection = use(client, name)
     deleted = 0
@@ -120,7 +120,7 @@ def _delete_where(client: "WeaviateClient", name: str, where, what: str) -> int:
     raise WeaviateIndexError(f"Deleting {what} from {name} did not finish")
 
 
-def delete_stale_chunks(client: "WeaviateClient", name: str, current_hashes: dict[str, str]) -> int:
+def delete_stale_chunks(client: WeaviateClient, name: str, current_hashes: dict[str, str]) -> int:
     """Delete each document's chunks that carry another hash than the one just written.
 
     Called only after the document's new chunks are written: the document is never without
@@ -146,7 +146,7 @@ def delete_stale_chunks(client: "WeaviateClient", name: str, current_hashes: dic
     return deleted
 
 
-def delete_documents(client: "WeaviateClient", name: str, doc_ids: list[str]) -> int:
+def delete_documents(client: WeaviateClient, name: str, doc_ids: list[str]) -> int:
     """Delete every chunk of the given documents; returns the number of chunks deleted."""
     from weaviate.classes.query import Filter
 

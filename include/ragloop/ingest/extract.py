@@ -95,7 +95,7 @@ def stage_documents(
                 if document.doc_id in documents:
                     report.fail(document.doc_id, "two items of this source give the same doc_id", document.doc_id)
                     continue
-                shard, line = writer.add(document)
+                _shard, line = writer.add(document)
                 # [content hash, shard number, line, characters]: compact, the listing can hold 100k documents
                 documents[document.doc_id] = [document.content_hash, len(writer.shards) - 1, line, len(document.content)]
                 if len(documents) % 1000 == 0:

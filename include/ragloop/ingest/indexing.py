@@ -65,7 +65,7 @@ def credential_documents(
     findings = scanner.scan([chunk.text for _, chunk in chunks])
     by_doc: dict[str, CredentialDocument] = {}
     flagged: set[str] = set()
-    for (document, chunk), found in zip(chunks, findings):
+    for (document, chunk), found in zip(chunks, findings, strict=False):
         if not found:
             continue
         entry = by_doc.setdefault(
@@ -152,7 +152,7 @@ def index_batch(
                         new_texts.setdefault(chunk.chunk_hash, chunk.text)
             tokens_before = embedder.usage.tokens
             if new_texts:
-                for chunk_hash, vector in zip(new_texts, embedder.embed(list(new_texts.values()))):
+                for chunk_hash, vector in zip(new_texts, embedder.embed(list(new_texts.values())), strict=False):
                     vectors[chunk_hash] = vector
             objects = [
                 chunk_object(

@@ -6,7 +6,8 @@ unit-tested on plain data (tests/unit/test_plan_source.py)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict
+from collections.abc import Mapping
 
 from ragloop.documents import indexed_hash
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -44,7 +45,7 @@ Progress = Callable[[str], None]
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -55,7 +56,7 @@ def _parse(value: str | None) -> datetime | None:
     if not value:
         return None
     parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def embedding_cost(embedder: str | None, tokens: int) -> float | None:
@@ -195,7 +196,7 @@ def weaviate_contents(collection: str, weaviate_conn_id: str = WEAVIATE_CONN_ID)
 
 
 def _day(value: datetime) -> str:
-    return value.astimezone(timezone.utc).date().isoformat()
+    return value.astimezone(UTC).date().isoformat()
 
 
 def _days(start: datetime | None, end: datetime, counts: dict[str, dict[str, int]], keys: tuple[str, ...]) -> list[dict]:
@@ -490,7 +491,7 @@ def docs_gaps(
 def _section(name: str, func: Callable[[], Any]) -> Any:
     try:
         return func()
-    except Exception as err:  # noqa: BLE001 - one unreadable store must not hide the others; shown, named
+    except Exception as err:
         log.exception("Reading %s failed", name)
         return {"error": f"{name}: {type(err).__name__}: {err}"}
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,7 @@ def parse_template(path: Path) -> PromptTemplate:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(name: str, folder: str | None = None) -> PromptTemplate:
     """The template `name` from this folder (or `folder`), validated."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):

@@ -42,7 +42,7 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
-def Text(max_length: int, min_length: int = 0):  # noqa: N802 - reads as a type in the models below
+def Text(max_length: int, min_length: int = 0):
     return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_no_control_characters)]
 
 

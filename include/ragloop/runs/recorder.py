@@ -14,7 +14,7 @@ from ragloop.runs.store import RunStore
 
 log = logging.getLogger(__name__)
 
-_active_recorder: contextvars.ContextVar["RunRecorder | None"] = contextvars.ContextVar("ragloop_run_recorder", default=None)
+_active_recorder: contextvars.ContextVar[RunRecorder | None] = contextvars.ContextVar("ragloop_run_recorder", default=None)
 
 
 class RunRecorder:
@@ -54,7 +54,7 @@ class RunRecorder:
                 self._store = RunStore(self._store_url) if self._store_url else RunStore.default()
             return self._store
 
-    def __enter__(self) -> "RunRecorder":
+    def __enter__(self) -> RunRecorder:
         if self._token is not None:
             raise RuntimeError("this RunRecorder is already active; create another one to nest")
         self._token = _active_recorder.set(self)

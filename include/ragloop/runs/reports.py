@@ -5,7 +5,7 @@ XCom and asset-event extras are cleaned up with Airflow's metadata; these rows a
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,7 +47,7 @@ def save_report(kind: str, report: dict, store: RunStore | None = None) -> int:
         store.migrate()
         values: dict[str, Any] = {
             "kind": kind,
-            "created_at": datetime.now(timezone.utc),
+            "created_at": datetime.now(UTC),
             "ok": not report.get("errors"),
             "report": report,
         }

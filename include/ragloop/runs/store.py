@@ -10,9 +10,10 @@ import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypedDict
+from typing import Any, TypedDict
+from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -41,7 +42,7 @@ MIGRATION_LOCK_KEY = 0x7261676C6F6F70
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_run_id() -> str:
@@ -114,13 +115,13 @@ class RunStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def default(cls) -> "RunStore":
+    def default(cls) -> RunStore:
         return cls(runs_database_url())
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -473,10 +474,7 @@ class RunStore:
         latest: dict[str, dict[str, dict]] = {}
         with self._connect() as connection:
             batches: list[list[str] | None]
-            if run_ids is None:
-                batches = [None]
-            else:
-                batches = list(_id_groups(list(dict.fromkeys(run_ids))))
+            batches = [None] if run_ids is None else list(_id_groups(list(dict.fromkeys(run_ids))))
             for batch in batches:
                 query = sa.select(GRADES).order_by(GRADES.c.grade_id)
                 if batch is not None:
@@ -769,12 +767,12 @@ def _vote_row(run_id: str, vote: VoteIn) -> dict:
     now = _now()
     created = vote.created_at or now
     if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
+        created = created.replace(tzinfo=UTC)
     return {
         "run_id": run_id,
         "user_id": vote.user_id,
         "vote": vote.vote,
         "comment": vote.comment,
-        "created_at": created.astimezone(timezone.utc),
+        "created_at": created.astimezone(UTC),
         "recorded_at": now,
     }

@@ -23,7 +23,8 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
+from collections.abc import Iterator
 
 from ragloop.documents import VISIBILITIES, Document, Visibility
 from ragloop.errors import RagloopError

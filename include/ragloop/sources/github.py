@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar
+from collections.abc import Iterator
 
 from ragloop.documents import Document
 from ragloop.sources.base import (
@@ -67,7 +68,7 @@ def clean_body(text: str | None) -> str:
     for index, line in enumerate(lines):
         if HEADING.match(line):
             rest = next((later for later in lines[index + 1 :] if later.strip()), None)
-            if rest is None or HEADING.match(rest) and _level(rest) <= _level(line):
+            if rest is None or (HEADING.match(rest) and _level(rest) <= _level(line)):
                 continue  # an empty template section
         kept.append(line)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
@@ -81,7 +82,7 @@ def _date(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
@@ -118,7 +119,7 @@ class GithubIssuesSource(ApiSource):
     type = "github_issues"
     kind = "github"
     export_kind = "a JSON file of issues in the GitHub REST shape"
-    config_keys = {
+    config_keys: ClassVar[dict[str, tuple[Any, bool]]] = {
         "repo": (str, True),
         "connection": (str, False),
         "export": (str, False),
@@ -178,7 +179,7 @@ class GithubIssuesSource(ApiSource):
             self.closed_within_days
             and issue.get("state") == "closed"
             and closed
-            and closed < datetime.now(timezone.utc) - timedelta(days=self.closed_within_days)
+            and closed < datetime.now(UTC) - timedelta(days=self.closed_within_days)
         ):
             return f"closed on {closed:%Y-%m-%d}, more than closed_within_days={self.closed_within_days} ago"
         return None
@@ -384,7 +385,7 @@ def github_client(conn_id: str, source_id: str = ""):
 
     try:
         hooked = GithubHook(github_conn_id=conn_id).get_conn()
-    except Exception as err:  # noqa: BLE001 - any hook problem: name the connection
+    except Exception as err:
         raise SourceError(f"source {source_id!r}: cannot use Airflow connection {conn_id!r}: {err}") from err
     retry = GithubRetry(
         total=RETRIES,

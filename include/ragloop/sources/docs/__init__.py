@@ -18,9 +18,10 @@ import os
 import re
 import stat
 import string
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, ClassVar
+from collections.abc import Iterator
 from urllib.parse import quote
 
 from ragloop.documents import Document
@@ -86,7 +87,7 @@ class DocsSource(Source):
     type = "docs"
     kind = "docs"
     lists_all_ids = True
-    config_keys = {
+    config_keys: ClassVar[dict[str, tuple[Any, bool]]] = {
         "path": (str, False),
         "repo": (str, False),
         "ref": (str, False),
@@ -269,7 +270,7 @@ class DocsSource(Source):
             title=title.strip(),
             content=content.lstrip("\n"),
             url=self.url_for(rel_path),
-            updated_at=datetime.fromtimestamp(info.st_mtime, tz=timezone.utc),
+            updated_at=datetime.fromtimestamp(info.st_mtime, tz=UTC),
             metadata=metadata,
         )
 

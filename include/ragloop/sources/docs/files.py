@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import yaml
+import itertools
 
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def markdown_title(text: str) -> str:
 def rst_title(text: str) -> str:
     """The first section title: a text line underlined by a punctuation line at least as long."""
     lines = text.split("\n")
-    for line, underline in zip(lines, lines[1:]):
+    for line, underline in itertools.pairwise(lines):
         title = line.strip()
         underlined = RST_ADORNMENT.match(underline) and len(underline.rstrip()) >= len(title)
         if title and underlined and not RST_ADORNMENT.match(line):

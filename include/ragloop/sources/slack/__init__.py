@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, ClassVar
+from collections.abc import Callable, Iterator
 
 from ragloop.documents import Document
 from ragloop.sources.base import ApiSource, ExtractReport, SourceConfigError, check_whole_number, record_failure_reason
@@ -45,7 +46,7 @@ class SlackSource(ApiSource):
     type = "slack"
     kind = "slack"
     export_kind = "a Slack workspace export folder or zip"
-    config_keys = {
+    config_keys: ClassVar[dict[str, tuple[Any, bool]]] = {
         "channels": (list, False),
         "connection": (str, False),
         "export": (str, False),

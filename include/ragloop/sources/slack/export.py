@@ -7,7 +7,8 @@ import json
 import logging
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
 
 from ragloop.documents import Document
 from ragloop.sources.base import ExtractReport, SourceError, record_failure_reason

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 from ragloop.documents import Document
 from ragloop.sources.base import ExtractReport, SourceError
@@ -76,7 +77,7 @@ class LiveReader:
         if self._client is None:
             try:
                 self._client = slack_client(self.source.config["connection"])
-            except Exception as err:  # noqa: BLE001 - any hook problem: name the connection
+            except Exception as err:
                 raise SourceError(
                     f"source {self.source.id!r}: cannot use Airflow connection {self.source.config['connection']!r}: {err}"
                 ) from err

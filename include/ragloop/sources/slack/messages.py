@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable
 
 # Message subtypes that are channel housekeeping or automation, not conversation.
 NOISE_SUBTYPES = {
@@ -42,7 +43,7 @@ def ts_float(ts: Any) -> float:
 
 
 def ts_time(ts: Any) -> datetime:
-    return datetime.fromtimestamp(float(ts), tz=timezone.utc)
+    return datetime.fromtimestamp(float(ts), tz=UTC)
 
 
 def slack_to_markdown(text: str, user_name: Callable[[str], str], channel_name: Callable[[str], str]) -> str:
@@ -65,7 +66,7 @@ def slack_to_markdown(text: str, user_name: Callable[[str], str], channel_name: 
     if len(parts) % 2 == 0:  # an unclosed fence: the rest is code
         parts.append("")
     out = [parts[0]]
-    for code, prose in zip(parts[1::2], parts[2::2]):
+    for code, prose in zip(parts[1::2], parts[2::2], strict=False):
         out.append(f"\n\n```\n{code.strip(chr(10))}\n```\n\n{prose.lstrip(' ')}")
     return re.sub(r"\n{3,}", "\n\n", "".join(out)).strip()
 
