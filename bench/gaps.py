@@ -72,7 +72,8 @@ def describe(questions: list[str], vectors: np.ndarray, topics) -> dict:
     index_of = {str(i): i for i in range(len(questions))}
     grouped = [t for t in topics if t.topic_id != gaps.NOT_GROUPED]
     total = len(questions)
-    covered = similar = members = 0
+    covered = members = 0
+    similar = 0.0
     for topic in grouped:
         terms = [term.lower() for term in topic.terms]
         label_vector = vectors[index_of[topic.run_ids[0]]]  # closest to the centroid: the label
@@ -104,8 +105,8 @@ def score(questions: list[str], vectors: np.ndarray, method: str, options: dict,
         options = {"max_topic_share": None, **options}
     topics = gaps.find_topics(runs, vectors, method=method, **options)
     out = describe(questions, vectors, topics)
-    out["largest_topic"] = max(({"label": t.label[:160], "terms": t.terms, "size": t.size} for t in topics
-                                if t.topic_id != gaps.NOT_GROUPED), key=lambda t: t["size"], default=None)
+    largest = max((t for t in topics if t.topic_id != gaps.NOT_GROUPED), key=lambda t: t.size, default=None)
+    out["largest_topic"] = None if largest is None else {"label": largest.label[:160], "terms": largest.terms, "size": largest.size}
     if truth is not None:
         found = [0] * len(questions)
         for topic in topics:

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 from datetime import datetime, UTC
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         embedder = make_embedder("local")
         started = time.monotonic()
         for run in sample:
-            grading.OfflineJudge(embedder).measure(run)  # a new judge per run: nothing shared
+            grading.OfflineJudge(embedder).measure(run)  # type: ignore[arg-type]  # make_embedder("local") is a LocalEmbedder  # a new judge per run: nothing shared
         solo_seconds = time.monotonic() - started
 
         first = grading.write_back(DagRunRef(GRADE_DAG_ID, "bench-1"), str(config_path))
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
     per_run = grade_seconds / max(1, graded["graded"])
     per_vote_run = vote_seconds / max(1, regraded["graded"])
-    result = {
+    result: dict[str, Any] = {
         "runs": len(run_ids), "graded": graded["graded"], "vetoed": graded["vetoed"],
         "grade_seconds": round(grade_seconds, 2), "runs_per_second": round(graded["graded"] / grade_seconds, 2),
         "good_runs": first["good_runs"], "written": first["written"], "write_back_seconds": first["seconds"],

@@ -139,6 +139,7 @@ def corruptions(chunk: dict, sentences: list[str], rng: random.Random, identifie
     if with_number:
         s = with_number[0]
         match = NUMBER.search(s)
+        assert match is not None  # s was picked for holding a number
         present = {m for m in NUMBER.findall(passage)}
         value = int(match.group(0))
         new = next(str(v) for v in itertools.count(value + 1) if str(v) not in present)
@@ -200,7 +201,8 @@ def mined_paraphrases(chunks: list[dict], grounder, limit: int = 400) -> list[di
     log(f"embedding {len(texts)} sentences to mine paraphrases")
     vectors = np.array(grounder._embed(texts), dtype=np.float32)
     similarity = vectors @ vectors.T
-    pairs, used = [], set()
+    pairs: list = []
+    used: set[int] = set()
     order = np.argsort(-similarity, axis=None)
     for flat in order:
         a, b = divmod(int(flat), len(texts))
@@ -233,7 +235,7 @@ def measure_pairs(pairs: list[dict], grounder) -> None:
         from ragloop.grading.grounding import _plain
 
         grounder._embed([_plain(u.text) for u in prose] + [_plain(w) for w in source.windows])
-        measured = []
+        measured: list[tuple] = []
         for unit in units:
             if unit.kind in ("code", "link"):
                 measured.append(("fixed", grounder._ground_unit(unit, source).supported))

@@ -383,9 +383,9 @@ def main() -> None:
     missed_examples: dict[str, str] = {}
     for (rule, text), found in zip(texts, vetoes, strict=False):
         hit = "secret" in leak_reasons(found)
-        for table, key in ((per_family, family(rule)), (per_rule, rule)):
-            table[key][0] += hit
-            table[key][1] += 1
+        for counts, key in ((per_family, family(rule)), (per_rule, rule)):
+            counts[key][0] += hit
+            counts[key][1] += 1
         if not hit and rule not in missed_examples:
             missed_examples[rule] = text[:20] + "…"
     caught = sum(c for c, _ in per_rule.values())

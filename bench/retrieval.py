@@ -303,7 +303,7 @@ def public_main(args) -> int:
                 for number, thread in enumerate(threads, 1):
                     expected = [f"so:so-{thread.thread_id}.md"]
                     for alpha in alphas:
-                        hits = search(client, collection, embedder, thread.title, limit=TOP_K, alpha=alpha)
+                        hits = search(client, collection, embedder, thread.title, limit=TOP_K, alpha=alpha)  # type: ignore[arg-type]  # an Embedder by delegation
                         ranks[alpha][thread.split].append(first_expected_rank([h.doc_id for h in hits], expected))
                     if number % 100 == 0:
                         log(f"  {number}/{len(threads)}")

@@ -22,7 +22,7 @@ def setup_source(folder, quarantine: bool | None):
     docs.mkdir(exist_ok=True)
     (docs / "runbook.md").write_text(RUNBOOK)
     (docs / "rotation.md").write_text(CLEAN)
-    source = {"id": "ops-docs", "type": "docs", "path": str(docs), "url_template": "https://docs.example/{path}"}
+    source: dict[str, object] = {"id": "ops-docs", "type": "docs", "path": str(docs), "url_template": "https://docs.example/{path}"}
     if quarantine is not None:
         source["quarantine_credentials"] = quarantine
     config = folder / "sources.yaml"

@@ -127,11 +127,17 @@ class GithubWireServer:
             headers["Link"] = f'<{self.base_url}{path}?{urlencode(following)}>; rel="next"'
         return 200, chunk, headers
 
+    @property
+    def server(self) -> LoopbackServer:
+        if self._server is None:
+            raise RuntimeError("the wire server is used outside its `with` block")
+        return self._server
+
     # --- server ---------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        return self._server.url
+        return self.server.url
 
     def connection_json(self) -> str:
         return json.dumps({"conn_type": "github", "host": self.base_url, "password": TOKEN})
@@ -152,4 +158,4 @@ class GithubWireServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.stop()
+        self.server.stop()

@@ -134,11 +134,17 @@ class SlackWireServer:
         thread.sort(key=lambda m: float(m["ts"]))
         return self._page(thread, params, "messages")
 
+    @property
+    def server(self) -> LoopbackServer:
+        if self._server is None:
+            raise RuntimeError("the wire server is used outside its `with` block")
+        return self._server
+
     # --- server ---------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        return f"{self._server.url}/api/"
+        return f"{self.server.url}/api/"
 
     def connection_json(self) -> str:
         return json.dumps({"conn_type": "slack", "password": TOKEN, "extra": {"base_url": self.base_url}})
@@ -171,7 +177,7 @@ class SlackWireServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.stop()
+        self.server.stop()
 
 
 def now() -> float:

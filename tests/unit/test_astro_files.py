@@ -26,7 +26,8 @@ def locked_version(package: str) -> str:
 
 def pinned_airflow() -> str:
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    return next(re.fullmatch(r"apache-airflow==(\S+)", d).group(1) for d in deps if d.startswith("apache-airflow=="))
+    pins = [re.fullmatch(r"apache-airflow==(\S+)", d) for d in deps]
+    return next(pin.group(1) for pin in pins if pin is not None)
 
 
 def test_airflow_pin_matches_lock():

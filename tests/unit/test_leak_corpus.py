@@ -26,7 +26,10 @@ SOURCES = [
 
 
 def measure() -> dict:
-    caught, missed, false_alarms, clean = [], [], [], []
+    caught: list[dict] = []
+    missed: list[dict] = []
+    false_alarms: list[dict] = []
+    clean: list[dict] = []
     for line in CORPUS.read_text(encoding="utf-8").splitlines():
         example = json.loads(line)
         found = {v.reason for v in grading.run_checks({"question": "How?", "answer": example["text"], "sources": SOURCES})}

@@ -13,7 +13,7 @@ FOUND = {
 
 
 def page_for(audience: str) -> str:
-    source = {"source_id": "docs", "type": "docs", "dag_id": "ragloop_ingest_docs", "freshness": "fresh", "freshness_reason": "",
+    source: dict[str, object] = {"source_id": "docs", "type": "docs", "dag_id": "ragloop_ingest_docs", "freshness": "fresh", "freshness_reason": "",
               "last_success": None, "watermarks": {}, "listing_time": None, "schedule": None, "paused": False,
               "failed_documents": [], "credentials": credential_findings(FOUND, audience)}
     data = {"collection": "C", "generated_at": "2026-12-04T00:00:00", "audience": audience,

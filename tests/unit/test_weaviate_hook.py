@@ -37,8 +37,13 @@ CASES = {
 
 
 def captured(monkeypatch, hook) -> dict:
-    calls = []
-    monkeypatch.setattr(weaviate, "connect_to_custom", lambda **kwargs: calls.append(kwargs) or "client")
+    calls: list[dict] = []
+
+    def connect_to_custom(**kwargs) -> str:
+        calls.append(kwargs)
+        return "client"
+
+    monkeypatch.setattr(weaviate, "connect_to_custom", connect_to_custom)
     assert hook.get_conn() == "client"
     return calls[0]
 
