@@ -173,3 +173,24 @@ def test_the_runtime_never_imports_the_export():
     offenders = {str(p.relative_to(REPO)) for p in package.rglob("*.py") if "ragloop.onnx_model" in imported(p)}
     assert offenders == set()
     assert "ragloop.embedding.onnx_manifest" in imported(REPO / "include" / "ragloop" / "onnx_model.py")
+
+
+def test_a_vector_is_a_function_of_its_text_alone_whatever_runs_beside_it():
+    """The index reuses vectors by chunk hash, so a text's vector may not depend on the call it came
+    in: alone, among others, on one worker or several. Tolerance: none (bit for bit), which the
+    reuse logic needs no stated slack for."""
+    import numpy as np
+
+    from ragloop.embedding import LocalEmbedder
+
+    mixed = [*SAMPLE_TEXTS, *(text.upper() for text in SAMPLE_TEXTS), SAMPLE_TEXTS[0]]
+    parallel = LocalEmbedder(workers=3)
+    assert parallel.workers == 3 and parallel.threads == 1
+    in_a_crowd = np.asarray(parallel.embed(mixed), dtype=np.float32)
+    today = LocalEmbedder(workers=1)  # one text per run, the runtime's threads over all cores
+    assert today.threads is None
+    for i, text in enumerate(mixed):
+        alone = np.asarray(today.embed([text])[0], dtype=np.float32)
+        assert np.array_equal(alone, in_a_crowd[i]), (i, float(np.abs(alone - in_a_crowd[i]).max()))
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        LocalEmbedder(workers=-1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,13 @@ class _CountsWordPieces:
         return [known[t] for t in texts]
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class _OnnxRuntime:
     session: Any
@@ -157,6 +165,12 @@ class LocalEmbedder(_CountsWordPieces):
     # in batches of 32 on the 2-core machine (150 chunks of 20-200 words). A larger batch_size
     # groups texts of similar length, at that cost in determinism.
     default_batch_size = 1
+    # Texts run side by side, one per worker thread, each run on one core (ONNX Runtime releases
+    # the GIL). Splitting one text's small operators over the cores (intra-op threads) costs a
+    # hand-over per operator; running whole texts on separate cores costs none, and a text's run is
+    # the same single-threaded computation whatever runs beside it, so its vector stays a function
+    # of its text alone. See docs/performance-embedder.md for the measurements.
+    MAX_DEFAULT_WORKERS = 4
 
     def __init__(
         self,
@@ -165,6 +179,7 @@ class LocalEmbedder(_CountsWordPieces):
         model_dir=None,
         threads: int | None = None,
         verify: bool = True,
+        workers: int | None = None,
     ):
         from ragloop.embedding.onnx_manifest import DEFAULT_QUANTIZATION, check_quantization
         from ragloop.embedding.onnx_manifest import model_dir as default_dir
@@ -174,7 +189,11 @@ class LocalEmbedder(_CountsWordPieces):
             raise ValueError(f"embedder batch_size must be at least 1, not {batch_size!r}")
         self.quantization = check_quantization(quantization or DEFAULT_QUANTIZATION)
         self.model_dir = str(model_dir or default_dir(self.quantization))
-        self.threads = threads
+        self.workers = int(workers or min(_usable_cores(), self.MAX_DEFAULT_WORKERS))
+        if self.workers < 1:
+            raise ValueError(f"embedder workers must be at least 1, not {workers!r}")
+        # With several workers each session run keeps to one core; alone, it may use them all.
+        self.threads = threads if threads is not None else (1 if self.workers > 1 else None)
         self.verify = verify
         self.name = f"local:{LOCAL_MODEL_NAME}@onnx-{self.quantization}"
         self.usage = EmbeddingUsage()
@@ -204,8 +223,8 @@ class LocalEmbedder(_CountsWordPieces):
         # Shortest first: each batch pads only to its own longest text.
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+
+        def run(rows: list[int]) -> None:
             width = max(lengths[i] for i in rows)
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -214,6 +233,15 @@ class LocalEmbedder(_CountsWordPieces):
                 mask[row, : lengths[i]] = 1
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             vectors[rows] = runtime.session.run(None, {name: feed[name] for name in runtime.inputs})[0]
+
+        groups = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if self.workers == 1 or len(groups) == 1:
+            for rows in groups:
+                run(rows)
+        else:
+            # Longest first, so that no worker is left with a long text at the end.
+            with ThreadPoolExecutor(min(self.workers, len(groups)), thread_name_prefix="onnx-embed") as pool:
+                list(pool.map(run, reversed(groups)))  # re-raises the first failed run's error
         self.usage.texts += len(texts)
         self.usage.tokens += tokens
         self.usage.requests += 1
