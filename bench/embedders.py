@@ -191,7 +191,7 @@ def settings_bench(args) -> int:
 
     texts, archives = provider_doc_chunks(args.sdists, args.texts)
     today = LocalEmbedder(workers=1)  # one text per run, ONNX Runtime's intra-op threads on all cores
-    workers = LocalEmbedder()  # one text per run, one run per core
+    workers = LocalEmbedder(workers=os.cpu_count() or 2)  # one text per run, one run per core
     best = ort_best_vectors(today, texts)
     settings = {
         "today (1 text per run, intra-op threads)": lambda: np.asarray(today.embed(texts), dtype=np.float32),

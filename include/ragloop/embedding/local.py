@@ -86,13 +86,6 @@ class _CountsWordPieces:
         return [known[t] for t in texts]
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class _OnnxRuntime:
     session: Any
@@ -165,12 +158,14 @@ class LocalEmbedder(_CountsWordPieces):
     # in batches of 32 on the 2-core machine (150 chunks of 20-200 words). A larger batch_size
     # groups texts of similar length, at that cost in determinism.
     default_batch_size = 1
-    # Texts run side by side, one per worker thread, each run on one core (ONNX Runtime releases
-    # the GIL). Splitting one text's small operators over the cores (intra-op threads) costs a
-    # hand-over per operator; running whole texts on separate cores costs none, and a text's run is
-    # the same single-threaded computation whatever runs beside it, so its vector stays a function
-    # of its text alone. See docs/performance-embedder.md for the measurements.
-    MAX_DEFAULT_WORKERS = 4
+    # `workers` > 1 runs texts side by side, one per worker thread, each run on one core (ONNX
+    # Runtime releases the GIL), instead of splitting one text's small operators over the cores.
+    # A text's run is the same single-threaded computation whatever runs beside it, so its vector
+    # stays a function of its text alone (bit for bit, tested). Not the default: on the shared
+    # 2-core machine it used the same CPU per text (19.0 against 19.6 ms) but gave 0.67x the
+    # texts/s under a load average of 20 (bench/results/embedder-settings-*.json); measure on
+    # an idle machine before making it one.
+    default_workers = 1
 
     def __init__(
         self,
@@ -189,7 +184,7 @@ class LocalEmbedder(_CountsWordPieces):
             raise ValueError(f"embedder batch_size must be at least 1, not {batch_size!r}")
         self.quantization = check_quantization(quantization or DEFAULT_QUANTIZATION)
         self.model_dir = str(model_dir or default_dir(self.quantization))
-        self.workers = int(workers or min(_usable_cores(), self.MAX_DEFAULT_WORKERS))
+        self.workers = int(workers or self.default_workers)
         if self.workers < 1:
             raise ValueError(f"embedder workers must be at least 1, not {workers!r}")
         # With several workers each session run keeps to one core; alone, it may use them all.
