@@ -9,6 +9,8 @@ Not a test. Prints a table and writes bench/results/query-latency-<time>.json.
 What it times, per query (after 5 untimed warm-up queries per mode):
 - search, one client reused: `index.search` with the client of one `connect()`;
 - search, a client per query: `connect()` then `search`, as a caller holding no client does;
+  and the same with client reuse switched off (what every `connect()` cost before it kept
+  clients), likewise for ask;
 - ask (offline): `answer.ask` with a config whose embedder is `hash` and no `llm:` (load the
   config, build the embedder, connect, retrieve, quote): what the CLI and apps call;
 - the local model's query embedding: `LocalEmbedder().embed([query])`, the share the model adds
@@ -35,7 +37,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -71,6 +74,18 @@ def timed(queries: list[str], call: Callable[[str], object]) -> list[float]:
     return times
 
 
+@contextmanager
+def no_client_reuse() -> Iterator[None]:
+    from ragloop.hooks import weaviate as hook
+
+    saved = hook._IdleClients.IDLE_SECONDS
+    hook._IdleClients.IDLE_SECONDS = -1.0
+    try:
+        yield
+    finally:
+        hook._IdleClients.IDLE_SECONDS = saved
+
+
 def queries_for(count: int, seed: int = 23) -> list[str]:
     """Question-like queries in the corpus' vocabulary (so BM25 and vectors both have work)."""
     rng = random.Random(seed)
@@ -104,6 +119,7 @@ def fill_collection(work: Path, chunks_target: int) -> tuple[Path, int, float]:
         ensure_collection(client, COLLECTION, embedder)
         target = client.collections.use(COLLECTION)
         pending: list = []
+        progress = {"written": 0}
 
         def flush() -> None:
             vectors = embedder.embed([chunk.text for _, chunk, _ in pending])
@@ -114,6 +130,8 @@ def fill_collection(work: Path, chunks_target: int) -> tuple[Path, int, float]:
             failed = len(target.batch.failed_objects)
             if failed:
                 raise SystemExit(f"{failed} objects failed to write: {target.batch.failed_objects[:1]}")
+            progress["written"] += len(pending)
+            log(f"  {progress['written']} chunks written ({time.monotonic() - started:.0f} s)")
             pending.clear()
 
         for document in make_source(config.source("bench")).load_all(ExtractReport("bench")):
@@ -183,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
             modes["search (client per query)"] = summary(timed(queries, search_with_own_client))
             log(f"[{label}] ask (offline)...")
             modes["ask (offline, extractive)"] = summary(timed(queries, lambda q: ask(q, config_path=str(config_path))))
+            # Before connect() kept clients: every block made a new one. An idle time below zero
+            # makes every kept client stale, which is that behaviour (plus closing the stale one).
+            with no_client_reuse():
+                log(f"[{label}] search, a client per query, no client reuse...")
+                modes["search (client per query, no reuse)"] = summary(timed(queries, search_with_own_client))
+                log(f"[{label}] ask (offline), no client reuse...")
+                modes["ask (offline, extractive, no reuse)"] = summary(
+                    timed(queries, lambda q: ask(q, config_path=str(config_path))))
             for name, row in modes.items():
                 log(f"  {name}: p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms")
             return modes
