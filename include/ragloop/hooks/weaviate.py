@@ -137,6 +137,7 @@ def release_client(client: WeaviateClient, reusable: bool) -> None:
     """The end of a `connect()` block: a client whose block ended without an error is kept for
     the next `connect_client` with the same arguments in this process; any other is closed."""
     if not reusable or not _IDLE_CLIENTS.keep(client):
+        _IDLE_CLIENTS.forget(client)  # its id may be a new client's later
         client.close()
 
 
@@ -203,6 +204,10 @@ class _IdleClients:
         """A new client that passed its checks: it may be kept when its block ends."""
         with self._lock:
             self._keys[id(client)] = self._key(endpoint, kwargs)
+
+    def forget(self, client: WeaviateClient) -> None:
+        with self._lock:
+            self._keys.pop(id(client), None)
 
     def keep(self, client: WeaviateClient) -> bool:
         with self._lock:
