@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -99,7 +100,7 @@ def bench_chunks(files: int, work: Path) -> list[str]:
 
 
 def run_worker(kind: str, texts_path: Path, out: Path) -> dict:
-    from ragloop.onnx_model import export_env
+    from ragloop.embedding.onnx_manifest import export_env
 
     python = sys.executable if kind == "onnx" else str(export_env() / "bin" / "python")
     if not Path(python).exists():
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load_seconds": round(min(r["load_seconds"] for r in rows), 2),
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in rows), "torch_imported": rows[0]["torch_imported"]}
 
-    result = {"benchmark": "embedders", "chunks": len(texts), "median_words": int(np.median(words)),
+    result: dict[str, Any] = {"benchmark": "embedders", "chunks": len(texts), "median_words": int(np.median(words)),
               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
               "onnx": summary("onnx"), "torch": summary("torch"),
               "cosine_onnx_torch": {"min": round(float(cosines.min()), 4), "mean": round(float(cosines.mean()), 4),
