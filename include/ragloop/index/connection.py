@@ -42,7 +42,7 @@ def endpoint_from_connection(conn_id: str = WEAVIATE_CONN_ID) -> WeaviateEndpoin
 @contextmanager
 def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator[WeaviateClient]:
     """A Weaviate client for the Airflow connection, made by the hook; closed on exit."""
-    from ragloop.hooks.weaviate import RagloopWeaviateHook, WeaviateConnectionError, connect_client
+    from ragloop.hooks.weaviate import RagloopWeaviateHook, WeaviateConnectionError, connect_client, release_client
 
     try:
         endpoint, kwargs = RagloopWeaviateHook(conn_id).connect_args()
@@ -56,8 +56,10 @@ def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator[WeaviateClient]:
             f"from connection {conn_id!r}: {err}. Start the local server with `ragloop weaviate start`, "
             "or point the connection at a running Weaviate."
         ) from err
+    clean = False
     try:
         yield client
+        clean = True
     except WeaviateIndexError as err:
         if endpoint.url not in str(err):
             err.args = (f"{err} [Weaviate at {endpoint.url}]",)
@@ -66,7 +68,7 @@ def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator[WeaviateClient]:
         # Whatever the call, say which Weaviate failed: the client's own message often does not.
         raise WeaviateIndexError(f"Weaviate at {endpoint.url} failed: {type(err).__name__}: {err}") from err
     finally:
-        client.close()
+        release_client(client, reusable=clean)  # kept for the next connect() in this process, or closed
 
 
 def _weaviate_base_error() -> type[Exception]:
