@@ -92,6 +92,18 @@ def airflow_db() -> Path:
     return localenv.airflow_db_path()
 
 
+@pytest.fixture(scope="session")
+def auth_manager(airflow_db):
+    """Airflow's simple auth manager, initialised on the session's metadata DB: it signs the
+    tokens of the tests that call the runs API or the operator's page in process
+    (airflow_helpers.token_for)."""
+    from airflow.api_fastapi.app import create_auth_manager
+
+    manager = create_auth_manager()
+    manager.init()
+    return manager
+
+
 def weaviate_conn_json(server) -> str:
     return json.dumps(
         {
