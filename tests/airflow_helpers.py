@@ -21,16 +21,23 @@ from ragloop.weaviate_local import free_port
 T = TypeVar("T")
 
 
-def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float = 2.0) -> T:
+def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float = 2.0,
+             slow: tuple[type[Exception], ...] = ()) -> T:
     """Call `check` until it returns something true, and return that; fail after `timeout`
     seconds naming `what` and the last value seen. Never a fixed sleep: a wait ends as soon as
-    what it waits for is there."""
+    what it waits for is there. An exception in `slow` (a read-only poll timing out on a loaded
+    machine) counts as "not yet", within the same deadline, and is named in the failure."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: object = None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
+        try:
+            value = check()
+        except slow as err:
+            last = f"{type(err).__name__}: {err}"
+        else:
+            if value:
+                return value
+            last = value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r:.2000}")
 
