@@ -679,6 +679,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=120, help="generated docs for drills 2, 3, 4 and 6")
     parser.add_argument("--break", dest="broken", type=int, nargs="*", default=[], choices=sorted(BREAKS),
                         help="take away these drills' fault or guarantee (see BREAKS): they must fail")
+    parser.add_argument("--note", default="", help="a note for the results file, e.g. that the machine was shared")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/cluster-drills.json, "
                                                   "or cluster-drills-broken.json with --break, merged by drill)")
     args = parser.parse_args()
@@ -719,6 +720,7 @@ def main() -> int:
         "command": "python bench/drills.py " + " ".join(sys.argv[1:]),
         "inputs": {"corpus": f"bench/corpus.py generate(), {args.files} files" if docs is not None else None,
                    "samples": "include/sources.yaml (the bundled samples)", "index_batch_chunks": 150},
+        "note": args.note,
         "cluster_started_by_this_run": started, "seconds": round(time.monotonic() - began, 1),
         "passed": sum(r["ok"] for r in results), "drills": results,
     }
