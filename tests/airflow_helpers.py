@@ -42,6 +42,23 @@ def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r:.2000}")
 
 
+class NotYet:
+    """A check's "not yet" that says what it saw: false, and shown in wait_for's failure."""
+
+    def __init__(self, seen: object):
+        self.seen = seen
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"not yet: {self.seen!r}"
+
+
+def not_yet(seen: object) -> NotYet:
+    return NotYet(seen)
+
+
 class Api:
     """An Airflow REST API with a token. Nothing is asked twice except one fault named below: a
     hidden retry of any 5xx would pass a test whose server is failing."""

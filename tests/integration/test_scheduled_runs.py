@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_helpers import retried_tasks, standalone_airflow, standalone_ports, task_log_tail, wait_for, xcom
+from airflow_helpers import not_yet, retried_tasks, standalone_airflow, standalone_ports, task_log_tail, wait_for, xcom
 from conftest import weaviate_conn_json
 from test_shared_run_ids import chunk_table, three_source_config
 
@@ -178,7 +178,8 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
         found = {dag_id: api("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"] for dag_id in INGEST_DAGS}
         ended = all(runs and all(r["state"] in ("success", "failed") for r in runs) for runs in found.values())
         backfilled = all(any(r["run_type"] == "backfill" for r in runs) for runs in found.values())
-        return found if ended and backfilled else None
+        return found if ended and backfilled else not_yet(
+            {dag_id: [(r["run_type"], r["dag_run_id"], r["state"]) for r in runs] for dag_id, runs in found.items()})
 
     runs = wait_for("the three backfill runs to finish", runs_of_the_night, timeout=600, slow=POLL_TIMEOUTS)
     # Exactly one run per DAG, the backfill: a scheduled run beside it would mean the test
@@ -240,7 +241,8 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
 
     def feedback_runs_ended():
         runs = api("GET", f"/api/v2/dags/{GRADE_DAG}/dagRuns")["dag_runs"]
-        return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
+        return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else not_yet(
+            [(r["run_type"], r["dag_run_id"], r["state"]) for r in runs])
 
     # Only asset-triggered runs (no scheduled one), each a success on its first tries, and one of
     # them is the run that wrote the answer back (its write_back task's result counts it).
