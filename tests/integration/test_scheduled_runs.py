@@ -39,11 +39,13 @@ def timezone_far_from_the_schedules(now: datetime) -> str:
     """A fixed-offset zone in which it is now between 12:00 and 13:00, for Airflow's
     `default_timezone`: the ingest DAGs run at midnight and the feedback DAG at 01:00 *in that
     zone*, so their next scheduled runs are at least 11 hours away and their last ones at least
-    11 hours past. With catchup off, Airflow makes a scheduled run on unpausing only when the last
-    one is at most 2.4 hours past (a tenth of the day, `CronTriggerTimetable._calc_first_run`), so
-    no scheduled run can exist during this module (it ends within LONGEST_RUN_HOURS): the runs it
-    checks are the backfills and the asset-triggered ones, whatever the time of day (issue 27:
-    unpausing at 01:xx UTC made a scheduled feedback run that wrote the answer back first)."""
+    11 hours past. With catchup off, Airflow makes a DAG's first scheduled run on unpausing only
+    when its last cron time is at most 2.4 hours past (a tenth of the day,
+    `CronTriggerTimetable._calc_first_run`), so the feedback DAG, which has no run before its
+    asset-triggered ones, gets no scheduled run during this module (it ends within
+    LONGEST_RUN_HOURS), whatever the time of day (issue 27: unpausing at 01:xx UTC made a
+    scheduled feedback run that wrote the answer back first). The ingest DAGs do get one, at any
+    hour: once a DAG has a run (their backfill), catchup off schedules its latest cron time."""
     offset = 12 - now.astimezone(UTC).hour  # -11 .. +12, all real zones
     # The Etc/GMT zones carry POSIX's inverted sign: Etc/GMT-3 is three hours ahead of UTC.
     return "Etc/UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
@@ -70,7 +72,10 @@ def standalone(weaviate_server, postgres_server, tmp_path_factory):
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         # The driver's error in a 500's body: Api retries "database is locked" and nothing else.
         "AIRFLOW__API__EXPOSE_STACKTRACE": "True",
-        # No scheduled run during the module: only the runs it makes (see the function).
+        # A task's supervisor waits this long for the execution API: its 5 s default made every
+        # `settings` task fail its first try at load 25 (httpx.ReadTimeout), as in test_showcase.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+        # No scheduled feedback run during the module (see the function).
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": (zone := timezone_far_from_the_schedules(datetime.now(UTC))),
     })
     postgres_server.psql('DROP DATABASE IF EXISTS "airflow_standalone" WITH (FORCE)')
@@ -164,8 +169,10 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
 
     # One night for all three DAGs at once: a backfill of the same date for each, which the
     # scheduler runs with one run id, `backfill__<date>`, as it runs `scheduled__<date>` nightly.
-    # Backfills of paused DAGs stay queued, so they are unpaused first. That makes no scheduled
-    # run: the standalone's time zone puts midnight far from now (timezone_far_from_the_schedules).
+    # Backfills of paused DAGs stay queued, so they are unpaused first. Once a DAG has its backfill
+    # run, catchup off also schedules its latest midnight (seen at every hour: Airflow's
+    # next-run rule with an earlier run), a run id the three share too, so each DAG may have that
+    # one scheduled run beside its backfill.
     for dag_id in INGEST_DAGS:
         api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
     for dag_id in INGEST_DAGS:
@@ -181,15 +188,21 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
         return found if ended and backfilled else not_yet(
             {dag_id: [(r["run_type"], r["dag_run_id"], r["state"]) for r in runs] for dag_id, runs in found.items()})
 
-    runs = wait_for("the three backfill runs to finish", runs_of_the_night, timeout=600, slow=POLL_TIMEOUTS)
-    # Exactly one run per DAG, the backfill: a scheduled run beside it would mean the test
-    # depends on the time of day again.
-    assert {dag_id: [(r["run_type"], r["dag_run_id"]) for r in dag_runs] for dag_id, dag_runs in runs.items()} == \
-        {dag_id: [("backfill", f"backfill__{night.isoformat()}")] for dag_id in INGEST_DAGS}
+    runs = wait_for("the three backfill runs to finish", runs_of_the_night, timeout=900, slow=POLL_TIMEOUTS)
+    backfill_ids = {r["dag_run_id"] for dag_runs in runs.values() for r in dag_runs if r["run_type"] == "backfill"}
+    assert backfill_ids == {f"backfill__{night.isoformat()}"}, runs
     for dag_id, dag_runs in runs.items():
+        assert {r["run_type"] for r in dag_runs} <= {"backfill", "scheduled"} and len(dag_runs) <= 2, (dag_id, dag_runs)
         for run in dag_runs:
             assert run["state"] == "success", f"{dag_id} {run['dag_run_id']}: {task_log_tail(api, dag_id, run['dag_run_id'])}"
             assert retried_tasks(api, dag_id, run["dag_run_id"]) == []
+
+    # Whether a document counts as new or unchanged depends on which of two runs of one DAG
+    # (backfill and scheduled) wrote it first, so those are compared as their sum.
+    def documents(report_source: dict) -> dict:
+        counts = dict(report_source["documents"])
+        counts["listed"] = counts.pop("new") + counts.pop("changed") + counts.pop("unchanged")
+        return counts
 
     # What each run saw and left equals the reference.
     for dag_id, dag_runs in runs.items():
@@ -198,7 +211,7 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
             assert set(report["sources"]) == set(expected[dag_id]["sources"]), report
             for source_id, got in report["sources"].items():
                 want = expected[dag_id]["sources"][source_id]
-                assert got["documents"]["seen"] > 0 and got["documents"] == want["documents"], (dag_id, source_id, got, want)
+                assert got["documents"]["seen"] > 0 and documents(got) == documents(want), (dag_id, source_id, got, want)
                 assert got["prune"] == "done", (dag_id, source_id, got)
                 assert got["watermarks"].keys() == want["watermarks"].keys(), (dag_id, source_id)
             assert report["errors"] == [], report["errors"]
