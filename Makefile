@@ -137,8 +137,13 @@ cluster-deps:
 	$(call debian_packages,redis-server:redis-server postgresql-15:$(POSTGRES_BIN)/initdb)
 
 # The tests compare the ONNX model's vectors with the torch model's, computed in the export env.
+# TEST_WORKERS pytest-xdist workers (tests/conftest.py: each module whole on one worker, the Airflow
+# deployments one at a time on one of them); TEST_WORKERS=1 runs the suite in one process. The 30
+# slowest steps are printed at the end: where the time goes, in every CI log.
+TEST_WORKERS ?= 2
+PYTEST_LAYOUT = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 test: lint docs test-deps onnx-model export-env seaweedfs gitleaks
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest $(PYTEST_LAYOUT) --durations=30 $(PYTEST_ARGS)
 
 airflow: env onnx-model gitleaks
 	$(RAGLOOP) weaviate start

@@ -37,6 +37,48 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(TEST_STATE, ignore_errors=True)
 
 
+# --- The parallel layout (pytest-xdist: `make test` runs `-n 2 --dist loadfile`) ---------------
+# Every module runs whole on one worker (its module fixtures, servers and files are made once).
+# The modules that start a multi-process Airflow deployment (standalone's scheduler, API server,
+# DAG processor and task processes, or the Celery cluster's) are one unit: one deployment at a
+# time, on one worker, as in a serial run; two at once on 2 cores starve each other's schedulers.
+# That unit goes first, as it is the longest; the other worker takes the other modules in turn.
+AIRFLOW_DEPLOYMENTS = frozenset({
+    "tests/integration/test_airflow_standalone.py",
+    "tests/integration/test_celery_run.py",
+    "tests/integration/test_scheduled_runs.py",
+    "tests/integration/test_showcase.py",
+})
+AIRFLOW_DEPLOYMENTS_UNIT = "airflow-deployments"
+
+
+def work_unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to under `--dist loadfile`: its module, or the deployments."""
+    module = nodeid.split("::", 1)[0]
+    return AIRFLOW_DEPLOYMENTS_UNIT if module in AIRFLOW_DEPLOYMENTS else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's per-file scheduling with the deployments' modules as one unit. (Not `loadgroup`
+    marks: xdist 3.8 tags a grouped test by rewriting `item._nodeid`, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModulesAndDeployments(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit_of(nodeid)
+
+    return ModulesAndDeployments(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    if hasattr(config, "workerinput"):  # an xdist worker: its order is the order units are handed out
+        # A stable sort: the deployments first, every module's tests in their order.
+        items.sort(key=lambda item: work_unit_of(item.nodeid) != AIRFLOW_DEPLOYMENTS_UNIT)
+
+
 # --- PostgreSQL: the production run store, in the suite -------------------------------------------
 
 
@@ -90,6 +132,18 @@ def airflow_db() -> Path:
     """A migrated metadata DB with airflow_settings.yaml loaded (about 7 s, once per session)."""
     localenv.ensure_local_airflow(force=True)
     return localenv.airflow_db_path()
+
+
+@pytest.fixture(scope="session")
+def auth_manager(airflow_db):
+    """Airflow's simple auth manager, initialised on the session's metadata DB: it signs the
+    tokens of the tests that call the runs API or the operator's page in process
+    (airflow_helpers.token_for)."""
+    from airflow.api_fastapi.app import create_auth_manager
+
+    manager = create_auth_manager()
+    manager.init()
+    return manager
 
 
 def weaviate_conn_json(server) -> str:

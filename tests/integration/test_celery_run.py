@@ -8,28 +8,16 @@ first try, and Airflow records the worker's name on every task instance."""
 from __future__ import annotations
 
 import json
-import time
-import urllib.parse
 
 import pytest
 
+from airflow_helpers import task_instances, wait_for, wait_for_run_end
 from conftest import SAMPLES, write_config
 
 pytestmark = pytest.mark.integration
 
 WORKER = "worker-1"
 CHECK_DAG = "ragloop_check"
-
-
-def wait_for(what: str, check, timeout: float, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last}")
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +64,8 @@ def test_a_dag_run_goes_through_a_celery_worker_and_redis(celery_airflow):
              lambda: any(d["dag_id"] == CHECK_DAG for d in api("GET", "/api/v2/dags?dag_id_pattern=ragloop")["dags"]), 300)
     api("PATCH", f"/api/v2/dags/{CHECK_DAG}", {"is_paused": False})
     run_id = api("POST", f"/api/v2/dags/{CHECK_DAG}/dagRuns", {"logical_date": None, "conf": {}})["dag_run_id"]
-    quoted = urllib.parse.quote(run_id, safe="")
-
-    def ended():
-        run = api("GET", f"/api/v2/dags/{CHECK_DAG}/dagRuns/{quoted}")
-        return run if run["state"] in ("success", "failed") else None
-
-    run = wait_for("the check DAG run to end", ended, 600)
-    instances = api("GET", f"/api/v2/dags/{CHECK_DAG}/dagRuns/{quoted}/taskInstances?limit=100")["task_instances"]
+    run = wait_for_run_end(api, CHECK_DAG, run_id, 600)
+    instances = task_instances(api, CHECK_DAG, run_id)
     seen = sorted((ti["task_id"], ti["state"], ti["try_number"], ti["hostname"]) for ti in instances)
     assert run["state"] == "success", seen
     assert len(seen) >= 3 and all(state == "success" for _, state, _, _ in seen), seen

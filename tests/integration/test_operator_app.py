@@ -13,25 +13,11 @@ from datetime import datetime, UTC
 import pytest
 import sqlalchemy as sa
 
+from airflow_helpers import token_for
 from conftest import SAMPLES, write_config
 from ragloop.runs import SCHEMA_VERSION, RunIn, RunStore, VoteIn
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def auth_manager(airflow_db):
-    from airflow.api_fastapi.app import create_auth_manager
-
-    manager = create_auth_manager()
-    manager.init()
-    return manager
-
-
-def token_for(auth_manager, role: str | None) -> str:
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    return auth_manager.generate_jwt(SimpleAuthManagerUser(username=f"{role}-user", role=role))
 
 
 @pytest.fixture

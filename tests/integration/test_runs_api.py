@@ -13,24 +13,10 @@ from datetime import datetime, timedelta, UTC
 import pytest
 import sqlalchemy as sa
 
+from airflow_helpers import token_for
 from ragloop.runs import RunStore, runs_asset
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def auth_manager(airflow_db):
-    from airflow.api_fastapi.app import create_auth_manager
-
-    manager = create_auth_manager()
-    manager.init()
-    return manager
-
-
-def token_for(auth_manager, role: str | None) -> str:
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    return auth_manager.generate_jwt(SimpleAuthManagerUser(username=f"{role}-user", role=role))
 
 
 @pytest.fixture

@@ -12,75 +12,43 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import run_cli, weaviate_conn_json
-from ragloop.weaviate_local import free_port
+from airflow_helpers import not_yet, retried_tasks, standalone_airflow, standalone_ports, task_log_tail, wait_for, xcom
+from conftest import weaviate_conn_json
 from test_shared_run_ids import chunk_table, three_source_config
 
 pytestmark = pytest.mark.integration
 
 INGEST_DAGS = ("ragloop_ingest_docs", "ragloop_ingest_slack", "ragloop_ingest_github_issues")
 GRADE_DAG = "ragloop_grade_feedback"
-NIGHT = "2026-11-30T00:00:00Z"
+# The night backfilled: its midnight in the standalone's time zone (the ingest DAGs run at midnight there).
+NIGHT = (2026, 11, 30)
 QUESTION = "How long does an old SDK key keep working after rotation?"
+# The longest this module can run: the standalone's start and stop and every wait below, summed.
+LONGEST_RUN_HOURS = 1
+# A poll (a read-only GET) that gets no answer within Api's 30 s, as a loaded 2-core machine can
+# make it, is asked again within its wait's deadline; any HTTP error still fails at once.
+POLL_TIMEOUTS = (TimeoutError,)
 
 
-class Api:
-    """The standalone's REST API with a token. Nothing is asked twice except one fault named
-    below: a hidden retry of any 5xx would pass a test whose server is failing."""
-
-    def __init__(self, url: str, token: str):
-        self.url, self.token = url, token
-        self.lock_retries: list[str] = []  # every repeated request, for the failure messages
-
-    def __call__(self, method: str, path: str, body: dict | None = None) -> dict:
-        # Standalone keeps Airflow's metadata in SQLite: under load a write of the API server (its
-        # audit log) can lose the file lock to the scheduler and answer 500 "database is locked"
-        # (the standalone fixture exposes the driver's error to tell it apart). Only that 500, and
-        # only on an idempotent GET or PATCH, is asked again; any other 5xx fails the test at once.
-        attempts = 5 if method in ("GET", "PATCH") else 1
-        for attempt in range(1, attempts + 1):
-            request = urllib.request.Request(
-                f"{self.url}{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
-                headers={"content-type": "application/json", "authorization": f"Bearer {self.token}"},
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    return json.loads(response.read() or b"{}")
-            except urllib.error.HTTPError as err:
-                text = err.read()[:4000]
-                if err.code == 500 and b"database is locked" in text and attempt < attempts:
-                    self.lock_retries.append(f"{method} {path}")
-                    time.sleep(2 * attempt)
-                    continue
-                raise AssertionError(f"{method} {path}: {err.code} {text[:2000]!r} (retried on a lock before: "
-                                     f"{self.lock_retries})") from None
-        raise AssertionError("unreachable")
-
-
-def wait_for(what: str, check, timeout: float, interval: float = 3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def task_log_tail(api: Api, dag_id: str, run_id: str) -> str:
-    """The logs of a run's failed tasks, for the assertion message."""
-    quoted = urllib.parse.quote(run_id, safe="")
-    lines = []
-    for ti in api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances")["task_instances"]:
-        if ti["state"] not in ("success", "skipped"):
-            lines.append(f"{ti['task_id']}[{ti['map_index']}]: {ti['state']}")
-    return "; ".join(lines)
+def timezone_far_from_the_schedules(now: datetime) -> str:
+    """A fixed-offset zone in which it is now between 12:00 and 13:00, for Airflow's
+    `default_timezone`: the ingest DAGs run at midnight and the feedback DAG at 01:00 *in that
+    zone*, so their next scheduled runs are at least 11 hours away and their last ones at least
+    11 hours past. With catchup off, Airflow makes a DAG's first scheduled run on unpausing only
+    when its last cron time is at most 2.4 hours past (a tenth of the day,
+    `CronTriggerTimetable._calc_first_run`), so the feedback DAG, which has no run before its
+    asset-triggered ones, gets no scheduled run during this module (it ends within
+    LONGEST_RUN_HOURS), whatever the time of day (issue 27: unpausing at 01:xx UTC made a
+    scheduled feedback run that wrote the answer back first). The ingest DAGs do get one, at any
+    hour: once a DAG has a run (their backfill), catchup off schedules its latest cron time."""
+    offset = 12 - now.astimezone(UTC).hour  # -11 .. +12, all real zones
+    # The Etc/GMT zones carry POSIX's inverted sign: Etc/GMT-3 is three hours ahead of UTC.
+    return "Etc/UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +56,8 @@ def standalone(weaviate_server, postgres_server, tmp_path_factory):
     """Airflow standalone on free loopback ports with a state folder, config and run store of its
     own; Weaviate is the session's."""
     folder = tmp_path_factory.mktemp("scheduled")
+    started_at = time.monotonic()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    api_port = free_port()
     env.update({
         "RAGLOOP_STATE_DIR": str(folder / "state"),
         "RAGLOOP_CONFIG": three_source_config(folder, "ScheduledNight"),
@@ -99,48 +67,88 @@ def standalone(weaviate_server, postgres_server, tmp_path_factory):
         # scheduler and the API server lose each other's file lock under load (a 503 "Backfill
         # creation is not supported on SQLite under concurrent access" failed this test).
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_server.url("airflow_standalone"),
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        **standalone_ports(),
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         # The driver's error in a 500's body: Api retries "database is locked" and nothing else.
         "AIRFLOW__API__EXPOSE_STACKTRACE": "True",
+        # A task's supervisor waits this long for the execution API: its 5 s default made every
+        # `settings` task fail its first try at load 25 (httpx.ReadTimeout), as in test_showcase.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+        # No scheduled feedback run during the module (see the function).
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": (zone := timezone_far_from_the_schedules(datetime.now(UTC))),
     })
     postgres_server.psql('DROP DATABASE IF EXISTS "airflow_standalone" WITH (FORCE)')
     postgres_server.psql('CREATE DATABASE "airflow_standalone"')
-    started = run_cli("airflow", "start", "--json", "--timeout", "600", env=env, inherit_env=False, timeout=700)
-    try:
-        assert started.returncode == 0, started.stderr[-4000:]
-        info = json.loads(started.stdout)
-        passwords = json.loads((folder / "state" / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
-        request = urllib.request.Request(
-            f"{info['url']}/auth/token", data=json.dumps({"username": "admin", "password": passwords["admin"]}).encode(),
-            headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            token = json.loads(response.read())["access_token"]
-        yield Api(info["url"], token), folder
-    finally:
-        stopped = run_cli("airflow", "stop", env=env, inherit_env=False, timeout=400)
-        assert stopped.returncode == 0, stopped.stderr
+    with standalone_airflow(env, folder / "state", timeout=600) as api:
+        yield api, zone
+    # The bound timezone_far_from_the_schedules relies on.
+    assert time.monotonic() - started_at < LONGEST_RUN_HOURS * 3600
 
 
-def retried_tasks(api: Api, dag_id: str, run_id: str) -> list[str]:
-    """The task instances of a run that needed more than one try: a task passing on its retry
-    hides a fault (the DAGs retry, the test must not let that pass unseen)."""
-    quoted = urllib.parse.quote(run_id, safe="")
-    instances = api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=1000")["task_instances"]
-    assert instances, f"{dag_id} {run_id}: no task instances"
-    return [f"{dag_id} {run_id} {ti['task_id']}[{ti['map_index']}]: try {ti['try_number']}"
-            for ti in instances if ti["try_number"] > 1]
+# The DAGs' timetables as the scheduler holds them, parsed under a given default_timezone.
+SERIALIZED_TIMETABLES = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.encoders import encode_timetable
+bag = DagBag(dag_folder="dags")
+assert not bag.import_errors, bag.import_errors
+print(json.dumps({dag_id: encode_timetable(dag.timetable) for dag_id, dag in bag.dags.items()}, default=str))
+"""
 
 
-def xcom(api: Api, dag_id: str, run_id: str, task_id: str):
-    quoted = urllib.parse.quote(run_id, safe="")
-    entry = api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/return_value"
-                       "?deserialize=true")
-    value = entry["value"]
-    return json.loads(value) if isinstance(value, str) else value
+def cron_timetables(encoded: dict) -> list[dict]:
+    """The cron parts of the encoded timetables (the feedback DAG's is inside its asset-or-time
+    schedule), to be edited in place."""
+    found = []
+    for timetable in encoded.values():
+        body = timetable.get("__var", timetable)
+        if isinstance(body.get("timetable"), dict):
+            body = body["timetable"].get("__var", body["timetable"])
+        if "expression" in body:
+            found.append(body)
+    return found
+
+
+def test_no_scheduled_run_is_due_in_the_chosen_time_zone_at_any_hour(monkeypatch):
+    """The guarantee of timezone_far_from_the_schedules, on a fake clock. The real DAG files,
+    parsed in a child process with a `default_timezone`, take it for their schedules; then, for
+    every hour and minute of a day, with the zone chosen at that time, the scheduler's own
+    timetable code (catchup off, no earlier run: a fresh standalone) has no run of any DAG due
+    within LONGEST_RUN_HOURS."""
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    import airflow.timetables.trigger
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.timetables.base import TimeRestriction
+    from pendulum import instance
+
+    from conftest import REPO
+
+    probe_zone = "Etc/GMT-5"
+    parsed = subprocess.run([sys.executable, "-c", SERIALIZED_TIMETABLES], capture_output=True, text=True, timeout=300,
+                            cwd=REPO, env={**os.environ, "AIRFLOW__CORE__DEFAULT_TIMEZONE": probe_zone})
+    assert parsed.returncode == 0, parsed.stderr[-3000:]
+    timetables = json.loads(parsed.stdout.strip().splitlines()[-1])
+    crons = cron_timetables(timetables)
+    assert {c["expression"] for c in crons} == {"0 0 * * *", "0 1 * * *"}, crons
+    assert {c["timezone"] for c in crons} == {probe_zone}, crons
+
+    restriction = TimeRestriction(earliest=None, latest=None, catchup=False)
+    for minute_of_day in range(0, 24 * 60, 7):
+        now = datetime(2026, 12, 4, tzinfo=UTC) + timedelta(minutes=minute_of_day)
+        zone = timezone_far_from_the_schedules(now)
+        for cron in crons:
+            cron["timezone"] = zone
+        monkeypatch.setattr(airflow.timetables.trigger, "utcnow", lambda now=now: instance(now))
+        for dag_id, encoded in timetables.items():
+            info = decode_timetable(encoded).next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+            if info is None:  # the check DAG: no schedule
+                continue
+            assert info.run_after - now > timedelta(hours=LONGEST_RUN_HOURS), (
+                f"{dag_id} at {now:%H:%M} UTC in {zone}: a scheduled run is due at {info.run_after}")
 
 
 def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_event(
@@ -149,10 +157,11 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
     from ragloop.dagrun import run_dag
     from ragloop.index import read_watermarks
 
-    api, _folder = standalone
+    api, zone = standalone
+    night = datetime(*NIGHT, tzinfo=ZoneInfo(zone)).astimezone(UTC)
     wait_for("the DAG processor to parse our DAGs",
              lambda: {d["dag_id"] for d in api("GET", "/api/v2/dags?dag_id_pattern=ragloop")["dags"]} >= {*INGEST_DAGS, GRADE_DAG},
-             timeout=180)
+             timeout=180, slow=POLL_TIMEOUTS)
 
     # The reference: each DAG through dag.test() in this process, into a collection of its own.
     reference = three_source_config(tmp_path, "ScheduledReference")
@@ -160,39 +169,42 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
 
     # One night for all three DAGs at once: a backfill of the same date for each, which the
     # scheduler runs with one run id, `backfill__<date>`, as it runs `scheduled__<date>` nightly.
-    # Backfills of paused DAGs stay queued, so they are unpaused first; that may also make each a
-    # scheduled run for the last midnight (catchup is off: at most that one), with a run id the
-    # three share too, at the same time.
+    # Backfills of paused DAGs stay queued, so they are unpaused first. Once a DAG has its backfill
+    # run, catchup off also schedules its latest midnight (seen at every hour: Airflow's
+    # next-run rule with an earlier run), a run id the three share too, so each DAG may have that
+    # one scheduled run beside its backfill.
     for dag_id in INGEST_DAGS:
         api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
     for dag_id in INGEST_DAGS:
-        api("POST", "/api/v2/backfills", {"dag_id": dag_id, "from_date": NIGHT, "to_date": NIGHT, "max_active_runs": 1,
+        api("POST", "/api/v2/backfills", {"dag_id": dag_id, "from_date": night.isoformat(), "to_date": night.isoformat(),
+                                          "max_active_runs": 1,
                                           "reprocess_behavior": "none", "run_backwards": False, "dag_run_conf": {}})
 
     def runs_of_the_night():
-        """Every run of the three DAGs once all have ended: the backfill runs, and the scheduled
-        run that unpausing sometimes makes for the last midnight (another run id they share)."""
+        """Every run of the three DAGs, once each has a backfill run and all have ended."""
         found = {dag_id: api("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"] for dag_id in INGEST_DAGS}
         ended = all(runs and all(r["state"] in ("success", "failed") for r in runs) for runs in found.values())
         backfilled = all(any(r["run_type"] == "backfill" for r in runs) for runs in found.values())
-        return found if ended and backfilled else None
+        return found if ended and backfilled else not_yet(
+            {dag_id: [(r["run_type"], r["dag_run_id"], r["state"]) for r in runs] for dag_id, runs in found.items()})
 
-    runs = wait_for("the three backfill runs to finish", runs_of_the_night, timeout=600)
+    runs = wait_for("the three backfill runs to finish", runs_of_the_night, timeout=900, slow=POLL_TIMEOUTS)
     backfill_ids = {r["dag_run_id"] for dag_runs in runs.values() for r in dag_runs if r["run_type"] == "backfill"}
-    assert backfill_ids == {"backfill__2026-11-30T00:00:00+00:00"}, runs
+    assert backfill_ids == {f"backfill__{night.isoformat()}"}, runs
     for dag_id, dag_runs in runs.items():
+        assert {r["run_type"] for r in dag_runs} <= {"backfill", "scheduled"} and len(dag_runs) <= 2, (dag_id, dag_runs)
         for run in dag_runs:
             assert run["state"] == "success", f"{dag_id} {run['dag_run_id']}: {task_log_tail(api, dag_id, run['dag_run_id'])}"
             assert retried_tasks(api, dag_id, run["dag_run_id"]) == []
 
-    # What each run saw and left equals the reference. Whether a document counts as new or
-    # unchanged depends on which of two runs of one DAG (backfill and scheduled) wrote it first,
-    # so those are compared as their sum.
+    # Whether a document counts as new or unchanged depends on which of two runs of one DAG
+    # (backfill and scheduled) wrote it first, so those are compared as their sum.
     def documents(report_source: dict) -> dict:
         counts = dict(report_source["documents"])
         counts["listed"] = counts.pop("new") + counts.pop("changed") + counts.pop("unchanged")
         return counts
 
+    # What each run saw and left equals the reference.
     for dag_id, dag_runs in runs.items():
         for run in dag_runs:
             report = xcom(api, dag_id, run["dag_run_id"], "report")
@@ -210,9 +222,8 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
             read_watermarks(weaviate_client, "ScheduledReference", source_id)
 
     # The feedback DAG, triggered by the asset events of a run and a vote recorded through the API.
-    # Unpausing it may also make its nightly (01:00) run, which can write the answer back before
-    # any asset-triggered run exists (issue 27: `triggered` was empty). So the test waits for the
-    # asset-triggered runs themselves below, instead of reading the list once.
+    # Unpausing it makes no scheduled (01:00) run: the standalone's time zone puts 01:00 far
+    # from now (before, a scheduled run could write the answer back first, issue 27).
     api("PATCH", f"/api/v2/dags/{GRADE_DAG}", {"is_paused": False})
     # The run cites a chunk the index holds, as `ask` records it: grading reads the index's text
     # for its chunk id (a made-up source is vetoed, issue 16).
@@ -239,16 +250,21 @@ def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_
         run = api("GET", f"/ragloop/runs/{recorded['run_id']}")
         return run if (run.get("writeback") or {}).get("state") == "written" else None
 
-    wait_for("the feedback DAG to write the answer back", written_back, timeout=600)
+    wait_for("the feedback DAG to write the answer back", written_back, timeout=600, slow=POLL_TIMEOUTS)
 
-    def triggered_runs_ended():
+    def feedback_runs_ended():
         runs = api("GET", f"/api/v2/dags/{GRADE_DAG}/dagRuns")["dag_runs"]
-        triggered = [r for r in runs if r["run_type"] == "asset_triggered"]
-        return triggered if triggered and all(r["state"] in ("success", "failed") for r in triggered) else None
+        return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else not_yet(
+            [(r["run_type"], r["dag_run_id"], r["state"]) for r in runs])
 
-    # The asset events must have triggered runs, and they must succeed on their first tries.
-    triggered = wait_for("the asset-triggered feedback runs to end", triggered_runs_ended, timeout=600)
-    for run in triggered:
+    # Only asset-triggered runs (no scheduled one), each a success on its first tries, and one of
+    # them is the run that wrote the answer back (its write_back task's result counts it).
+    feedback_runs = wait_for("the feedback runs to end", feedback_runs_ended, timeout=600, slow=POLL_TIMEOUTS)
+    assert [r["run_type"] for r in feedback_runs] == ["asset_triggered"] * len(feedback_runs), \
+        [(r["run_type"], r["dag_run_id"]) for r in feedback_runs]
+    for run in feedback_runs:
         assert run["state"] == "success", f"{GRADE_DAG} {run['dag_run_id']}: {task_log_tail(api, GRADE_DAG, run['dag_run_id'])}"
         assert retried_tasks(api, GRADE_DAG, run["dag_run_id"]) == []
+    written = {run["dag_run_id"]: xcom(api, GRADE_DAG, run["dag_run_id"], "write_back")["written"] for run in feedback_runs}
+    assert sum(written.values()) == 1, written
     assert f"qa:{recorded['run_id']}" in chunk_table(weaviate_client, "ScheduledNight")

@@ -18,10 +18,9 @@ import urllib.parse
 import pytest
 import yaml
 
-from conftest import SAMPLES, run_cli, weaviate_conn_json
+from airflow_helpers import Api, standalone_airflow, standalone_ports, task_log_tail, wait_for, xcom
+from conftest import SAMPLES, weaviate_conn_json
 from custom_source_project import NOTES, write_project
-from ragloop.weaviate_local import free_port
-from test_scheduled_runs import Api, task_log_tail, wait_for, xcom
 
 pytestmark = pytest.mark.integration
 
@@ -82,9 +81,7 @@ def acme(weaviate_server, tmp_path_factory):
         "PYTHONPATH": str(project),  # the project's own package, beside ragloop
         "AIRFLOW_CONN_WEAVIATE_DEFAULT": weaviate_conn_json(weaviate_server),
         "AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(runs_db)}),
-        "AIRFLOW__API__PORT": str(free_port()),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        **standalone_ports(),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         # A loaded 2-core machine (other suites beside this one) answers the execution API slowly.
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
@@ -93,27 +90,14 @@ def acme(weaviate_server, tmp_path_factory):
                                                        "append": True}),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "acme",
     })
-    started = run_cli("airflow", "start", "--json", "--timeout", "540", env=env, inherit_env=False, timeout=600)
-    try:
-        assert started.returncode == 0, started.stderr[-4000:]
-        info = json.loads(started.stdout)
-        passwords = json.loads((folder / "state" / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
-        import urllib.request
-
-        request = urllib.request.Request(
-            f"{info['url']}/auth/token", data=json.dumps({"username": "admin", "password": passwords["admin"]}).encode(),
-            headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            token = json.loads(response.read())["access_token"]
+    with standalone_airflow(env, folder / "state", timeout=540) as api:
         # This process asks the knowledge base too (`ask` checks the whole sources.yaml): it
         # imports the project's source as the workers do.
         sys.path.insert(0, str(project))
-        yield Api(info["url"], token), config, runs_db, folder / "lineage.jsonl"
-    finally:
-        if str(project) in sys.path:
+        try:
+            yield api, config, runs_db, folder / "lineage.jsonl"
+        finally:
             sys.path.remove(str(project))
-        stopped = run_cli("airflow", "stop", env=env, inherit_env=False, timeout=400)
-        assert stopped.returncode == 0, stopped.stderr
 
 
 def trigger_and_wait(api: Api) -> str:

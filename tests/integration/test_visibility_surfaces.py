@@ -107,15 +107,6 @@ def world(tmp_path_factory, weaviate_server, airflow_db):
             os.environ["AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT"] = previous
 
 
-@pytest.fixture(scope="module")
-def auth_manager(airflow_db):
-    from airflow.api_fastapi.app import create_auth_manager
-
-    manager = create_auth_manager()
-    manager.init()
-    return manager
-
-
 def bearer(auth_manager, role: str) -> dict:
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 

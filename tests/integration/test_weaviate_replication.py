@@ -6,11 +6,12 @@ same objects, with a chunk deleted while it was down still deleted (repair does 
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 
 import pytest
+
+from airflow_helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,17 +57,6 @@ def follower(nodes):
     (bench/drills.py): writes stall until the client's timeout while a new leader takes over."""
     leader = next(s["leaderId"] for s in nodes[0].statistics())
     return next(node for node in reversed(nodes) if node.hostname != leader)
-
-
-def wait_until(what, check, timeout=180.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 def quorum_read_answers(node, object_id: str, timeout: float = 3.0) -> bool:
@@ -124,19 +114,19 @@ def test_a_replicated_collection_survives_a_node_down_and_repair_keeps_deletions
         assert ensure_collection(client, COLLECTION, embedder, Replication.of(3))
         assert replication_of(client, COLLECTION) == {"factor": 3, "async_enabled": True, "deletion_strategy": "DeleteOnConflict"}
         write_objects(client, COLLECTION, objects(embedder, [f"doc-{i}" for i in range(10)]))
-        wait_until("every node to hold 30 objects", lambda: set(node_counts(three_nodes).values()) == {30})
+        wait_for("every node to hold 30 objects", lambda: set(node_counts(three_nodes).values()) == {30}, 180, interval=1)
 
         # One node dies (SIGKILL, no goodbye). Once the others have noticed (requests in the first
         # seconds wait for that), QUORUM (2 of 3) writes, deletes and reads go on.
         down.process.kill_now()
-        wait_until("the others to see the node down", lambda: first.node_statuses().get(down.hostname) != "HEALTHY", 60)
+        wait_for("the others to see the node down", lambda: first.node_statuses().get(down.hostname) != "HEALTHY", 60, interval=1)
         # Requests made before the survivors route around the dead node wait for it; instead of
         # a fixed pause, poll a QUORUM read (it changes nothing) until it answers promptly.
         probe = chunk_uuid("doc-1", 0)
-        wait_until("QUORUM reads to answer without the dead node", lambda: quorum_read_answers(first, probe), 120)
+        wait_for("QUORUM reads to answer without the dead node", lambda: quorum_read_answers(first, probe), 120, interval=1)
         # A search (gRPC, fanned out over the replicas) can still be routed to the dead node after
         # a read by id answers (seen once in CI: RST_STREAM, CANCELLED): poll it too, read-only.
-        wait_until("searches to answer without the dead node", lambda: search_answers(client), 120)
+        wait_for("searches to answer without the dead node", lambda: search_answers(client), 120, interval=1)
         write_objects(client, COLLECTION, objects(embedder, ["doc-10", "doc-11"]))
         assert delete_documents(client, COLLECTION, ["doc-0"]) == 3
         assert count_chunks(client, COLLECTION) == 33
@@ -146,7 +136,7 @@ def test_a_replicated_collection_survives_a_node_down_and_repair_keeps_deletions
         # It comes back with its old data (doc-0 still there, doc-10/11 missing) and is repaired.
         down.start_background()
         down.wait_ready(180)
-        wait_until("every node to hold the same 33 objects", lambda: set(node_counts(three_nodes).values()) == {33}, timeout=240)
+        wait_for("every node to hold the same 33 objects", lambda: set(node_counts(three_nodes).values()) == {33}, 240, interval=1)
 
         # Asked at ALL, every replica answers: doc-0 stays deleted, nothing came back.
         from weaviate.classes.config import ConsistencyLevel

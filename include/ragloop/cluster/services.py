@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -45,19 +46,44 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
+# Where the kernel picks the local port of every outgoing connection (Linux's default, when
+# /proc does not say). A listening port inside it that a node gives up when it is killed can be
+# taken by any client's connection before the node restarts: weaviate-3 once failed to rebind its
+# Raft RPC port after a drill's SIGKILL. The cluster's ports are chosen outside it.
+LINUX_EPHEMERAL_PORTS = (32768, 60999)
+LOWEST_CLUSTER_PORT = 20000  # below: the well-known and registered ports services default to
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (inclusive)."""
+    try:
+        low, high = (int(part) for part in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return LINUX_EPHEMERAL_PORTS
+    return low, high
+
+
 def free_ports(count: int, offsets: tuple[int, ...] = (0,), taken: set[int] | None = None) -> list[int]:
     """`count` free loopback ports p such that p + each offset is free too (Weaviate wants its
-    data port next to its gossip port, SeaweedFS its gRPC port at +10000)."""
+    data port next to its gossip port, SeaweedFS its gRPC port at +10000), all outside the
+    kernel's ephemeral range: a port stays ours while its server is down and restarting."""
     taken = set(taken or ())
+    low, high = ephemeral_port_range()
+    candidates = [
+        p for p in range(LOWEST_CLUSTER_PORT, 65536 - max(offsets)) if all(not low <= p + offset <= high for offset in offsets)
+    ]
+    if not candidates:
+        raise ClusterError(
+            f"no port outside the ephemeral range {low}-{high} (net.ipv4.ip_local_port_range) "
+            f"from {LOWEST_CLUSTER_PORT} up: narrow that range to run the cluster"
+        )
     found: list[int] = []
     for _ in range(2000):
         if len(found) == count:
             return found
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+        base = random.choice(candidates)
         wanted = [base + offset for offset in offsets]
-        if max(wanted) > 65535 or any(p in taken for p in wanted) or not all(port_is_free(p) for p in wanted):
+        if any(p in taken for p in wanted) or not all(port_is_free(p) for p in wanted):
             continue
         taken.update(wanted)
         found.append(base)
@@ -283,7 +309,21 @@ class Postgres(Service):
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
-            [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.superuser, "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
+            [
+                str(POSTGRES_BIN / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.superuser,
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
+            ],
             capture_output=True,
             text=True,
         )
