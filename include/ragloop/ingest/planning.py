@@ -17,7 +17,7 @@ MAX_INDEX_BATCHES = 64  # mapped index tasks per run; beyond this, batches grow 
 
 
 class IndexedState(Protocol):
-    """What the plan reads of an indexed document (`index.read_indexed_documents` gives these)."""
+    """What the plan reads of an indexed document (`Index.read_records` gives these: `DocumentRecord`)."""
 
     source_id: str
 
