@@ -72,7 +72,7 @@ def empty_index_counts() -> IndexCounts:
 
 
 def credential_documents(
-    split: list[tuple[dict, Any, list[Any]]], scanner: SecretScanner, quarantine: bool
+    split: list[tuple[Any, Any, list[Any]]], scanner: SecretScanner, quarantine: bool
 ) -> tuple[list[CredentialDocument], set[str]]:
     """The documents of a group whose chunks hold a credential (one scanner call for all their
     chunks), and the chunk ids to keep out of public search when the source quarantines them."""

@@ -53,4 +53,5 @@ def ingest_staged_listings(
 
 def pruned_doc_ids(result: ListingIngest, source_id: str) -> list[str]:
     """The documents of `source_id` the run pruned."""
-    return list(result["prune"]["sources"].get(source_id, {}).get("doc_ids") or [])
+    pruned = result["prune"]["sources"].get(source_id)
+    return list(pruned.get("doc_ids") or []) if pruned else []
