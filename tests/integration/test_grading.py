@@ -405,13 +405,13 @@ def test_a_revocation_by_hand_during_a_write_back_wins(knowledge_base, runs_db, 
     run_id = runs_db.record_run(an_answer_citing(a_real_chunk(weaviate_client)))[0]
     for batch in select_runs(str(config)):
         grade_batch(batch, str(config))
-    real_plan = writeback.plan_ingest
+    real_ingest = writeback.ingest_staged_listings
 
-    def revoke_then_plan(*args, **kwargs):  # the revocation lands after write-back read the good runs
+    def revoke_then_ingest(*args, **kwargs):  # the revocation lands after write-back read the good runs
         writeback.revoke_by_hand(run_id, "pulled while writing", str(config))
-        return real_plan(*args, **kwargs)
+        return real_ingest(*args, **kwargs)
 
-    monkeypatch.setattr(writeback, "plan_ingest", revoke_then_plan)
+    monkeypatch.setattr(writeback, "ingest_staged_listings", revoke_then_ingest)
     result = writeback.write_back(DagRunRef("ragloop_grade_feedback", "race-1"), str(config))
     assert result["good_runs"] == 0
     in_index = f"qa:{run_id}" in read_indexed_documents(weaviate_client, COLLECTION, {"qa"})

@@ -122,7 +122,7 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
     exactly the chunks of a fresh reference ingest, per document."""
     from corpus import edit_one_line, generate
 
-    import ragloop.ingest.indexing
+    import ragloop.index.writing
     from ragloop.index import WeaviateIndexError, connect
     from ragloop.catalog import INGEST_DAG_ID
     from ragloop.ingest import extract_source, index_batch, plan_ingest
@@ -143,7 +143,7 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
         crash_run = DagRunRef(INGEST_DAG_ID, "crash")
         extract_source("docs", crash_run, str(config))
         plan = plan_ingest(crash_run, ["docs"], str(config))
-        write_objects = ragloop.ingest.indexing.write_objects
+        write_objects = ragloop.index.writing.write_objects
         writes = []
 
         def write_then_stop_weaviate(*args, **kwargs):
@@ -155,7 +155,7 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
                 server.stop()
             return written
 
-        monkeypatch.setattr(ragloop.ingest.indexing, "write_objects", write_then_stop_weaviate)
+        monkeypatch.setattr(ragloop.index.writing, "write_objects", write_then_stop_weaviate)
         def index_every_batch() -> None:
             for batch in plan["batches"]:
                 index_batch(batch, str(config))
@@ -163,7 +163,7 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
         with pytest.raises(WeaviateIndexError, match=f"Weaviate at {server.url}"):
             index_every_batch()
         assert len(writes) == 1
-        monkeypatch.setattr(ragloop.ingest.indexing, "write_objects", write_objects)
+        monkeypatch.setattr(ragloop.index.writing, "write_objects", write_objects)
 
         server.start(timeout=120)
         rerun = ingest(config, "after-restart")

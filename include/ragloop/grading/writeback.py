@@ -24,14 +24,14 @@ from ragloop.grading.types import UngradedRun, WritebackResult
 from ragloop.grading.verdicts import CHECKS
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import connect, delete_documents, fetch_chunks, read_indexed_documents
-from ragloop.ingest import finish_staging, index_batch, plan_ingest, plan_path, prune_sources, stage_documents
+from ragloop.ingest import finish_staging, ingest_staged_listings, pruned_doc_ids, stage_documents
 from ragloop.ingest.indexing import add_index_counts, empty_index_counts
 from ragloop.progress import progress
 from ragloop.links import safe_link
 from ragloop.runs import RunStore, WritebackState, latest_votes, writeback_state
 from ragloop.runs.models import voter
 from ragloop.sources.base import ExtractReport
-from ragloop.staging import DagRunRef, read_json
+from ragloop.staging import DagRunRef
 
 
 def qa_document(run: dict, latest: dict[str, dict]) -> Document:
@@ -257,10 +257,9 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
     report.seen = len(documents)
     progress("Write-back: %d good runs (%d written back before)", len(good), len(written_before))
     stage_documents(config, dag_run, QA_SOURCE_ID, documents, report, lists_everything=True)
-    plan = plan_ingest(dag_run, [QA_SOURCE_ID], config_path, weaviate_conn_id=weaviate_conn_id)
-    indexed = [index_batch(url, config_path, weaviate_conn_id=weaviate_conn_id) for url in plan["batches"]]
-    pruned = prune_sources(dag_run, config_path, weaviate_conn_id)
-    removed = read_json(str(plan_path(config, dag_run)))["sources"][QA_SOURCE_ID].get("prune") or []
+    ingested = ingest_staged_listings(dag_run, [QA_SOURCE_ID], config_path, weaviate_conn_id)
+    plan, indexed, pruned = ingested["plan"], ingested["batches"], ingested["prune"]
+    removed = pruned_doc_ids(ingested, QA_SOURCE_ID)
 
     # A revocation by hand may have landed while this ran (`revoke_by_hand` records its state
     # before it deletes): take those answers out again; the store refuses to mark them written.

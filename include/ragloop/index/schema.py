@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ragloop.index.connection import EmbedderMismatch, WeaviateIndexError, index_error
+from ragloop.index.records import create_records_collection, migrate_records, records_collection_name
 from ragloop.index.replication import REPLICATION, check_replication, replication_config, use
 from ragloop.index.watermarks import state_collection_name
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-SCHEMA_VERSION = 4  # 2: chunk_count; 3: visibility; 4: quarantined
+SCHEMA_VERSION = 5  # 2: chunk_count; 3: visibility; 4: quarantined; 5: document records beside the chunks
 
 
 # The collection's description carries the embedder it was built with, so the record lives with
@@ -67,9 +68,7 @@ def recorded_embedder(client: WeaviateClient, name: str) -> dict | None:
     return json.loads(description[len(DESCRIPTION_PREFIX) :])
 
 
-def ensure_collection(
-    client: WeaviateClient, name: str, embedder: Embedder, replication: Replication | None = None
-) -> bool:
+def ensure_collection(client: WeaviateClient, name: str, embedder: Embedder, replication: Replication | None = None) -> bool:
     """Create the chunk collection for `embedder`, or check that an existing one matches it.
 
     Returns True when the collection was created. Vectors of different embedders live in
@@ -91,11 +90,14 @@ def ensure_collection(
                 f"remove the old collection with `ragloop index drop {name} --yes` when nothing uses it. To keep "
                 f"using this collection, set `embedder:` back to {_config_for(recorded)}."
             )
-        if recorded.get("schema_version", 1) < SCHEMA_VERSION:
-            _upgrade_schema(client, name, embedder)
         if replication is not None:  # None: a reader (search) that takes the collection as it is
             check_replication(client, name, replication)
             REPLICATION[name] = replication
+        if recorded.get("schema_version", 1) < SCHEMA_VERSION:
+            _upgrade_schema(client, name, embedder)
+        elif not client.collections.exists(records_collection_name(name)):
+            # Records dropped by hand (or lost): rebuilt from the chunks, as a migration does.
+            migrate_records(client, name)
         return False
 
     from weaviate.classes.config import Configure, DataType, Property, Tokenization
@@ -137,6 +139,7 @@ def ensure_collection(
         ],
     )
     REPLICATION[name] = replication
+    create_records_collection(client, name)
     log.info(
         "Created collection %s for embedder %s (%d dimensions, %d replicas, consistency %s)",
         name,
@@ -149,10 +152,11 @@ def ensure_collection(
 
 
 def drop_collection(client: WeaviateClient, name: str) -> bool:
-    """Delete a collection and the watermarks kept beside it (they describe its contents)."""
-    state = state_collection_name(name)
-    if client.collections.exists(state):
-        client.collections.delete(state)
+    """Delete a collection and the watermarks and document records kept beside it (they describe
+    its contents)."""
+    for beside in (state_collection_name(name), records_collection_name(name)):
+        if client.collections.exists(beside):
+            client.collections.delete(beside)
     if not client.collections.exists(name):
         return False
     client.collections.delete(name)
@@ -170,7 +174,8 @@ def _upgrade_schema(client: WeaviateClient, name: str, embedder: Embedder) -> No
     no visibility: add it and give every chunk its kind's default (BACKFILL_VISIBILITY, else
     public) before the collection is marked upgraded, so no query filtered by audience ever meets
     a chunk without one. A docs or GitHub source configured `internal` changes its documents'
-    hashes, so the next ingest rewrites them as internal."""
+    hashes, so the next ingest rewrites them as internal. Schema 4 had no document records:
+    `migrate_records` writes them from the chunks."""
     from weaviate.classes.config import DataType, Property, Tokenization
 
     collection = use(client, name)
@@ -200,5 +205,8 @@ def _upgrade_schema(client: WeaviateClient, name: str, embedder: Embedder) -> No
         raise index_error(f"giving the chunks of {name} their visibility (schema {SCHEMA_VERSION})", err) from err
     if updated:
         log.info("Gave %d chunks of %s a visibility by their kind", updated, name)
+    # Schema 5: one record per document, read from the chunks, before the collection is marked
+    # upgraded (a plan of an upgraded collection reads records only).
+    migrate_records(client, name)
     collection.config.update(description=_describe(embedder))
     log.info("Upgraded collection %s to schema version %d", name, SCHEMA_VERSION)

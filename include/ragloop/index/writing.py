@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ragloop.documents import Visibility
+from ragloop.index.base import RECORD_PENDING, ChunkObject, DocumentRecord
 from ragloop.index.connection import WeaviateIndexError, index_error
 from ragloop.index.reading import FILTER_GROUP
+from ragloop.index.records import delete_records, record_uuid, records_collection_name, write_records
 from ragloop.index.replication import use
 
 if TYPE_CHECKING:
@@ -32,15 +33,6 @@ WRITE_GROUP = 250  # objects per insert_many request
 # pipeline's groups of 1,000, two rounds: 500 x 2 in flight 7.26/8.42 s, 1,000 x 2 8.46/7.82 s,
 # 250 x 2 6.41/7.65 s, 250 x 4 6.31/6.38 s; the client's own fixed_size(1000, 2) batch 6.17/7.28 s.
 WRITE_CONCURRENCY = 4
-
-
-@dataclass
-class ChunkObject:
-    """A chunk as stored: its id, its properties and its vector."""
-
-    uuid: str
-    properties: dict
-    vector: list[float]
 
 
 def chunk_object(document, chunk, doc_hash: str, chunk_count: int, vector: list[float], quarantined: bool = False) -> ChunkObject:
@@ -146,13 +138,46 @@ def delete_stale_chunks(client: WeaviateClient, name: str, current_hashes: dict[
     return deleted
 
 
+def begin_documents(client: WeaviateClient, name: str, documents: list[tuple[str, str]]) -> None:
+    """Mark the records of these (doc_id, source_id) pending before their chunks change: a crash
+    from here on leaves a record the next plan does not trust."""
+    write_records(client, name, [DocumentRecord(doc_id, source_id, "", 0, RECORD_PENDING) for doc_id, source_id in documents])
+
+
 def delete_documents(client: WeaviateClient, name: str, doc_ids: list[str]) -> int:
-    """Delete every chunk of the given documents; returns the number of chunks deleted."""
+    """Delete every chunk of the given documents, then their records; returns the number of
+    chunks deleted. The records are marked pending first, so a crash in between never leaves a
+    complete record over chunks that are gone."""
     from weaviate.classes.query import Filter
 
+    ids = sorted(set(doc_ids))
+    _mark_pending(client, name, ids)
     deleted = 0
-    ids = sorted(doc_ids)
     for start in range(0, len(ids), FILTER_GROUP):
         group = ids[start : start + FILTER_GROUP]
         deleted += _delete_where(client, name, Filter.by_property("doc_id").contains_any(group), f"{len(group)} documents")
+    delete_records(client, name, ids)
     return deleted
+
+
+def _mark_pending(client: WeaviateClient, name: str, doc_ids: list[str]) -> None:
+    """The existing records of `doc_ids` become pending (their source kept: a pending record of a
+    document gone from its source is still pruned)."""
+    records = records_collection_name(name)
+    if not doc_ids or not client.collections.exists(records):
+        return
+    collection = use(client, records)
+    pending: list[DocumentRecord] = []
+    try:
+        for start in range(0, len(doc_ids), FILTER_GROUP):
+            group = doc_ids[start : start + FILTER_GROUP]
+            found = collection.query.fetch_objects_by_ids(
+                [record_uuid(d) for d in group], limit=len(group), return_properties=["doc_id", "source_id"]
+            )
+            pending += [
+                DocumentRecord(str(o.properties["doc_id"]), str(o.properties.get("source_id") or ""), "", 0, RECORD_PENDING)
+                for o in found.objects
+            ]
+    except Exception as err:
+        raise index_error(f"reading the records of {len(doc_ids)} documents to delete from {records}", err) from err
+    write_records(client, name, pending)

@@ -8,7 +8,7 @@ import time
 
 from ragloop.config import ConfigError, load_config
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
-from ragloop.index import connect, read_watermarks
+from ragloop.index import open_weaviate_index
 from ragloop.ingest.run_files import run_dir
 from ragloop.ingest.types import ExtractResult
 from ragloop.progress import progress, progress_bar
@@ -55,8 +55,8 @@ def extract_source(
     report = ExtractReport(source_id)
     watermarks: dict[str, dict] = {}
     if source.uses_watermarks and not full_listing:
-        with connect(weaviate_conn_id) as client:
-            watermarks = read_watermarks(client, config.collection, source_id)
+        with open_weaviate_index(config.collection, weaviate_conn_id) as index:
+            watermarks = index.read_watermarks(source_id)
         progress(
             "%s: %s",
             source_id,

@@ -9,10 +9,10 @@ from ragloop.chunking import ChunkingSettings
 from ragloop.config import load_config
 from ragloop.embedding import make_embedder
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
-from ragloop.index import connect, ensure_collection, read_indexed_documents
+from ragloop.index import open_weaviate_index
 from ragloop.ingest.planning import MAX_INDEX_BATCHES, WorkItem, batch_work, plan_source
 from ragloop.ingest.run_files import plan_path, run_dir
-from ragloop.ingest.types import PlanResult
+from ragloop.ingest.types import IngestTarget, PlanResult
 from ragloop.progress import progress
 from ragloop.staging import DagRunRef, path, read_json, safe_key, write_json
 
@@ -24,16 +24,22 @@ def plan_ingest(
     full_refresh: bool = False,
     weaviate_conn_id: str = WEAVIATE_CONN_ID,
 ) -> PlanResult:
-    """Compare the staged listings with the index (one streaming read) and write the work: batches
-    of new and changed documents, and per source the documents to prune."""
+    """The plan task: `plan_listings` against the collection of the Weaviate of `weaviate_conn_id`."""
+    config = load_config(config_path)
+    with open_weaviate_index(config.collection, weaviate_conn_id) as index:
+        return plan_listings(IngestTarget(config, index, make_embedder(config.embedder)), dag_run, source_ids, full_refresh)
+
+
+def plan_listings(target: IngestTarget, dag_run: DagRunRef, source_ids: list[str], full_refresh: bool = False) -> PlanResult:
+    """Compare the staged listings with the index's document records (one object per document)
+    and write the work: batches of new and changed documents, and per source the documents to
+    prune."""
 
     started = time.monotonic()
-    config = load_config(config_path)
-    embedder = make_embedder(config.embedder)
+    config = target.config
     folder = run_dir(config, dag_run)
-    with connect(weaviate_conn_id) as client:
-        ensure_collection(client, config.collection, embedder, config.replication)
-        indexed = read_indexed_documents(client, config.collection, set(source_ids), progress=progress)
+    target.index.prepare(target.embedder, config.replication)
+    indexed = target.index.read_records(set(source_ids))
     progress("Read the index state of %d documents of %s", len(indexed), ", ".join(source_ids) or "no sources")
 
     sources: dict[str, dict] = {}

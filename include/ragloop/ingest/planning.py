@@ -17,9 +17,10 @@ MAX_INDEX_BATCHES = 64  # mapped index tasks per run; beyond this, batches grow 
 
 
 class IndexedState(Protocol):
-    """What the plan reads of an indexed document (`index.read_indexed_documents` gives these)."""
+    """What the plan reads of an indexed document (`Index.read_records` gives these: `DocumentRecord`)."""
 
-    source_id: str
+    @property
+    def source_id(self) -> str: ...
 
     @property
     def complete_hash(self) -> str | None: ...

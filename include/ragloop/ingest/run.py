@@ -5,9 +5,7 @@ from __future__ import annotations
 from ragloop.catalog import INGEST_DAG_IDS
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.ingest.extract import extract_source, select_sources
-from ragloop.ingest.indexing import index_batch
-from ragloop.ingest.plan import plan_ingest
-from ragloop.ingest.prune import prune_sources
+from ragloop.ingest.listing import ingest_staged_listings
 from ragloop.ingest.report import build_report
 from ragloop.ingest.types import IngestReport
 from ragloop.staging import DagRunRef
@@ -31,7 +29,5 @@ def ingest(
     source_ids = select_sources(config_path, requested, source_type)
     for source_id in source_ids:
         extract_source(source_id, dag_run, config_path, full_listing, weaviate_conn_id)
-    plan = plan_ingest(dag_run, source_ids, config_path, full_refresh, weaviate_conn_id)
-    index_results = [index_batch(url, config_path, embedder, weaviate_conn_id) for url in plan["batches"]]
-    prune = prune_sources(dag_run, config_path, weaviate_conn_id)
-    return build_report(dag_run, source_ids, index_results, prune, config_path, weaviate_conn_id)
+    done = ingest_staged_listings(dag_run, source_ids, config_path, weaviate_conn_id, full_refresh, embedder)
+    return build_report(dag_run, source_ids, done["batches"], done["prune"], config_path, weaviate_conn_id)

@@ -1,9 +1,29 @@
 """What the ingest stages hand each other and return to the CLI. TypedDicts, not classes: they
-cross task boundaries as XCom, which stores JSON."""
+cross task boundaries as XCom, which stores JSON. `IngestTarget` is the exception: what a stage
+works on in-process (the loaded configuration, the Index, the embedder), never sent as XCom."""
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    from ragloop.config import Config
+    from ragloop.embedding import Embedder
+    from ragloop.grading.secrets import SecretScanner
+    from ragloop.index.base import Index
+
+
+@dataclass(frozen=True)
+class IngestTarget:
+    """What planning, indexing and prune work on, given to them whole: the loaded configuration,
+    the Index (Weaviate, or the in-memory reference in tests) and the embedder. `scanner`: the
+    credential scanner of new chunks (None: the grading checks' own, made on first use)."""
+
+    config: Config
+    index: Index
+    embedder: Embedder
+    scanner: SecretScanner | None = None
 
 
 class ExtractResult(TypedDict):
@@ -65,6 +85,7 @@ class SourcePruned(TypedDict):
     documents_deleted: int
     chunks_deleted: int
     prune: str  # "done", or why nothing was pruned
+    doc_ids: NotRequired[list[str]]  # the documents pruned (absent when nothing was)
     watermarks: NotRequired[dict[str, str | None]]  # item -> the watermark stored by this run
 
 
@@ -126,3 +147,12 @@ class IngestReport(TypedDict):
     embedding_tokens: int
     seconds: dict[str, float | None]  # plan, index, prune
     errors: list[str]
+
+
+class ListingIngest(TypedDict):
+    """What `ragloop.ingest.listing.ingest_listings` did with the staged listings of one run:
+    the plan, each index batch's result, and the prune (the documents it removed included)."""
+
+    plan: PlanResult
+    batches: list[BatchResult]
+    prune: PruneResult
