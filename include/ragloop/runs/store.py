@@ -26,6 +26,7 @@ from ragloop.runs.schema import (
     GRADES,
     GRADING_FAILURES,
     MIGRATIONS,
+    REPORTS,
     RUNS,
     SCHEMA_TABLE,
     SCHEMA_VERSION,
@@ -611,6 +612,35 @@ class RunStore:
             else:
                 connection.execute(sa.update(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id).values(**values))
         return True
+
+    # --- DAG-run reports ---
+
+    def save_report(self, kind: str, dag_id: str, dag_run_id: str, report: dict) -> int:
+        """Store one DAG run's report; a report stored again for the same DAG run (a retried
+        report task) replaces the earlier one. Returns the row's id."""
+        self.migrate()
+        values: dict[str, Any] = {"kind": kind, "created_at": _now(), "ok": not report.get("errors"), "report": report}
+        with self._begin() as connection:
+            where = sa.and_(REPORTS.c.dag_id == dag_id, REPORTS.c.dag_run_id == dag_run_id)
+            existing = connection.scalar(sa.select(REPORTS.c.report_id).where(where))
+            if existing is None:
+                inserted = connection.execute(sa.insert(REPORTS).values(dag_id=dag_id, dag_run_id=dag_run_id, **values))
+                return int(inserted.inserted_primary_key[0])
+            connection.execute(sa.update(REPORTS).where(REPORTS.c.report_id == existing).values(**values))
+            return int(existing)
+
+    def list_reports(self, kind: str | None = None, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
+        """Stored DAG-run reports, newest first: {report_id, kind, dag_id, dag_run_id, created_at, ok, report}."""
+        self.migrate()
+        query = sa.select(REPORTS).order_by(REPORTS.c.created_at.desc(), REPORTS.c.report_id.desc())
+        if kind:
+            query = query.where(REPORTS.c.kind == kind)
+        if since is not None:
+            query = query.where(REPORTS.c.created_at >= since)
+        if limit:
+            query = query.limit(limit)
+        with self._connect() as connection:
+            return [{**dict(row), "created_at": row["created_at"].isoformat()} for row in connection.execute(query).mappings()]
 
     # --- import ---
 
