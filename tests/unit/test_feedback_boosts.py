@@ -88,3 +88,21 @@ def test_the_closest_curated_question_above_the_threshold_is_served():
     assert match is not None and match.curated.run_id == "r1" and match.similarity > 0.99
     assert best_match([0.0, 1.0], candidates, threshold=0.9) is None
     assert best_match([0.0, 1.0], [], threshold=0.0) is None
+
+
+def test_operator_actions_fold_into_the_chunks_control():
+    from ragloop.feedback.boosts import ChunkAction, adjustment, fold_actions
+
+    def act(action, minutes, boost=None):
+        return ChunkAction("c", action, "ops", "why", NOW + timedelta(minutes=minutes), boost)
+
+    control = fold_actions([act("pin", 1, 4.0), act("hide", 2)])
+    assert (control.pinned, control.hidden) == (4.0, True)
+    assert adjustment(control, -9.0, boosts_on=True).hidden
+    assert adjustment(control, -9.0, boosts_on=False).hidden  # hiding does not wait for the switch
+    control = fold_actions([act("pin", 1, 4.0), act("hide", 2), act("unhide", 3)])
+    assert adjustment(control, -9.0, boosts_on=True).multiplier == pytest.approx(boost_multiplier(4.0))
+    assert adjustment(control, -9.0, boosts_on=False).multiplier == 1.0
+    reset = fold_actions([act("pin", 1, 4.0), act("reset", 5)])
+    assert reset.pinned is None and reset.reset_at == NOW + timedelta(minutes=5)
+    assert adjustment(fold_actions([act("pin", 1, 4.0), act("unpin", 2)]), -3.0, boosts_on=True).multiplier < 1

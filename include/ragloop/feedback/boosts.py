@@ -147,3 +147,59 @@ class ChunkAdjustment:
 
 
 NO_ADJUSTMENT = ChunkAdjustment()
+
+
+CHUNK_ACTIONS = ("pin", "unpin", "reset", "hide", "unhide")
+
+
+@dataclass(frozen=True)
+class ChunkAction:
+    """An operator's action on a chunk, as recorded: who, when, why (and the pinned boost)."""
+
+    chunk_id: str
+    action: str
+    actor: str
+    reason: str
+    acted_at: datetime
+    boost: float | None = None
+
+
+@dataclass(frozen=True)
+class ChunkControl:
+    """Where an operator left a chunk: a pinned boost (votes ignored), the time from which votes
+    count again (a reset), hidden from retrieval or not."""
+
+    pinned: float | None = None
+    reset_at: datetime | None = None
+    hidden: bool = False
+
+
+def fold_actions(actions: Iterable[ChunkAction]) -> ChunkControl:
+    """The control a chunk's actions leave, oldest first: hide/unhide toggle hiding; pin sets a
+    boost that votes do not move; unpin lets votes count again; reset drops a pin and every vote
+    cast before it."""
+    pinned: float | None = None
+    reset_at: datetime | None = None
+    hidden = False
+    for action in actions:
+        if action.action == "hide":
+            hidden = True
+        elif action.action == "unhide":
+            hidden = False
+        elif action.action == "pin":
+            pinned = action.boost
+        elif action.action == "unpin":
+            pinned = None
+        elif action.action == "reset":
+            pinned, reset_at = None, action.acted_at
+    return ChunkControl(pinned=pinned, reset_at=reset_at, hidden=hidden)
+
+
+def adjustment(control: ChunkControl, boost: float, *, boosts_on: bool) -> ChunkAdjustment:
+    """What search does with a chunk: hidden chunks are left out whatever the switch says; with
+    boosts on, the pinned boost or the votes' boost gives the multiplier."""
+    if control.hidden:
+        return ChunkAdjustment(hidden=True)
+    if not boosts_on:
+        return NO_ADJUSTMENT
+    return ChunkAdjustment(multiplier=boost_multiplier(control.pinned if control.pinned is not None else boost))
