@@ -124,7 +124,7 @@ def test_a_curated_hit_is_counted_and_votes_on_it_reach_the_curated_answer(store
 
 
 def test_a_hit_naming_an_unknown_curated_run_is_refused(store):
-    with pytest.raises(RunStoreError, match="metadata.curated.run_id 'nope' is not a stored run"):
+    with pytest.raises(RunStoreError, match=r"metadata\.curated\.run_id 'nope' is not a stored run"):
         a_run(store, metadata={"curated": {"run_id": "nope", "similarity": 1.0}})
 
 
