@@ -106,3 +106,24 @@ def test_operator_actions_fold_into_the_chunks_control():
     reset = fold_actions([act("pin", 1, 4.0), act("reset", 5)])
     assert reset.pinned is None and reset.reset_at == NOW + timedelta(minutes=5)
     assert adjustment(fold_actions([act("pin", 1, 4.0), act("unpin", 2)]), -3.0, boosts_on=True).multiplier < 1
+
+
+def test_the_feedback_ranking_section_is_off_by_default_and_checked(tmp_path):
+    from ragloop.config import ConfigError, load_config
+
+    path = tmp_path / "sources.yaml"
+    path.write_text("collection: C\nsources: []\n")
+    assert load_config(path).feedback_ranking.boosts is False
+    assert load_config(path).feedback_ranking.curated_answers is False
+    path.write_text("collection: C\nfeedback_ranking:\n  boosts: true\n  half_life_days: {slack: 30}\nsources: []\n")
+    ranking = load_config(path).feedback_ranking
+    assert ranking.boosts and dict(ranking.half_life_days) == {"slack": 30.0}
+    for bad, message in [
+        ("boosts: yes please", "feedback_ranking.boosts must be true or false"),
+        ("curated_threshold: 1.5", "curated_threshold must be a number above 0 and at most 1"),
+        ("half_life_days: {slack: -1}", "half_life_days must map kinds to a positive number"),
+        ("boost: true", "unknown keys boost"),
+    ]:
+        path.write_text(f"collection: C\nfeedback_ranking:\n  {bad}\nsources: []\n")
+        with pytest.raises(ConfigError, match=f"sources.yaml:2: .*{message}"):
+            load_config(path)

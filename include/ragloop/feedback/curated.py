@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 # Chosen on the tune split of the public paraphrase corpus (see the module doc); the report
 # split's precision and recall at it are in the results file and docs/feedback-ranking.md.
@@ -57,3 +58,48 @@ def best_match(
         if similarity >= threshold and (best is None or similarity > best.similarity):
             best = CuratedMatch(curated=curated, similarity=round(similarity, 4))
     return best
+
+
+class CuratedCandidates(Protocol):
+    """What the lookup needs of the run store."""
+
+    def curated_candidates(self, *, audience: str) -> list[CuratedAnswer]: ...
+
+
+class Embeds(Protocol):
+    name: str
+
+    def embed(self, texts: list[str]) -> Any: ...
+
+
+# Question vectors of curated answers, by embedder and text: embedded once per process, not on
+# every question (a CLI `ask` is a new process and embeds them again: tens of ms per question).
+_VECTORS: dict[tuple[str, str], list[float]] = {}
+_VECTORS_KEPT = 20_000
+
+
+def _vectors(embedder: Embeds, texts: list[str]) -> list[list[float]]:
+    missing = [t for t in dict.fromkeys(texts) if (embedder.name, t) not in _VECTORS]
+    if missing:
+        if len(_VECTORS) + len(missing) > _VECTORS_KEPT:
+            _VECTORS.clear()
+        for text, vector in zip(missing, embedder.embed(missing), strict=True):
+            _VECTORS[(embedder.name, text)] = [float(x) for x in vector]
+    return [_VECTORS[(embedder.name, t)] for t in texts]
+
+
+def find_curated(
+    store: CuratedCandidates,
+    embedder: Embeds,
+    question: str,
+    *,
+    audience: str,
+    threshold: float = DEFAULT_CURATED_THRESHOLD,
+) -> CuratedMatch | None:
+    """The written-back answer (of a run `audience` may see) whose question matches `question`
+    at or above `threshold`, or None: a miss, answered as usual."""
+    candidates = store.curated_candidates(audience=audience)
+    if not candidates:
+        return None
+    vectors = _vectors(embedder, [question, *(c.question for c in candidates)])
+    return best_match(vectors[0], list(zip(candidates, vectors[1:], strict=True)), threshold)
