@@ -5,7 +5,7 @@ help (bench/lift, issue 25); the curated threshold; the recency half-lives per k
     feedback_ranking:
       boosts: true                 # votes move the chunks they judged (x0.5 to x2)
       curated_answers: true        # a close enough question gets its written-back answer
-      curated_threshold: 0.9       # cosine similarity of the two questions
+      curated_threshold: 0.95      # cosine similarity of the two questions
       half_life_days: {slack: 90, github: 180}   # votes on these kinds fade with age
 
 Hidden chunks (an operator's `hide`) are left out of retrieval whatever these say."""
