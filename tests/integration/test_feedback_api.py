@@ -112,3 +112,21 @@ def test_curated_hits_are_counted_and_a_down_vote_on_a_hit_reaches_the_curated_a
     bad = {**hit, "metadata": {"curated": {"run_id": "not-a-run", "similarity": 1}}}
     response = client.post("/runs", json=bad, headers=admin)
     assert response.status_code >= 400 and "not-a-run" in response.json()["error"]
+
+
+def test_the_cli_acts_on_chunks_and_lists_boosts(tmp_path, airflow_db):
+    import json
+
+    from conftest import run_cli
+
+    env = {"AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "runs.db")})}
+    pinned = run_cli("chunk", "pin", "c-1", "--boost", "3", "--reason", "canonical", "--user", "ops", "--json", env=env)
+    assert pinned.returncode == 0, pinned.stderr
+    assert json.loads(pinned.stdout) | {"acted_at": None} == {
+        "chunk_id": "c-1", "action": "pin", "boost": 3.0, "actor": "ops", "reason": "canonical", "acted_at": None
+    }
+    assert run_cli("chunk", "hide", "c-2", "--reason", "stale", env=env).returncode == 0
+    listed = run_cli("boosts", env=env)
+    assert listed.returncode == 0 and "chunk c-2: hidden; hide by cli:" in listed.stdout and "pinned at +3" in listed.stdout
+    bad = run_cli("chunk", "pin", "c-1", "--boost", "500", "--reason", "x", env=env)
+    assert bad.returncode != 0 and "boost must be a number from -100 to 100" in bad.stderr
