@@ -23,9 +23,10 @@ from collections.abc import Callable
 
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from ragloop.errors import RagloopError
 from ragloop.runs import (
@@ -38,11 +39,21 @@ from ragloop.runs import (
     VoteIn,
     emit_runs_event,
 )
+from ragloop.runs.store import ChunkActionInvalid
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000
 MAX_LIST = 500
+
+
+class ChunkActionIn(BaseModel):
+    """An operator's action on a chunk: pin (with a boost), unpin, reset, hide, unhide; and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["pin", "unpin", "reset", "hide", "unhide"]
+    reason: str = Field(min_length=1, max_length=2000)
+    boost: float | None = None
 
 
 class ApiError(Exception):
@@ -191,6 +202,10 @@ def create_app(
     async def not_found(request: Request, err: RunNotFound):
         return _error(404, str(err), [{"field": "run_id", "message": "no such run"}])
 
+    @app.exception_handler(ChunkActionInvalid)
+    async def invalid_action(request: Request, err: ChunkActionInvalid):
+        return _error(422, str(err))
+
     @app.exception_handler(RunStoreError)
     async def store_error(request: Request, err: RunStoreError):
         log.error("%s", err)
@@ -237,6 +252,30 @@ def create_app(
         who = principal(request)
         runs = store().list_runs(since=since, limit=limit, app=app_name, audience=who.audience)
         return JSONResponse(content={"runs": runs, "count": len(runs)})
+
+    # Feedback ranking: what votes did to retrieval, and operators' actions on chunks. Acting on a
+    # chunk changes what everyone retrieves: it needs the write permission (as recording does) and
+    # the internal audience (op and admin under the simple auth manager), as `ragloop chunk` does locally.
+    @app.post("/chunks/{chunk_id}/actions", status_code=201)
+    def act_on_chunk(chunk_id: Annotated[str, Path(min_length=1, max_length=100)], body: ChunkActionIn, request: Request) -> dict:
+        who = principal(request)
+        if who.audience != "internal":
+            raise ApiError(403, f"{who.name} may not act on chunks: that needs the {INTERNAL_PERMISSION} permission")
+        recorded = store().record_chunk_action(chunk_id, body.action, actor=who.name, reason=body.reason, boost=body.boost)
+        log.info("Chunk %s: %s by %s: %s", chunk_id, body.action, who.name, body.reason)
+        return recorded
+
+    @app.get("/boosts")
+    def boosts(request: Request, limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 10) -> JSONResponse:
+        """The most boosted and most demoted chunks (votes on runs the caller may see), and every
+        chunk an operator acted on, with who, when and why."""
+        return JSONResponse(content=store().boost_report(audience=principal(request).audience, limit=limit))
+
+    @app.get("/curated")
+    def curated(request: Request) -> JSONResponse:
+        """Curated answers that served questions: hits per curated answer."""
+        hits = store().curated_hits(audience=principal(request).audience)
+        return JSONResponse(content={"curated": hits, "count": len(hits)})
 
     @app.get("/health")
     def health():

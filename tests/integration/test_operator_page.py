@@ -38,6 +38,8 @@ def samples_config(folder: Path) -> str:
     config = {
         "collection": COLLECTION, "embedder": "local", "chunking": {"max_tokens": 256, "overlap_tokens": 32},
         "staging": f"file://{folder / 'staging'}",
+        # Votes move retrieval and curated answers are served (off by default; on here to show them).
+        "feedback_ranking": {"boosts": True, "curated_answers": True},
         "sources": [
             {"id": "samples-docs", "type": "docs", "path": str(samples / "docs"), "exclude": ["**/changelog*"],
              "url_template": "https://docs.fernwood.example/{path}"},
@@ -169,6 +171,9 @@ def shoot(driver, name: str) -> None:
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
+# A hang guard, not a timing: this test's module fixtures ingest three sources, grade and start Airflow
+# (about 10 min on a 2-core machine shared with other work), more than the suite's 900 s default.
+@pytest.mark.timeout(1800)
 def test_the_page_in_the_airflow_ui_shows_the_stores_numbers_and_revokes(project, airflow, browser, weaviate_client):
     from selenium.webdriver.common.by import By
 
@@ -239,6 +244,26 @@ def test_the_page_in_the_airflow_ui_shows_the_stores_numbers_and_revokes(project
     assert len(browser.find_elements(By.CSS_SELECTOR, "#ingest-history svg")) == 4
     assert len(browser.find_elements(By.CSS_SELECTOR, "#feedback-loop svg")) == 5
     shoot(browser, "ragloop-page")
+
+    # Feedback in retrieval: an operator hides a chunk the down-voted answer cited, a paraphrase of
+    # the good question is answered by its written-back (curated) answer; the page shows both, and
+    # the chunks the two votes moved, with their votes.
+    runs = {r["run_id"]: r for r in json.loads(ok(project["cli"]("runs", "--json")))["runs"]}
+    hidden = runs[project["bad"]]["sources"][0]["chunk_id"]
+    ok(project["cli"]("chunk", "hide", hidden, "--reason", "says SIGUSR1; we reload with SIGHUP", "--user", "ops"))
+    paraphrase = json.loads(ok(project["cli"]("ask", "After rotation, how long does an old SDK key keep working?", "--json")))
+    assert paraphrase["mode"] == "curated" and paraphrase["curated"]["run_id"] == project["good"]
+    browser.switch_to.default_content()
+    browser.get(f"{url}/ragloop-ui/")
+    wait_for("the page again", lambda: browser.find_element(By.CSS_SELECTOR, "[data-testid=kb-chunks]").text.strip(), timeout=180)
+    curated_row = f"[data-testid=ranking-curated] tr[data-run-id='{project['good']}']"
+    assert text(f"{curated_row} td.num").startswith("1")
+    assert "hide by ops" in text(f"[data-testid=ranking-controlled] tr[data-chunk-id='{hidden}']")
+    assert "says SIGUSR1" in text(f"[data-testid=ranking-controlled] tr[data-chunk-id='{hidden}']")
+    demoted = text(f"[data-testid=ranking-demoted] tr[data-chunk-id='{hidden}']")
+    assert "+0 / −1" in demoted and "hidden" in demoted
+    assert "+1 / −0" in text("[data-testid=ranking-boosted] tr[data-chunk-id]")
+    shoot(browser, "ragloop-page-feedback-ranking")
 
     # Revoke the written-back answer with the button: a reason is asked for, the page reloads without it.
     row = f"[data-testid=fb-written-list] tr[data-run-id='{project['good']}']"

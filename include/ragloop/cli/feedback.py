@@ -1,4 +1,5 @@
-"""The feedback loop: `ask`, `feedback`, `runs` (and `runs import`), `grade`, `qa list|revoke`."""
+"""The feedback loop: `ask`, `feedback`, `runs` (and `runs import`), `grade`, `qa list|revoke`, and feedback in
+retrieval: `boosts` (what votes did, curated hits) and `chunk pin|unpin|reset|hide|unhide`."""
 
 from __future__ import annotations
 
@@ -197,6 +198,67 @@ def cmd_qa_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _boosts_text(report: dict) -> str:
+    lines = []
+    for title, key in (("Most boosted", "boosted"), ("Most demoted", "demoted")):
+        lines.append(f"{title}:")
+        rows = report[key]
+        lines += [
+            f"  x{r['multiplier']:.2f} (boost {r['boost']:+.2f}; {r['up']} up, {r['down']} down"
+            + (", pinned" if r["pinned"] is not None else "")
+            + (", hidden" if r["hidden"] else "")
+            + f")  {r['title'] or r['doc_id']}  chunk {r['chunk_id']}"
+            for r in rows
+        ] or ["  none"]
+    lines.append("Operator actions (newest first):")
+    lines += [
+        f"  chunk {c['chunk_id']}: "
+        + ("hidden; " if c["hidden"] else "")
+        + (f"pinned at {c['pinned']:+g}; " if c["pinned"] is not None else "")
+        + "; ".join(f"{h['action']} by {h['actor']} at {h['acted_at'][:19]}: {h['reason']}" for h in c["history"][:3])
+        for c in report["controlled"]
+    ] or ["  none"]
+    lines.append("Curated answers served:")
+    lines += [
+        f"  {c['hits']} hits  run {c['run_id']} ({c['state'] or 'no write-back'}): {c['question'][:80]}"
+        for c in report["curated"]
+    ] or ["  none"]
+    return "\n".join(lines)
+
+
+def cmd_boosts(args: argparse.Namespace) -> int:
+    from ragloop.runs import RunStore
+
+    prepare_airflow()
+    with RunStore.default() as store:
+        report = {
+            **store.boost_report(audience=args.audience, limit=args.limit),
+            "curated": store.curated_hits(audience=args.audience),
+        }
+    emit(args, report, _boosts_text)
+    return 0
+
+
+def cmd_chunk(args: argparse.Namespace) -> int:
+    from ragloop.runs import RunStore
+
+    prepare_airflow()
+    with RunStore.default() as store:
+        recorded = store.record_chunk_action(
+            args.chunk_id, args.action, actor=_user_id(args), reason=args.reason, boost=args.boost
+        )
+    emit(
+        args,
+        recorded,
+        lambda r: (
+            f"chunk {r['chunk_id']}: {r['action']}"
+            + (f" at boost {r['boost']:+g}" if r["boost"] is not None else "")
+            + f", by {r['actor']}: {r['reason']}"
+        ),
+    )
+    return 0
+
+
 def register(commands, command) -> None:
     """Add this module's commands to the `ragloop` parser."""
     ask_cmd = command(
@@ -240,3 +302,29 @@ def register(commands, command) -> None:
     revoke = command(qa, "revoke", cmd_qa_revoke, "remove a written-back answer now and keep it out", config=True)
     revoke.add_argument("run_id")
     revoke.add_argument("--reason", help="why, recorded with the revocation")
+    boosts = command(
+        commands,
+        "boosts",
+        cmd_boosts,
+        "what votes did to retrieval: most boosted and demoted chunks, operator actions, curated hits",
+    )
+    boosts.add_argument("--limit", type=int, default=10, help="chunks listed in each direction")
+    boosts.add_argument("--audience", choices=["public", "internal"], default="internal", help=VIEWER_HELP)
+    chunk = commands.add_parser("chunk", help="an operator's action on a chunk, recorded with who and why").add_subparsers(
+        dest="action", required=True
+    )
+    for action, text in (
+        ("pin", "fix a chunk's boost (a number of votes, -100 to 100); votes no longer move it"),
+        ("unpin", "let votes move the chunk again"),
+        ("reset", "drop the pin and every vote cast before now"),
+        ("hide", "leave the chunk out of retrieval without deleting it"),
+        ("unhide", "let the chunk be retrieved again"),
+    ):
+        sub = command(chunk, action, cmd_chunk, text)
+        sub.add_argument("chunk_id")
+        sub.add_argument("--reason", required=True, help="why, recorded with the action")
+        sub.add_argument("--user", help="who acts (default: cli:<login>)")
+        if action == "pin":
+            sub.add_argument("--boost", type=float, required=True)
+        else:
+            sub.set_defaults(boost=None)

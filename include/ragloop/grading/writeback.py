@@ -243,8 +243,14 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
     versions = criterion_versions(config)
     with RunStore.default() as store:
         passing = store.get_runs(store.passing_run_ids(versions))
+        # A run a curated answer served is not written back again: its answer is already in the
+        # index (as the curated run's), and votes on it reach that run.
         candidates = [
-            r for r in passing if not r["vote_summary"]["down"] and writeback_state(r) is not WritebackState.REVOKED_BY_HAND
+            r
+            for r in passing
+            if not r["vote_summary"]["down"]
+            and writeback_state(r) is not WritebackState.REVOKED_BY_HAND
+            and not (r.get("metadata") or {}).get("curated")
         ]
         latest = store.latest_grades([r["run_id"] for r in candidates])
         written_before = {w["run_id"]: w for w in store.writebacks(WritebackState.WRITTEN)}

@@ -323,6 +323,26 @@ def written_back_answers(config_path: str | None, weaviate_conn_id: str, store, 
     return out
 
 
+def feedback_ranking(store, config, *, audience: str = EVERYTHING) -> dict[str, Any]:
+    """What votes do to retrieval for `audience` (the run store's queries): the most boosted and
+    demoted chunks with their votes, every chunk an operator acted on with who, when and why, the
+    curated answers that served questions with their hit counts, and the config's switches."""
+    from ragloop.feedback.boosts import BoostPolicy
+
+    settings = config.feedback_ranking
+    report = store.boost_report(audience=audience, policy=BoostPolicy(half_life_days=settings.half_life_days))
+    return {
+        **report,
+        "curated": store.curated_hits(audience=audience),
+        "settings": {
+            "boosts": settings.boosts,
+            "curated_answers": settings.curated_answers,
+            "curated_threshold": settings.curated_threshold,
+            "half_life_days": dict(settings.half_life_days),
+        },
+    }
+
+
 # --- ingest history and sources ----------------------------------------------------------------
 
 
@@ -571,6 +591,8 @@ def gather(
             feedback["written_back_error"] = written["error"]
             written = []
         feedback["written_back"] = written
+        say("Reading what feedback does to retrieval...")
+        ranking: dict[str, Any] = _section("feedback in retrieval", lambda: feedback_ranking(store, config, audience=audience))
         gaps: dict[str, Any] = {}
         if with_gaps:
             say("Grouping the recorded questions into topics (docs gaps)...")
@@ -587,6 +609,7 @@ def gather(
             "knowledge_base": knowledge_base,
             "ingest_history": ingest_history,
             "feedback": feedback,
+            "ranking": ranking,
             "gaps": gaps,
             "airflow": dags if dags_ok else {"error": dags["error"]},
         }
