@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragloop.errors import RagloopError
+
 REPEAT_WORDS = 60
 MIN_REPEAT_WORDS = 8
 CODE_LINE = re.compile(r"^(?: {4}|\t)")
@@ -84,7 +86,7 @@ def sample_threads(threads, split: str, count: int) -> list:
 def schedule(threads, days: int) -> list[Day]:
     """The days for `threads` (already sampled): see the module's docstring."""
     if days < 1:
-        raise ValueError("days must be at least 1")
+        raise RagloopError(f"days must be at least 1, not {days}")
     cohorts = [threads[i::days] for i in range(days)]
 
     def first(thread) -> Question:
