@@ -149,12 +149,14 @@ def grade_and_write_back(config_path: Path, label: str) -> dict:
 
     batches = grading.select_runs(str(config_path))
     graded = vetoed = 0
+    started = time.monotonic()
     for batch in batches:
         tally = grading.grade_batch(batch, str(config_path))
         graded += tally["graded"]
         vetoed += tally["vetoed"]
+    grade_seconds = time.monotonic() - started
     result = grading.write_back(DagRunRef(grading.GRADE_DAG_ID, label), str(config_path))
-    return {"graded": graded, "vetoed": vetoed, "good_runs": result["good_runs"], "written": result["written"],
+    return {"grade_seconds": round(grade_seconds, 1), "write_back_seconds": result["seconds"],"graded": graded, "vetoed": vetoed, "good_runs": result["good_runs"], "written": result["written"],
             "revoked": result["revoked"], "not_publishable": len(result["not_publishable"])}
 
 
@@ -172,6 +174,7 @@ def run_variant(chosen: Variant, days: list[Day], config_path: Path, work: Path,
         for day in days:
             outcomes: list[Outcome] = []
             votes = {"up": 0, "down": 0}
+            asked_at = time.monotonic()
             with RunRecorder(app="feedback-lift", store=store) as recorder:
                 for question in day.questions:
                     outcome, answer = ask_one(question, config_path, runs)
@@ -185,11 +188,15 @@ def run_variant(chosen: Variant, days: list[Day], config_path: Path, work: Path,
                     store.add_vote(answer.run_id, VoteIn(vote=vote, user_id=f"asker-{question.question_id}"))
             if recorder.errors:
                 raise RagloopError(f"{recorder.errors} runs were not recorded on day {day.number}: {recorder.last_error}")
+            ask_seconds = time.monotonic() - asked_at
             loop = grade_and_write_back(config_path, f"lift-{split}-{chosen.name}-{day.number}") if chosen.loop else None
-            per_day.append({"day": day.number, "outcomes": outcomes, "votes": votes if chosen.loop else None, "loop": loop})
+            per_day.append({"day": day.number, "outcomes": outcomes, "votes": votes if chosen.loop else None, "loop": loop,
+                            "ask_seconds": round(ask_seconds, 1)})
             log(f"  {split}/{chosen.name} day {day.number}: {len(outcomes)} questions, "
                 f"recall@5 {summarise(outcomes)['all'][f'recall@{TOP_K}']}"
-                + (f", votes {votes}, written {loop['written']}" if loop else ""))
+                + f" (asked in {ask_seconds:.0f} s)"
+                + (f", votes {votes}, written {loop['written']} (graded in {loop['grade_seconds']:.0f} s, written back in "
+                   f"{loop['write_back_seconds']:.0f} s)" if loop else ""))
     return {"variant": chosen.name, "config": chosen.config, "reset_removed_qa": removed, "days": per_day,
             "seconds": round(time.monotonic() - started, 1)}
 
@@ -204,7 +211,7 @@ def figures(result: dict, baseline: dict[str, int | None] | None) -> dict:
         if baseline is not None:
             found = harm(baseline, day["outcomes"])
             row["harm"] = {"demoted": found.demoted, "lost_from_top5": found.lost}
-        row["votes"], row["loop"] = day["votes"], day["loop"]
+        row["votes"], row["loop"], row["ask_seconds"] = day["votes"], day["loop"], day["ask_seconds"]
         days.append(row)
     later = [o for day in result["days"][1:] for o in day["outcomes"]]
     total = {**summarise(later)}
