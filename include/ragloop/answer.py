@@ -48,7 +48,71 @@ NOTHING_FOUND = "I found nothing in the knowledge base that answers this questio
 WRITTEN_BACK_LABEL = "earlier answer, graded good"
 
 STOPWORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "that", "the", "their", "then", "there", "these", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your", "should", "could", "have", "has", "had", "not", "no", "yes", "get", "got", "use", "using", "used", "make"]
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "should",
+        "could",
+        "have",
+        "has",
+        "had",
+        "not",
+        "no",
+        "yes",
+        "get",
+        "got",
+        "use",
+        "using",
+        "used",
+        "make",
+    ]
 )
 WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_'-]*")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`*\"'(\[])")
@@ -85,6 +149,9 @@ class Answer:
     run_id: str | None = None  # set when an active recorder stored the run
     notes: list[str] = field(default_factory=list)
     quoted: list[QuotedSpan] = field(default_factory=list)  # what an extractive answer quoted
+    # A curated answer served instead of a generated one: {run_id, doc_id, similarity} of the
+    # written-back answer whose question matched (mode "curated").
+    curated: dict | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -113,16 +180,20 @@ def retrieve(
     limit: int,
     audience: str = "internal",
     written_back_share: float | None = None,
+    adjust=None,
 ) -> list[Citation]:
     """Hybrid search for every query, never above `audience`; each chunk keeps its best score;
     the best `limit` chunks, of which written-back answers take at most `written_back_share`
-    (None: search's default), over all the queries together as in each one."""
+    (None: search's default), over all the queries together as in each one. `adjust`: the
+    feedback adjustments search applies (hidden chunks, boosts; see index.search)."""
     from ragloop.index.search import DEFAULT_WRITTEN_BACK_SHARE, search, written_back_cap
 
     share = DEFAULT_WRITTEN_BACK_SHARE if written_back_share is None else written_back_share
     best: dict[str, Passage] = {}
     for query in queries:
-        for hit in search(client, collection, embedder, query, limit=limit, audience=audience, written_back_share=share):
+        for hit in search(
+            client, collection, embedder, query, limit=limit, audience=audience, written_back_share=share, adjust=adjust
+        ):
             if hit.chunk_id not in best or hit.score > best[hit.chunk_id].score:
                 best[hit.chunk_id] = hit
     cap = written_back_cap(limit, share)
@@ -270,28 +341,79 @@ def ask(
     chat=None,
     weaviate_conn_id: str = "weaviate_default",
     audience: str = "internal",
+    store=None,
 ) -> Answer:
     """Answer `question` from the knowledge base, from chunks the `audience` may see ("public":
-    public chunks only); recorded when a RunRecorder is active, each source with its visibility."""
-    from ragloop.chat import ChatError, ChatModel
+    public chunks only); recorded when a RunRecorder is active, each source with its visibility.
+
+    The run store (`store`; else the active recorder's; else the default one) supplies what
+    feedback does to retrieval: chunks an operator hid are never retrieved; with
+    `feedback_ranking.boosts` on, votes move the chunks they judged; with
+    `feedback_ranking.curated_answers` on, a question matching a written-back answer's question
+    is answered with it (mode "curated") without generating, the hit recorded on the run."""
     from ragloop.config import load_config
-    from ragloop.embedding import make_embedder
-    from ragloop.index import connect
-    from ragloop.runs import RetrievedSource, RunIn, record_run
 
     question = question.strip()
     if not question:
         raise AnswerError("the question is empty")
     started = time.monotonic()
     config = load_config(config_path)
+    feedback_store, owns_store = _feedback_store(store)
+    try:
+        return _ask(question, config, limit, user_id, chat, weaviate_conn_id, audience, feedback_store, started)
+    finally:
+        if owns_store:
+            feedback_store.close()
+
+
+def _feedback_store(store):
+    """The run store feedback is read from, and whether `ask` opened it (and closes it)."""
+    from ragloop.runs import RunStore, active_recorder
+
+    if store is not None:
+        return store, False
+    recorder = active_recorder()
+    if recorder is not None:
+        return recorder.store, False
+    return RunStore.default(), True
+
+
+def _ask(question: str, config, limit, user_id, chat, weaviate_conn_id, audience, store, started) -> Answer:
+    from ragloop.chat import ChatError, ChatModel
+    from ragloop.embedding import make_embedder
+    from ragloop.feedback.boosts import BoostPolicy
+    from ragloop.feedback.curated import find_curated
+    from ragloop.index import connect
+    from ragloop.runs import RetrievedSource, RunIn, RunStoreError, record_run
+
+    ranking = config.feedback_ranking
+    embedder = make_embedder(config.embedder)
+    notes: list[str] = []
+    if ranking.curated_answers:
+        try:
+            match = find_curated(store, embedder, question, audience=audience, threshold=ranking.curated_threshold)
+        except RunStoreError as err:
+            match = None
+            _feedback_unavailable(notes, "no curated answer looked up", err)
+        if match is not None:
+            return serve_curated(question, match, store, user_id=user_id, audience=audience, started=started)
+    policy = BoostPolicy(half_life_days=ranking.half_life_days)
+
+    def adjust(chunk_ids: list[str]):
+        # A run store that cannot be read does not stop answering (as recording never does):
+        # the answer says retrieval went without feedback, and the log says why.
+        try:
+            return store.chunk_adjustments(chunk_ids, audience=audience, policy=policy, boosts_on=ranking.boosts)
+        except RunStoreError as err:
+            _feedback_unavailable(notes, "retrieval without feedback (hidden chunks, boosts)", err)
+            return {}
+
     owns_chat = chat is None and config.llm is not None
     if owns_chat:
         chat = ChatModel(config.llm)
-    embedder = make_embedder(config.embedder)
     answer_prompt = load_prompt("answer")
     tokens = {"prompt": 0, "completion": 0}
     token_sources: set[str] = set()
-    notes: list[str] = []
     rewrites: list[str] = []
     quoted: list[QuotedSpan] = []
     try:
@@ -308,7 +430,7 @@ def ask(
                 notes.append(f"rewrite failed: {err}")
         with connect(weaviate_conn_id) as client:
             sources = retrieve(
-                client, config.collection, embedder, [question, *rewrites], limit, audience, config.written_back_share
+                client, config.collection, embedder, [question, *rewrites], limit, audience, config.written_back_share, adjust
             )
 
         mode, model, prompt_label, text = "extractive", EXTRACTIVE_MODEL, EXTRACTIVE_MODEL, None
@@ -374,6 +496,84 @@ def ask(
     return answer
 
 
+def _feedback_unavailable(notes: list[str], what: str, err: Exception) -> None:
+    note = f"run store unavailable, {what}: {err}"
+    if note not in notes:
+        log.error("Answering with %s", note)
+        notes.append(note)
+
+
+def curated_answer(
+    question: str,
+    *,
+    config_path: str | None = None,
+    store=None,
+    user_id: str | None = None,
+    audience: str = "internal",
+) -> Answer | None:
+    """For apps that generate their own answers and record them with a RunRecorder: the curated
+    answer to serve for `question` (recorded as a curated hit in the active recorder), or None
+    when none matches or `feedback_ranking.curated_answers` is off; then generate as usual."""
+    from ragloop.config import load_config
+    from ragloop.embedding import make_embedder
+    from ragloop.feedback.curated import find_curated
+
+    started = time.monotonic()
+    config = load_config(config_path)
+    if not config.feedback_ranking.curated_answers:
+        return None
+    feedback_store, owns_store = _feedback_store(store)
+    try:
+        embedder = make_embedder(config.embedder)
+        threshold = config.feedback_ranking.curated_threshold
+        match = find_curated(feedback_store, embedder, question.strip(), audience=audience, threshold=threshold)
+        if match is None:
+            return None
+        return serve_curated(question.strip(), match, feedback_store, user_id=user_id, audience=audience, started=started)
+    finally:
+        if owns_store:
+            feedback_store.close()
+
+
+def serve_curated(question: str, match, store, *, user_id: str | None, audience: str, started: float) -> Answer:
+    """Answer with a curated (written-back) answer, as the matched run answered it: its text and
+    its sources, numbered as it cited them; recorded (inside a recorder) as a run of mode
+    "curated" whose metadata names the curated run, so votes on it reach that answer."""
+    from ragloop.feedback.curated import CURATED_MODEL, CURATED_NOTE
+    from ragloop.runs import RetrievedSource, RunIn, record_run
+
+    curated_run = store.get_run(match.curated.run_id, audience=audience)
+    records = [s for s in curated_run.get("sources") or [] if isinstance(s, dict)]
+    sources = [Citation.from_record(number, record) for number, record in enumerate(records, 1)]
+    hit = {"run_id": match.curated.run_id, "doc_id": match.curated.doc_id, "similarity": match.similarity}
+    notes = [f"{CURATED_NOTE} (question similarity {match.similarity:.2f})"]
+    answer = Answer(
+        question=question,
+        text=match.curated.answer,
+        mode=CURATED_MODEL,
+        model=CURATED_MODEL,
+        prompt=CURATED_MODEL,
+        sources=sources,
+        latency_ms=round((time.monotonic() - started) * 1000, 1),
+        notes=notes,
+        curated=hit,
+    )
+    answer.run_id = record_run(
+        RunIn(
+            question=question,
+            sources=[RetrievedSource.model_validate({k: r[k] for k in RetrievedSource.model_fields if k in r}) for r in records],
+            answer=match.curated.answer,
+            model=CURATED_MODEL,
+            prompt_name=CURATED_MODEL,
+            token_source="none",
+            latency_ms=answer.latency_ms,
+            user_id=user_id,
+            metadata={"mode": CURATED_MODEL, "curated": hit, "notes": notes},
+        )
+    )
+    return answer
+
+
 def format_answer(answer: Answer) -> str:
     """The answer for a terminal: text, numbered sources (written-back answers marked), run id."""
     lines = [answer.text, ""]
@@ -385,6 +585,8 @@ def format_answer(answer: Answer) -> str:
     how = (
         f"answered by {answer.model}, {answer.prompt_tokens}+{answer.completion_tokens} tokens ({answer.token_source})"
         if answer.mode == "llm"
+        else f"curated answer of run {answer.curated['run_id']} (question similarity {answer.curated['similarity']:.2f})"
+        if answer.curated
         else "extractive answer, no language model"
     )
     lines.append(f"{how}, {answer.latency_ms:.0f} ms" + (f"; run {answer.run_id}" if answer.run_id else "; not recorded"))

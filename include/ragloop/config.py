@@ -31,6 +31,7 @@ import yaml
 
 from ragloop.errors import RagloopError
 from ragloop.documents import QA_SOURCE_ID
+from ragloop.feedback.settings import FeedbackRanking, parse_feedback_ranking
 
 CONFIG_ENV = "RAGLOOP_CONFIG"
 TOP_LEVEL_KEYS = {
@@ -45,6 +46,7 @@ TOP_LEVEL_KEYS = {
     "llm",
     "product",
     "written_back_share",
+    "feedback_ranking",
 }
 LLM_KEYS = {"connection", "model", "prices"}
 PRICE_KEYS = {"input", "output"}
@@ -95,6 +97,8 @@ class Config:
     # The most of a search's top k that written-back answers (kind qa) may take, as a share
     # (rounded up: 0.2 is one of five, one of three); 1 lifts the bound, 0 keeps them out.
     written_back_share: float = 0.2
+    # Votes moving retrieval and curated answers served first (ragloop.feedback.settings): off by default.
+    feedback_ranking: FeedbackRanking = field(default_factory=FeedbackRanking)
 
     def chunking_for(self, source_id: str) -> dict:
         """The chunking settings of a source: the global ones with the source's overrides.
@@ -194,6 +198,11 @@ def load_config(path: str | Path | None = None) -> Config:
                 f"(the most of a search's top k that written-back answers may take), not {share!r}"
             )
         config.written_back_share = float(share)
+    if "feedback_ranking" in data:
+        try:
+            config.feedback_ranking = parse_feedback_ranking(data["feedback_ranking"])
+        except ValueError as err:
+            raise ConfigError(f"{path}:{keys['feedback_ranking']}: {err}") from None
     if "sources" in data:
         config.sources = _check_sources(path, root, data["sources"])
     return config

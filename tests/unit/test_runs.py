@@ -48,7 +48,7 @@ def test_schema_is_created_by_versioned_migrations_once(db_url):
             tables = set(sa.inspect(connection).get_table_names())
     from ragloop.runs.schema import MIGRATIONS
 
-    assert [r.version for r in rows] == [version for version, _, _ in MIGRATIONS] == [1, 2, 3, 4]
+    assert [r.version for r in rows] == [version for version, _, _ in MIGRATIONS] == [1, 2, 3, 4, 5]
     assert {
         "ragloop_runs",
         "ragloop_votes",
@@ -74,7 +74,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):
         connection.execute(sa.text(
             "insert into ragloop_votes (run_id, user_id, vote, created_at) values ('old', 'u', 'down', '2026-01-02 00:00:00')"))
     with RunStore(db_url) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 4  # every migration applied
+        assert store.schema_version() == SCHEMA_VERSION == 5  # every migration applied
         run = store.get_run("old")
         assert run["vote_summary"] == {"up": 0, "down": 1, "votes": 1}
         with store.engine.connect() as connection:
@@ -438,7 +438,7 @@ def test_fresh_stores_racing_to_migrate_and_record_one_run_id_on_postgres(postgr
         assert store.count_runs() == 1 and store.schema_version() == SCHEMA_VERSION
         with store.engine.connect() as connection:
             versions = list(connection.scalars(sa.text("select version from ragloop_schema order by version")))
-        assert versions == [1, 2, 3, 4]  # each migration recorded once
+        assert versions == [1, 2, 3, 4, 5]  # each migration recorded once
 
 
 def test_votes_under_contention_on_postgres_count_each_users_latest(postgres_database, drill):
@@ -463,3 +463,8 @@ def test_votes_under_contention_on_postgres_count_each_users_latest(postgres_dat
     drill("Postgres: 12 users vote up, down, up/down at once on one run", "up 8, down 4, 36 votes",
           f"up {summary['up']}, down {summary['down']}, {summary['votes']} votes")
     assert summary == {"up": 8, "down": 4, "votes": 36}
+    # Each user's latest vote moved the cited chunk once (no credit row lost or doubled).
+    from ragloop.feedback.boosts import boost_multiplier
+
+    with RunStore(postgres_database) as store:
+        assert store.chunk_adjustments(["c1"])["c1"].multiplier == pytest.approx(boost_multiplier(8 - 4))

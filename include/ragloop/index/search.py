@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ragloop.index.connection import WeaviateIndexError, index_error
 from ragloop.index.replication import use
 from ragloop.index.schema import ensure_collection
+from ragloop.passages import Passage
 
 if TYPE_CHECKING:
     from weaviate import WeaviateClient
 
     from ragloop.embedding import Embedder
+    from ragloop.feedback.boosts import ChunkAdjustment
 
+# What search asks about the chunks it found: chunk id -> how to adjust it (the run store's
+# `chunk_adjustments` bound to a viewer's audience and the boost policy). Chunks not named are
+# left as they are.
+Adjuster = Callable[[list[str]], "Mapping[str, ChunkAdjustment]"]
 
-from ragloop.passages import Passage
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,10 @@ KEYWORD_PROPERTIES = ["text"]
 # `written_back_share` sets it (Config.written_back_share; 1 lifts the bound).
 DEFAULT_WRITTEN_BACK_SHARE = 0.2
 
+# With feedback adjustments, search ranks this many times `limit` candidates: a boost (at most
+# x2) can lift a chunk from below the cut, and hidden chunks leave room that the next ones fill.
+ADJUSTED_POOL = 3
+
 
 def written_back_cap(limit: int, share: float) -> int:
     """How many of `limit` hits written-back answers may take."""
@@ -56,6 +67,7 @@ def search(
     alpha: float | None = None,
     audience: str = "internal",
     written_back_share: float = DEFAULT_WRITTEN_BACK_SHARE,
+    adjust: Adjuster | None = None,
 ) -> list[Passage]:
     """Hybrid search: the query's vector and BM25 over the chunk text, fused by relative score
     (alpha 1 is the vector alone, 0 keywords alone; None: HYBRID_ALPHA). `audience` "public"
@@ -64,7 +76,9 @@ def search(
     pass the caller's audience. Unless `kinds` asks for kinds by name, written-back answers take
     at most `written_back_share` of the hits (see written_back_cap): when more come back, the
     same search without them fills the rest (each query's fused scores are 0-1 relative scores,
-    so the two lists are merged by score)."""
+    so the two lists are merged by score). `adjust` (feedback from votes and operators): hidden
+    chunks are left out and the others' fused scores multiplied by their bounded boost, over
+    ADJUSTED_POOL times `limit` candidates, before the cut."""
     from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 
     if not client.collections.exists(name):
@@ -88,7 +102,7 @@ def search(
             alpha=HYBRID_ALPHA if alpha is None else alpha,
             query_properties=KEYWORD_PROPERTIES,
             fusion_type=HybridFusion.RELATIVE_SCORE,
-            limit=limit,
+            limit=limit * ADJUSTED_POOL if adjust else limit,
             filters=where,
             return_metadata=MetadataQuery(score=True),
             return_properties=["doc_id", "source_id", "kind", "title", "url", "heading_path", "text", "visibility"],
@@ -110,10 +124,28 @@ def search(
         )
         for o in result.objects
     ]
+    if adjust is not None:
+        hits = apply_adjustments(hits, adjust)
+    hits = hits[:limit]
     cap = limit if kinds else written_back_cap(limit, written_back_share)
     written_back = [h for h in hits if h.kind == Kind.QA]
     if len(written_back) > cap:
         others = [k for k in KINDS if k != Kind.QA]
-        rest = search(client, name, embedder, query, limit, source_ids, others, alpha, audience, written_back_share=1.0)
+        rest = search(
+            client, name, embedder, query, limit, source_ids, others, alpha, audience, written_back_share=1.0, adjust=adjust
+        )
         hits = sorted(written_back[:cap] + rest, key=lambda h: -h.score)[:limit]
     return hits
+
+
+def apply_adjustments(hits: list[Passage], adjust: Adjuster) -> list[Passage]:
+    """Hidden chunks left out; every other score multiplied by its chunk's boost; best first."""
+    adjustments = adjust([h.chunk_id for h in hits])
+    kept = []
+    for hit in hits:
+        found = adjustments.get(hit.chunk_id)
+        if found is None:
+            kept.append(hit)
+        elif not found.hidden:
+            kept.append(dataclasses.replace(hit, score=round(hit.score * found.multiplier, 4)))
+    return sorted(kept, key=lambda h: -h.score)

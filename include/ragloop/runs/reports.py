@@ -5,14 +5,10 @@ XCom and asset-event extras are cleaned up with Airflow's metadata; these rows a
 from __future__ import annotations
 
 import logging
-from datetime import datetime, UTC
-from typing import Any
-
-import sqlalchemy as sa
+from datetime import datetime
 
 from ragloop.connections import ConnectionProblem
 from ragloop.runs.connection import RunStoreError
-from ragloop.runs.schema import REPORTS
 from ragloop.runs.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -44,24 +40,7 @@ def save_report(kind: str, report: dict, store: RunStore | None = None) -> int:
     owned = store is None
     store = store or RunStore.default()
     try:
-        store.migrate()
-        values: dict[str, Any] = {
-            "kind": kind,
-            "created_at": datetime.now(UTC),
-            "ok": not report.get("errors"),
-            "report": report,
-        }
-        with store._begin() as connection:
-            where = sa.and_(REPORTS.c.dag_id == dag_id, REPORTS.c.dag_run_id == dag_run_id)
-            existing = connection.scalar(sa.select(REPORTS.c.report_id).where(where))
-            if existing is None:
-                return int(
-                    connection.execute(
-                        sa.insert(REPORTS).values(dag_id=dag_id, dag_run_id=dag_run_id, **values)
-                    ).inserted_primary_key[0]
-                )
-            connection.execute(sa.update(REPORTS).where(REPORTS.c.report_id == existing).values(**values))
-            return int(existing)
+        return store.save_report(kind, dag_id, dag_run_id, report)
     finally:
         if owned:
             store.close()
@@ -69,13 +48,4 @@ def save_report(kind: str, report: dict, store: RunStore | None = None) -> int:
 
 def list_reports(store: RunStore, kind: str | None = None, since: datetime | None = None, limit: int | None = None) -> list[dict]:
     """Stored reports, newest first: {report_id, kind, dag_id, dag_run_id, created_at, ok, report}."""
-    store.migrate()
-    query = sa.select(REPORTS).order_by(REPORTS.c.created_at.desc(), REPORTS.c.report_id.desc())
-    if kind:
-        query = query.where(REPORTS.c.kind == kind)
-    if since is not None:
-        query = query.where(REPORTS.c.created_at >= since)
-    if limit:
-        query = query.limit(limit)
-    with store._connect() as connection:
-        return [{**dict(row), "created_at": row["created_at"].isoformat()} for row in connection.execute(query).mappings()]
+    return store.list_reports(kind, since=since, limit=limit)

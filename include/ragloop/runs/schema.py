@@ -144,6 +144,63 @@ def _reports_table(metadata: sa.MetaData) -> sa.Table:
 
 
 REPORTS = _reports_table(METADATA)
+
+
+def _feedback_ranking_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    """Migration 5: what votes do to retrieval, and what operators did about it.
+
+    - vote credits: each voter's latest vote on a run, split over the chunks the run's answer
+      cited (ragloop.feedback.boosts), one row per (run, voter, chunk), replaced when the voter
+      votes again; `audience` is the run's (public when every source was public), so a public
+      viewer's ranking moves only with votes on runs a public viewer could see.
+    - chunk actions: an operator's pin, unpin, reset, hide and unhide of a chunk, who, when, why;
+      the latest of each kind decides (nothing is deleted: the history is shown).
+    - curated hits: a run answered with a written-back answer (the curated run) instead of a
+      generated one; votes on the hit reach the curated run."""
+    credits = sa.Table(
+        "ragloop_vote_credits",
+        metadata,
+        sa.Column("credit_id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("voter", sa.String(300), nullable=False),
+        sa.Column("chunk_id", sa.String(100), nullable=False, index=True),
+        sa.Column("doc_id", sa.String(2000), nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("title", sa.String(1000), nullable=False),
+        sa.Column("audience", sa.String(20), nullable=False),
+        sa.Column("vote", sa.String(4), nullable=False),
+        sa.Column("credit", sa.Float(), nullable=False),
+        sa.Column("voted_at", UtcDateTime(), nullable=False),
+        sa.UniqueConstraint("run_id", "voter", "chunk_id", name="ragloop_vote_credits_once"),
+    )
+    actions = sa.Table(
+        "ragloop_chunk_actions",
+        metadata,
+        sa.Column("action_id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("chunk_id", sa.String(100), nullable=False, index=True),
+        sa.Column("action", sa.String(10), nullable=False),
+        sa.Column("boost", sa.Float()),  # the pinned boost (pin only)
+        sa.Column("actor", sa.String(200), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("acted_at", UtcDateTime(), nullable=False),
+        sa.CheckConstraint("action in ('pin', 'unpin', 'reset', 'hide', 'unhide')", name="ragloop_chunk_actions_action"),
+    )
+    hits = sa.Table(
+        "ragloop_curated_hits",
+        metadata,
+        sa.Column("hit_run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "curated_run_id", sa.String(64), sa.ForeignKey("ragloop_runs.run_id", ondelete="CASCADE"), nullable=False, index=True
+        ),
+        sa.Column("similarity", sa.Float(), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+    )
+    return {"credits": credits, "actions": actions, "hits": hits}
+
+
+_RANKING = _feedback_ranking_tables(METADATA)
+VOTE_CREDITS, CHUNK_ACTIONS, CURATED_HITS = _RANKING["credits"], _RANKING["actions"], _RANKING["hits"]
+
 SCHEMA_TABLE = sa.Table(
     "ragloop_schema",
     sa.MetaData(),
@@ -180,11 +237,23 @@ def _migration_4(connection: sa.Connection) -> None:
     _reports_table(frozen).create(connection)
 
 
+def _migration_5(connection: sa.Connection) -> None:
+    frozen = sa.MetaData()
+    sa.Table("ragloop_runs", frozen, sa.Column("run_id", sa.String(64), primary_key=True))
+    for table in _feedback_ranking_tables(frozen).values():
+        table.create(connection)
+    # Votes cast before this migration move the chunks they judged too (the store's own rule).
+    from ragloop.runs.store import backfill_vote_credits
+
+    backfill_vote_credits(connection)
+
+
 # (version, description, upgrade): applied in order, each in its own transaction, once.
 MIGRATIONS: list[tuple[int, str, Any]] = [
     (1, "runs, votes, grades and write-back records", _migration_1),
     (2, "votes: recorded_at, so grading sees votes that arrived since a run's last grade", _migration_2),
     (3, "votes: recorded_by (an app voting for its users); runs grading failed on, parked", _migration_3),
     (4, "reports: every ingest and feedback DAG run's report, for the operator's page and `ragloop report`", _migration_4),
+    (5, "vote credits on cited chunks, operators' chunk actions (pin, reset, hide), curated-answer hits", _migration_5),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -19,13 +19,41 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from ragloop.documents import Visibility, visible_to
+from ragloop.feedback.boosts import (
+    CHUNK_ACTIONS,
+    PINNED_BOOST_LIMIT,
+    BoostPolicy,
+    ChunkAction,
+    ChunkAdjustment,
+    ChunkControl,
+    CitedChunk,
+    StoredCredit,
+    add_up,
+    adjustment,
+    boost_multiplier,
+    fold_actions,
+    vote_credits,
+)
+from ragloop.feedback.curated import CuratedAnswer
 
 from ragloop.runs.connection import RunNotFound, RunStoreError, runs_database_url, unavailable
-from ragloop.runs.models import WRITEBACK_STATES, WritebackState, RunIn, VoteIn, field_errors, summarize_votes
+from ragloop.runs.models import (
+    WRITEBACK_STATES,
+    WritebackState,
+    RunIn,
+    VoteIn,
+    field_errors,
+    latest_votes,
+    summarize_votes,
+)
 from ragloop.runs.schema import (
+    CHUNK_ACTIONS as CHUNK_ACTIONS_TABLE,
+    CURATED_HITS,
+    VOTE_CREDITS,
     GRADES,
     GRADING_FAILURES,
     MIGRATIONS,
+    REPORTS,
     RUNS,
     SCHEMA_TABLE,
     SCHEMA_VERSION,
@@ -215,8 +243,13 @@ class RunStore:
         try:
             with self._begin() as connection:
                 connection.execute(sa.insert(RUNS).values(**_run_row(run, run_id)))
+                curated = run.metadata.get("curated")
+                if isinstance(curated, dict) and curated.get("run_id"):
+                    _record_curated_hit(connection, run_id, curated)
                 for vote in run.votes:
                     connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote), recorded_by=recorded_by))
+                if run.votes:
+                    _refresh_vote_credits(connection, run_id)
         except sa.exc.IntegrityError:
             with self._connect() as connection:
                 if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)) is not None:
@@ -238,6 +271,8 @@ class RunStore:
             if found is None or not run_visible_to(found.sources, audience):
                 raise RunNotFound(f"no run {run_id!r}")
             result = connection.execute(sa.insert(VOTES).values(**_vote_row(run_id, vote), recorded_by=recorded_by))
+            _refresh_vote_credits(connection, run_id)
+            _pass_vote_to_curated_answer(connection, run_id, vote)
             votes = (
                 connection.execute(
                     sa.select(VOTES.c.vote_id, VOTES.c.user_id, VOTES.c.vote)
@@ -612,6 +647,253 @@ class RunStore:
                 connection.execute(sa.update(WRITEBACKS).where(WRITEBACKS.c.run_id == run_id).values(**values))
         return True
 
+    # --- feedback ranking: vote credits, operators' chunk actions, curated answers ---
+
+    def _controls(self, connection, chunk_ids: list[str] | None) -> dict[str, list[ChunkAction]]:
+        query = sa.select(CHUNK_ACTIONS_TABLE).order_by(CHUNK_ACTIONS_TABLE.c.action_id)
+        if chunk_ids is not None:
+            query = query.where(CHUNK_ACTIONS_TABLE.c.chunk_id.in_(chunk_ids))
+        actions: dict[str, list[ChunkAction]] = {}
+        for row in connection.execute(query).mappings():
+            actions.setdefault(row["chunk_id"], []).append(
+                ChunkAction(row["chunk_id"], row["action"], row["actor"], row["reason"], row["acted_at"], row["boost"])
+            )
+        return actions
+
+    def _credits(self, connection, chunk_ids: list[str] | None, audience: str) -> list[dict]:
+        query = sa.select(VOTE_CREDITS).where(VOTE_CREDITS.c.audience.in_(visible_to(audience)))
+        if chunk_ids is not None:
+            query = query.where(VOTE_CREDITS.c.chunk_id.in_(chunk_ids))
+        return [dict(r) for r in connection.execute(query).mappings()]
+
+    def chunk_adjustments(
+        self,
+        chunk_ids: Iterable[str],
+        *,
+        audience: str = EVERYTHING,
+        policy: BoostPolicy | None = None,
+        boosts_on: bool = True,
+        now: datetime | None = None,
+    ) -> dict[str, ChunkAdjustment]:
+        """What search does with these chunks for a viewer of `audience`: hidden ones left out (always),
+        the others' scores multiplied by their boost (when `boosts_on`): the votes on runs that
+        audience may see, since the chunk's last reset, or the pinned boost. Chunks left as they
+        are do not appear in the result."""
+        self.migrate()
+        visible_to(audience)
+        ids = [i for i in dict.fromkeys(chunk_ids) if i]
+        now = now or _now()
+        out: dict[str, ChunkAdjustment] = {}
+        with self._connect() as connection:
+            for group in _id_groups(ids):
+                controls = {c: fold_actions(a) for c, a in self._controls(connection, group).items()}
+                credits = self._credits(connection, group, audience) if boosts_on else []
+                counted = [
+                    StoredCredit(r["chunk_id"], r["voter"], r["kind"], r["credit"], r["voted_at"])
+                    for r in credits
+                    if controls.get(r["chunk_id"]) is None
+                    or controls[r["chunk_id"]].reset_at is None
+                    or r["voted_at"] > controls[r["chunk_id"]].reset_at
+                ]
+                boosts = add_up(counted, now, policy)
+                for chunk_id in group:
+                    control = controls.get(chunk_id)
+                    if control is None and chunk_id not in boosts:
+                        continue
+                    found = adjustment(control or ChunkControl(), boosts.get(chunk_id, 0.0), boosts_on=boosts_on)
+                    if found.hidden or found.multiplier != 1.0:
+                        out[chunk_id] = found
+        return out
+
+    def record_chunk_action(self, chunk_id: str, action: str, *, actor: str, reason: str, boost: float | None = None) -> dict:
+        """Record an operator's action on a chunk (pin with a boost, unpin, reset, hide, unhide):
+        who, when and why, kept as history; returns the row as shown."""
+        if action not in CHUNK_ACTIONS:
+            raise ChunkActionInvalid(f"action must be one of {', '.join(CHUNK_ACTIONS)}, not {action!r}")
+        if not chunk_id.strip() or len(chunk_id) > 100:
+            raise ChunkActionInvalid("chunk_id must be a chunk's id (1 to 100 characters)")
+        if not actor.strip() or not reason.strip():
+            raise ChunkActionInvalid(f"{action} of chunk {chunk_id!r}: who and why are both required")
+        if action == "pin":
+            if boost is None or not -PINNED_BOOST_LIMIT <= boost <= PINNED_BOOST_LIMIT:
+                raise ChunkActionInvalid(
+                    f"pin of chunk {chunk_id!r}: boost must be a number from {-PINNED_BOOST_LIMIT:g} to {PINNED_BOOST_LIMIT:g}"
+                )
+        elif boost is not None:
+            raise ChunkActionInvalid(f"{action} of chunk {chunk_id!r} takes no boost (only pin does)")
+        self.migrate()
+        acted_at = _now()
+        row: dict[str, Any] = {
+            "chunk_id": chunk_id,
+            "action": action,
+            "boost": boost,
+            "actor": actor[:200],
+            "reason": reason[:2000],
+        }
+        with self._begin() as connection:
+            connection.execute(sa.insert(CHUNK_ACTIONS_TABLE).values(**row, acted_at=acted_at))
+        return {**row, "acted_at": acted_at.isoformat()}
+
+    def boost_report(
+        self,
+        *,
+        audience: str = EVERYTHING,
+        limit: int = 10,
+        policy: BoostPolicy | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, list[dict]]:
+        """For the operator's page: the most boosted and most demoted chunks (by the votes on runs
+        `audience` may see, since each chunk's last reset; pins count) with their up and down
+        votes, and every chunk an operator acted on with its history (who, when, why)."""
+        self.migrate()
+        visible_to(audience)
+        now = now or _now()
+        with self._connect() as connection:
+            actions = self._controls(connection, None)
+            controls = {c: fold_actions(a) for c, a in actions.items()}
+            credits = self._credits(connection, None, audience)
+        counted = [
+            r
+            for r in credits
+            if controls.get(r["chunk_id"]) is None
+            or controls[r["chunk_id"]].reset_at is None
+            or r["voted_at"] > controls[r["chunk_id"]].reset_at
+        ]
+        boosts = add_up(
+            [StoredCredit(r["chunk_id"], r["voter"], r["kind"], r["credit"], r["voted_at"]) for r in counted], now, policy
+        )
+        about: dict[str, dict] = {}
+        for r in counted:
+            entry = about.setdefault(
+                r["chunk_id"],
+                {"chunk_id": r["chunk_id"], "doc_id": r["doc_id"], "title": r["title"], "kind": r["kind"], "voters": {}},
+            )
+            entry["voters"][(r["run_id"], r["voter"])] = r["vote"]
+        rows = []
+        for chunk_id in set(about) | {c for c, control in controls.items() if control.pinned is not None or control.hidden}:
+            control = controls.get(chunk_id)
+            entry = about.get(chunk_id, {"chunk_id": chunk_id, "doc_id": "", "title": "", "kind": "", "voters": {}})
+            boost = control.pinned if control and control.pinned is not None else boosts.get(chunk_id, 0.0)
+            votes = list(entry.pop("voters").values())
+            rows.append(
+                {
+                    **entry,
+                    "boost": round(boost, 4),
+                    "multiplier": round(boost_multiplier(boost), 4),
+                    "up": votes.count("up"),
+                    "down": votes.count("down"),
+                    "pinned": control.pinned if control else None,
+                    "hidden": bool(control and control.hidden),
+                }
+            )
+        controlled = [
+            {
+                "chunk_id": chunk_id,
+                "pinned": controls[chunk_id].pinned,
+                "hidden": controls[chunk_id].hidden,
+                "reset_at": _iso(controls[chunk_id].reset_at),
+                "history": [
+                    {
+                        "action": a.action,
+                        "boost": a.boost,
+                        "actor": a.actor,
+                        "reason": a.reason,
+                        "acted_at": a.acted_at.isoformat(),
+                    }
+                    for a in history
+                ][::-1],
+            }
+            for chunk_id, history in sorted(actions.items(), key=lambda item: item[1][-1].acted_at, reverse=True)
+        ]
+        return {
+            "boosted": sorted([r for r in rows if r["boost"] > 0], key=lambda r: (-r["boost"], r["chunk_id"]))[:limit],
+            "demoted": sorted([r for r in rows if r["boost"] < 0], key=lambda r: (r["boost"], r["chunk_id"]))[:limit],
+            "controlled": controlled,
+        }
+
+    def curated_candidates(self, *, audience: str = EVERYTHING) -> list[CuratedAnswer]:
+        """The written-back answers (state written) whose runs `audience` may see, newest first:
+        what a question may be answered with directly."""
+        self.migrate()
+        visible_to(audience)
+        query = (
+            sa.select(RUNS.c.run_id, RUNS.c.question, RUNS.c.answer, RUNS.c.sources, WRITEBACKS.c.doc_id)
+            .join(WRITEBACKS, WRITEBACKS.c.run_id == RUNS.c.run_id)
+            .where(WRITEBACKS.c.state == WritebackState.WRITTEN.value)
+            .order_by(WRITEBACKS.c.written_at.desc(), RUNS.c.run_id)
+        )
+        with self._connect() as connection:
+            return [
+                CuratedAnswer(run_id=r.run_id, doc_id=r.doc_id, question=r.question, answer=r.answer)
+                for r in connection.execute(query)
+                if run_visible_to(r.sources, audience)
+            ]
+
+    def curated_hits(self, *, audience: str = EVERYTHING) -> list[dict]:
+        """Per curated answer that served a question: its run, question, write-back state, how many
+        runs it answered and when last (of the runs `audience` may see), most hits first."""
+        self.migrate()
+        visible = self.visible_run_ids(audience)
+        query = (
+            sa.select(
+                CURATED_HITS.c.curated_run_id,
+                CURATED_HITS.c.hit_run_id,
+                CURATED_HITS.c.similarity,
+                CURATED_HITS.c.created_at,
+                RUNS.c.question,
+                WRITEBACKS.c.state,
+            )
+            .join(RUNS, RUNS.c.run_id == CURATED_HITS.c.curated_run_id)
+            .join(WRITEBACKS, WRITEBACKS.c.run_id == CURATED_HITS.c.curated_run_id, isouter=True)
+            .order_by(CURATED_HITS.c.created_at)
+        )
+        found: dict[str, dict] = {}
+        with self._connect() as connection:
+            for r in connection.execute(query):
+                if visible is not None and (r.curated_run_id not in visible or r.hit_run_id not in visible):
+                    continue
+                entry = found.setdefault(
+                    r.curated_run_id,
+                    {"run_id": r.curated_run_id, "question": r.question, "state": r.state, "hits": 0, "similarities": []},
+                )
+                entry["hits"] += 1
+                entry["last_hit_at"] = r.created_at.isoformat()
+                entry["similarities"].append(r.similarity)
+        rows = []
+        for entry in found.values():
+            similarities = entry.pop("similarities")
+            rows.append({**entry, "lowest_similarity": round(min(similarities), 4)})
+        return sorted(rows, key=lambda e: (-e["hits"], e["run_id"]))
+
+    # --- DAG-run reports ---
+
+    def save_report(self, kind: str, dag_id: str, dag_run_id: str, report: dict) -> int:
+        """Store one DAG run's report; a report stored again for the same DAG run (a retried
+        report task) replaces the earlier one. Returns the row's id."""
+        self.migrate()
+        values: dict[str, Any] = {"kind": kind, "created_at": _now(), "ok": not report.get("errors"), "report": report}
+        with self._begin() as connection:
+            where = sa.and_(REPORTS.c.dag_id == dag_id, REPORTS.c.dag_run_id == dag_run_id)
+            existing = connection.scalar(sa.select(REPORTS.c.report_id).where(where))
+            if existing is None:
+                inserted = connection.execute(sa.insert(REPORTS).values(dag_id=dag_id, dag_run_id=dag_run_id, **values))
+                return int(inserted.inserted_primary_key[0])
+            connection.execute(sa.update(REPORTS).where(REPORTS.c.report_id == existing).values(**values))
+            return int(existing)
+
+    def list_reports(self, kind: str | None = None, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
+        """Stored DAG-run reports, newest first: {report_id, kind, dag_id, dag_run_id, created_at, ok, report}."""
+        self.migrate()
+        query = sa.select(REPORTS).order_by(REPORTS.c.created_at.desc(), REPORTS.c.report_id.desc())
+        if kind:
+            query = query.where(REPORTS.c.kind == kind)
+        if since is not None:
+            query = query.where(REPORTS.c.created_at >= since)
+        if limit:
+            query = query.limit(limit)
+        with self._connect() as connection:
+            return [{**dict(row), "created_at": row["created_at"].isoformat()} for row in connection.execute(query).mappings()]
+
     # --- import ---
 
     def import_jsonl(self, path: str | Path, progress=None) -> ImportReport:
@@ -692,7 +974,106 @@ class RunStore:
                     continue
                 connection.execute(sa.insert(VOTES).values(**row))
                 added += 1
+            if added:
+                _refresh_vote_credits(connection, run_id)
         return added
+
+
+CURATED_HIT_VOTER = "curated hit "  # recorded_by of a vote passed on from a curated hit to its curated run
+
+
+class ChunkActionInvalid(RunStoreError, ValueError):
+    """An operator's chunk action the store refuses: what is wrong is named."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _refresh_vote_credits(connection, run_id: str) -> None:
+    """Recompute a run's vote credits from its votes: each voter's latest vote (as the store
+    recorded them) split over the chunks the answer cited. Votes passed on from a curated hit are
+    left out here: the hit run's own credits already move the same chunks."""
+    # The run's row locked (FOR NO KEY UPDATE: it does not wait for the key-share locks the vote
+    # inserts hold) so two votes on one run refresh its credits one after the other; without it,
+    # both deleted nothing the other had written yet and both inserted the same rows.
+    run = connection.execute(
+        sa.select(RUNS.c.sources, RUNS.c.answer).where(RUNS.c.run_id == run_id).with_for_update(key_share=True)
+    ).first()
+    connection.execute(sa.delete(VOTE_CREDITS).where(VOTE_CREDITS.c.run_id == run_id))
+    if run is None:
+        return
+    votes = [
+        dict(v)
+        for v in connection.execute(sa.select(VOTES).where(VOTES.c.run_id == run_id).order_by(*VOTE_ORDER)).mappings()
+        if not (v["recorded_by"] or "").startswith(CURATED_HIT_VOTER)
+    ]
+    sources = run.sources if isinstance(run.sources, list) else []
+    chunks = [
+        CitedChunk(
+            chunk_id=str(s.get("chunk_id") or ""),
+            doc_id=str(s.get("doc_id") or ""),
+            kind=str(s.get("kind") or ""),
+            title=str(s.get("title") or "")[:1000],
+            score=s.get("score") if isinstance(s.get("score"), int | float) else None,
+        )
+        if isinstance(s, dict)
+        else CitedChunk("", "", "", "", None)
+        for s in sources
+    ]
+    audience = Visibility.PUBLIC.value if run_visible_to(sources, Visibility.PUBLIC.value) else EVERYTHING
+    for voter_key, vote in latest_votes(votes).items():
+        for credit in vote_credits(chunks, run.answer or "", vote["vote"]):
+            connection.execute(
+                sa.insert(VOTE_CREDITS).values(
+                    run_id=run_id,
+                    voter=voter_key[:300],
+                    chunk_id=credit.chunk_id[:100],
+                    doc_id=credit.doc_id[:2000],
+                    kind=credit.kind[:20],
+                    title=credit.title,
+                    audience=audience,
+                    vote=vote["vote"],
+                    credit=credit.credit,
+                    voted_at=vote["recorded_at"] or vote["created_at"],
+                )
+            )
+
+
+def backfill_vote_credits(connection) -> None:
+    """Credits for every run with votes (migration 5: votes cast before boosts existed count too)."""
+    for run_id in list(connection.scalars(sa.select(VOTES.c.run_id).distinct())):
+        _refresh_vote_credits(connection, run_id)
+
+
+def _record_curated_hit(connection, run_id: str, curated: dict) -> None:
+    """A run answered by a curated answer: which one, and how close the questions were."""
+    curated_run_id = str(curated["run_id"])
+    if connection.scalar(sa.select(RUNS.c.run_id).where(RUNS.c.run_id == curated_run_id)) is None:
+        raise RunStoreError(f"run {run_id}: metadata.curated.run_id {curated_run_id!r} is not a stored run")
+    similarity = curated.get("similarity")
+    connection.execute(
+        sa.insert(CURATED_HITS).values(
+            hit_run_id=run_id,
+            curated_run_id=curated_run_id,
+            similarity=float(similarity) if isinstance(similarity, int | float) else 0.0,
+            created_at=_now(),
+        )
+    )
+
+
+def _pass_vote_to_curated_answer(connection, run_id: str, vote: VoteIn) -> None:
+    """A vote on a run a curated answer served is a vote on that answer too: recorded on the
+    curated run as well (same voter, marked as passed on), where the feedback DAG's revocation
+    reads it; a down vote there revokes the curated answer as one on its own run would."""
+    curated_run_id = connection.scalar(sa.select(CURATED_HITS.c.curated_run_id).where(CURATED_HITS.c.hit_run_id == run_id))
+    if curated_run_id is None:
+        return
+    note = f"on curated hit {run_id}" + (f": {vote.comment}" if vote.comment else "")
+    passed_on = vote.model_copy(update={"comment": note[:4000]})
+    connection.execute(
+        sa.insert(VOTES).values(**_vote_row(curated_run_id, passed_on), recorded_by=f"{CURATED_HIT_VOTER}{run_id}"[:200])
+    )
 
 
 def _parked():
