@@ -71,15 +71,13 @@ class Variant:
 def ranking_support() -> str | None:
     """Why the boosts and curated variants cannot run here, or None when they can."""
     try:
-        from ragloop.config import Config
-    except ImportError as err:  # pragma: no cover - ragloop itself missing
-        return str(err)
-    if not hasattr(Config, "boosts") and "boosts" not in getattr(Config, "__dataclass_fields__", {}):
-        return f"needs {RANKING_BRANCH}: ragloop.config.Config has no `boosts` setting in this checkout"
+        import ragloop.feedback.settings  # noqa: F401 - the sources.yaml section the variants turn on
+    except ImportError:
+        return f"needs {RANKING_BRANCH}: this checkout has no ragloop.feedback.settings (feedback_ranking)"
     return None
 
 
-def variant(name: str, written_back_share: float) -> Variant:
+def variant(name: str, written_back_share: float, curated_threshold: float | None = None) -> Variant:
     if name == "none":
         return Variant(name, loop=False)
     if name == "writeback":
@@ -87,7 +85,12 @@ def variant(name: str, written_back_share: float) -> Variant:
     reason = ranking_support()
     if reason:
         raise VariantUnavailable(f"variant {name}: {reason}")
-    raise VariantUnavailable(f"variant {name}: {RANKING_BRANCH} landed, but this bench does not drive it yet")
+    ranking: dict = {"boosts": True}
+    if name == "curated":
+        ranking["curated_answers"] = True
+        if curated_threshold is not None:
+            ranking["curated_threshold"] = curated_threshold
+    return Variant(name, loop=True, config={"written_back_share": written_back_share, "feedback_ranking": ranking})
 
 
 # --- one question ----------------------------------------------------------------------------------
@@ -120,13 +123,30 @@ class Runs:
         return frozenset(docs)
 
 
-def ask_one(question: Question, config_path: Path, runs: Runs) -> tuple[Outcome, object]:
+def ask_one(question: Question, config_path: Path, runs: Runs) -> tuple[Outcome, object, frozenset[str]]:
+    """Ask, and judge the answer against the label: the outcome, the answer, and the documents it
+    leads to (what the simulated user's vote follows). A curated answer replaces retrieval: it
+    counts at rank 1 when the curated run cites the labelled document, as a miss otherwise."""
     from ragloop.answer import ask
     from lift_metrics import first_rank
 
     answer = ask(question.text, config_path=str(config_path), limit=TOP_K, user_id=f"asker-{question.question_id}")
+    curated = getattr(answer, "curated", None)
+    if curated:
+        cited = runs.cited.get(curated["run_id"], frozenset())
+        correct = question.expected_doc_id in cited
+        outcome = Outcome(question.question_id, question.kind, 1 if correct else None, curated=True, curated_correct=correct)
+        return outcome, answer, cited
     rank = first_rank(runs.hits(answer.sources), question.expected_doc_id)
-    return Outcome(question.question_id, question.kind, rank), answer
+    return Outcome(question.question_id, question.kind, rank), answer, runs.cited_by(answer)
+
+
+def demoted_documents(store, documents: set[str]) -> list[str]:
+    """Labelled documents (each answers some sampled question) with a chunk whose boost is below 0."""
+    if ranking_support():
+        return []
+    report = store.boost_report(limit=1_000_000)
+    return sorted({row["doc_id"] for row in report["demoted"] if row["doc_id"] in documents})
 
 
 # --- one variant over the days ---------------------------------------------------------------------
@@ -168,6 +188,7 @@ def run_variant(chosen: Variant, days: list[Day], config_path: Path, work: Path,
     database.unlink(missing_ok=True)
     os.environ["AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT"] = json.dumps({"conn_type": "sqlite", "host": str(database)})
     runs = Runs()
+    labelled = {q.expected_doc_id for day in days for q in day.questions}
     per_day = []
     started = time.monotonic()
     with RunStore(f"sqlite:///{database}") as store:
@@ -177,11 +198,10 @@ def run_variant(chosen: Variant, days: list[Day], config_path: Path, work: Path,
             asked_at = time.monotonic()
             with RunRecorder(app="feedback-lift", store=store) as recorder:
                 for question in day.questions:
-                    outcome, answer = ask_one(question, config_path, runs)
+                    outcome, answer, cited = ask_one(question, config_path, runs)
                     outcomes.append(outcome)
                     if not chosen.loop:
                         continue
-                    cited = runs.cited_by(answer)
                     runs.cited[answer.run_id] = cited
                     vote = "up" if question.expected_doc_id in cited else "down"
                     votes[vote] += 1
@@ -190,8 +210,9 @@ def run_variant(chosen: Variant, days: list[Day], config_path: Path, work: Path,
                 raise RagloopError(f"{recorder.errors} runs were not recorded on day {day.number}: {recorder.last_error}")
             ask_seconds = time.monotonic() - asked_at
             loop = grade_and_write_back(config_path, f"lift-{split}-{chosen.name}-{day.number}") if chosen.loop else None
+            demoted = demoted_documents(store, labelled) if chosen.loop else None
             per_day.append({"day": day.number, "outcomes": outcomes, "votes": votes if chosen.loop else None, "loop": loop,
-                            "ask_seconds": round(ask_seconds, 1)})
+                            "ask_seconds": round(ask_seconds, 1), "demoted_labelled_documents": demoted})
             log(f"  {split}/{chosen.name} day {day.number}: {len(outcomes)} questions, "
                 f"recall@5 {summarise(outcomes)['all'][f'recall@{TOP_K}']}"
                 + f" (asked in {ask_seconds:.0f} s)"
@@ -210,14 +231,16 @@ def figures(result: dict, baseline: dict[str, int | None] | None) -> dict:
         row = {"day": day["day"], **summarise(day["outcomes"])}
         if baseline is not None:
             found = harm(baseline, day["outcomes"])
-            row["harm"] = {"demoted": found.demoted, "lost_from_top5": found.lost}
+            row["harm"] = {"demoted": found.demoted, "lost_from_top5": found.lost, "promoted": found.promoted}
         row["votes"], row["loop"], row["ask_seconds"] = day["votes"], day["loop"], day["ask_seconds"]
+        row["demoted_labelled_documents"] = day["demoted_labelled_documents"]
         days.append(row)
     later = [o for day in result["days"][1:] for o in day["outcomes"]]
     total = {**summarise(later)}
     if baseline is not None:
         found = harm(baseline, later)
-        total["harm"] = {"demoted": found.demoted, "lost_from_top5": found.lost, "questions": found.demoted_ids[:50]}
+        total["harm"] = {"demoted": found.demoted, "lost_from_top5": found.lost, "promoted": found.promoted,
+                         "questions": found.demoted_ids[:50]}
     return {"variant": result["variant"], "config": result["config"], "days": days, "after_day_1": total,
             "seconds": result["seconds"]}
 
@@ -231,11 +254,12 @@ def markdown(results: dict) -> str:
     for split, block in results["splits"].items():
         lines += [f"## {split} split", "",
                   "| variant | day | questions | recall@5 all | MRR all | recall@5 repeat | MRR repeat | recall@5 first "
-                  "| MRR first | curated share | wrong curated | demoted vs none | lost vs none | written back |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| MRR first | curated share | wrong curated | promoted vs none | demoted vs none | lost vs none "
+                  "| labelled docs with boost < 0 | written back |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for entry in block["variants"]:
             if "unavailable" in entry:
-                lines.append(f"| {entry['variant']} | - | not run: {entry['unavailable']} |" + " |" * 11)
+                lines.append(f"| {entry['variant']} | - | not run: {entry['unavailable']} |" + " |" * 13)
                 continue
             rows = [*entry["days"], {"day": "after day 1", **entry["after_day_1"]}]
             label = entry["variant"] + "".join(f" ({k} {v})" for k, v in entry["config"].items())
@@ -250,10 +274,17 @@ def markdown(results: dict) -> str:
                 lines.append(
                     f"| {label} | {row['day']} | {a['questions']} | {cell(a['recall@5'])} | {cell(a['mrr'])} | "
                     f"{cell(r['recall@5'])} | {cell(r['mrr'])} | {cell(f['recall@5'])} | {cell(f['mrr'])} | "
-                    f"{cell(a['curated_share'])} | {a['wrong_curated_hits']} | {cell(h.get('demoted'))} | "
-                    f"{cell(h.get('lost_from_top5'))} | {written} |")
+                    f"{cell(a['curated_share'])} | {a['wrong_curated_hits']} | {cell(h.get('promoted'))} | "
+                    f"{cell(h.get('demoted'))} | {cell(h.get('lost_from_top5'))} | "
+                    f"{cell(len(row['demoted_labelled_documents']) if row.get('demoted_labelled_documents') is not None else None)} "
+                    f"| {written} |")
         lines.append("")
-    lines += [f"Chosen on tune: {json.dumps(results['chosen_on_tune'])} ({results['selection_rule']}).", "",
+    for split, block in results["splits"].items():
+        drift = block.get("baseline_drift")
+        if drift:
+            lines.append(f"Drift ({split}): `none` asked again after every variant: {drift['rank_changed']} of "
+                         f"{drift['questions']} ranks changed (a floor under the differences above).")
+    lines += ["", f"Chosen on tune: {json.dumps(results['chosen_on_tune'])} ({results['selection_rule']}).", "",
               f"Verdict on report: {results['verdict']}", ""]
     return "\n".join(lines)
 
@@ -303,7 +334,9 @@ def verdict(block: dict) -> str:
         harm_first = (mine["first"]["mrr"] or 0) - (base["first"]["mrr"] or 0)
         parts.append(f"{name}: MRR@5 after day 1 {base['all']['mrr']} -> {mine['all']['mrr']} ({lift_all:+.3f}); "
                      f"repeated questions {base['repeat']['mrr']} -> {mine['repeat']['mrr']} ({lift_repeat:+.3f}); "
-                     f"new questions {harm_first:+.3f}; demoted {mine['harm']['demoted']}, lost {mine['harm']['lost_from_top5']}"
+                     f"new questions {harm_first:+.3f}; questions ranked higher {mine['harm']['promoted']}, lower "
+                     f"{mine['harm']['demoted']} (lost from the top 5: {mine['harm']['lost_from_top5']}); curated share "
+                     f"{mine['all']['curated_share']}, wrong curated hits {mine['all']['wrong_curated_hits']}"
                      f" -> {'lifts' if lift_all > 0 else 'does not lift'} the report set")
     missing = [e["variant"] for e in block["variants"] if "unavailable" in e]
     if missing:
@@ -313,7 +346,7 @@ def verdict(block: dict) -> str:
 
 # --- main ------------------------------------------------------------------------------------------
 
-def write_config(work: Path, corpus: Path, extra: dict) -> Path:
+def write_config(work: Path, corpus: Path, extra: dict, name: str = "plain") -> Path:
     import yaml
 
     base = yaml.safe_load((REPO / "include" / "sources.yaml").read_text())
@@ -321,17 +354,17 @@ def write_config(work: Path, corpus: Path, extra: dict) -> Path:
               "staging": f"file://{work / 'staging'}",
               "sources": [{"id": "so", "type": "docs", "path": str(corpus), "include": ["*.md"],
                            "url_template": "https://stackoverflow.com/questions/{path}"}], **extra}
-    name = "-".join(f"{k}-{v}" for k, v in sorted(extra.items())) or "plain"
     path = work / f"lift-{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
-def run_split(split: str, days: list[Day], names: list[str], shares: list[float], corpus: Path, work: Path) -> dict:
+def run_split(split: str, days: list[Day], names: list[str], shares: list[float], corpus: Path, work: Path,
+              baseline: dict[str, int | None] | None = None) -> dict:
     """Each variant over the days. The writeback variant runs once per written_back_share in
-    `shares` (on tune: the candidates; on report: the one chosen on tune)."""
+    `shares` (on tune: the candidates; on report: the one chosen on tune). `baseline`: the ranks
+    of `none`, when it ran before (harm is measured against it)."""
     entries: list[dict] = []
-    baseline: dict[str, int | None] | None = None
     for name in names:
         for share in shares if name == "writeback" else shares[:1]:
             try:
@@ -340,11 +373,12 @@ def run_split(split: str, days: list[Day], names: list[str], shares: list[float]
                 log(f"  {split}/{name}: {err}")
                 entries.append({"variant": name, "unavailable": str(err)})
                 continue
-            result = run_variant(chosen, days, write_config(work, corpus, chosen.config), work, split)
+            config_path = write_config(work, corpus, chosen.config, f"{split}-{name}-{share}")
+            result = run_variant(chosen, days, config_path, work, split)
             if name == "none":
                 baseline = {o.question_id: o.rank for day in result["days"] for o in day["outcomes"]}
             entries.append(figures(result, baseline if name != "none" else None))
-    return {"questions": sum(len(d.questions) for d in days), "variants": entries}
+    return {"questions": sum(len(d.questions) for d in days), "variants": entries, "baseline": baseline}
 
 
 def choose_share(block: dict, shares: list[float]) -> tuple[float, dict]:
@@ -364,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--public", type=Path, default=public_questions.DEFAULT_MIRROR,
                         help="a clone or mirror of astronomer/ask-astro")
-    parser.add_argument("--threads", type=int, default=60, help="threads sampled per split")
+    parser.add_argument("--threads", type=int, default=40, help="threads sampled per split")
     parser.add_argument("--days", type=int, default=4, help="cohorts of first questions (days: one more)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--splits", default="tune,report")
@@ -415,11 +449,27 @@ def main(argv: list[str] | None = None) -> int:
         for split in splits:
             days = schedule(sampled[split], args.days)
             log(f"{split}: {sum(len(d.questions) for d in days)} questions over {len(days)} days")
-            tried = shares if split == "tune" else [chosen_share]
-            block = run_split(split, days, names, tried, corpus, work)
             if split == "tune":
+                # The writeback variant at each candidate share first; the others at the chosen one.
+                early = [n for n in names if n in ("none", "writeback")]
+                block = run_split(split, days, early, shares, corpus, work)
                 chosen_share, tuning = choose_share(block, shares)
                 log(f"tune: written_back_share {chosen_share} chosen ({tuning})")
+                later = run_split(split, days, [n for n in names if n not in early], [chosen_share], corpus, work,
+                                  block["baseline"])
+                block["variants"] += later["variants"]
+            else:
+                block = run_split(split, days, names, [chosen_share], corpus, work)
+            baseline = block.pop("baseline")
+            if baseline is not None:
+                # The same questions without feedback once more, after every variant's written-back
+                # answers were deleted: ranks that moved are drift of the index itself (deleted
+                # objects in BM25 statistics, search ties), a floor under any difference above.
+                again = run_variant(variant("none", chosen_share), days, write_config(work, corpus, {}, f"{split}-again"),
+                                    work, split)
+                moved = [o.question_id for d in again["days"] for o in d["outcomes"] if o.rank != baseline[o.question_id]]
+                block["baseline_drift"] = {"questions": len(baseline), "rank_changed": len(moved), "which": moved[:50]}
+                log(f"{split}: none asked again after the variants: {len(moved)} of {len(baseline)} ranks changed")
             block["threads"] = sorted({q.thread_id for d in days for q in d.questions})
             results["splits"][split] = block
         with connect() as client:

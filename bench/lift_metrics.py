@@ -65,14 +65,20 @@ class Harm:
 
     demoted: int = 0  # the labelled document (or an answer citing it) ranked lower than without feedback
     lost: int = 0  # ... and pushed out of the top k altogether
+    promoted: int = 0  # the other way: ranked higher than without feedback (or found where it was not)
     demoted_ids: list[str] = field(default_factory=list)
 
 
 def harm(baseline: dict[str, int | None], variant: list[Outcome]) -> Harm:
-    """Questions where the variant ranks the good source lower than no feedback did."""
+    """Questions where the variant ranks the good source lower than no feedback did (and, to
+    weigh them against, those where it ranks it higher). Questions `baseline` lacks are skipped."""
     found = Harm()
     for outcome in variant:
-        before = baseline.get(outcome.question_id)
+        if outcome.question_id not in baseline:
+            continue
+        before = baseline[outcome.question_id]
+        if outcome.rank is not None and (before is None or outcome.rank < before):
+            found.promoted += 1
         if before is None:
             continue  # nothing good to demote
         if outcome.rank is None or outcome.rank > before:

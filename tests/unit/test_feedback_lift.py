@@ -37,11 +37,12 @@ def test_recall_and_mrr_on_a_hand_case():
 
 
 def test_harm_counts_demoted_and_lost_good_sources():
-    baseline = {"1/first": 1, "2/first": 3, "3/first": None, "4/repeat": 2}
+    baseline = {"1/first": 1, "2/first": 3, "3/first": None, "4/repeat": 2, "5/repeat": None}
     variant = [Outcome("1/first", "first", 2), Outcome("2/first", "first", None), Outcome("3/first", "first", None),
-               Outcome("4/repeat", "repeat", 1)]
+               Outcome("4/repeat", "repeat", 1), Outcome("5/repeat", "repeat", 4), Outcome("6/repeat", "repeat", 1)]
     found = harm(baseline, variant)
     assert (found.demoted, found.lost, found.demoted_ids) == (2, 1, ["1/first", "2/first"])
+    assert found.promoted == 2  # 4/repeat moved up, 5/repeat found where it was not; 6 has no baseline
 
 
 def test_summary_splits_first_and_repeat_and_counts_wrong_curated_hits():
