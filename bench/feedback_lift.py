@@ -41,6 +41,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -51,6 +52,9 @@ from lift_data import Day, Question, doc_id_of, sample_threads, schedule, write_
 from lift_metrics import TOP_K, Hit, Outcome, harm, summarise  # noqa: E402
 
 from ragloop.errors import RagloopError  # noqa: E402
+
+if TYPE_CHECKING:
+    from ragloop.answer import Answer
 
 COLLECTION = "FeedbackLift"
 VARIANTS = ("none", "writeback", "boosts", "curated")
@@ -123,7 +127,7 @@ class Runs:
         return frozenset(docs)
 
 
-def ask_one(question: Question, config_path: Path, runs: Runs) -> tuple[Outcome, object, frozenset[str]]:
+def ask_one(question: Question, config_path: Path, runs: Runs) -> tuple[Outcome, Answer, frozenset[str]]:
     """Ask, and judge the answer against the label: the outcome, the answer, and the documents it
     leads to (what the simulated user's vote follows). A curated answer replaces retrieval: it
     counts at rank 1 when the curated run cites the labelled document, as a miss otherwise."""
@@ -202,8 +206,11 @@ def run_variant(chosen: Variant, days: list[Day], config_path: Path, work: Path,
                     outcomes.append(outcome)
                     if not chosen.loop:
                         continue
+                    if answer.run_id is None:
+                        raise RagloopError(f"question {question.question_id} was answered but not recorded: "
+                                           f"{recorder.last_error}")
                     runs.cited[answer.run_id] = cited
-                    vote = "up" if question.expected_doc_id in cited else "down"
+                    vote: Literal["up", "down"] = "up" if question.expected_doc_id in cited else "down"
                     votes[vote] += 1
                     store.add_vote(answer.run_id, VoteIn(vote=vote, user_id=f"asker-{question.question_id}"))
             if recorder.errors:
@@ -311,6 +318,7 @@ def plot(results: dict, path: Path) -> bool:
     axes[1].set_title("report split: MRR@5, all questions")
     for axis in axes:
         axis.set_xlabel("day")
+        axis.xaxis.get_major_locator().set_params(integer=True)
         axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -445,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         ingest_seconds = time.monotonic() - ingest_started
         log(f"  ingested in {ingest_seconds:.0f} s")
 
-        chosen_share, tuning = shares[0], {}
+        chosen_share, tuning = shares[0], dict[str, float]()
         for split in splits:
             days = schedule(sampled[split], args.days)
             log(f"{split}: {sum(len(d.questions) for d in days)} questions over {len(days)} days")
