@@ -19,7 +19,7 @@ export PATH := $(PATH):/usr/local/go/bin
 endif
 POSTGRES_BIN := $(or $(RAGLOOP_POSTGRES_BIN),/usr/lib/postgresql/15/bin)
 
-.PHONY: help uv-bootstrap test-deps cluster-deps env export-env onnx-model lint docs run test bench bench-retrieval bench-embedders airflow stop requirements clean-state seaweedfs gitleaks cluster cluster-stop cluster-status cluster-drills drills bench-cluster
+.PHONY: help uv-bootstrap test-deps cluster-deps env export-env onnx-model lint docs run test bench bench-retrieval bench-embedders airflow stop requirements clean-state bench-lift seaweedfs gitleaks cluster cluster-stop cluster-status cluster-drills drills bench-cluster
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
@@ -27,6 +27,7 @@ help:
 	@echo "make docs      build the documentation (docs/, MkDocs, strict: broken links fail) into .ragloop/site"
 	@echo "make bench     ingestion benchmark (BENCH_ARGS='--files 200 --scale 0' for a quick one)"
 	@echo "make bench-retrieval   retrieval quality: hybrid vs vector vs BM25 on labelled questions"
+	@echo "make bench-lift        the feedback loop's lift over simulated days on public Stack Overflow threads (docs/feedback-lift.md)"
 	@echo "make bench-embedders   the ONNX int8 embedder against the torch model: speed, memory, recall"
 	@echo "make onnx-model        export the local model to ONNX into ~/.cache/ragloop/models (once)"
 	@echo "make airflow   Airflow standalone on 127.0.0.1:8080 with our DAGs and connections"
@@ -91,6 +92,11 @@ bench: env onnx-model
 # Retrieval quality over bench/questions.yaml: hybrid vs vector vs BM25. See README "Retrieval quality".
 bench-retrieval: env onnx-model
 	$(UV) run --frozen python bench/retrieval.py $(BENCH_ARGS)
+
+# The feedback loop over simulated days on public Q&A read in place (docs/feedback-lift.md); pyarrow
+# and matplotlib only for this run, not ragloop's dependencies.
+bench-lift: env onnx-model
+	$(UV) run --frozen --with pyarrow --with matplotlib python bench/feedback_lift.py $(BENCH_ARGS)
 
 # ONNX int8 vs the torch model on the same chunks (the torch side runs in the export environment).
 bench-embedders: env onnx-model export-env
