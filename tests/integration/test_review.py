@@ -90,8 +90,14 @@ def feedback_states(api: Api) -> str:
 
 
 def waited(api: Api, what: str, check, timeout: float):
+    def patient_check():
+        try:
+            return check()
+        except OSError:  # the API server slow to answer on a loaded machine: ask again at the next poll
+            return None
+
     try:
-        return wait_for(what, check, timeout)
+        return wait_for(what, patient_check, timeout)
     except AssertionError as err:
         raise AssertionError(f"{err}\n{feedback_states(api)}") from None
 
@@ -168,7 +174,7 @@ def test_reviewers_approve_and_reject_answers_in_airflow_before_write_back(revie
         body = by_run[ids[name]]["body"]
         run = {"approve": approve, "reject": reject}[name]
         assert run["question"] in body and run["answer"] in body, body
-        assert run["sources"][0]["text"].splitlines()[-1].strip() in body, body  # the cited passage
+        assert run["sources"][0]["text"].splitlines()[0].strip() in body, body  # the cited passage
         assert "**Grades**" in body and "helpfulness@" in body, body
         assert by_run[ids[name]]["options"] == ["Approve", "Reject"]
         assert writeback(name) == {}, name  # nothing written while it waits
@@ -189,7 +195,7 @@ def test_reviewers_approve_and_reject_answers_in_airflow_before_write_back(revie
         runs = api("GET", f"/api/v2/dags/{GRADE_DAG}/dagRuns")["dag_runs"]
         return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
 
-    for run in wait_for("the feedback runs to end", all_runs_ended, timeout=600):
+    for run in waited(api, "the feedback runs to end", all_runs_ended, timeout=600):
         assert run["state"] == "success", f"{run['dag_run_id']}: {task_log_tail(api, GRADE_DAG, run['dag_run_id'])}"
         assert retried_tasks(api, GRADE_DAG, run["dag_run_id"]) == []
 
