@@ -159,7 +159,9 @@ def test_reviewers_approve_and_reject_answers_in_airflow_before_write_back(revie
     # The answer of the app nobody reviews goes straight through; the two others wait for a person.
     def pending_reviews():
         details = api("GET", f"/api/v2/dags/{GRADE_DAG}/dagRuns/~/hitlDetails")["hitl_details"]
-        waiting = [d for d in details if not d["response_received"]]
+        # Answered only once both tasks are parked: a response to a task still starting is lost
+        # when its execute() writes the request again.
+        waiting = [d for d in details if not d["response_received"] and d["task_instance"]["state"] == "awaiting_input"]
         return waiting if len(waiting) == 2 else None
 
     waiting = waited(api, "two answers waiting for review in Required Actions", pending_reviews, timeout=600)

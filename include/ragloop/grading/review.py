@@ -181,7 +181,7 @@ def review_requests(config_path: str | None = None, weaviate_conn_id: str = WEAV
                 "body": review_body(run, latest[run["run_id"]], config.collection),
             }
         )
-        progress("Run %s waits for review: %s", run["run_id"], held[run["run_id"]])
+        progress("Run %s %s", run["run_id"], held[run["run_id"]])
     return requests
 
 
