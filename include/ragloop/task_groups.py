@@ -4,10 +4,13 @@
   collection: select → extract (mapped per source) → plan → index (mapped per batch) → prune →
   report → check_complete. It is the flow every ragloop ingest DAG runs.
 - :func:`grade_runs` grades the recorded Q&A runs: select_runs → grade (mapped per batch).
+- :func:`review_answers` holds the answers that need a person's approval (the config's
+  ``review:``, per app or per source) in Airflow's Required Actions: propose_reviews →
+  review_answer (a HITL task per answer). Off in the config: it proposes nothing.
 - :func:`write_back_answers` writes the good answers back into the collection and revokes the
   ones that stopped being good: write_back → report → check_complete. Between the two groups is
-  the place for a human approval step (``after=``).
-- :func:`feedback_loop` chains the two, as the ``ragloop_grade_feedback`` DAG does.
+  the place for an approval step of your own (``after=``).
+- :func:`feedback_loop` chains the three, as the ``ragloop_grade_feedback`` DAG does.
 
 Every task of a group reads its settings from one :class:`IngestSettings` / :class:`FeedbackSettings`
 value, resolved once by the group's first task: an argument given to the factory wins, then the
@@ -23,6 +26,7 @@ Only ``airflow.sdk`` is imported at module level: DAG files that use these group
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from airflow.sdk import TaskGroup, task
@@ -33,7 +37,7 @@ from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 if TYPE_CHECKING:
     from airflow.sdk import Asset, BaseOperator
 
-    from ragloop.grading.types import GradeReport, GradeTally, WritebackResult
+    from ragloop.grading.types import GradeReport, GradeTally, ReviewRequest, WritebackResult
     from ragloop.ingest.types import BatchResult, ExtractResult, IngestReport, PruneResult
     from ragloop.staging import DagRunRef
 
@@ -43,6 +47,7 @@ __all__ = [
     "feedback_loop",
     "grade_runs",
     "ingest_sources",
+    "review_answers",
     "write_back_answers",
 ]
 
@@ -324,6 +329,60 @@ def grade_runs(
     return group
 
 
+DEFAULT_REVIEW_TIMEOUT = timedelta(hours=12)  # then the answer is held for the next run, unanswered
+
+
+def review_answers(
+    graded: TaskGroup,
+    *,
+    group_id: str = "review_answers",
+    response_timeout: timedelta | None = DEFAULT_REVIEW_TIMEOUT,
+    prefix_group_id: bool = True,
+) -> TaskGroup:
+    """Hold the answers that need a person's approval before write-back: ``propose_reviews``
+    lists the good answers the config's ``review:`` names (recorded by one of its ``apps``, or
+    citing a chunk of one of its ``sources``, or ``review: all``) that nobody decided on yet, and
+    ``review_answer``, a standard-provider HITL task per answer, shows each in Airflow's Required
+    Actions with its question, answer, cited passages, grades and votes. Approve records the
+    approval; Reject records the reason and revokes the answer as ``ragloop qa revoke`` does.
+
+    Write-back does not wait for reviews (answers that need none, and revocations, are never held
+    up by a person): it leaves the answers waiting for review out. Each decision updates the runs
+    asset, so the next feedback run starts when this one ends, and its write-back publishes what
+    was approved. Without ``review:`` in the config nothing is proposed and the review tasks are
+    skipped: the DAG behaves as without this group.
+
+    :param graded: the group :func:`grade_runs` returned; its settings are used.
+    :param group_id: the task group's id.
+    :param response_timeout: how long a review waits for a person; then the answer is held (not
+        written, nothing recorded) and proposed again by the next run. None: wait for ever. While
+        a review waits, its DAG run is running: with ``max_active_runs=1`` later feedback runs
+        wait for it.
+    :param prefix_group_id: prefix task ids with ``group_id``.
+    """
+    from ragloop.catalog import runs_asset
+    from ragloop.review_operator import ReviewAnswerOperator, reason_form
+
+    settings_task: Any = graded.get_child_by_label("feedback_settings")
+    grade_task: Any = graded.get_child_by_label("grade")
+
+    with TaskGroup(group_id, prefix_group_id=prefix_group_id, tooltip="hold answers for a person's approval") as group:
+        # all_done: a failed grade batch holds back only its own runs' reviews.
+        @task(trigger_rule="all_done")
+        def propose_reviews(run: FeedbackSettings) -> list[ReviewRequest]:
+            from ragloop.grading.review import review_requests
+
+            return review_requests(run["config"], run["weaviate_conn_id"])
+
+        proposals: Any = propose_reviews(settings_task.output)
+        grade_task >> proposals
+        # A decision is a change to the runs: the runs asset's event starts the next feedback run.
+        ReviewAnswerOperator.partial(
+            task_id="review_answer", params=reason_form(), response_timeout=response_timeout, outlets=[runs_asset()]
+        ).expand_kwargs(proposals)
+    return group
+
+
 def write_back_answers(
     graded: TaskGroup,
     *,
@@ -413,12 +472,15 @@ def feedback_loop(
     limit: int | None = _UNSET,
     regrade_outdated: bool | None = _UNSET,
     approval: BaseOperator | None = None,
+    review: bool = True,
+    review_timeout: timedelta | None = DEFAULT_REVIEW_TIMEOUT,
     outlets: list[Asset] | None = None,
     prefix_group_id: bool = True,
 ) -> tuple[TaskGroup, TaskGroup]:
-    """:func:`grade_runs` then :func:`write_back_answers`, with an optional ``approval`` task
-    between them (see ``after`` there). The parameters are those of the two groups. Returns both
-    groups, in order."""
+    """:func:`grade_runs`, :func:`review_answers` (unless ``review=False``; it proposes only what
+    the config's ``review:`` names) then :func:`write_back_answers`, with an optional ``approval``
+    task between grading and write-back (see ``after`` there). The other parameters are those of
+    the groups. Returns the grading and write-back groups, in order."""
     graded = grade_runs(
         config=config,
         weaviate_conn_id=weaviate_conn_id,
@@ -430,5 +492,7 @@ def feedback_loop(
         graded >> approval
     if outlets is None:
         outlets = [ingest_asset(config)]
+    if review:
+        review_answers(graded, response_timeout=review_timeout, prefix_group_id=prefix_group_id)
     written = write_back_answers(graded, after=approval, outlets=outlets, prefix_group_id=prefix_group_id)
     return graded, written

@@ -170,6 +170,9 @@ def test_llm_judge_grades_writes_back_and_revokes(knowledge_base, runs_db, no_wr
         assert report["ungraded_runs"][0]["qa_run_id"] == run_ids[UNGRADEABLE_Q]
         assert "no valid verdict after 3 replies" in report["ungraded_runs"][0]["reason"]
         assert report["malformed_replies"] >= 4 and judge.failed_once  # the 500 was retried by the client
+        # Every reply without a verdict is counted by kind, and the failure names the run (issue 25).
+        assert sum(report["judge_problems"].values()) == report["malformed_replies"], report["judge_problems"]
+        assert report["ungraded_runs"][0]["reason"].startswith(f"run {run_ids[UNGRADEABLE_Q]}, "), report["ungraded_runs"]
         assert report["judge"] == "llm:gpt-4o-mini" and report["judge_tokens"]["prompt"] > 0
         assert report["estimated_cost_usd"] > 0
         assert report["verdicts"]["relevance"] == {"pass": 2, "fail": 0, "undecided": 0}

@@ -4,11 +4,22 @@ runs in the tests), and `llm_judge.LLMJudge`; `choice.make_judge` picks one from
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from collections.abc import Sequence
 
 from ragloop.grading.verdicts import Verdict
+
+
+# What a judge's reply that gave no verdict was (JudgeUsage.problems counts each kind):
+REPLY_PROBLEMS = (
+    "malformed_json",  # not a JSON object
+    "invalid_verdict",  # JSON, but no score in 0-1 with a reason
+    "refusal",  # the model declined instead of grading
+    "too_long",  # cut at the token limit (finish_reason "length") before the verdict closed
+    "timeout",  # no reply within llm.timeout, after the client's retries
+    "api_error",  # the server refused or failed (HTTP error, connection refused)
+)
 
 
 @dataclass
@@ -16,7 +27,12 @@ class JudgeUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls: int = 0
-    malformed: int = 0
+    malformed: int = 0  # replies that gave no verdict (each asked again, up to the retries)
+    usable: int = 0  # replies that gave a valid verdict
+    problems: dict[str, int] = field(default_factory=dict)  # per REPLY_PROBLEMS kind, every reply or failed call
+
+    def count_problem(self, kind: str) -> None:
+        self.problems[kind] = self.problems.get(kind, 0) + 1
 
 
 class Judge(Protocol):

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from ragloop.answer import format_sources
 from ragloop.passages import Citation
-from ragloop.chat import ChatError, ChatModel
+from ragloop.chat import ChatError, ChatModel, ChatTimeout
+from ragloop.grading.checks import REFUSAL
 from ragloop.grading.judge import JudgeUsage
 from ragloop.grading.verdicts import JudgeKind, CRITERIA, JudgeFailed, Verdict, parse_verdict
 from ragloop.prompts import escape_data, load_prompt
@@ -36,6 +37,19 @@ def votes_text(run: dict) -> str:
 def source_blocks(run: dict) -> str:
     """The run's sources as delimited data, numbered as the answer cites them."""
     return format_sources([Citation.from_record(n, s) for n, s in enumerate(run.get("sources") or [], 1)])
+
+
+def reply_problem(text: str, finish_reason: str, parse_error: str) -> str:
+    """Why a reply gave no verdict (one of judge.REPLY_PROBLEMS), from the reply itself: cut at the
+    token limit, a refusal in its first words, JSON of the wrong shape, or not JSON at all."""
+    if finish_reason == "length":
+        return "too_long"
+    first = " ".join(text.split())[:200]
+    if REFUSAL.search(first.lstrip("\"'`*# ")):
+        return "refusal"
+    if parse_error.startswith(("not JSON", "not a JSON object")):
+        return "malformed_json"
+    return "invalid_verdict"
 
 
 class LLMJudge:
@@ -81,7 +95,9 @@ class LLMJudge:
                 try:
                     reply = self.chat.complete(template, extra_messages=follow_up, **variables)
                 except ChatError as err:
-                    raise JudgeFailed(f"{template.label}: {err}") from None
+                    self.usage.calls += 1
+                    self.usage.count_problem("timeout" if isinstance(err, ChatTimeout) else "api_error")
+                    raise JudgeFailed(f"run {run['run_id']}, {template.label}: {err}") from None
                 self.usage.calls += 1
                 self.usage.prompt_tokens += reply.prompt_tokens
                 self.usage.completion_tokens += reply.completion_tokens
@@ -89,12 +105,15 @@ class LLMJudge:
                 tokens[1] += reply.completion_tokens
                 try:
                     parsed = parse_verdict(reply.text)
+                    self.usage.usable += 1
                     break
                 except ValueError as err:
-                    problem = str(err)
+                    kind = reply_problem(reply.text, reply.finish_reason, str(err))
+                    problem = f"{kind}: {err}; the reply began {reply.text.strip()[:120]!r}"
                     self.usage.malformed += 1
+                    self.usage.count_problem(kind)
                     log.warning(
-                        "Run %s, %s: malformed verdict (attempt %d of %d): %s",
+                        "Run %s, %s: no verdict in the reply (attempt %d of %d): %s",
                         run["run_id"],
                         template.label,
                         attempt + 1,
@@ -110,7 +129,9 @@ class LLMJudge:
                         },
                     ]
             else:
-                raise JudgeFailed(f"{template.label}: no valid verdict after {MALFORMED_RETRIES + 1} replies (last: {problem})")
+                raise JudgeFailed(
+                    f"run {run['run_id']}, {template.label}: no valid verdict after {MALFORMED_RETRIES + 1} replies (last: {problem})"
+                )
             verdicts.append(
                 Verdict(
                     criterion=criterion,

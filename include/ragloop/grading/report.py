@@ -97,6 +97,7 @@ def grade_report(
         "parked_runs": total["parked_runs"][:SHOWN],
         "judge_calls": total["judge_calls"],
         "malformed_replies": total["malformed_replies"],
+        "judge_problems": dict(sorted(total.get("judge_problems", {}).items())),
         "judge_tokens": total["judge_tokens"],
         "estimated_cost_usd": cost,
         "write_back": written or {},
@@ -118,6 +119,9 @@ def add_tally(total: GradeTally, more: GradeTally) -> None:
     total["reused"] += more["reused"]
     total["judge_calls"] += more["judge_calls"]
     total["malformed_replies"] += more["malformed_replies"]
+    problems = total.setdefault("judge_problems", {})
+    for kind, count in more.get("judge_problems", {}).items():
+        problems[kind] = problems.get(kind, 0) + count
     for criterion, counts in more["verdicts"].items():
         summed = total["verdicts"].setdefault(criterion, {"pass": 0, "fail": 0, "undecided": 0})
         summed["pass"] += counts["pass"]
@@ -151,7 +155,9 @@ def format_grade_report(report: GradeReport) -> str:
     cost = report["estimated_cost_usd"]
     lines.append(
         f"judge tokens: {tokens['prompt']} prompt + {tokens['completion']} completion in {report['judge_calls']} calls "
-        f"({report['malformed_replies']} malformed replies asked again); estimated cost "
+        f"({report['malformed_replies']} malformed replies asked again"
+        + "".join(f", {kind} {count}" for kind, count in (report.get("judge_problems") or {}).items())
+        + "); estimated cost "
         + (
             "n/a (no language model)"
             if not report["judge"].startswith(JudgeKind.LLM.named(""))

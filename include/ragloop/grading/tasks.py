@@ -287,6 +287,7 @@ def grade_batch(
         judge.close()
     tally["judge_calls"] = judge.usage.calls
     tally["malformed_replies"] = judge.usage.malformed
+    tally["judge_problems"] = dict(sorted(judge.usage.problems.items()))
     tally["judge_tokens"] = {"prompt": judge.usage.prompt_tokens, "completion": judge.usage.completion_tokens}
     tally["seconds"] = round(time.monotonic() - started, 2)
     return tally

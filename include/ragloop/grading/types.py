@@ -42,6 +42,7 @@ class GradeTally(TypedDict):
     judge: str
     judge_calls: int
     malformed_replies: int
+    judge_problems: NotRequired[dict[str, int]]  # replies / calls that gave no verdict, by kind (judge.REPLY_PROBLEMS)
     judge_tokens: JudgeTokens
     seconds: float
 
@@ -57,9 +58,29 @@ class WritebackResult(TypedDict):
     unchanged: int
     revoked: int
     revocations: list[UngradedRun]
+    awaiting_review: NotRequired[list[UngradedRun]]  # good, held for a person's approval (config `review:`)
     chunks: dict[str, int]  # embedded, reused, written, deleted
     embedding_tokens: int
     seconds: float
+
+
+class ReviewRequest(TypedDict):
+    """One answer proposed for review: the HITL operator's arguments (a mapped task each)."""
+
+    qa_run_id: str
+    config_path: str
+    weaviate_conn_id: str
+    subject: str
+    body: str  # markdown: question, answer, cited passages, grades, votes
+
+
+class ReviewDecision(TypedDict):
+    """What a review task returns (its XCom): the decision recorded, or "held" (no answer in time)."""
+
+    qa_run_id: str
+    decision: str  # approved | rejected | held
+    reviewer: str
+    reason: str
 
 
 class GradeReport(TypedDict):
@@ -82,6 +103,7 @@ class GradeReport(TypedDict):
     parked_runs: list[ParkedRun]
     judge_calls: int
     malformed_replies: int
+    judge_problems: NotRequired[dict[str, int]]  # by kind: malformed_json, invalid_verdict, refusal, too_long, timeout, api_error
     judge_tokens: JudgeTokens
     estimated_cost_usd: float | None
     write_back: WritebackResult | dict[str, Any]  # {} when write-back did not finish

@@ -20,6 +20,7 @@ from ragloop.grading.grounding import (
     verify_sources,
 )
 from ragloop.grading.choice import criterion_versions
+from ragloop.grading.review import held_for_review
 from ragloop.grading.types import UngradedRun, WritebackResult
 from ragloop.grading.verdicts import CHECKS
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
@@ -234,6 +235,22 @@ def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -
     return "; ".join(reasons) or "no longer eligible"
 
 
+def eligible_runs(store: RunStore, versions: dict[str, str]) -> tuple[list[dict], dict[str, dict[str, dict]]]:
+    """The runs write-back would publish before its last checks (every criterion passed at its
+    current version, no down vote, not revoked by hand), and their latest grades by run id."""
+    passing = store.get_runs(store.passing_run_ids(versions))
+    # A run a curated answer served is not written back again: its answer is already in the
+    # index (as the curated run's), and votes on it reach that run.
+    candidates = [
+        r
+        for r in passing
+        if not r["vote_summary"]["down"]
+        and writeback_state(r) is not WritebackState.REVOKED_BY_HAND
+        and not (r.get("metadata") or {}).get("curated")
+    ]
+    return candidates, store.latest_grades([r["run_id"] for r in candidates])
+
+
 def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> WritebackResult:
     """Stage every good run as a `qa` document, a complete listing, then plan, index and prune
     it like any source: new good runs are written, changed ones rewritten, and runs no longer
@@ -242,19 +259,15 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
     config = load_config(config_path)
     versions = criterion_versions(config)
     with RunStore.default() as store:
-        passing = store.get_runs(store.passing_run_ids(versions))
-        # A run a curated answer served is not written back again: its answer is already in the
-        # index (as the curated run's), and votes on it reach that run.
-        candidates = [
-            r
-            for r in passing
-            if not r["vote_summary"]["down"]
-            and writeback_state(r) is not WritebackState.REVOKED_BY_HAND
-            and not (r.get("metadata") or {}).get("curated")
-        ]
-        latest = store.latest_grades([r["run_id"] for r in candidates])
+        candidates, latest = eligible_runs(store, versions)
         written_before = {w["run_id"]: w for w in store.writebacks(WritebackState.WRITTEN)}
         revoked = revoked_answers(store)
+    # Answers held for a person's approval (config `review:`) are left out of the listing until
+    # approved; a rejection revokes them by hand, so they never become candidates again.
+    held = held_for_review(config, candidates, latest, set(written_before), weaviate_conn_id)
+    for run_id, why in held.items():
+        progress("Run %s is not written back yet: it %s", run_id, why)
+    candidates = [r for r in candidates if r["run_id"] not in held]
     good, refused = publishable(candidates, config.collection, weaviate_conn_id, UnitGrounder(local_embedder(config)), revoked)
     for run_id, reason in refused.items():
         progress("Run %s is not written back: %s", run_id, reason)
@@ -327,6 +340,7 @@ def write_back(dag_run: DagRunRef, config_path: str | None = None, weaviate_conn
         "unchanged": summary.get("unchanged", 0),
         "revoked": len(revocations),
         "revocations": revocations,
+        "awaiting_review": [{"qa_run_id": run_id, "reason": why} for run_id, why in sorted(held.items())],
         "chunks": chunks,
         "embedding_tokens": qa_indexed["embedding_tokens"],
         "seconds": round(time.monotonic() - started, 2),

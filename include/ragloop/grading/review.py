@@ -1,0 +1,223 @@
+"""Human review before write-back: which good answers wait for a person's approval (the config's
+`review:`, per app or per cited source), what the reviewer is shown (question, answer, cited
+passages as the index holds them, grades, votes), and recording the decision.
+
+A decision is stored where grades are: an approval is a grade of the criterion `human_review`
+by the judge `human:<reviewer>` (so the operator page counts it and the written-back answer's
+provenance names it); a rejection is that grade failed, plus a revocation by hand with the
+reviewer's reason, so the answer is kept out, and its content blocked, as `ragloop qa revoke`
+keeps it out. No Airflow here: the feedback DAG's HITL operator (ragloop.review_operator) calls
+`record_review` with what the person chose."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from ragloop.config import Config, Review, load_config
+from ragloop.documents import qa_doc_id
+from ragloop.errors import RagloopError
+from ragloop.grading.checks import cited_numbers
+from ragloop.grading.grounding import UnitGrounder, chunk_ids_of
+from ragloop.grading.types import ReviewDecision, ReviewRequest
+from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index import connect, fetch_chunks
+from ragloop.progress import progress
+from ragloop.runs import RunStore, WritebackState, latest_votes
+from ragloop.runs.models import voter
+
+log = logging.getLogger(__name__)
+
+HUMAN_REVIEW = "human_review"  # the criterion a review decision is stored under
+HUMAN_REVIEW_VERSION = "1"
+APPROVE, REJECT = "Approve", "Reject"  # the options the reviewer picks from (ApprovalOperator's words)
+MAX_PASSAGE_CHARS = 1500  # of each cited passage in the review body; the reviewer opens the URL for more
+
+
+class ReviewError(RagloopError):
+    """A review decision that cannot be recorded (unknown run, unknown option)."""
+
+
+def review_reason(review: Review, run: dict, cited_source_ids: set[str]) -> str | None:
+    """Why this run waits for review under `review`, or None when it does not."""
+    if review.everything:
+        return "review: all"
+    if run.get("app") in review.apps:
+        return f"recorded by app {run['app']!r}"
+    sources = sorted(cited_source_ids & review.sources)
+    if sources:
+        return f"cites source {sources[0]!r}"
+    return None
+
+
+def approved(latest: dict[str, dict]) -> bool:
+    """Whether a person approved the run (its latest `human_review` grade passed)."""
+    grade = latest.get(HUMAN_REVIEW)
+    return bool(grade and grade["passed"] is True)
+
+
+def cited_source_ids(runs: list[dict], indexed: dict[str, dict]) -> dict[str, set[str]]:
+    """run id -> the source ids of the chunks its answer cites, as the index holds them."""
+    found: dict[str, set[str]] = {}
+    for run in runs:
+        sources = run.get("sources") or []
+        chunk_ids = [
+            str(sources[n - 1].get("chunk_id") or "") for n in cited_numbers(run.get("answer") or "") if 1 <= n <= len(sources)
+        ]
+        found[run["run_id"]] = {indexed[c]["source_id"] for c in chunk_ids if c in indexed and indexed[c].get("source_id")}
+    return found
+
+
+def held_for_review(
+    config: Config,
+    candidates: list[dict],
+    latest: dict[str, dict[str, dict]],
+    written_before: set[str],
+    weaviate_conn_id: str,
+) -> dict[str, str]:
+    """run id -> why it waits: the candidates for write-back that need review and have no
+    approval. An answer written back before review was switched on stays (it is not revoked by
+    the switch; revoke it by hand if it must go). Review off: nothing waits."""
+    review = config.review
+    if not review.enabled:
+        return {}
+    waiting = [r for r in candidates if r["run_id"] not in written_before and not approved(latest.get(r["run_id"], {}))]
+    if not waiting:
+        return {}
+    indexed: dict[str, dict] = {}
+    if review.sources:
+        with connect(weaviate_conn_id) as client:
+            indexed = fetch_chunks(client, config.collection, chunk_ids_of(waiting))
+    sources = cited_source_ids(waiting, indexed)
+    held = {}
+    for run in waiting:
+        why = review_reason(review, run, sources[run["run_id"]])
+        if why:
+            held[run["run_id"]] = f"waits for review ({why})"
+    return held
+
+
+def _quoted(text: str) -> str:
+    return "\n".join("> " + line if line.strip() else ">" for line in (text or "").strip().splitlines()) or "> (empty)"
+
+
+def review_body(run: dict, latest: dict[str, dict], collection: str) -> str:
+    """What the reviewer reads (markdown): the question, the answer, each cited passage as the
+    index holds it now, the grades and the votes. `run` as `publishable` returns it."""
+    sources = run.get("sources") or []
+    lines = [
+        f"**Question** (run `{run['run_id']}`, app `{run.get('app') or '-'}`, asked {run.get('created_at', '')})",
+        "",
+        _quoted(run["question"]),
+        "",
+        f"**Answer** (model `{run.get('model') or '-'}`)",
+        "",
+        _quoted(run["answer"]),
+        "",
+        "**Cited passages** (as the index holds them now)",
+        "",
+    ]
+    for number in sorted(n for n in cited_numbers(run["answer"]) if 1 <= n <= len(sources)):
+        source = sources[number - 1]
+        text = source.get("text") or ""
+        if len(text) > MAX_PASSAGE_CHARS:
+            text = text[:MAX_PASSAGE_CHARS] + " …"
+        lines += [
+            f"[{number}] {source.get('title') or source.get('doc_id')} ({source.get('url') or source.get('doc_id')})",
+            "",
+            _quoted(text),
+            "",
+        ]
+    lines += ["**Grades**", ""]
+    for criterion, grade in sorted(latest.items()):
+        verdict = "undecided" if grade["passed"] is None else "pass" if grade["passed"] else "fail"
+        score = "" if grade["score"] is None else f" ({grade['score']:.2f})"
+        lines.append(
+            f"- {criterion}@{grade['criterion_version']} by {grade['judge']}: {verdict}{score}: {(grade['reason'] or '')[:300]}"
+        )
+    votes = list(latest_votes(run.get("votes") or []).values())
+    lines += ["", "**Votes**", ""]
+    lines += [f"- {v['vote']} by {voter(v)}" + (f": {v['comment']}" if v.get("comment") else "") for v in votes] or ["- none"]
+    lines += [
+        "",
+        f"{APPROVE} writes this answer back into `{collection}`; {REJECT} keeps it out for good, as a revocation "
+        "by hand does. Give your reason in the form: it is recorded with the decision.",
+    ]
+    return "\n".join(lines)
+
+
+def review_requests(config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID) -> list[ReviewRequest]:
+    """One request per answer that write-back would publish now but that waits for review: it
+    passed grading, has no down vote, passes the publication checks, and nobody decided on it yet.
+    Empty when review is off."""
+    from ragloop.grading.choice import criterion_versions
+    from ragloop.grading.writeback import eligible_runs, local_embedder, publishable, revoked_answers
+
+    config = load_config(config_path)
+    if not config.review.enabled:
+        progress("Review is off (no review: in %s): nothing waits for approval", config.path)
+        return []
+    with RunStore.default() as store:
+        candidates, latest = eligible_runs(store, criterion_versions(config))
+        written = {w["run_id"] for w in store.writebacks(WritebackState.WRITTEN)}
+        revoked = revoked_answers(store)
+    held = held_for_review(config, candidates, latest, written, weaviate_conn_id)
+    waiting = [r for r in candidates if r["run_id"] in held]
+    if not waiting:
+        progress("No answer waits for review")
+        return []
+    ready, refused = publishable(waiting, config.collection, weaviate_conn_id, UnitGrounder(local_embedder(config)), revoked)
+    for run_id, reason in refused.items():
+        progress("Run %s is not proposed for review: %s", run_id, reason)
+    requests: list[ReviewRequest] = []
+    for run in ready:
+        question = " ".join(run["question"].split())
+        requests.append(
+            {
+                "qa_run_id": run["run_id"],
+                "config_path": str(config.path),
+                "weaviate_conn_id": weaviate_conn_id,
+                "subject": f"Write back this answer? {question[:150]}{'…' if len(question) > 150 else ''}",
+                "body": review_body(run, latest[run["run_id"]], config.collection),
+            }
+        )
+        progress("Run %s %s", run["run_id"], held[run["run_id"]])
+    return requests
+
+
+def record_review(
+    qa_run_id: str,
+    chosen: str,
+    reviewer: str,
+    reason: str = "",
+    config_path: str | None = None,
+    weaviate_conn_id: str = WEAVIATE_CONN_ID,
+) -> ReviewDecision:
+    """Record a person's decision on a run's answer: `chosen` is APPROVE or REJECT."""
+    from ragloop.grading.writeback import revoke_by_hand
+
+    if chosen not in (APPROVE, REJECT):
+        raise ReviewError(f"review of run {qa_run_id}: unknown option {chosen!r} (expected {APPROVE} or {REJECT})")
+    reason = " ".join((reason or "").split())
+    judge = f"human:{reviewer or 'unknown'}"
+    passed = chosen == APPROVE
+    recorded = reason or ("approved in review" if passed else "rejected in review (no reason given)")
+    grade = {
+        "criterion": HUMAN_REVIEW,
+        "criterion_version": HUMAN_REVIEW_VERSION,
+        "judge": judge[:200],
+        "score": 1.0 if passed else 0.0,
+        "passed": passed,
+        "reason": recorded,
+        "veto": None,
+        "tokens": None,
+    }
+    with RunStore.default() as store:
+        store.record_grades(qa_run_id, [grade], datetime.now(UTC))  # RunNotFound names the run
+    if passed:
+        log.info("Run %s approved by %s for write-back", qa_run_id, reviewer)
+        return {"qa_run_id": qa_run_id, "decision": "approved", "reviewer": reviewer, "reason": recorded}
+    why = f"rejected in review by {reviewer}: {recorded}"
+    revoke_by_hand(qa_run_id, why, config_path, weaviate_conn_id)
+    log.info("Run %s rejected by %s: %s; kept out of %s", qa_run_id, reviewer, recorded, qa_doc_id(qa_run_id))
+    return {"qa_run_id": qa_run_id, "decision": "rejected", "reviewer": reviewer, "reason": recorded}
