@@ -127,8 +127,10 @@ lint: env
 
 # The documentation (docs/, mkdocs.yml) in strict mode: a broken link or anchor fails the build.
 # docs/index.md is the README with its links made relative to docs/.
+# The configuration and runs-API references are generated from the code first (tools/reference_pages.py).
 docs: env
 	sed 's#](docs/)#](index.md)#g; s#](docs/#](#g' README.md > docs/index.md
+	$(UV) run --frozen python tools/reference_pages.py
 	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs build --strict --quiet
 
 # Debian packages, installed when missing (apt-get update first; as root, else the command to run

@@ -29,7 +29,10 @@ def example_knowledge_base():
     docs = ingest_sources(group_id="docs", source_type="docs")
     graded = grade_runs()
 
-    @task
+    # none_failed, not all_success: on a night with nothing to grade the mapped grade task is
+    # skipped, and an all_success approval would be skipped with it, and write-back (with its
+    # revocations) after it, failing the run.
+    @task(trigger_rule="none_failed")
     def approve() -> None:
         """Stands for a human approval (a later issue): write-back runs only when this succeeds."""
 

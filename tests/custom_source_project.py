@@ -50,6 +50,55 @@ NOTES_SOURCE = textwrap.dedent(
                     )
                 except (ValueError, KeyError) as err:
                     report.fail(f"line {number}", f"not a note: {err}")
+
+
+    class PolledNotesSource(NotesSource):
+        """The same notes read incrementally, as an API would be polled: only notes whose
+        `updated` (an ISO date) is after the watermark; it lists everything only on a
+        full-listing run, so an incremental run alone never prunes a deleted note."""
+
+        type = "acme_polled_notes"
+        lists_all_ids = False
+
+        @property
+        def uses_watermarks(self):
+            return True
+
+        def lists_everything(self, full_listing):
+            return full_listing
+
+        def read(self, report, watermarks, full_listing=False):
+            since = "" if full_listing else (watermarks.get("notes") or {}).get("watermark") or ""
+            newest = since
+            for document in self.load_all(report):
+                updated = self.updated[document.doc_id]
+                newest = max(newest, updated)
+                if full_listing or updated > since:
+                    yield document
+            if not report.failed:
+                report.watermarks["notes"] = {"watermark": newest}
+
+        @property
+        def updated(self):
+            lines = (self.project_root / self.config["path"]).read_text().splitlines()
+            notes = [json.loads(line) for line in lines if line.strip()]
+            return {f"{self.id}:{note['id']}": note.get("updated", "") for note in notes}
+
+
+    class SlimNotesSource(PolledNotesSource):
+        """Polled notes that also offer the ids-only listing: the ids come from the notes'
+        index file (`index.txt` beside the notes, one id a line), without reading any note."""
+
+        type = "acme_slim_notes"
+
+        def list_ids(self, report):
+            index = (self.project_root / self.config["path"]).with_name("index.txt")
+            if not index.is_file():
+                report.fail(index.name, "the notes index cannot be read")  # names no note: prunes nothing
+                return
+            for line in index.read_text().splitlines():
+                if line.strip():
+                    yield f"{self.id}:{line.strip()}"
     '''
 )
 

@@ -68,6 +68,107 @@ class ConfigError(RagloopError, ValueError):
 
 
 @dataclass(frozen=True)
+class KeyReference:
+    """One key of sources.yaml as the configuration reference documents it
+    (`tools/reference_pages.py` writes docs/configuration-reference.md from these)."""
+
+    key: str  # dotted for nested keys: "chunking.max_tokens"
+    accepts: str  # what the YAML value may be, as a person writes it
+    meaning: str
+    default: str = ""  # when it differs from the Config field's default (or the key has no field)
+
+
+# Every key the loader accepts, with what it means. A unit test holds this to the sets the loader
+# checks (TOP_LEVEL_KEYS, CHUNKING_KEYS, REPLICATION_KEYS, LLM_KEYS, PRICE_KEYS), and another to the
+# generated page, so a key cannot be added without being documented.
+CONFIG_REFERENCE: tuple[KeyReference, ...] = (
+    KeyReference(
+        "collection",
+        "a Weaviate collection name (a capital letter, then letters, digits, _)",
+        "The collection every source of this file is written to, and searched.",
+    ),
+    KeyReference(
+        "embedder",
+        "local | local-torch | openai | hash, or a mapping with type and its options",
+        "What embeds chunks and questions: the local ONNX model (int8), the same model on torch, an "
+        "OpenAI-compatible API through an Airflow connection, or `hash` (tests and benchmarks only: "
+        "vectors without meaning). The collection records which one built it; another is refused.",
+    ),
+    KeyReference("chunking", "a mapping", "How documents are split (a source may override it with its own `chunking`)."),
+    KeyReference("chunking.max_tokens", "a whole number ≥ 1", "The most tokens of the embedder's tokenizer in a chunk."),
+    KeyReference(
+        "chunking.overlap_tokens", "a whole number ≥ 0", "Tokens a chunk cut inside a long section repeats from the one before."
+    ),
+    KeyReference(
+        "index_batch_chunks",
+        "a whole number ≥ 1",
+        "About how many chunks one mapped index task embeds (more batches when there would be over 64).",
+    ),
+    KeyReference(
+        "staging",
+        "a URL Airflow's ObjectStoragePath reads (file://, s3://)",
+        "Where extracted documents wait between tasks; XCom carries only their paths.",
+        "file://<project>/.ragloop/staging",
+    ),
+    KeyReference(
+        "staging_conn_id",
+        "an Airflow connection id",
+        "The connection the staging store is reached with (e.g. aws_default for s3://).",
+        "none",
+    ),
+    KeyReference(
+        "replication",
+        "a whole number (the factor) or a mapping",
+        "How the collection is replicated across Weaviate nodes; fixed when the collection is created.",
+    ),
+    KeyReference("replication.factor", "a whole number ≥ 1", "How many Weaviate nodes hold each object."),
+    KeyReference(
+        "replication.consistency",
+        "ONE | QUORUM | ALL",
+        "How many replicas a write or a read waits for.",
+        "QUORUM when factor > 1, else ONE",
+    ),
+    KeyReference(
+        "llm",
+        "none, a connection id, or a mapping",
+        "The chat model for answers, query rewrites and the judge; leave it out for offline, extractive "
+        "answers and the offline judge.",
+        "none (offline)",
+    ),
+    KeyReference(
+        "llm.connection",
+        "an Airflow connection id",
+        "The OpenAI-compatible API (any base URL in the connection's host).",
+        "openai_default",
+    ),
+    KeyReference(
+        "llm.model",
+        "a model name",
+        "The model answers and grades use (a prompt template may name its own).",
+        "the prompt template's model",
+    ),
+    KeyReference(
+        "llm.prices",
+        "a mapping {input, output}",
+        "USD per million tokens, for the judge's cost estimate.",
+        "none (no cost estimate)",
+    ),
+    KeyReference("llm.prices.input", "a number ≥ 0", "USD per million prompt tokens."),
+    KeyReference("llm.prices.output", "a number ≥ 0", "USD per million completion tokens."),
+    KeyReference("product", "a non-empty string", "The product name the answer prompt speaks for."),
+    KeyReference(
+        "written_back_share",
+        "a number from 0 to 1",
+        "The most of a search's top k that written-back answers may take, rounded up (0.2: one of five); "
+        "1 lifts the bound, 0 keeps them out of search.",
+    ),
+    KeyReference(
+        "sources", "a list of mappings, each with id and type", "What is ingested; each type's own keys are listed below.", "none"
+    ),
+)
+
+
+@dataclass(frozen=True)
 class Replication:
     """How the collection is replicated across Weaviate nodes, and how many replicas a write or a
     read waits for. The factor is fixed when the collection is created; a deleted object is

@@ -71,3 +71,20 @@ def test_a_module_that_breaks_on_import_is_named(project):
 
 def test_built_in_types_stay_first():
     assert source_class("docs").__module__ == "ragloop.sources.docs"
+
+
+def test_the_ids_only_listing_is_offered_by_implementing_list_ids(project):
+    """`offers_id_listing` follows whether the class implements `list_ids` (the Source contract's
+    slim listing); the extract step asks for it only then."""
+    from ragloop.ingest.extract import list_source_ids
+
+    (project / "index.txt").write_text("deploy-freeze\npager-rota\n")
+    slim = make_source({"id": "team-notes", "type": "acme_kb.notes:SlimNotesSource", "path": "notes.jsonl"}, project)
+    polled = make_source({"id": "team-notes", "type": "acme_kb.notes:PolledNotesSource", "path": "notes.jsonl"}, project)
+    assert slim.offers_id_listing and not polled.offers_id_listing
+    assert list_source_ids(slim) == {"ids": ["team-notes:deploy-freeze", "team-notes:pager-rota"], "complete": True, "gaps": []}
+    (project / "index.txt").unlink()
+    incomplete = list_source_ids(slim)
+    assert not incomplete["complete"] and incomplete["gaps"] == [{"item": "index.txt", "reason": "the notes index cannot be read"}]
+    with pytest.raises(NotImplementedError, match="PolledNotesSource has no ids-only listing"):
+        list(polled.list_ids(ExtractReport("team-notes")))

@@ -10,9 +10,9 @@ from ragloop.config import ConfigError, load_config
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import open_weaviate_index
 from ragloop.ingest.run_files import run_dir
-from ragloop.ingest.types import ExtractResult
+from ragloop.ingest.types import ExtractResult, IdListing
 from ragloop.progress import progress, progress_bar
-from ragloop.sources import ExtractReport, make_source
+from ragloop.sources import ExtractReport, Source, make_source
 from ragloop.staging import DagRunRef, ShardWriter, safe_key, write_json
 
 log = logging.getLogger(__name__)
@@ -62,19 +62,44 @@ def extract_source(
             source_id,
             f"watermarks of {', '.join(sorted(watermarks))}" if watermarks else "no watermarks in the index: reading everything",
         )
+    lists_everything = source.lists_everything(full_listing)
+    # A run whose own listing is incomplete prunes from the source's ids-only listing, if it has one.
+    id_listing = list_source_ids(source) if not lists_everything and source.offers_id_listing else None
     return stage_documents(
         config,
         dag_run,
         source_id,
         source.read(report, watermarks, full_listing),
         report,
-        source.lists_everything(full_listing),
+        lists_everything,
         started,
+        id_listing=id_listing,
     )
 
 
+def list_source_ids(source: Source) -> IdListing:
+    """The source's ids-only listing (`Source.list_ids`): every doc_id it holds now, plus those of
+    items that failed to list (kept, never pruned); incomplete when a failure named no document."""
+    report = ExtractReport(source.id)
+    ids = set(source.list_ids(report)) | set(report.failed_doc_ids)
+    progress(
+        "%s: ids-only listing of %d documents%s",
+        source.id,
+        len(ids),
+        f", incomplete ({len(report.listing_gaps)} items failed to list): prunes nothing" if report.listing_gaps else "",
+    )
+    return {"ids": sorted(ids), "complete": not report.listing_gaps, "gaps": [f.to_json() for f in report.listing_gaps]}
+
+
 def stage_documents(
-    config, dag_run: DagRunRef, source_id: str, documents_read, report, lists_everything: bool, started: float | None = None
+    config,
+    dag_run: DagRunRef,
+    source_id: str,
+    documents_read,
+    report,
+    lists_everything: bool,
+    started: float | None = None,
+    id_listing: IdListing | None = None,
 ) -> ExtractResult:
     """Stage one source's documents as files and write its listing, which `plan_ingest` compares
     with the index: every source (written-back answers too) enters the index through here.
@@ -82,6 +107,8 @@ def stage_documents(
     `lists_everything`: the documents are all the source has, so indexed documents missing from
     them are pruned, except those of items that failed to read; a failure that names no document
     (a folder, a channel) may hide some, so then nothing is pruned (see `ExtractReport.fail`).
+    `id_listing`: on a run that does not list everything, the source's ids-only listing, which
+    the plan prunes from instead.
     """
 
     started = time.monotonic() if started is None else started
@@ -119,6 +146,7 @@ def stage_documents(
         "failures": [f.to_json() for f in report.failed],
         "listing_gaps": [f.to_json() for f in report.listing_gaps],
         "skipped": [f.to_json() for f in report.skipped],
+        "id_listing": id_listing,
     }
     listing_url = write_json(folder / "listing.json", listing)
     result: ExtractResult = {

@@ -67,7 +67,8 @@ def plan_source(
     `signature` differs from the indexed one (or a half-written document has none), or on a
     `full_refresh`; otherwise unchanged. What to prune depends on the listing: a complete one
     prunes the source's indexed documents it does not list (nor lists as failed); an incremental
-    one only the documents it saw withdrawn; an incomplete one (a failure that names no document,
+    one the documents it saw withdrawn, and, when the source gave a complete ids-only listing,
+    those missing from it too; an incomplete one (a failure that names no document,
     such as a folder that cannot be listed) nothing. A failed file keeps only its own document."""
     counts = {"new": 0, "changed": 0, "unchanged": 0}
     work: list[WorkItem] = []
@@ -113,11 +114,24 @@ def plan_source(
         # A window of changes says nothing about documents outside it: only those it saw and
         # left out (now filtered by the config, emptied) go. A full-listing run prunes the rest.
         withdrawn = sorted(d for d in listing.get("withdrawn", []) if d in indexed and d not in listed)
-        entry["prune"] = withdrawn
-        entry["prune_note"] = (
-            f"incremental run: {len(withdrawn)} withdrawn documents removed, nothing else pruned "
-            "(a full-listing run prunes documents gone from the source)"
-        )
+        id_listing = listing.get("id_listing")
+        if id_listing and id_listing["complete"]:
+            # The source listed every id it holds (Source.list_ids): what neither that listing nor
+            # this run's documents hold is gone (`gone` already leaves out what the run read).
+            held = set(id_listing["ids"])
+            gone_by_ids = [d for d in gone if d not in held]
+            entry["prune"] = sorted({*withdrawn, *gone_by_ids})
+            entry["prune_note"] = (
+                f"incremental run with an ids-only listing of {len(id_listing['ids'])} documents: "
+                f"{len(gone_by_ids)} gone from the source and {len(withdrawn)} withdrawn removed"
+            )
+        else:
+            entry["prune"] = withdrawn
+            entry["prune_note"] = f"incremental run: {len(withdrawn)} withdrawn documents removed, nothing else pruned " + (
+                f"(the ids-only listing is incomplete: {len(id_listing['gaps'])} items failed to list)"
+                if id_listing
+                else "(a full-listing run prunes documents gone from the source)"
+            )
     else:
         entry["prune"] = None
         entry["prune_skipped"] = (

@@ -39,6 +39,14 @@ class ExtractResult(TypedDict):
     seconds: float
 
 
+class IdListing(TypedDict):
+    """A source's ids-only listing (`Source.list_ids`), staged in its listing for the plan."""
+
+    ids: list[str]  # every doc_id the source holds now (and those of items that failed to list)
+    complete: bool  # no failure that names no document: what it lacks may be pruned
+    gaps: list[dict[str, str]]  # the failures that made it incomplete ({"item", "reason"})
+
+
 class PlanResult(TypedDict):
     """The plan task's result; XCom carries only `batches`, the rest is in the staged plan."""
 

@@ -11,6 +11,11 @@
   pipeline keeps in the index; they propose the next watermarks in `report.watermarks` only for
   items read without a failure, and the pipeline stores them only after the documents are
   indexed. Their listing is complete only on a full-listing run (`ApiSource`).
+- `list_ids(report)` (optional, Onyx's "slim" listing) yields the id of every document the source
+  holds now, without reading content. When a run's own listing is not complete (an incremental
+  read), the extract step lists ids too, and the plan prunes the indexed documents missing from
+  that listing, so deletions are noticed without a full-listing run. A failure that names no
+  document makes the ids listing incomplete, and then it prunes nothing.
 
 Problems with one item (a file, a channel, an issue) never stop the batch: the source records
 them in its `ExtractReport` with the item's name and the reason, logs them, and goes on.
@@ -177,6 +182,19 @@ class Source(ABC):
         """The documents of this run: everything, or for an API source what changed since its
         watermarks (everything when `full_listing`)."""
         return self.load_all(report)
+
+    def list_ids(self, report: ExtractReport) -> Iterator[str]:
+        """The ids-only listing: the `doc_id` of every document the source holds now, without
+        reading their content (a source implements it when that is much cheaper than `read`).
+        Per-item problems go to `report` as in `load_all`: `report.fail(item, reason)` without a
+        doc_id makes this listing incomplete, so it prunes nothing."""
+        raise NotImplementedError(f"{type(self).__name__} has no ids-only listing")
+
+    @property
+    def offers_id_listing(self) -> bool:
+        """True when the source implements `list_ids` (the extract step then uses it to prune on
+        runs whose own listing is incomplete)."""
+        return type(self).list_ids is not Source.list_ids
 
 
 class ApiSource(Source):
