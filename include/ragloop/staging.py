@@ -127,9 +127,7 @@ def run_folder(root: ObjectStoragePath, dag_run: DagRunRef) -> ObjectStoragePath
     with _store("checking", manifest):
         exists = manifest.exists()
     if not exists:
-        write_json(
-            manifest, {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "created_at": datetime.now(UTC).isoformat()}
-        )
+        write_json(manifest, {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "created_at": datetime.now(UTC).isoformat()})
     return folder
 
 

@@ -144,7 +144,10 @@ def run_checks_batch(runs: list[dict], scanner: SecretScanner | None = None) -> 
     fields = [written_fields(run) for run in runs]
     texts = [text for run_fields in fields for text in run_fields.values()]
     secrets = iter(scanner.scan(texts))
-    return [_run_vetoes(run, run_fields, {where: next(secrets) for where in run_fields}) for run, run_fields in zip(runs, fields, strict=False)]
+    return [
+        _run_vetoes(run, run_fields, {where: next(secrets) for where in run_fields})
+        for run, run_fields in zip(runs, fields, strict=False)
+    ]
 
 
 def _run_vetoes(run: dict, fields: dict[str, str], secrets: dict[str, list[SecretFinding]]) -> list[Veto]:
