@@ -153,6 +153,11 @@ CONFIG_REFERENCE: tuple[KeyReference, ...] = (
         "USD per million tokens, for the judge's cost estimate.",
         "none (no cost estimate)",
     ),
+    KeyReference(
+        "llm.timeout",
+        "a number of seconds > 0",
+        "How long one chat call may take before it fails as a timeout (counted by the judge as such).",
+    ),
     KeyReference("llm.prices.input", "a number ≥ 0", "USD per million prompt tokens."),
     KeyReference("llm.prices.output", "a number ≥ 0", "USD per million completion tokens."),
     KeyReference("product", "a non-empty string", "The product name the answer prompt speaks for."),
@@ -162,6 +167,41 @@ CONFIG_REFERENCE: tuple[KeyReference, ...] = (
         "The most of a search's top k that written-back answers may take, rounded up (0.2: one of five); "
         "1 lifts the bound, 0 keeps them out of search.",
     ),
+    KeyReference(
+        "feedback_ranking",
+        "a mapping",
+        "Whether votes move retrieval and curated answers are served first (docs/feedback-ranking.md); "
+        "hidden chunks are left out whatever it says.",
+        "all off",
+    ),
+    KeyReference("feedback_ranking.boosts", "true | false", "Votes move the chunks they judged, within x0.5 to x2.", "false"),
+    KeyReference(
+        "feedback_ranking.curated_answers",
+        "true | false",
+        "A question close enough to a written-back answer's question is answered with it, without generating.",
+        "false",
+    ),
+    KeyReference(
+        "feedback_ranking.curated_threshold",
+        "a number above 0, at most 1",
+        "The cosine similarity of the two questions a curated answer needs (chosen out of sample: "
+        "bench/results/curated-threshold.md).",
+        "0.95",
+    ),
+    KeyReference(
+        "feedback_ranking.half_life_days",
+        "a mapping kind → days",
+        "Votes on chunks of these kinds fade with this half-life.",
+        "none (no decay)",
+    ),
+    KeyReference(
+        "review",
+        "all | none | a mapping {apps, sources}",
+        "Which answers wait for a person's approval in Airflow before write-back (docs/review.md).",
+        "none",
+    ),
+    KeyReference("review.apps", "a list of app names", "Answers recorded by these apps wait for review.", "none"),
+    KeyReference("review.sources", "a list of source ids", "Answers citing a chunk of these sources wait for review.", "none"),
     KeyReference(
         "sources", "a list of mappings, each with id and type", "What is ingested; each type's own keys are listed below.", "none"
     ),

@@ -17,6 +17,7 @@ sys.path.insert(0, str(REPO / "tools"))
 import reference_pages  # noqa: E402 - tools/ is not a package
 
 from ragloop import config as config_module  # noqa: E402
+from ragloop.feedback import settings as feedback_settings  # noqa: E402
 from ragloop.sources.registry import SOURCE_TYPES, source_class  # noqa: E402
 
 
@@ -39,6 +40,8 @@ def test_the_schema_documents_exactly_the_keys_the_loader_accepts():
         | {f"replication.{k}" for k in config_module.REPLICATION_KEYS}
         | {f"llm.{k}" for k in config_module.LLM_KEYS}
         | {f"llm.prices.{k}" for k in config_module.PRICE_KEYS}
+        | {f"feedback_ranking.{k}" for k in feedback_settings.KEYS}
+        | {f"review.{k}" for k in config_module.REVIEW_KEYS}
     )
     assert documented == accepted, f"undocumented: {sorted(accepted - documented)}; not accepted: {sorted(documented - accepted)}"
 
