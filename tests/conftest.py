@@ -46,6 +46,8 @@ def pytest_sessionfinish(session, exitstatus):
 AIRFLOW_DEPLOYMENTS = frozenset({
     "tests/integration/test_airflow_standalone.py",
     "tests/integration/test_celery_run.py",
+    "tests/integration/test_operator_page.py",
+    "tests/integration/test_review.py",
     "tests/integration/test_scheduled_runs.py",
     "tests/integration/test_showcase.py",
 })

@@ -3,6 +3,8 @@ modules that start a multi-process Airflow as one unit of work, handed out first
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import conftest
 from conftest import AIRFLOW_DEPLOYMENTS, AIRFLOW_DEPLOYMENTS_UNIT, REPO
 
@@ -33,3 +35,19 @@ def test_other_distribution_modes_keep_xdist_s_own_scheduler():
             return "load" if name == "dist" else super().getvalue(name)
 
     assert conftest.pytest_xdist_make_scheduler(Load(), log=None) is None
+
+
+# How a test module starts a multi-process Airflow: `ragloop airflow start` (standalone) through
+# run_cli, airflow_helpers.standalone_airflow, or the Celery cluster's workers.
+STARTS_A_DEPLOYMENT = ('run_cli("airflow", "start"', "standalone_airflow(", "celery_cluster(", '"celery", "worker"')
+
+
+def test_every_module_that_starts_an_airflow_deployment_is_in_the_deployment_unit():
+    starting = {
+        str(path.relative_to(REPO))
+        for path in (REPO / "tests").rglob("test_*.py")
+        if path.name != Path(__file__).name and any(marker in path.read_text(encoding="utf-8") for marker in STARTS_A_DEPLOYMENT)
+    }
+    assert starting, "no module found starting a deployment: the markers are stale"
+    missing = sorted(starting - AIRFLOW_DEPLOYMENTS)
+    assert not missing, f"these modules start an Airflow deployment but are not in conftest.AIRFLOW_DEPLOYMENTS: {missing}"
