@@ -20,7 +20,7 @@ import yaml
 
 from conftest import SAMPLES, run_cli, weaviate_conn_json
 from ragloop.weaviate_local import free_port
-from test_scheduled_runs import Api, retried_tasks, task_log_tail, wait_for
+from airflow_helpers import Api, retried_tasks, task_log_tail, wait_for
 
 pytestmark = pytest.mark.integration
 
