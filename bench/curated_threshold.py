@@ -67,7 +67,7 @@ def similarities(embedder, pairs) -> list[float]:
     from ragloop.feedback.curated import cosine
 
     texts = list(dict.fromkeys(t for _, a, b in pairs for t in (a, b)))
-    vectors = {}
+    vectors: dict[str, list[float]] = {}
     for start in range(0, len(texts), 256):
         batch = texts[start:start + 256]
         vectors.update(zip(batch, embedder.embed(batch), strict=True))

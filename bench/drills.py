@@ -711,10 +711,11 @@ def main() -> int:
         if docs is not None:  # the reference for drills 2, 3, 4 and 6, made before any fault is injected
             reference = write_config(cluster, "corpus-ref", "DrillCorpusReference", docs, local_staging=True, index_batch_chunks=150)
             reference_ingest(cluster, reference)
+        corpus_docs = docs or Path()  # only drills 2, 3, 4 and 6 read it, and for them it was made
         # Drill 5 last: the Airflow processes lose their metadata DB in it.
-        for number, drill in ((1, lambda: drill_1(cluster, runs)), (2, lambda: drill_2(cluster, runs, docs)),
-                              (4, lambda: drill_4(cluster, runs, docs)), (3, lambda: drill_3(cluster, runs, docs)),
-                              (6, lambda: drill_6(cluster, runs, docs)), (5, lambda: drill_5(cluster, runs))):
+        for number, drill in ((1, lambda: drill_1(cluster, runs)), (2, lambda: drill_2(cluster, runs, corpus_docs)),
+                              (4, lambda: drill_4(cluster, runs, corpus_docs)), (3, lambda: drill_3(cluster, runs, corpus_docs)),
+                              (6, lambda: drill_6(cluster, runs, corpus_docs)), (5, lambda: drill_5(cluster, runs))):
             if number in wanted:
                 log(f"-- drill {number}" + (f" (broken on purpose: {BREAKS[number]})" if number in BROKEN else ""))
                 drill_began = time.monotonic()

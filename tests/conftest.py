@@ -133,7 +133,9 @@ def runs_db_url(request, tmp_path) -> str:
 def airflow_db() -> Path:
     """A migrated metadata DB with airflow_settings.yaml loaded (about 7 s, once per session)."""
     localenv.ensure_local_airflow(force=True)
-    return localenv.airflow_db_path()
+    path = localenv.airflow_db_path()
+    assert path is not None, "the suite's Airflow metadata DB is SQLite (conftest sets its URL)"
+    return path
 
 
 @pytest.fixture(scope="session")

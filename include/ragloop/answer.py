@@ -19,7 +19,7 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from ragloop.documents import Kind
 from ragloop.errors import RagloopError
@@ -118,6 +118,9 @@ WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_'-]*")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`*\"'(\[])")
 LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
 
+# How the token counts of an answer were obtained (the run model stores it as this literal).
+TokenSource = Literal["api", "tiktoken", "none", ""]
+
 
 class AnswerError(RagloopError):
     pass
@@ -144,7 +147,7 @@ class Answer:
     rewrites: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    token_source: str = "none"
+    token_source: TokenSource = "none"
     latency_ms: float = 0.0
     run_id: str | None = None  # set when an active recorder stored the run
     notes: list[str] = field(default_factory=list)
@@ -453,7 +456,7 @@ def _ask(question: str, config, limit, user_id, chat, weaviate_conn_id, audience
         if owns_chat:
             chat.close()
 
-    token_source = "none" if not token_sources else ("api" if token_sources == {"api"} else "tiktoken")
+    token_source: TokenSource = "none" if not token_sources else ("api" if token_sources == {"api"} else "tiktoken")
     answer = Answer(
         question=question,
         text=text,

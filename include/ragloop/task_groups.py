@@ -35,7 +35,7 @@ from ragloop.catalog import ingest_asset
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset, BaseOperator
+    from airflow.sdk import Asset, BaseOperator, XComArg
 
     from ragloop.grading.types import GradeReport, GradeTally, ReviewRequest, WritebackResult
     from ragloop.ingest.types import BatchResult, ExtractResult, IngestReport, PruneResult
@@ -387,7 +387,7 @@ def write_back_answers(
     graded: TaskGroup,
     *,
     group_id: str = "write_back_answers",
-    after: BaseOperator | None = None,
+    after: BaseOperator | XComArg | None = None,
     outlets: list[Asset] | None = None,
     prefix_group_id: bool = True,
 ) -> TaskGroup:
@@ -471,7 +471,7 @@ def feedback_loop(
     weaviate_conn_id: str | None = _UNSET,
     limit: int | None = _UNSET,
     regrade_outdated: bool | None = _UNSET,
-    approval: BaseOperator | None = None,
+    approval: BaseOperator | XComArg | None = None,
     review: bool = True,
     review_timeout: timedelta | None = DEFAULT_REVIEW_TIMEOUT,
     outlets: list[Asset] | None = None,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import copy_samples, run_cli, write_config
-from ragloop.runs import RunIn, RunRecorder, RunStore, VoteIn
+from ragloop.runs import RetrievedSource, RunIn, RunRecorder, RunStore, VoteIn
 from wire_servers import OpenAIWireServer, ScriptedReply
 
 pytestmark = pytest.mark.integration
@@ -320,7 +320,7 @@ def an_answer_citing(chunk: dict, question: str = "") -> RunIn:
     from ragloop.answer import prose_sentences
 
     sentence = next(s for s in prose_sentences(chunk["text"]) if len(s.split()) >= 6).strip().rstrip(".")
-    return RunIn(question=question or f"{sentence}?", answer=f"{sentence} [1].", sources=[chunk],
+    return RunIn(question=question or f"{sentence}?", answer=f"{sentence} [1].", sources=[RetrievedSource.model_validate(chunk)],
                  votes=[VoteIn(vote="up", user_id="u1")])
 
 

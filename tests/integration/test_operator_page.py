@@ -138,7 +138,7 @@ def store_numbers(project, client) -> dict:
         group.grouped_by.value: group.total_count
         for group in collection.aggregate.over_all(group_by=GroupByAggregate(prop="source_id"), total_count=True).groups
     }
-    documents = {}
+    documents: dict[str, set[str]] = {}
     for obj in collection.iterator(return_properties=["doc_id", "source_id"]):
         documents.setdefault(obj.properties["source_id"], set()).add(obj.properties["doc_id"])
     engine = sa.create_engine(f"sqlite:///{project['runs_db']}")

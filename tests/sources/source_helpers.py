@@ -32,7 +32,7 @@ def run_pipeline(config: Path, source_type: str, run_id: str, **kwargs) -> dict:
     """The same task bodies in this process, without a DAG run: for the extra runs of a scenario."""
     from ragloop.ingest import ingest
 
-    return ingest(run_id, str(config), source_type=source_type, **kwargs)
+    return dict(ingest(run_id, str(config), source_type=source_type, **kwargs))
 
 
 def indexed(client, collection: str) -> dict[str, list[dict]]:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from conftest import REPO
 from ragloop.runs import (
-    SCHEMA_VERSION, RunIn, RunNotFound, RunRecorder, RunStore, VoteIn, active_recorder, record_run,
+    SCHEMA_VERSION, RetrievedSource, RunIn, RunNotFound, RunRecorder, RunStore, VoteIn, active_recorder, record_run,
 )
 from datetime import UTC
 
@@ -33,7 +33,7 @@ def store(db_url):
 
 def a_run(question="How do I rotate an SDK key?", **extra) -> RunIn:
     return RunIn(question=question, answer="Rotate it in the console [1].",
-                 sources=[{"doc_id": "docs:api/authentication-tokens.md", "chunk_id": "c1", "score": 0.8, "text": "Keys rotate."}],
+                 sources=[RetrievedSource(doc_id="docs:api/authentication-tokens.md", chunk_id="c1", score=0.8, text="Keys rotate.")],
                  model="gpt-test", prompt_name="answer", prompt_version="1", prompt_tokens=120, completion_tokens=12,
                  token_source="api", latency_ms=812.5, **extra)
 

@@ -69,7 +69,8 @@ class CuratedCandidates(Protocol):
 
 
 class Embeds(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def embed(self, texts: list[str]) -> Any: ...
 

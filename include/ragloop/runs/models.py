@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -42,8 +42,26 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
-def Text(max_length: int, min_length: int = 0):
-    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_no_control_characters)]
+# Bounded text fields (max_length; NonEmpty: at least one character), no control characters.
+# Spelled out as aliases, not built by a function, so that mypy reads them as types.
+Text100: TypeAlias = Annotated[str, StringConstraints(max_length=100), AfterValidator(_no_control_characters)]
+Text100NonEmpty: TypeAlias = Annotated[
+    str, StringConstraints(min_length=1, max_length=100), AfterValidator(_no_control_characters)
+]
+Text1000: TypeAlias = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_control_characters)]
+Text100000: TypeAlias = Annotated[str, StringConstraints(max_length=100_000), AfterValidator(_no_control_characters)]
+Text20: TypeAlias = Annotated[str, StringConstraints(max_length=20), AfterValidator(_no_control_characters)]
+Text200: TypeAlias = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_control_characters)]
+Text2000: TypeAlias = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_control_characters)]
+Text2000NonEmpty: TypeAlias = Annotated[
+    str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_no_control_characters)
+]
+Text20000NonEmpty: TypeAlias = Annotated[
+    str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_no_control_characters)
+]
+Text4000: TypeAlias = Annotated[str, StringConstraints(max_length=4000), AfterValidator(_no_control_characters)]
+Text50: TypeAlias = Annotated[str, StringConstraints(max_length=50), AfterValidator(_no_control_characters)]
+Text50000: TypeAlias = Annotated[str, StringConstraints(max_length=50_000), AfterValidator(_no_control_characters)]
 
 
 # Free-form JSON (a run's metadata) is bounded at the door: deep nesting broke every later read of
@@ -88,13 +106,13 @@ class RetrievedSource(BaseModel):
     """One retrieved passage as the answer saw it."""
 
     model_config = ConfigDict(extra="forbid")
-    doc_id: Text(2000, 1)
-    chunk_id: Text(100) = ""
-    url: Text(2000) = ""
-    title: Text(1000) = ""
-    kind: Text(20) = ""
+    doc_id: Text2000NonEmpty
+    chunk_id: Text100 = ""
+    url: Text2000 = ""
+    title: Text1000 = ""
+    kind: Text20 = ""
     score: float | None = None
-    text: Text(50_000) = ""
+    text: Text50000 = ""
     # The chunk's visibility as the index said when the answer retrieved it; "" when the app
     # did not say (the runs API then treats the run as internal: see runs_api).
     visibility: Literal["public", "internal", ""] = ""
@@ -117,8 +135,8 @@ class RetrievedSource(BaseModel):
 class VoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vote: Literal["up", "down"]
-    user_id: Text(200) = ""
-    comment: Text(4000) | None = None
+    user_id: Text200 = ""
+    comment: Text4000 | None = None
     created_at: datetime | None = None
 
 
@@ -127,20 +145,20 @@ class RunIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     run_id: RunId | None = None
-    question: Text(20_000, 1)
-    rewrites: list[Text(2000)] = Field(default_factory=list, max_length=20)
+    question: Text20000NonEmpty
+    rewrites: list[Text2000] = Field(default_factory=list, max_length=20)
     sources: list[RetrievedSource] = Field(default_factory=list, max_length=100)
-    answer: Text(100_000) = ""
-    model: Text(200) = ""
-    prompt_name: Text(100) = ""
-    prompt_version: Text(50) = ""
+    answer: Text100000 = ""
+    model: Text200 = ""
+    prompt_name: Text100 = ""
+    prompt_version: Text50 = ""
     prompt_tokens: int | None = Field(default=None, ge=0)
     completion_tokens: int | None = Field(default=None, ge=0)
     # "api": the model's own usage figures; "tiktoken": counted here; "none": no model was called.
     token_source: Literal["api", "tiktoken", "none", ""] = ""
     latency_ms: float | None = Field(default=None, ge=0)
-    app: Text(100, 1) | None = None  # None: the recorder's app, or "api" when posted to the API
-    user_id: Text(200) | None = None
+    app: Text100NonEmpty | None = None  # None: the recorder's app, or "api" when posted to the API
+    user_id: Text200 | None = None
     created_at: datetime | None = None
     metadata: BoundedJson = Field(default_factory=dict)
     votes: list[VoteIn] = Field(default_factory=list, max_length=1000)
