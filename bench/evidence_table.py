@@ -1,7 +1,7 @@
 """The drill tables of docs/evidence.md, built from the committed results files (never typed by
 hand): one row per drill of bench/results/cluster-drills.json, and one per drill broken on
-purpose of bench/results/cluster-drills-broken.json (and drill 4's run again alone, after its fix,
-bench/results/cluster-drills-drill4-rerun.json).
+purpose of bench/results/cluster-drills-broken.json, and the history: drill 4 run again alone
+after its fix (bench/results/cluster-drills-drill4-rerun.json), printed between the two.
 
     .venv/bin/python bench/evidence_table.py            # prints the markdown
 """

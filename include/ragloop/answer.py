@@ -361,27 +361,33 @@ def ask(
         raise AnswerError("the question is empty")
     started = time.monotonic()
     config = load_config(config_path)
-    feedback_store, owns_store = _feedback_store(store)
+    notes: list[str] = []
+    feedback_store, owns_store = _feedback_store(store, notes)
     try:
-        return _ask(question, config, limit, user_id, chat, weaviate_conn_id, audience, feedback_store, started)
+        return _ask(question, config, limit, user_id, chat, weaviate_conn_id, audience, feedback_store, started, notes)
     finally:
-        if owns_store:
+        if owns_store and feedback_store is not None:
             feedback_store.close()
 
 
-def _feedback_store(store):
-    """The run store feedback is read from, and whether `ask` opened it (and closes it)."""
-    from ragloop.runs import RunStore, active_recorder
+def _feedback_store(store, notes: list[str]):
+    """The run store feedback is read from (None when it cannot be opened: answering goes on
+    without feedback, as it does without recording), and whether `ask` opened it (and closes it)."""
+    from ragloop.runs import RunStore, RunStoreError, active_recorder
 
     if store is not None:
         return store, False
-    recorder = active_recorder()
-    if recorder is not None:
-        return recorder.store, False
-    return RunStore.default(), True
+    try:
+        recorder = active_recorder()
+        if recorder is not None:
+            return recorder.store, False
+        return RunStore.default(), True
+    except RunStoreError as err:
+        _feedback_unavailable(notes, "no curated answers, hidden chunks or boosts", err)
+        return None, False
 
 
-def _ask(question: str, config, limit, user_id, chat, weaviate_conn_id, audience, store, started) -> Answer:
+def _ask(question: str, config, limit, user_id, chat, weaviate_conn_id, audience, store, started, notes: list[str]) -> Answer:
     from ragloop.chat import ChatError, ChatModel
     from ragloop.embedding import make_embedder
     from ragloop.feedback.boosts import BoostPolicy
@@ -391,8 +397,7 @@ def _ask(question: str, config, limit, user_id, chat, weaviate_conn_id, audience
 
     ranking = config.feedback_ranking
     embedder = make_embedder(config.embedder)
-    notes: list[str] = []
-    if ranking.curated_answers:
+    if ranking.curated_answers and store is not None:
         try:
             match = find_curated(store, embedder, question, audience=audience, threshold=ranking.curated_threshold)
         except RunStoreError as err:
@@ -405,6 +410,8 @@ def _ask(question: str, config, limit, user_id, chat, weaviate_conn_id, audience
     def adjust(chunk_ids: list[str]):
         # A run store that cannot be read does not stop answering (as recording never does):
         # the answer says retrieval went without feedback, and the log says why.
+        if store is None:
+            return {}
         try:
             return store.chunk_adjustments(chunk_ids, audience=audience, policy=policy, boosts_on=ranking.boosts)
         except RunStoreError as err:
@@ -520,16 +527,25 @@ def curated_answer(
     from ragloop.config import load_config
     from ragloop.embedding import make_embedder
     from ragloop.feedback.curated import find_curated
+    from ragloop.runs import RunStoreError
 
     started = time.monotonic()
     config = load_config(config_path)
     if not config.feedback_ranking.curated_answers:
         return None
-    feedback_store, owns_store = _feedback_store(store)
+    # A run store that cannot be opened or read means no curated answer (logged): the app
+    # generates as usual, as answering never breaks on the run store.
+    feedback_store, owns_store = _feedback_store(store, [])
+    if feedback_store is None:
+        return None
     try:
         embedder = make_embedder(config.embedder)
         threshold = config.feedback_ranking.curated_threshold
-        match = find_curated(feedback_store, embedder, question.strip(), audience=audience, threshold=threshold)
+        try:
+            match = find_curated(feedback_store, embedder, question.strip(), audience=audience, threshold=threshold)
+        except RunStoreError as err:
+            _feedback_unavailable([], "no curated answer looked up", err)
+            return None
         if match is None:
             return None
         return serve_curated(question.strip(), match, feedback_store, user_id=user_id, audience=audience, started=started)

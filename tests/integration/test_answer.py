@@ -142,6 +142,7 @@ def test_recording_failure_never_breaks_answering(knowledge_base, tmp_path):
     with RunRecorder(app="tests", store_url=f"sqlite:///{blocker / 'runs.db'}") as recorder:
         answer = ask("Which signal makes fernd reopen its log files?", config_path=str(config))
     assert answer.run_id is None and answer.text and recorder.errors == 1
+    assert any("run store unavailable" in note for note in answer.notes), answer.notes
 
 
 def test_written_back_answers_are_retrieved_and_marked(knowledge_base, weaviate_client):

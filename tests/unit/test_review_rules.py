@@ -8,7 +8,8 @@ import pytest
 
 from ragloop.config import ConfigError, Review, load_config
 from ragloop.grading.llm_judge import reply_problem
-from ragloop.grading.review import APPROVE, REJECT, approved, review_body, review_reason
+from ragloop.grading.review import review_body
+from ragloop.grading.review_rules import APPROVE, REJECT, approved, review_reason
 
 
 def write(tmp_path, text: str):

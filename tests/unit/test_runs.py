@@ -70,13 +70,16 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_votes(db_url):
         connection.execute(sa.text(
             "insert into ragloop_runs (run_id, created_at, recorded_at, app, question, rewrites, sources, answer, model, "
             "prompt_name, prompt_version, token_source, metadata) values ('old', '2026-01-01 00:00:00', "
-            "'2026-01-01 00:00:00', 'cli', 'q', '[]', '[]', 'a', 'm', '', '', 'none', '{}')"))
+            "'2026-01-01 00:00:00', 'cli', 'q', '[]', '[{\"chunk_id\": \"c-1\", \"doc_id\": \"d\", \"kind\": \"docs\", \"title\": \"t\"}]', "
+            "'a [1].', 'm', '', '', 'none', '{}')"))
         connection.execute(sa.text(
             "insert into ragloop_votes (run_id, user_id, vote, created_at) values ('old', 'u', 'down', '2026-01-02 00:00:00')"))
     with RunStore(db_url) as store:
         assert store.schema_version() == SCHEMA_VERSION == 5  # every migration applied
         run = store.get_run("old")
         assert run["vote_summary"] == {"up": 0, "down": 1, "votes": 1}
+        # Migration 5's data step: the vote cast before boosts existed moves the chunk it judged.
+        assert [(r["chunk_id"], r["down"]) for r in store.boost_report()["demoted"]] == [("c-1", 1)]
         with store.engine.connect() as connection:
             assert str(connection.scalar(sa.text("select recorded_at from ragloop_votes"))).startswith("2026-01-02")
 

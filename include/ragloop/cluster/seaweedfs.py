@@ -13,7 +13,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from ragloop.cluster.gobuild import GoProgram, log
-from ragloop.cluster.services import ClusterError
+from ragloop.cluster.errors import ClusterError
 
 SEAWEEDFS_MODULE = "github.com/seaweedfs/seaweedfs"
 SEAWEEDFS_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"

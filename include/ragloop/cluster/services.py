@@ -26,16 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
 
-from ragloop.errors import RagloopError
+from ragloop.cluster.errors import ClusterError
 from ragloop.processes import ManagedProcess, group_members
 from ragloop.weaviate_local import port_is_free
 
 POSTGRES_BIN = Path(os.environ.get("RAGLOOP_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 SERVICE_USER = "ragloop"  # Postgres refuses to run as root: when we are root, its processes run as this user
-
-
-class ClusterError(RagloopError):
-    """A cluster component could not be started, reached or stopped; the message names it."""
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:

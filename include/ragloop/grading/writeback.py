@@ -20,7 +20,7 @@ from ragloop.grading.grounding import (
     verify_sources,
 )
 from ragloop.grading.choice import criterion_versions
-from ragloop.grading.review import held_for_review
+from ragloop.grading.review_rules import held_for_review
 from ragloop.grading.types import UngradedRun, WritebackResult
 from ragloop.grading.verdicts import CHECKS
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID

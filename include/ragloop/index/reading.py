@@ -52,6 +52,10 @@ class IndexedDocument:
         return len(self.chunk_indexes)
 
 
+# What a plan reads of each chunk.
+PLAN_PROPERTIES = ("doc_id", "source_id", "doc_hash", "chunk_index", "chunk_count")
+
+
 def read_indexed_documents(
     client: WeaviateClient, name: str, source_ids: set[str] | None = None, progress=None
 ) -> dict[str, IndexedDocument]:
@@ -66,10 +70,11 @@ def read_indexed_documents(
     documents: dict[str, IndexedDocument] = {}
     seen = 0
     try:
-        for obj in collection.iterator(
-            return_properties=["doc_id", "source_id", "doc_hash", "chunk_index", "chunk_count"],
-            cache_size=ITERATOR_PAGE,
-        ):
+        # Only properties the collection has: one indexed by an old release may lack some (Weaviate
+        # refuses the whole read then); a chunk without a hash or index reads as incomplete.
+        existing = {prop.name for prop in collection.config.get().properties}
+        wanted = [p for p in PLAN_PROPERTIES if p in existing]
+        for obj in collection.iterator(return_properties=wanted, cache_size=ITERATOR_PAGE):
             seen += 1
             if progress and seen % 50_000 == 0:
                 progress(f"read {seen} indexed chunks of {name}")

@@ -242,10 +242,9 @@ def _migration_5(connection: sa.Connection) -> None:
     sa.Table("ragloop_runs", frozen, sa.Column("run_id", sa.String(64), primary_key=True))
     for table in _feedback_ranking_tables(frozen).values():
         table.create(connection)
-    # Votes cast before this migration move the chunks they judged too (the store's own rule).
-    from ragloop.runs.store import backfill_vote_credits
-
-    backfill_vote_credits(connection)
+    # Votes cast before this migration move the chunks they judged too: the store's own rule
+    # fills the credits in the same transaction (store.DATA_MIGRATIONS; the schema stays below
+    # the store, which it would not if it called it).
 
 
 # (version, description, upgrade): applied in order, each in its own transaction, once.

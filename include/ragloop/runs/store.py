@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any, TypedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -126,7 +126,10 @@ class RunStore:
         if self.url.get_backend_name() == "sqlite":
             database = self.url.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise RunStoreError(f"cannot create the folder of the run database {database}: {err}") from None
             # `timeout`: how long a writer waits for another process's lock before the store
             # reports itself unavailable (the API answers 503 instead of hanging).
             kwargs["connect_args"] = {"timeout": connect_timeout, "check_same_thread": False}
@@ -205,6 +208,8 @@ class RunStore:
             try:
                 with self.engine.begin() as connection:
                     upgrade(connection)
+                    if version in DATA_MIGRATIONS:
+                        DATA_MIGRATIONS[version](connection)
                     connection.execute(
                         sa.insert(SCHEMA_TABLE).values(version=version, description=description, applied_at=_now())
                     )
@@ -1044,6 +1049,11 @@ def backfill_vote_credits(connection) -> None:
     """Credits for every run with votes (migration 5: votes cast before boosts existed count too)."""
     for run_id in list(connection.scalars(sa.select(VOTES.c.run_id).distinct())):
         _refresh_vote_credits(connection, run_id)
+
+
+# Data a schema migration needs filled by the store's own rules, run right after it in its
+# transaction: migration 5 gives the votes cast before boosts existed their credits.
+DATA_MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {5: backfill_vote_credits}
 
 
 def _record_curated_hit(connection, run_id: str, curated: dict) -> None:
