@@ -40,6 +40,23 @@ class ReviewAnswerOperator(HITLOperator):
         self.config_path = config_path
         self.weaviate_conn_id = weaviate_conn_id
 
+    def execute(self, context: Any) -> Any:
+        # A later try of this task (Airflow retried it) asks nobody again when an earlier try
+        # already recorded the person's decision: that decision stands.
+        if int(getattr(context.get("ti"), "try_number", 1) or 1) > 1:
+            from ragloop.grading.review import recorded_decision
+
+            decided = recorded_decision(self.qa_run_id, self.config_path, self.weaviate_conn_id)
+            if decided is not None:
+                self.log.info(
+                    "Run %s was %s by %s in an earlier try: not asked again",
+                    self.qa_run_id,
+                    decided["decision"],
+                    decided["reviewer"],
+                )
+                return decided
+        return super().execute(context)
+
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if event.get("error_type") == "timeout":
             self.log.warning("No decision on run %s in time: it is held and proposed again next run", self.qa_run_id)

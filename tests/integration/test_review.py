@@ -140,8 +140,10 @@ def decide(api: Api, run_id: str, choice: str, reason: str, answered: list[int])
     return None
 
 
-STALE_SUCCESS = re.compile(r"review_answer \S+ map_index=(\d+) \[queued\].*finished with state success, but the task "
-                           r"instance's state attribute is queued")
+# The scheduler's message for it, whichever state the task had moved on to (queued or scheduled
+# after the trigger fired, or running its resumed try).
+STALE_SUCCESS = re.compile(r"review_answer \S+ map_index=(\d+) \[(?:queued|scheduled|running)\].*finished with state "
+                           r"success, but the task instance's state attribute is (?:queued|scheduled|running)")
 
 
 def stale_success_races(folder) -> set[int]:
@@ -248,9 +250,9 @@ def test_reviewers_approve_and_reject_answers_in_airflow_then_votes_move_retriev
                lambda name=name, choice=choice, reason=reason: decide(api, ids[name], choice, reason, answered[name]),
                timeout=600)
     # A person answers a request once; it is asked again only when Airflow itself retried the task
-    # (the scheduler's stale defer-exit race, apache/airflow#67287 and #72716: it logs "finished
-    # with state success, but the task instance's state attribute is queued" and retries a task
-    # that did nothing wrong). Anything else asking twice fails here.
+    # (the scheduler's stale defer-exit race, apache/airflow#67287, #71580 and #72716: it logs
+    # "finished with state success, but the task instance's state attribute is queued" (or
+    # running) and fails a task that did nothing wrong). Anything else asking twice fails here.
     raced = stale_success_races(runs_db.parent)
     for name, tries in answered.items():
         if len(tries) > 1:

@@ -91,3 +91,31 @@ def test_the_review_task_offers_approve_and_reject_and_renders_no_template():
 ])
 def test_a_reply_without_a_verdict_is_classified(text, finish, error, kind):
     assert reply_problem(text, finish, error) == kind
+
+
+def test_a_retried_review_task_keeps_the_decision_an_earlier_try_recorded(tmp_path, monkeypatch):
+    """Airflow can fail a review task after the person answered (its stale-success race): the
+    retry returns the recorded decision, asks nobody again and records no second grade."""
+    import json
+    from types import SimpleNamespace
+
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    from ragloop.grading.review import record_review
+    from ragloop.review_operator import ReviewAnswerOperator
+    from ragloop.runs import RunIn, RunStore
+
+    monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "runs.db")}))
+    with RunStore.default() as store:
+        run_id, _ = store.record_run(RunIn(question="q?", answer="a [1].", model="m", prompt_name="answer"))
+    op = ReviewAnswerOperator(task_id="review_answer", qa_run_id=run_id, config_path=None, weaviate_conn_id="weaviate_default",
+                              subject="Write back?", body="b")
+    # Airflow's own request (it needs a running task's supervisor): seen as "asked".
+    monkeypatch.setattr(HITLOperator, "execute", lambda self, context: "asked")
+    retried = {"ti": SimpleNamespace(try_number=2)}
+    assert op.execute(retried) == "asked"  # nothing recorded yet: the retry asks (the earlier try died before an answer)
+    assert record_review(run_id, APPROVE, "ann", "checked")["decision"] == "approved"
+    assert op.execute(retried) == {"qa_run_id": run_id, "decision": "approved", "reviewer": "ann", "reason": "checked"}
+    with RunStore.default() as store:
+        grades = [g for g in store.get_run(run_id)["grades"] if g["criterion"] == "human_review"]
+    assert len(grades) == 1

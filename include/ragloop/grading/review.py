@@ -129,6 +129,27 @@ def review_requests(config_path: str | None = None, weaviate_conn_id: str = WEAV
     return requests
 
 
+def recorded_decision(
+    qa_run_id: str, config_path: str | None = None, weaviate_conn_id: str = WEAVIATE_CONN_ID
+) -> ReviewDecision | None:
+    """The decision a person already gave on a run's answer, or None. A review task asks only
+    about runs nobody decided on (`review_requests`), so a decision found by a later try of the
+    same task was recorded by an earlier try that Airflow then failed after the fact (its
+    stale-success race, see docs/review.md): that try's decision stands, and a rejection's
+    revocation is made again (it is idempotent) in case the try died before it."""
+    from ragloop.grading.writeback import revoke_by_hand
+
+    with RunStore.default() as store:
+        grade = store.latest_grades([qa_run_id]).get(qa_run_id, {}).get(HUMAN_REVIEW)
+    if grade is None:
+        return None
+    reviewer = str(grade["judge"]).removeprefix("human:")
+    if grade["passed"]:
+        return {"qa_run_id": qa_run_id, "decision": "approved", "reviewer": reviewer, "reason": grade["reason"] or ""}
+    revoke_by_hand(qa_run_id, f"rejected in review by {reviewer}: {grade['reason']}", config_path, weaviate_conn_id)
+    return {"qa_run_id": qa_run_id, "decision": "rejected", "reviewer": reviewer, "reason": grade["reason"] or ""}
+
+
 def record_review(
     qa_run_id: str,
     chosen: str,
