@@ -49,6 +49,7 @@ from ragloop.cluster.gitleaks import GITLEAKS_MODULE, GITLEAKS_VERSION, ensure_b
 from ragloop.grading.checks import LEAK_REASONS, run_checks_batch  # noqa: E402
 from ragloop.grading.personal_data import NATIONAL_REGIONS, find_personal_data  # noqa: E402
 from ragloop.grading.secrets import SecretScanner  # noqa: E402
+from ragloop.runs.models import QaRun  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "leaks.json"
 RANDOM = random.Random(22)
@@ -348,7 +349,7 @@ def stdnum_ibans(sdist: Path) -> list[str]:
     raise SystemExit(f"no tests/test_iban.doctest in {sdist}")
 
 
-def answer(text: str) -> dict:
+def answer(text: str) -> QaRun:
     """A chunk's text as the answer of a run citing a docs page that does not hold it."""
     return {"question": "How?", "answer": f"{text} [1]", "sources": [{"doc_id": "d", "title": "Docs", "url": "https://docs.example/x", "kind": "docs", "text": "-"}]}
 

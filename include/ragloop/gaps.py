@@ -43,7 +43,7 @@ import io
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -159,7 +159,7 @@ def cluster(vectors: np.ndarray, method: str = DEFAULT_METHOD, **options: Any) -
 # --- how a run went -----------------------------------------------------------------------------
 
 
-def latest_grade(run: dict, criterion: str) -> dict | None:
+def latest_grade(run: Mapping[str, Any], criterion: str) -> dict | None:
     """The run's latest grade of `criterion` (the run store lists grades oldest first)."""
     latest = None
     for grade in run.get("grades") or []:
@@ -168,7 +168,7 @@ def latest_grade(run: dict, criterion: str) -> dict | None:
     return latest
 
 
-def run_outcome(run: dict) -> dict[str, bool]:
+def run_outcome(run: Mapping[str, Any]) -> dict[str, bool]:
     """{voted_down, not_helpful, bad, unanswered} for one run dict of the run store."""
     votes = run.get("vote_summary") or {}
     voted_down = int(votes.get("down", 0)) > int(votes.get("up", 0))
@@ -231,7 +231,7 @@ def _distinctive_terms(questions_per_topic: list[list[str]], count: int) -> list
     return out
 
 
-def _top_sources(runs: Iterable[dict], count: int) -> list[dict]:
+def _top_sources(runs: Iterable[Mapping[str, Any]], count: int) -> list[dict]:
     cited: Counter[str] = Counter()
     meta: dict[str, dict] = {}
     for run in runs:
@@ -245,7 +245,7 @@ def _top_sources(runs: Iterable[dict], count: int) -> list[dict]:
 
 
 def find_topics(
-    runs: Sequence[dict],
+    runs: Sequence[Mapping[str, Any]],
     vectors: Sequence[Sequence[float]] | np.ndarray,
     *,
     method: str = DEFAULT_METHOD,
@@ -331,7 +331,7 @@ def find_topics(
 
 
 def question_vectors(
-    embedder, runs: Sequence[dict], batch_size: int = 256, progress: Callable[[str], None] | None = None
+    embedder, runs: Sequence[Mapping[str, Any]], batch_size: int = 256, progress: Callable[[str], None] | None = None
 ) -> np.ndarray:
     """The runs' questions embedded with `embedder` (anything with `.embed(texts)`), in batches."""
     from ragloop.progress import progress_bar

@@ -53,11 +53,12 @@ def crowded(tmp_path_factory, weaviate_server):
 def write_answers(weaviate_client, embedder, chunker, objects) -> None:
     from ragloop.answer import extractive_answer, retrieve
     from ragloop.grading.writeback import qa_document
+    from ragloop.runs.models import QaRun
     from ragloop.index.writing import chunk_object, write_objects
 
     for number, question in enumerate(WRITTEN_BACK_QUESTIONS):
         sources = retrieve(weaviate_client, COLLECTION, embedder, [question], 5)
-        run = {"run_id": f"crowd{number:02d}", "question": question, "answer": extractive_answer(question, sources),
+        run: QaRun = {"run_id": f"crowd{number:02d}", "question": question, "answer": extractive_answer(question, sources),
                "created_at": datetime.now(UTC).isoformat(), "model": "extractive",
                "sources": [{**s.to_json(), "visibility": "public"} for s in sources]}
         document = qa_document(run, {})

@@ -7,6 +7,8 @@ how an answer is read (its body, its claims, its citations), which the judges sh
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,6 +17,9 @@ from ragloop.answer import EXTRACTIVE_NOTE, FALLBACK_NOTE, NOTHING_FOUND, prose_
 from ragloop.grading.normalising import strip_invisible
 from ragloop.grading.personal_data import find_personal_data
 from ragloop.grading.secrets import SecretFinding, SecretScanner
+
+if TYPE_CHECKING:
+    from ragloop.runs.models import QaRun
 
 # At most four digits a number: "[" + 5,000 digits + "]" is no citation (and no int() to overflow).
 CITATION = re.compile(r"\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
@@ -110,7 +115,7 @@ def default_scanner() -> SecretScanner:
     return SecretScanner()
 
 
-def written_fields(run: dict) -> dict[str, str]:
+def written_fields(run: QaRun) -> dict[str, str]:
     """Every field of the run that write-back publishes, by name: the question (the title), the
     answer, the model, and the doc id, title and URL of each cited source (its links)."""
     sources = run.get("sources") or []
@@ -127,12 +132,12 @@ def written_fields(run: dict) -> dict[str, str]:
     return fields
 
 
-def run_checks(run: dict, scanner: SecretScanner | None = None) -> list[Veto]:
+def run_checks(run: QaRun, scanner: SecretScanner | None = None) -> list[Veto]:
     """Every reason this run must not be written back that needs no judge (see `run_checks_batch`)."""
     return run_checks_batch([run], scanner)[0]
 
 
-def run_checks_batch(runs: list[dict], scanner: SecretScanner | None = None) -> list[list[Veto]]:
+def run_checks_batch(runs: list[QaRun], scanner: SecretScanner | None = None) -> list[list[Veto]]:
     """Every reason each run must not be written back that needs no judge, read on every field
     write-back publishes (see `written_fields`), normalised; the secret scanner runs once for the
     whole batch. An email address or phone number quoted from a cited docs page is published
@@ -150,7 +155,7 @@ def run_checks_batch(runs: list[dict], scanner: SecretScanner | None = None) -> 
     ]
 
 
-def _run_vetoes(run: dict, fields: dict[str, str], secrets: dict[str, list[SecretFinding]]) -> list[Veto]:
+def _run_vetoes(run: QaRun, fields: dict[str, str], secrets: dict[str, list[SecretFinding]]) -> list[Veto]:
     answer = run.get("answer") or ""
     sources = run.get("sources") or []
     body = answer_body(answer)

@@ -6,6 +6,8 @@ the index's, vetoes the run."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -13,6 +15,9 @@ from functools import lru_cache
 from ragloop.answer import LIST_ITEM, SENTENCE_END
 from ragloop.grading.checks import CITATION, Veto, answer_body, cited_numbers, normalized
 import itertools
+
+if TYPE_CHECKING:
+    from ragloop.runs.models import QaRun
 
 SOURCE_NOT_INDEXED = "source_not_indexed"
 SOURCE_TEXT_DIFFERS = "source_text_differs"
@@ -30,7 +35,7 @@ def _passage(chunk: dict) -> str:
     return text.strip()
 
 
-def chunk_ids_of(runs: list[dict]) -> list[str]:
+def chunk_ids_of(runs: list[QaRun]) -> list[str]:
     """The chunk ids these runs cite, for one read of the index. A batch-wide step, so it reads
     leniently: a run whose sources are malformed fails later, alone, in `verify_sources`."""
     ids = []
@@ -42,7 +47,7 @@ def chunk_ids_of(runs: list[dict]) -> list[str]:
     return ids
 
 
-def verify_sources(run: dict, indexed: dict[str, dict]) -> tuple[dict, list[Veto]]:
+def verify_sources(run: QaRun, indexed: dict[str, dict]) -> tuple[QaRun, list[Veto]]:
     """The run with each source's doc id, title, URL, kind, visibility and text taken from the
     index (`indexed`: chunk id -> chunk, from `index.fetch_chunks`), and a veto for each cited
     source the index does not hold, or holds with other text. Uncited sources the index lacks keep
@@ -550,7 +555,7 @@ class UnitGrounder:
         return self.decide(unit, self.measure_prose(unit, source))
 
 
-def cited_passages(run: dict) -> list[str]:
+def cited_passages(run: QaRun) -> list[str]:
     """The text of the sources the answer cites (as `verify_sources` took it from the index); all
     of them when it cites none by number."""
     sources = run.get("sources") or []
@@ -559,7 +564,7 @@ def cited_passages(run: dict) -> list[str]:
     return [s.get("text") or "" for s in chosen if isinstance(s, dict)]
 
 
-def unverified_quote(run: dict) -> str | None:
+def unverified_quote(run: QaRun) -> str | None:
     """What is wrong with the quotes an extractive run recorded (metadata "quoted_spans", see
     answer.QuotedSpan), read against its sources as the index holds them: a quote not in its
     chunk's text, or recorded against another chunk. None when all hold, or none were recorded."""
@@ -583,7 +588,7 @@ def unverified_quote(run: dict) -> str | None:
     return None
 
 
-def unsupported_units(run: dict, grounder: UnitGrounder) -> tuple[list[UnitSupport], Veto | None]:
+def unsupported_units(run: QaRun, grounder: UnitGrounder) -> tuple[list[UnitSupport], Veto | None]:
     """Every unit of the run's answer with its support, and the veto when one is unsupported: the
     whole answer is then refused for write-back (see docs/grounding.md for why not its supported part)."""
     bad_quote = unverified_quote(run)

@@ -5,10 +5,13 @@ runs in the tests), and `llm_judge.LLMJudge`; `choice.make_judge` picks one from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from collections.abc import Sequence
 
 from ragloop.grading.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from ragloop.runs.models import QaRun
 
 
 # What a judge's reply that gave no verdict was (JudgeUsage.problems counts each kind):
@@ -48,12 +51,12 @@ class Judge(Protocol):
         """The version this judge grades `criterion` at now; a change regrades written-back runs."""
         ...
 
-    def prepare(self, work: Sequence[tuple[dict, Sequence[str]]]) -> None:
+    def prepare(self, work: Sequence[tuple[QaRun, Sequence[str]]]) -> None:
         """Called once per batch with each run about to be graded and its criteria, before `grade`:
         a judge may batch work across runs here."""
         ...
 
-    def grade(self, run: dict, criteria: list[str]) -> list[Verdict]:
+    def grade(self, run: QaRun, criteria: list[str]) -> list[Verdict]:
         """One verdict per criterion; `JudgeFailed` when it cannot give them (the run stays ungraded)."""
         ...
 

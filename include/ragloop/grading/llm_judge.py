@@ -4,6 +4,8 @@ validated, and a malformed reply is asked again a bounded number of times."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 from collections.abc import Sequence
 
@@ -16,12 +18,15 @@ from ragloop.grading.verdicts import JudgeKind, CRITERIA, JudgeFailed, Verdict, 
 from ragloop.prompts import escape_data, load_prompt
 from ragloop.runs import latest_votes
 
+if TYPE_CHECKING:
+    from ragloop.runs.models import QaRun
+
 log = logging.getLogger(__name__)
 
 MALFORMED_RETRIES = 2  # a verdict that does not parse is asked for again this many times
 
 
-def votes_text(run: dict) -> str:
+def votes_text(run: QaRun) -> str:
     """The users' votes as the helpfulness judge reads them: each user's latest, with comments."""
     latest = latest_votes(run.get("votes") or [])
     if not latest:
@@ -34,7 +39,7 @@ def votes_text(run: dict) -> str:
     return "\n".join(lines)
 
 
-def source_blocks(run: dict) -> str:
+def source_blocks(run: QaRun) -> str:
     """The run's sources as delimited data, numbered as the answer cites them."""
     return format_sources([Citation.from_record(n, s) for n, s in enumerate(run.get("sources") or [], 1)])
 
@@ -69,14 +74,14 @@ class LLMJudge:
     def version(criterion: str) -> str:
         return load_prompt(criterion).version
 
-    def prepare(self, work: Sequence[tuple[dict, Sequence[str]]]) -> None:
+    def prepare(self, work: Sequence[tuple[QaRun, Sequence[str]]]) -> None:
         """Nothing to do ahead: each criterion is one request of its own."""
 
     def close(self) -> None:
         if self.owns_chat:
             self.chat.close()
 
-    def grade(self, run: dict, criteria: list[str]) -> list[Verdict]:
+    def grade(self, run: QaRun, criteria: list[str]) -> list[Verdict]:
         available = {
             "product": self.product,
             "question": escape_data(run["question"]),

@@ -3,6 +3,8 @@ with the local embedding model, helpfulness read from the users' votes, publicne
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Sequence
 
 from ragloop.answer import prose_sentences
@@ -11,6 +13,9 @@ from ragloop.grading.checks import CITATION, answer_body, claim_sentences, norma
 from ragloop.grading.judge import JudgeUsage
 from ragloop.grading.verdicts import JudgeKind, GradingError, Verdict
 from ragloop.prompts import load_prompt
+
+if TYPE_CHECKING:
+    from ragloop.runs.models import QaRun
 
 # --- the offline judge's thresholds ------------------------------------------------------------
 # Chosen on tests/data/labelled_runs.jsonl (40 hand-labelled runs over the bundled samples: 17
@@ -54,21 +59,21 @@ class OfflineJudge:
         return OFFLINE_VERSIONS[criterion]
 
     @staticmethod
-    def _texts(run: dict) -> tuple[str, str, list[str], list[str], list[str]]:
+    def _texts(run: QaRun) -> tuple[str, str, list[str], list[str], list[str]]:
         """(question, answer, answer sentences, source sentences and passages, passages)."""
         body = answer_body(run["answer"])
         passages = [s.get("text") or "" for s in run.get("sources") or []]
         units = [u for text in passages for u in prose_sentences(text) if len(u.split()) >= 4] + passages
         return run["question"], " ".join(CITATION.sub("", body).split()) or body, claim_sentences(body), units, passages
 
-    def prepare(self, work: Sequence[tuple[dict, Sequence[str]]]) -> None:
+    def prepare(self, work: Sequence[tuple[QaRun, Sequence[str]]]) -> None:
         """Embed ahead, in one call, the texts of the runs whose relevance or groundedness is to be graded."""
         self.embed_runs([run for run, criteria in work if {"relevance", "groundedness"} & set(criteria)])
 
     def close(self) -> None:
         """The embedder is shared (the configured one), so it stays loaded."""
 
-    def embed_runs(self, runs: list[dict]) -> None:
+    def embed_runs(self, runs: list[QaRun]) -> None:
         """Embed the texts of all these runs in one call, each distinct text once: runs over one
         knowledge base retrieve the same passages again and again, and one call batches better."""
         texts: dict[str, None] = {}
@@ -86,7 +91,7 @@ class OfflineJudge:
             self._vectors.update(zip(missing, self.embedder.embed(missing), strict=False))
         return [self._vectors[t] for t in texts]
 
-    def measure(self, run: dict) -> dict:
+    def measure(self, run: QaRun) -> dict:
         """The raw measures: relevance (cosine), and per answer sentence its best support."""
         question, answer, sentences, units, passages = self._texts(run)
         vectors = self._embed([question, answer, *sentences, *units])
@@ -107,7 +112,7 @@ class OfflineJudge:
             support.append(max((cosine(vector, u) for u in unit_vectors), default=0.0))
         return {"relevance": relevance, "sentences": sentences, "support": support}
 
-    def grade(self, run: dict, criteria: list[str]) -> list[Verdict]:
+    def grade(self, run: QaRun, criteria: list[str]) -> list[Verdict]:
         verdicts = []
         # Embedding is the costly part: measured only when a criterion reads the measures.
         measures = self.measure(run) if {"relevance", "groundedness"} & set(criteria) else {}

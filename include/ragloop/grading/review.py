@@ -11,6 +11,8 @@ keeps it out. No Airflow here: the feedback DAG's HITL operator (ragloop.review_
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 from datetime import UTC, datetime
 
@@ -32,6 +34,9 @@ from ragloop.progress import progress
 from ragloop.runs import RunStore, WritebackState, latest_votes
 from ragloop.runs.models import voter
 
+if TYPE_CHECKING:
+    from ragloop.runs.models import QaRun
+
 log = logging.getLogger(__name__)
 
 MAX_PASSAGE_CHARS = 1500  # of each cited passage in the review body; the reviewer opens the URL for more
@@ -45,7 +50,7 @@ def _quoted(text: str) -> str:
     return "\n".join("> " + line if line.strip() else ">" for line in (text or "").strip().splitlines()) or "> (empty)"
 
 
-def review_body(run: dict, latest: dict[str, dict], collection: str) -> str:
+def review_body(run: QaRun, latest: dict[str, dict], collection: str) -> str:
     """What the reviewer reads (markdown): the question, the answer, each cited passage as the
     index holds it now, the grades and the votes. `run` as `publishable` returns it."""
     sources = run.get("sources") or []

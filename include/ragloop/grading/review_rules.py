@@ -5,17 +5,22 @@ ragloop.grading.review, which asks for and records the decisions."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ragloop.config import Config, Review
 from ragloop.grading.checks import cited_numbers
 from ragloop.grading.grounding import chunk_ids_of
 from ragloop.index import connect, fetch_chunks
+
+if TYPE_CHECKING:
+    from ragloop.runs.models import QaRun
 
 HUMAN_REVIEW = "human_review"  # the criterion a review decision is stored under
 HUMAN_REVIEW_VERSION = "1"
 APPROVE, REJECT = "Approve", "Reject"  # the options the reviewer picks from (ApprovalOperator's words)
 
 
-def review_reason(review: Review, run: dict, cited_source_ids: set[str]) -> str | None:
+def review_reason(review: Review, run: QaRun, cited_source_ids: set[str]) -> str | None:
     """Why this run waits for review under `review`, or None when it does not."""
     if review.everything:
         return "review: all"
@@ -33,7 +38,7 @@ def approved(latest: dict[str, dict]) -> bool:
     return bool(grade and grade["passed"] is True)
 
 
-def cited_source_ids(runs: list[dict], indexed: dict[str, dict]) -> dict[str, set[str]]:
+def cited_source_ids(runs: list[QaRun], indexed: dict[str, dict]) -> dict[str, set[str]]:
     """run id -> the source ids of the chunks its answer cites, as the index holds them."""
     found: dict[str, set[str]] = {}
     for run in runs:
@@ -47,7 +52,7 @@ def cited_source_ids(runs: list[dict], indexed: dict[str, dict]) -> dict[str, se
 
 def held_for_review(
     config: Config,
-    candidates: list[dict],
+    candidates: list[QaRun],
     latest: dict[str, dict[str, dict]],
     written_before: set[str],
     weaviate_conn_id: str,

@@ -3,6 +3,8 @@ needs (`plan_grading`), and grading a batch with the configured judge (`grade_ba
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import math
 import time
@@ -21,6 +23,9 @@ from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import connect, fetch_chunks
 from ragloop.progress import progress
 from ragloop.runs import RunNotFound, RunStore, RunStoreUnavailable, WritebackState
+
+if TYPE_CHECKING:
+    from ragloop.runs.models import QaRun
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,7 @@ def is_current(latest: dict[str, dict], versions: dict[str, str]) -> bool:
 
 
 def plan_grading(
-    run: dict,
+    run: QaRun,
     judge: Judge,
     previous: dict[str, dict],
     versions: dict[str, str],
@@ -158,7 +163,7 @@ def empty_tally() -> GradeTally:
 MAX_GRADING_FAILURES = 3  # failed attempts before a run is parked instead of selected again
 
 
-def _read_runs(store: RunStore, run_ids: list[str], fail) -> list[dict]:
+def _read_runs(store: RunStore, run_ids: list[str], fail) -> list[QaRun]:
     """The runs, read all at once; when that fails (a stored record that does not decode), one
     by one, so the record that breaks fails alone."""
     try:

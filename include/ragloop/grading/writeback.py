@@ -3,6 +3,8 @@ feedback DAG (`write_back`) or by hand (`revoke_by_hand`); `list_written_back` r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import hashlib
 import time
 from dataclasses import dataclass
@@ -34,8 +36,11 @@ from ragloop.runs.models import voter
 from ragloop.sources.base import ExtractReport
 from ragloop.staging import DagRunRef
 
+if TYPE_CHECKING:
+    from ragloop.runs.models import QaRun
 
-def qa_document(run: dict, latest: dict[str, dict]) -> Document:
+
+def qa_document(run: QaRun, latest: dict[str, dict]) -> Document:
     """A good run as a Document of kind `qa`: the question as title, the answer, links to the
     sources it cites (numbered as in the answer), and its provenance in the metadata. `run` is the
     run as `publishable` returns it: its sources as the index holds them, every field checked."""
@@ -136,7 +141,7 @@ def revoked_answers(store: RunStore) -> list[RevokedAnswer]:
     return answers
 
 
-def revoked_match(run: dict, revoked: list[RevokedAnswer], embedder) -> str | None:
+def revoked_match(run: QaRun, revoked: list[RevokedAnswer], embedder) -> str | None:
     """Why `run` repeats a revoked answer (its fingerprint, or a near-duplicate on a near
     question), or None."""
     fingerprint = content_fingerprint(run["answer"])
@@ -164,12 +169,12 @@ def revoked_match(run: dict, revoked: list[RevokedAnswer], embedder) -> str | No
 
 
 def publishable(
-    runs: list[dict],
+    runs: list[QaRun],
     collection: str,
     weaviate_conn_id: str,
     grounder: UnitGrounder | None = None,
     revoked: list[RevokedAnswer] | None = None,
-) -> tuple[list[dict], dict[str, str]]:
+) -> tuple[list[QaRun], dict[str, str]]:
     """The runs as write-back publishes them (each cited source's doc id, title, URL and text as
     the index holds them now), and, by run id, why a run cannot be published: a cited chunk gone
     from the index or changed, a field that fails the checks, a unit of the answer the cited
@@ -210,13 +215,14 @@ def grader_versions(latest: dict[str, dict]) -> dict[str, str]:
     return {c: f"{c}@{g['criterion_version']} by {g['judge']}" for c, g in sorted(latest.items())}
 
 
-def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -> str:
+def why_not_good(run: QaRun, latest: dict[str, dict], versions: dict[str, str]) -> str:
     """Why a run is not (or no longer) good, in one line."""
     downs = [v for v in latest_votes(run.get("votes") or []).values() if v["vote"] == "down"]
     if downs:
         return "down vote by " + "; ".join(voter(v) + (f": {v['comment']}" if v.get("comment") else "") for v in downs)
     if writeback_state(run) is WritebackState.REVOKED_BY_HAND:
-        return run["writeback"].get("revoke_reason") or "revoked by hand"
+        record = run.get("writeback")
+        return (record["revoke_reason"] if record else None) or "revoked by hand"
     checks = latest.get(CHECKS)
     if checks and checks["veto"]:
         return f"vetoed ({checks['veto']}): {checks['reason']}"
@@ -235,7 +241,7 @@ def why_not_good(run: dict, latest: dict[str, dict], versions: dict[str, str]) -
     return "; ".join(reasons) or "no longer eligible"
 
 
-def eligible_runs(store: RunStore, versions: dict[str, str]) -> tuple[list[dict], dict[str, dict[str, dict]]]:
+def eligible_runs(store: RunStore, versions: dict[str, str]) -> tuple[list[QaRun], dict[str, dict[str, dict]]]:
     """The runs write-back would publish before its last checks (every criterion passed at its
     current version, no down vote, not revoked by hand), and their latest grades by run id."""
     passing = store.get_runs(store.passing_run_ids(versions))
@@ -367,7 +373,7 @@ def list_written_back(config_path: str | None = None, weaviate_conn_id: str = WE
     rows = []
     for run_id in run_ids:
         run = runs.get(run_id)
-        writeback = (run or {}).get("writeback") or {}
+        writeback: dict[str, Any] = dict((run.get("writeback") if run else None) or {})
         rows.append(
             {
                 "run_id": run_id,

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, TypedDict
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -24,7 +25,7 @@ class WritebackState(StrEnum):
 WRITEBACK_STATES = tuple(state.value for state in WritebackState)
 
 
-def writeback_state(run: dict) -> WritebackState | None:
+def writeback_state(run: Mapping[str, Any]) -> WritebackState | None:
     """The state of a run's write-back record (a run as the store returns it), None if it has none."""
     record = run.get("writeback")
     return WritebackState(record["state"]) if record else None
@@ -172,19 +173,109 @@ def field_errors(err: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-def voter(vote: dict) -> str:
+def voter(vote: Mapping[str, Any]) -> str:
     """Who a vote counts for. A vote without a user id (the CLI without --user, an imported vote)
     is its own voter: five anonymous down votes are five, never one."""
     return vote["user_id"] or f"anonymous#{vote.get('vote_id', id(vote))}"
 
 
-def latest_votes(votes: list[dict]) -> dict[str, dict]:
+def latest_votes(votes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """voter -> that voter's latest vote: the one that counts. Votes come oldest first, in the
     order the store recorded them."""
     return {voter(vote): vote for vote in votes}
 
 
-def summarize_votes(votes: list[dict]) -> dict:
+def summarize_votes(votes: Sequence[Mapping[str, Any]]) -> dict:
     """The latest vote of each user counts: {up, down, votes}. Votes come oldest first."""
     counted = [vote["vote"] for vote in latest_votes(votes).values()]
     return {"up": counted.count("up"), "down": counted.count("down"), "votes": len(votes)}
+
+
+# --- The read model: a Q&A run as the store returns it (RunStore.get_run, list_runs, get_runs) ---
+# JSON-ready (times as ISO strings), so the runs API returns it as it is. A Q&A run is not a DAG
+# run: a DAG run is named by ragloop.staging.DagRunRef.
+
+
+class StoredVote(TypedDict):
+    """One vote on a run, as recorded (a user's latest vote is the one that counts)."""
+
+    vote_id: int
+    vote: str  # "up" or "down"
+    user_id: str | None
+    comment: str | None
+    created_at: str  # when the user voted
+    recorded_at: str  # when the store received it (grading sees votes newer than its last grade)
+    recorded_by: str | None  # an app voting for its users, or "curated hit <run>" when passed on
+
+
+class VoteSummary(TypedDict):
+    """Each voter's latest vote counted once, and every vote recorded."""
+
+    up: int
+    down: int
+    votes: int
+
+
+class StoredGrade(TypedDict):
+    """One criterion's grade of one grading of a run."""
+
+    criterion: str
+    criterion_version: str
+    judge: str  # "offline:local", "llm:<model>", "human:<reviewer>"
+    score: float | None
+    passed: bool | None
+    reason: str | None
+    veto: str | None  # why the checks vetoed it, if they did
+    tokens: Any  # the judge's token use, when it reports one
+    graded_at: str
+
+
+class StoredWriteback(TypedDict):
+    """A run's written-back answer in the collection, or why it was taken out."""
+
+    doc_id: str
+    collection: str
+    state: str  # a WritebackState
+    written_at: str
+    revoked_at: str | None
+    revoke_reason: str | None
+    grader_versions: Any  # criterion -> version of the grades it was written back under
+
+
+class GradingFailure(TypedDict):
+    """Gradings of a run that failed, and whether it is parked (no longer tried)."""
+
+    failures: int
+    last_error: str | None
+    last_failed_at: str
+    parked_at: str | None
+
+
+class QaRun(TypedDict, total=False):
+    """A recorded question and answer with everything the store holds on it. The store always
+    fills every key; not total, because the pure grading functions also take the part of a run
+    they read (question, answer, sources) from labelled sets and tests. Keys and value types
+    are still checked: a misspelt key is an error."""
+
+    run_id: str
+    created_at: str
+    recorded_at: str
+    app: str
+    user_id: str | None
+    question: str
+    rewrites: list[str]
+    sources: list[dict[str, Any]]  # RetrievedSource fields, as recorded
+    answer: str
+    model: str
+    prompt_name: str
+    prompt_version: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    token_source: str
+    latency_ms: float | None
+    metadata: dict[str, Any]
+    votes: list[StoredVote]
+    vote_summary: VoteSummary
+    grades: list[StoredGrade]
+    writeback: StoredWriteback | None
+    grading_failure: GradingFailure | None

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 from collections.abc import Callable, Iterable, Iterator
 
 import sqlalchemy as sa
@@ -39,6 +39,7 @@ from ragloop.feedback.curated import CuratedAnswer
 from ragloop.runs.connection import RunNotFound, RunStoreError, runs_database_url, unavailable
 from ragloop.runs.models import (
     WRITEBACK_STATES,
+    QaRun,
     WritebackState,
     RunIn,
     VoteIn,
@@ -289,7 +290,7 @@ class RunStore:
             )
             return int(result.inserted_primary_key[0]), summarize_votes(votes)
 
-    def get_run(self, run_id: str, *, audience: str = EVERYTHING) -> dict:
+    def get_run(self, run_id: str, *, audience: str = EVERYTHING) -> QaRun:
         """The run, with its votes, grades and write-back; RunNotFound when there is none, or
         when `audience` may not see it (a run above the viewer's audience is not there for them)."""
         self.migrate()
@@ -301,7 +302,7 @@ class RunStore:
 
     def list_runs(
         self, since: datetime | None = None, limit: int = 50, app: str | None = None, *, audience: str = EVERYTHING
-    ) -> list[dict]:
+    ) -> list[QaRun]:
         """The newest `limit` runs `audience` may see, newest first; `since` keeps runs created at
         or after it (a time without a zone is UTC, as every stored time is: see UtcDateTime)."""
         self.migrate()
@@ -400,7 +401,7 @@ class RunStore:
         with self._connect() as connection:
             return connection.scalar(sa.select(sa.func.count()).select_from(RUNS)) or 0
 
-    def _with_details(self, connection, runs: list[dict]) -> list[dict]:
+    def _with_details(self, connection, runs: list[dict]) -> list[QaRun]:
         ids = [r["run_id"] for r in runs]
         if not ids:
             return []
@@ -446,30 +447,34 @@ class RunStore:
             }
             for row in connection.execute(sa.select(GRADING_FAILURES).where(GRADING_FAILURES.c.run_id.in_(ids))).mappings()
         }
-        out = []
+        out: list[QaRun] = []
         for run in runs:
             run_votes = votes.get(run["run_id"], [])
+            # The one place a stored row becomes the read model.
             out.append(
-                {
-                    **{k: v for k, v in run.items() if k not in ("created_at", "recorded_at")},
-                    "created_at": run["created_at"].isoformat(),
-                    "recorded_at": run["recorded_at"].isoformat(),
-                    "votes": run_votes,
-                    "vote_summary": summarize_votes(run_votes),
-                    "grades": grades.get(run["run_id"], []),
-                    "writeback": writebacks.get(run["run_id"]),
-                    "grading_failure": failures.get(run["run_id"]),
-                }
+                cast(
+                    QaRun,
+                    {
+                        **{k: v for k, v in run.items() if k not in ("created_at", "recorded_at")},
+                        "created_at": run["created_at"].isoformat(),
+                        "recorded_at": run["recorded_at"].isoformat(),
+                        "votes": run_votes,
+                        "vote_summary": summarize_votes(run_votes),
+                        "grades": grades.get(run["run_id"], []),
+                        "writeback": writebacks.get(run["run_id"]),
+                        "grading_failure": failures.get(run["run_id"]),
+                    },
+                )
             )
         return out
 
-    def get_runs(self, run_ids: Iterable[str], *, audience: str = EVERYTHING) -> list[dict]:
+    def get_runs(self, run_ids: Iterable[str], *, audience: str = EVERYTHING) -> list[QaRun]:
         """The runs with these ids (with votes, grades and write-back), in the order given;
         ids not stored, and runs `audience` may not see, are left out."""
         self.migrate()
         visible_to(audience)
         ids = list(dict.fromkeys(run_ids))
-        found: dict[str, dict] = {}
+        found: dict[str, QaRun] = {}
         with self._connect() as connection:
             for group in _id_groups(ids):
                 rows = [
