@@ -35,6 +35,8 @@ from ragloop.catalog import ingest_asset
 from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.sdk import Asset, BaseOperator, XComArg
 
     from ragloop.grading.types import GradeReport, GradeTally, ReviewRequest, WritebackResult
@@ -57,7 +59,7 @@ _UNSET: Any = None  # an argument not given: the DAG's Param of that name, else 
 class IngestSettings(TypedDict):
     """What every task of an ingest group reads; resolved once, passed whole."""
 
-    config: str | None  # sources.yaml path; None: include/sources.yaml (or RAGLOOP_CONFIG)
+    config_path: str | None  # sources.yaml path (the `config` Param); None: include/sources.yaml (or RAGLOOP_CONFIG)
     weaviate_conn_id: str  # the Airflow connection of the Weaviate written to
     source_type: str  # the `type` of the sources ingested (docs, slack, github_issues, or a custom one)
     sources: list[str]  # source ids; empty: every source of `source_type`
@@ -69,7 +71,7 @@ class IngestSettings(TypedDict):
 class FeedbackSettings(TypedDict):
     """What every task of the grading and write-back groups reads; resolved once, passed whole."""
 
-    config: str | None
+    config_path: str | None  # sources.yaml path (the `config` Param); None: the default
     weaviate_conn_id: str  # the Weaviate grounding reads and write-back writes
     limit: int  # runs graded per DAG run, oldest first
     regrade_outdated: bool  # also grade again every run graded by an older criterion version
@@ -166,7 +168,7 @@ def ingest_sources(
                 },
             )
             return IngestSettings(
-                config=values["config"],
+                config_path=values["config"],
                 weaviate_conn_id=values["weaviate_conn_id"],
                 source_type=source_type,
                 sources=list(values["sources"]),
@@ -176,53 +178,63 @@ def ingest_sources(
             )
 
         @task
-        def select_sources(run: IngestSettings) -> list[str]:
+        def select_sources(settings: IngestSettings) -> list[str]:
             from ragloop.ingest import select_sources
 
-            return select_sources(run["config"], run["sources"], run["source_type"])
+            return select_sources(settings["config_path"], settings["sources"], settings["source_type"])
 
         @task(map_index_template="{{ task.op_kwargs['source_id'] }}", multiple_outputs=False)
-        def extract(source_id: str, run: IngestSettings, dag_run: Any = None) -> ExtractResult:
+        def extract(source_id: str, settings: IngestSettings, dag_run: Any = None) -> ExtractResult:
             from ragloop.ingest import extract_source
             from ragloop.lineage import report_extract
 
             result = extract_source(
-                source_id, _staging_ref(dag_run, run["staging_key"]), run["config"], run["full_listing"], run["weaviate_conn_id"]
+                source_id,
+                _staging_ref(dag_run, settings["staging_key"]),
+                settings["config_path"],
+                settings["full_listing"],
+                settings["weaviate_conn_id"],
             )
-            report_extract(run["config"], source_id, run["weaviate_conn_id"])
+            report_extract(settings["config_path"], source_id, settings["weaviate_conn_id"])
             return result
 
         # Runs when some extracts failed: the others are still indexed, and the failed ones are
         # neither changed nor pruned, nor do their watermarks move (the report says so and the
         # run ends failed).
         @task(trigger_rule="all_done")
-        def plan(source_ids: list[str], run: IngestSettings, dag_run: Any = None) -> list[str]:
+        def plan(source_ids: list[str], settings: IngestSettings, dag_run: Any = None) -> list[str]:
             from ragloop.ingest import plan_ingest
 
             # The batches to map over; prune and report read the rest of the plan from staging.
             return plan_ingest(
-                _staging_ref(dag_run, run["staging_key"]), source_ids, run["config"], run["full_refresh"], run["weaviate_conn_id"]
+                _staging_ref(dag_run, settings["staging_key"]),
+                source_ids,
+                settings["config_path"],
+                settings["full_refresh"],
+                settings["weaviate_conn_id"],
             )["batches"]
 
         @task(max_active_tis_per_dagrun=max_active_index_tasks, multiple_outputs=False)
-        def index(batch: str, run: IngestSettings) -> BatchResult:
+        def index(batch: str, settings: IngestSettings) -> BatchResult:
             from ragloop.ingest import index_batch
 
-            return index_batch(batch, run["config"], weaviate_conn_id=run["weaviate_conn_id"])
+            return index_batch(batch, settings["config_path"], weaviate_conn_id=settings["weaviate_conn_id"])
 
         # none_failed: with any index batch failed, nothing is pruned and no watermark advances.
         @task(trigger_rule="none_failed", multiple_outputs=False)
-        def prune(run: IngestSettings, dag_run: Any = None) -> PruneResult:
+        def prune(settings: IngestSettings, dag_run: Any = None) -> PruneResult:
             from ragloop.ingest import prune_sources
 
-            return prune_sources(_staging_ref(dag_run, run["staging_key"]), run["config"], run["weaviate_conn_id"])
+            return prune_sources(
+                _staging_ref(dag_run, settings["staging_key"]), settings["config_path"], settings["weaviate_conn_id"]
+            )
 
         @task(trigger_rule="none_failed", outlets=assets, multiple_outputs=False)
         def report(
             source_ids: list[str],
-            indexed: Any,
+            indexed: Sequence[BatchResult] | None,  # the mapped index tasks' results (a lazy sequence)
             pruned: PruneResult,
-            run: IngestSettings,
+            settings: IngestSettings,
             dag_run: Any = None,
             outlet_events: Any = None,
         ) -> IngestReport:
@@ -233,7 +245,12 @@ def ingest_sources(
             # logs as an error ("XCom not found") on every run.
             results: list[BatchResult] = list(indexed[:]) if indexed else []
             result = build_report(
-                _staging_ref(dag_run, run["staging_key"]), source_ids, results, pruned, run["config"], run["weaviate_conn_id"]
+                _staging_ref(dag_run, settings["staging_key"]),
+                source_ids,
+                results,
+                pruned,
+                settings["config_path"],
+                settings["weaviate_conn_id"],
             )
             for asset in assets:
                 outlet_events[asset].extra = dict(result)
@@ -249,15 +266,15 @@ def ingest_sources(
                 raise IngestError("Sources not ingested: " + "; ".join(result["errors"]))
 
         # XComArgs, typed Any: each stands for the value its task returns.
-        run: Any = settings()
-        source_ids: Any = select_sources(run)
-        extracted = extract.partial(run=run).expand(source_id=source_ids)
-        planned: Any = plan(source_ids, run)
+        resolved: Any = settings()
+        source_ids: Any = select_sources(resolved)
+        extracted = extract.partial(settings=resolved).expand(source_id=source_ids)
+        planned: Any = plan(source_ids, resolved)
         extracted >> planned
-        indexed = index.partial(run=run).expand(batch=planned)
-        pruned: Any = prune(run)
+        indexed: Any = index.partial(settings=resolved).expand(batch=planned)
+        pruned: Any = prune(resolved)
         indexed >> pruned
-        ingest_report: Any = report(source_ids, indexed, pruned, run)
+        ingest_report: Any = report(source_ids, indexed, pruned, resolved)
         check_complete(ingest_report)
     return group
 
@@ -305,7 +322,7 @@ def grade_runs(
                 {"config": None, "weaviate_conn_id": WEAVIATE_CONN_ID, "limit": DEFAULT_RUN_LIMIT, "regrade_outdated": False},
             )
             return FeedbackSettings(
-                config=values["config"],
+                config_path=values["config"],
                 weaviate_conn_id=values["weaviate_conn_id"],
                 limit=int(values["limit"]),
                 regrade_outdated=bool(values["regrade_outdated"]),
@@ -313,19 +330,19 @@ def grade_runs(
             )
 
         @task
-        def select_runs(run: FeedbackSettings) -> list[list[str]]:
+        def select_runs(settings: FeedbackSettings) -> list[list[str]]:
             from ragloop.grading import select_runs
 
-            return select_runs(run["config"], run["limit"], run["regrade_outdated"])
+            return select_runs(settings["config_path"], settings["limit"], settings["regrade_outdated"])
 
         @task(max_active_tis_per_dagrun=max_active_grade_tasks, multiple_outputs=False)
-        def grade(run_ids: list[str], run: FeedbackSettings) -> GradeTally:
+        def grade(run_ids: list[str], settings: FeedbackSettings) -> GradeTally:
             from ragloop.grading import grade_batch
 
-            return grade_batch(run_ids, run["config"], weaviate_conn_id=run["weaviate_conn_id"])
+            return grade_batch(run_ids, settings["config_path"], weaviate_conn_id=settings["weaviate_conn_id"])
 
-        run: Any = feedback_settings()
-        grade.partial(run=run).expand(run_ids=select_runs(run))
+        resolved: Any = feedback_settings()
+        grade.partial(settings=resolved).expand(run_ids=select_runs(resolved))
     return group
 
 
@@ -369,10 +386,10 @@ def review_answers(
     with TaskGroup(group_id, prefix_group_id=prefix_group_id, tooltip="hold answers for a person's approval") as group:
         # all_done: a failed grade batch holds back only its own runs' reviews.
         @task(trigger_rule="all_done")
-        def propose_reviews(run: FeedbackSettings) -> list[ReviewRequest]:
+        def propose_reviews(settings: FeedbackSettings) -> list[ReviewRequest]:
             from ragloop.grading.review import review_requests
 
-            return review_requests(run["config"], run["weaviate_conn_id"])
+            return review_requests(settings["config_path"], settings["weaviate_conn_id"])
 
         proposals: Any = propose_reviews(settings_task.output)
         grade_task >> proposals
@@ -417,12 +434,14 @@ def write_back_answers(
     with TaskGroup(group_id, prefix_group_id=prefix_group_id, tooltip="write good answers back, revoke bad ones") as group:
         # all_done (without an approval step): revocations happen even when a grade batch failed.
         @task(trigger_rule="all_success" if after is not None else "all_done", multiple_outputs=False)
-        def write_back(run: FeedbackSettings, dag_run: Any = None) -> WritebackResult:
+        def write_back(settings: FeedbackSettings, dag_run: Any = None) -> WritebackResult:
             from ragloop.grading import write_back
             from ragloop.lineage import report_write_back
 
-            result = write_back(_staging_ref(dag_run, run.get("staging_key", "")), run["config"], run["weaviate_conn_id"])
-            report_write_back(run["config"], run["weaviate_conn_id"])
+            result = write_back(
+                _staging_ref(dag_run, settings.get("staging_key", "")), settings["config_path"], settings["weaviate_conn_id"]
+            )
+            report_write_back(settings["config_path"], settings["weaviate_conn_id"])
             return result
 
         # all_done, pulling results itself: a failed batch or write-back has no result, and the
@@ -430,7 +449,7 @@ def write_back_answers(
         @task(trigger_rule="all_done", outlets=assets, multiple_outputs=False)
         def report(
             batches: list[list[str]] | None,
-            run: FeedbackSettings,
+            settings: FeedbackSettings,
             dag_run: Any = None,
             outlet_events: Any = None,
             ti: Any = None,
@@ -440,12 +459,12 @@ def write_back_answers(
             batches = batches or []
             tallies = ti.xcom_pull(task_ids=grade_task_id, map_indexes=list(range(len(batches)))) if batches else []
             result = grade_report(
-                _staging_ref(dag_run, run.get("staging_key", "")),
+                _staging_ref(dag_run, settings.get("staging_key", "")),
                 batches,
                 tallies,
                 ti.xcom_pull(task_ids=write_back_task_id),
-                run["config"],
-                run["weaviate_conn_id"],
+                settings["config_path"],
+                settings["weaviate_conn_id"],
             )
             for asset in assets:
                 outlet_events[asset].extra = dict(result)
@@ -457,9 +476,9 @@ def write_back_answers(
 
             check_complete(dict(result))
 
-        run = settings_task.output
-        written = write_back(run)
-        result: Any = report(select_task.output, run)
+        resolved = settings_task.output
+        written = write_back(resolved)
+        result: Any = report(select_task.output, resolved)
         (after if after is not None else grade_task) >> written >> result
         check_complete(result)
     return group
