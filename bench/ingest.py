@@ -57,8 +57,12 @@ def rss_mb() -> float:
 
 @contextmanager
 def peak_rss():
-    """Samples this process's resident memory every 50 ms; yields a dict filled with the peak."""
+    """Samples this process's resident memory every 50 ms; yields a dict filled with the peak, and
+    the resident memory at the start: the contenders run one after another in this process, and
+    memory an earlier one freed is not always returned to the system, so a peak is read against
+    its start (`rss_at_start_mb`, in each row's extra)."""
     result = {"peak_rss_mb": rss_mb()}
+    result["rss_at_start_mb"] = round(result["peak_rss_mb"], 1)
     stop = threading.Event()
 
     def sample():
@@ -156,7 +160,8 @@ def run_ragloop(embedder_name: str, config_path: Path, scenario: str, run_id: st
     totals = report["totals"]
     return Row(embedder_name, "ragloop", scenario, round(seconds, 2), report["collection_chunks"], totals["embedded"],
                totals["written"], totals["deleted"], memory["peak_rss_mb"],
-               extra={"plan_seconds": report["seconds"]["plan"], "index_seconds": report["seconds"]["index"]})
+               extra={"plan_seconds": report["seconds"]["plan"], "index_seconds": report["seconds"]["index"],
+                      "rss_at_start_mb": memory["rss_at_start_mb"]})
 
 
 def run_ragloop_dag(embedder_name: str, config_path: Path, scenario: str) -> Row:
@@ -211,7 +216,7 @@ def run_straight(embedder_name: str, config_path: Path, collection: str, embedde
             after = count_chunks(client, name)
             drop_collection(client, name)
         rows.append(Row(embedder_name, "straight into Weaviate", "full", round(seconds, 2), after, 0, len(objects) - failed,
-                        0, memory["peak_rss_mb"], error=f"{failed} objects failed" if failed else None, extra={"batch": mode}))
+                        0, memory["peak_rss_mb"], error=f"{failed} objects failed" if failed else None, extra={"batch": mode, "rss_at_start_mb": memory["rss_at_start_mb"]}))
     return rows
 
 
