@@ -11,6 +11,8 @@ What it times, per query (after 5 untimed warm-up queries per mode):
 - search, a client per query: `connect()` then `search`, as a caller holding no client does;
   and the same with client reuse switched off (what every `connect()` cost before it kept
   clients), likewise for ask;
+- the same search and ask with the collection checked on every query (exists, its embedder
+  record, its records collection), as before search checked it once per client and TTL;
 - ask (offline): `answer.ask` with a config whose embedder is `hash` and no `llm:` (load the
   config, build the embedder, connect, retrieve, quote): what the CLI and apps call;
 - the local model's query embedding: `LocalEmbedder().embed([query])`, the share the model adds
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,6 +87,20 @@ def no_client_reuse() -> Iterator[None]:
         yield
     finally:
         hook._IdleClients.IDLE_SECONDS = saved
+
+
+@contextmanager
+def collection_checked_every_query() -> Iterator[None]:
+    """As before search checked its collection once per client: a TTL of zero checks every time."""
+    import importlib
+
+    search_module: Any = importlib.import_module("ragloop.index.search")  # the package exports the function
+    saved = search_module.CHECK_TTL_SECONDS
+    search_module.CHECK_TTL_SECONDS = 0.0
+    try:
+        yield
+    finally:
+        search_module.CHECK_TTL_SECONDS = saved
 
 
 def queries_for(count: int, seed: int = 23) -> list[str]:
@@ -192,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
             with connect() as client:
                 log(f"[{label}] search, one client reused...")
                 modes["search (client reused)"] = summary(timed(queries, lambda q: search(client, COLLECTION, embedder, q)))
+                with collection_checked_every_query():
+                    log(f"[{label}] search, one client reused, the collection checked every query...")
+                    modes["search (client reused, collection checked every query)"] = summary(
+                        timed(queries, lambda q: search(client, COLLECTION, embedder, q)))
 
             def search_with_own_client(query: str) -> None:
                 with connect() as own:
@@ -201,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             modes["search (client per query)"] = summary(timed(queries, search_with_own_client))
             log(f"[{label}] ask (offline)...")
             modes["ask (offline, extractive)"] = summary(timed(queries, lambda q: ask(q, config_path=str(config_path))))
+            with collection_checked_every_query():
+                log(f"[{label}] ask (offline), the collection checked every query...")
+                modes["ask (offline, extractive, collection checked every query)"] = summary(
+                    timed(queries, lambda q: ask(q, config_path=str(config_path))))
             # Before connect() kept clients: every block made a new one. An idle time below zero
             # makes every kept client stale, which is that behaviour (plus closing the stale one).
             with no_client_reuse():

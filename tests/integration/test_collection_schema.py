@@ -81,3 +81,44 @@ def test_connect_checks_grpc_itself_and_names_the_port(weaviate_server, monkeypa
         pass
     assert f"gRPC port 127.0.0.1:{closed} does not answer: UNAVAILABLE" in str(refused.value)
     assert "Cannot reach Weaviate" in str(refused.value)
+
+
+def test_search_checks_its_collection_once_per_client_until_it_changes(weaviate_client, monkeypatch):
+    """A kept client searching again sends only the query: the collection's checks (exists, the
+    embedder record, the records collection) ran on its first search. A collection this process
+    drops and rebuilds with another embedder is refused at the next search, and after the TTL a
+    change made elsewhere would be seen too."""
+    from ragloop.embedding import make_embedder
+    import importlib
+
+    from ragloop.index import search
+
+    search_module = importlib.import_module("ragloop.index.search")  # the module (the package exports the function)
+
+    name = "SchemaProbeChecks"
+    drop_collection(weaviate_client, name)
+    hashed = make_embedder("hash")
+    ensure_collection(weaviate_client, name, hashed)
+    calls: list[str] = []
+    real_exists = weaviate_client.collections.exists
+    monkeypatch.setattr(weaviate_client.collections, "exists", lambda n: calls.append(n) or real_exists(n))
+    search(weaviate_client, name, hashed, "first query")
+    checked = len(calls)
+    assert checked >= 1
+    for _ in range(3):
+        search(weaviate_client, name, hashed, "again")
+    assert len(calls) == checked  # no check again within the TTL
+
+    # Rebuilt by this process with another embedder of the same size: refused at once.
+    drop_collection(weaviate_client, name)
+    ensure_collection(weaviate_client, name, LocalEmbedder())
+    with pytest.raises(EmbedderMismatch):
+        search(weaviate_client, name, hashed, "after the rebuild")
+
+    # After the TTL the check runs again (how a change made by another process is seen).
+    monkeypatch.setattr(search_module, "CHECK_TTL_SECONDS", 0.0)
+    before = len(calls)
+    with pytest.raises(EmbedderMismatch):
+        search(weaviate_client, name, hashed, "after the TTL")
+    assert len(calls) > before
+    assert drop_collection(weaviate_client, name) is True

@@ -68,6 +68,15 @@ def recorded_embedder(client: WeaviateClient, name: str) -> dict | None:
     return json.loads(description[len(DESCRIPTION_PREFIX) :])
 
 
+# Collections this process created or dropped, counted per name: a reader that checked a
+# collection (ragloop.index.search) checks it again after either, without waiting for its TTL.
+COLLECTION_CHANGES: dict[str, int] = {}
+
+
+def _changed(name: str) -> None:
+    COLLECTION_CHANGES[name] = COLLECTION_CHANGES.get(name, 0) + 1
+
+
 def ensure_collection(client: WeaviateClient, name: str, embedder: Embedder, replication: Replication | None = None) -> bool:
     """Create the chunk collection for `embedder`, or check that an existing one matches it.
 
@@ -148,6 +157,7 @@ def ensure_collection(client: WeaviateClient, name: str, embedder: Embedder, rep
         replication.factor,
         replication.consistency,
     )
+    _changed(name)
     return True
 
 
@@ -160,6 +170,7 @@ def drop_collection(client: WeaviateClient, name: str) -> bool:
     if not client.collections.exists(name):
         return False
     client.collections.delete(name)
+    _changed(name)
     return True
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -51,6 +54,36 @@ DEFAULT_WRITTEN_BACK_SHARE = 0.2
 ADJUSTED_POOL = 3
 
 
+# A search checks its collection (it exists, it was built by this embedder, its schema is
+# current) once per client and collection within this many seconds. A kept client
+# (ragloop.hooks.weaviate) serves many queries, and a check is up to four HTTP requests: about a
+# fifth of an offline ask, and four round trips behind a remote Weaviate (docs/performance-
+# embedder.md). The bound is how long a collection dropped and rebuilt with another embedder by
+# another process could go unnoticed by this one; this process's own creates and drops are seen
+# at once (schema.COLLECTION_CHANGES), and a dropped collection fails the query itself.
+CHECK_TTL_SECONDS = 30.0
+_checked: weakref.WeakKeyDictionary[WeaviateClient, dict[tuple[str, str], tuple[float, int]]] = weakref.WeakKeyDictionary()
+_checked_lock = threading.Lock()
+
+
+def check_collection(client: WeaviateClient, name: str, embedder: Embedder) -> None:
+    """Refuse a search of a collection that does not exist or was built by another embedder
+    (upgrading an old one's schema on the way), unless this client checked it lately."""
+    from ragloop.index.schema import COLLECTION_CHANGES
+
+    key = (name, embedder.name)
+    now = time.monotonic()
+    with _checked_lock:
+        seen = _checked.get(client, {}).get(key)
+    if seen is not None and now - seen[0] < CHECK_TTL_SECONDS and seen[1] == COLLECTION_CHANGES.get(name, 0):
+        return
+    if not client.collections.exists(name):
+        raise WeaviateIndexError(f"Collection {name!r} does not exist yet: run `ragloop ingest` first")
+    ensure_collection(client, name, embedder)  # refuses a query vector from another embedder
+    with _checked_lock:
+        _checked.setdefault(client, {})[key] = (now, COLLECTION_CHANGES.get(name, 0))
+
+
 def written_back_cap(limit: int, share: float) -> int:
     """How many of `limit` hits written-back answers may take."""
     return limit if share >= 1 else min(limit, math.ceil(round(limit * max(share, 0.0), 6)))
@@ -81,9 +114,7 @@ def search(
     ADJUSTED_POOL times `limit` candidates, before the cut."""
     from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 
-    if not client.collections.exists(name):
-        raise WeaviateIndexError(f"Collection {name!r} does not exist yet: run `ragloop ingest` first")
-    ensure_collection(client, name, embedder)  # refuses a query vector from another embedder
+    check_collection(client, name, embedder)
     filters = []
     if source_ids:
         filters.append(Filter.by_property("source_id").contains_any(list(source_ids)))
