@@ -39,6 +39,10 @@ def bench_environment(prefix: str, use_connection: bool, log: Callable[[str], No
     if private_state or not use_connection:
         os.environ["RAGLOOP_STATE_DIR"] = str(work / "state")
         os.environ.pop("AIRFLOW_HOME", None)
+        # The run store `ask` reads feedback from (hidden chunks, boosts, curated answers), as a
+        # deployment has it: an SQLite file here. Without the connection, every ask would look
+        # it up in a metadata DB the bench never migrates, fail, and answer without feedback.
+        os.environ["AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT"] = json.dumps({"conn_type": "sqlite", "host": str(work / "runs.db")})
     from ragloop import localenv
 
     localenv.configure_airflow_env()
