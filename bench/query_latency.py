@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                          "load_average_at_start": [round(x, 1) for x in load_at_start],
                          "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
-                         "note": "shared with six other helpers' test runs: latencies include their load"}
+                         # What else ran is told by the load averages (2 cores: above 2, shared).
+                         "note": "latencies include whatever else the machine ran: see the load averages"}
     print(f"{'mode':<34} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}")
     for section in [k for k in result if k == "direct" or k.startswith("proxy_")]:
         for name, row in result[section].items():
