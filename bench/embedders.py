@@ -230,7 +230,7 @@ def settings_bench(args) -> int:
         "benchmark": "embedder-settings", "commit": _commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "load_average_at_start": [round(x, 1) for x in load], "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
-                    "note": "shared with six other helpers' test runs: wall-clock figures are noisy; cpu_ms_per_text is the process's own CPU time"},
+                    "note": "wall-clock figures include whatever else ran (see the load averages); cpu_ms_per_text is the process's own CPU time"},
         "model": today.name, "model_dir": today.model_dir,
         "inputs": {"texts": len(texts), "median_words": int(np.median(words)), "rounds": args.rounds,
                    "provenance": {"source": "Apache Airflow provider sdists (PyPI), docs/ pages, read in place",

@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="written_back_share values tried on tune for the writeback variant (best MRR after day 1)")
     parser.add_argument("--distractors", type=int, default=-1,
                         help="index only the sampled threads and this many others (-1: every thread; smoke runs)")
-    parser.add_argument("--note", default="2 cores shared with six other helpers' builds and tests",
+    parser.add_argument("--note", default="",
                         help="what else ran on the machine")
     add_common_arguments(parser, BENCH / "results")
     args = parser.parse_args(argv)

@@ -336,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": commit,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_end": [round(x, 1) for x in load],
-                    "note": f"shared machine ({os.cpu_count()} cores, six other helpers' builds and tests running; "
-                            f"load {load[0]:.0f} at the end): latencies are not this model's speed"},
+                    "note": f"latencies include whatever else ran ({os.cpu_count()} cores, load {load[0]:.1f} at the end)"},
         "model": {"package": MODEL_PACKAGE, "package_version": package_version(args.llm_env, MODEL_PACKAGE),
                   "file": model.name, "sha256": sha256(model), "bytes": model.stat().st_size, "alias": MODEL_ALIAS},
         "server": {"package": "llama-cpp-python[server]", "version": package_version(args.llm_env, "llama_cpp_python"),
