@@ -207,8 +207,11 @@ def test_llm_judge_grades_writes_back_and_revokes(knowledge_base, runs_db, no_wr
         assert [s.doc_id for s in answer.sources if s.written_back][:1] == [f"qa:{good}"]
 
         # The report is also the extra of an asset event for the collection.
+        # The newest report event (recording a run emits runs-asset events too, and one may be
+        # stored after the report's).
         with create_session() as session:
-            event = session.scalars(select(AssetEvent).order_by(AssetEvent.id.desc()).limit(1)).one()
+            events = session.scalars(select(AssetEvent).order_by(AssetEvent.id.desc()).limit(20)).all()
+            event = next(e for e in events if "write_back" in (e.extra or {}))
             assert event.extra["write_back"]["written"] == 1 and event.extra["vetoes"]["secret"] == 1
 
         # 2. The judge recovers, and the written-back answer gets a down vote.
