@@ -9,7 +9,9 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,3 +65,18 @@ def bench_environment(prefix: str, use_connection: bool, log: Callable[[str], No
         if server:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def git_commit() -> str:
+    """The commit of this checkout, for a results file."""
+    repo = Path(__file__).resolve().parent.parent
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+
+def write_results(out: Path, prefix: str, result: dict) -> Path:
+    """`result` as `<out>/<prefix>-<local time>.json`; prints and returns the path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(path)
+    return path

@@ -38,6 +38,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from bench_env import git_commit, write_results  # noqa: E402
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -227,7 +229,7 @@ def settings_bench(args) -> int:
         rows[name]["speed_vs_today"] = round(rows[name]["texts_per_second"] / base, 2)
     words = [len(t.split()) for t in texts]
     result = {
-        "benchmark": "embedder-settings", "commit": _commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "benchmark": "embedder-settings", "commit": git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "load_average_at_start": [round(x, 1) for x in load], "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
                     "note": "wall-clock figures include whatever else ran (see the load averages); cpu_ms_per_text is the process's own CPU time"},
@@ -240,16 +242,9 @@ def settings_bench(args) -> int:
     for name, row in rows.items():
         print(f"{name:<52} {row['texts_per_second']:>7} texts/s  x{row['speed_vs_today']:<5} "
               f"{row['cpu_ms_per_text']:>6} cpu-ms/text  max|diff| {row['max_abs_diff_to_today']:.2e}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"embedder-settings-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(path)
+    write_results(args.out, "embedder-settings", result)
     return 0
 
-
-def _commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return result.stdout.strip()
 
 
 def run_retrieval(embedder: str) -> dict:

@@ -36,7 +36,6 @@ import os
 import pstats
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,11 +44,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
-from bench_env import add_common_arguments, bench_environment, log  # noqa: E402
+from bench_env import add_common_arguments, bench_environment, git_commit, log, write_results  # noqa: E402
 
 COLLECTION = "BenchQueryLatency"
 WARM_UP = 5
@@ -190,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     queries = queries_for(args.queries + WARM_UP)
     load_at_start = os.getloadavg()
-    result: dict = {"benchmark": "query-latency", "commit": _commit(),
+    result: dict = {"benchmark": "query-latency", "commit": git_commit(),
                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with bench_environment("ragloop-bench-latency-", args.use_connection, log) as work:
         from ragloop.answer import ask
@@ -276,15 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{section + ': ' + name:<48} {row['p50_ms']:>8} {row['p95_ms']:>8} {row['mean_ms']:>8}")
     row = result["local_model_query_embedding"]
     print(f"{'local model query embedding':<48} {row['p50_ms']:>8} {row['p95_ms']:>8} {row['mean_ms']:>8}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"query-latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(path)
+    write_results(args.out, "query-latency", result)
     return 0
-
-
-def _commit() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
 if __name__ == "__main__":
