@@ -149,8 +149,23 @@ def retried_tasks(api: Callable[..., Any], dag_id: str, run_id: str) -> list[str
     hides a fault (the DAGs retry; a test must not let that pass unseen)."""
     instances = task_instances(api, dag_id, run_id)
     assert instances, f"{dag_id} {run_id}: no task instances"
-    return [f"{dag_id} {run_id} {ti['task_id']}[{ti['map_index']}]: try {ti['try_number']}"
+    return [f"{dag_id} {run_id} {ti['task_id']}[{ti['map_index']}]: try {ti['try_number']}; "
+            f"try 1 ended with: {first_try_log_tail(api, dag_id, run_id, ti)}"
             for ti in instances if ti["try_number"] > 1]
+
+
+def first_try_log_tail(api: Callable[..., Any], dag_id: str, run_id: str, instance: dict, characters: int = 1500) -> str:
+    """The end of a retried task's first log, so that a failed assertion says why it was retried
+    (the deployment's files are gone once the test ends)."""
+    query = f"?map_index={instance['map_index']}&full_content=true" if instance["map_index"] >= 0 else "?full_content=true"
+    try:
+        found = api("GET", f"{_run_path(dag_id, run_id)}/taskInstances/{instance['task_id']}/logs/1{query}")
+    except Exception as err:  # noqa: BLE001 - a diagnosis must not hide the assertion it explains
+        return f"(its log could not be read: {err})"
+    content = found.get("content") if isinstance(found, dict) else found
+    if isinstance(content, list):  # structured log lines
+        content = "\n".join(str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content)
+    return str(content)[-characters:]
 
 
 def xcom(api: Callable[..., Any], dag_id: str, run_id: str, task_id: str) -> Any:

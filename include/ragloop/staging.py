@@ -172,14 +172,17 @@ class ShardWriter:
             self.folder.mkdir(parents=True, exist_ok=True)
         self._shard_number = -1
         self._handle: Any = None  # the open shard (a file-like object of the store)
+        self._pending: list[str] = []  # the open shard's lines, written when it closes
         self._lines = DOCS_PER_SHARD
         self.shards: list[str] = []
 
     def add(self, document: Document) -> tuple[str, int]:
         if self._lines >= DOCS_PER_SHARD:
             self._next_shard()
-        with _store("writing", self.shards[-1]):
-            self._handle.write(json.dumps(document.to_json(), ensure_ascii=False) + "\n")
+        # Lines are kept and written once per shard: each write through the object store's file
+        # object costs a wrapper call and a syscall (1.1 s of a no-change run's 9 s at 26k files),
+        # and an object store sends the object only when the handle closes anyway.
+        self._pending.append(json.dumps(document.to_json(), ensure_ascii=False))
         self._lines += 1
         return self.shards[-1], self._lines - 1
 
@@ -196,8 +199,13 @@ class ShardWriter:
         # An object store writes the object when the handle closes: that is where it fails.
         if self._handle:
             handle, self._handle = self._handle, None
+            pending, self._pending = self._pending, []
             with _store("writing", self.shards[-1]):
-                handle.close()
+                try:
+                    if pending:
+                        handle.write("\n".join(pending) + "\n")
+                finally:
+                    handle.close()
 
 
 def read_documents(locations: Iterable[tuple[str, int]]) -> Iterator[tuple[tuple[str, int], Document]]:
