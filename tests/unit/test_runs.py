@@ -185,6 +185,15 @@ def test_outside_any_recorder_nothing_is_recorded(store):
     assert store.count_runs() == 0
 
 
+def test_a_recorder_tells_on_recorded_of_each_run_it_stored(store):
+    # How `ragloop ask` emits the runs asset event (ragloop.airflow.events) without the core
+    # importing Airflow: the recorder calls what it is handed, and only for runs it stored.
+    told: list[dict] = []
+    with RunRecorder(app="cli", store=store, on_recorded=told.append):
+        run_id = record_run(question("told"))
+    assert told == [{"run_id": run_id, "app": "cli", "event": "run"}]
+
+
 def test_nested_recorders_stack(store):
     with RunRecorder(app="outer", store=store) as outer:
         record_run(question("outer 1"))
