@@ -8,6 +8,7 @@ import argparse
 from ragloop.local import localenv
 from ragloop.cli import common
 from ragloop.cli.common import emit, progress
+from ragloop.paths import state_dir
 
 
 def prepare_airflow() -> None:
@@ -21,7 +22,7 @@ def local_server():
     from ragloop.local.weaviate_local import local_server_for
 
     prepare_airflow()
-    return local_server_for(endpoint_from_connection(), localenv.state_dir() / "weaviate")
+    return local_server_for(endpoint_from_connection(), state_dir() / "weaviate")
 
 
 def ensure_local_weaviate() -> None:
