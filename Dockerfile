@@ -12,7 +12,7 @@ COPY --chown=astro:0 include/ragloop ./include/ragloop
 RUN python -m pip install --no-cache-dir --user uv \
  && UV_PROJECT_ENVIRONMENT=/tmp/ragloop-export/env python -m uv sync --frozen --only-group export --no-install-project \
  && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=include RAGLOOP_ONNX_MODEL_DIR=/tmp/ragloop-export/models \
-    /tmp/ragloop-export/env/bin/python -m ragloop.onnx_model export --quantization int8
+    /tmp/ragloop-export/env/bin/python -m ragloop.local.onnx_model export --quantization int8
 
 # --- build stage: the secret scanner gitleaks, from the Go module proxy (as `make gitleaks`) -----
 # Its go.mod has no replace directive, so `go install module@version` builds the pinned release.
@@ -38,7 +38,7 @@ ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 COPY --from=gitleaks-build /out/gitleaks /usr/local/bin/gitleaks
 ENV RAGLOOP_GITLEAKS_BIN=/usr/local/bin/gitleaks
 RUN python -c "import importlib.util as u, sys; sys.exit('torch is in the image' if u.find_spec('torch') else 0)" \
- && python -m ragloop.onnx_model status --quantization int8
+ && python -m ragloop.local.onnx_model status --quantization int8
 # Inside Docker, Weaviate is the `weaviate` service of docker-compose.override.yml. This
 # overrides the host-side connection in airflow_settings.yaml (127.0.0.1:18080) for the containers.
 ENV AIRFLOW_CONN_WEAVIATE_DEFAULT='{"conn_type": "weaviate", "host": "weaviate", "port": 8080, "extra": {"grpc_host": "weaviate", "grpc_port": 50051}}'

@@ -59,9 +59,9 @@ export-env: | uv-bootstrap
 
 # Exports only when the cached model is missing or fails its checks (sha256 against its manifest).
 onnx-model: env
-	@.venv/bin/python -m ragloop.onnx_model status --quantization $(ONNX_QUANTIZATION) || { \
+	@.venv/bin/python -m ragloop.local.onnx_model status --quantization $(ONNX_QUANTIZATION) || { \
 	  $(MAKE) --no-print-directory export-env && \
-	  PYTHONPATH=include "$(EXPORT_ENV)/bin/python" -m ragloop.onnx_model export --quantization $(ONNX_QUANTIZATION); }
+	  PYTHONPATH=include "$(EXPORT_ENV)/bin/python" -m ragloop.local.onnx_model export --quantization $(ONNX_QUANTIZATION); }
 
 run: env onnx-model gitleaks
 	$(RAGLOOP) weaviate start
@@ -183,12 +183,12 @@ stop:
 
 # The S3 server of the cluster and of the S3 staging test, built once from the Go module proxy.
 seaweedfs: env
-	.venv/bin/python -m ragloop.cluster.seaweedfs
+	.venv/bin/python -m ragloop.local.cluster.seaweedfs
 
 # The secret scanner the grading checks and ingest run (gitleaks, built once from the Go module
 # proxy into ~/.cache/ragloop/gitleaks/; about 30 s). See docs/secrets-and-personal-data.md.
 gitleaks: env
-	.venv/bin/python -m ragloop.cluster.gitleaks
+	.venv/bin/python -m ragloop.local.cluster.gitleaks
 
 cluster: env onnx-model seaweedfs gitleaks cluster-deps
 	$(RAGLOOP) cluster start

@@ -45,13 +45,13 @@ def bench_environment(prefix: str, use_connection: bool, log: Callable[[str], No
         # deployment has it: an SQLite file here. Without the connection, every ask would look
         # it up in a metadata DB the bench never migrates, fail, and answer without feedback.
         os.environ["AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT"] = json.dumps({"conn_type": "sqlite", "host": str(work / "runs.db")})
-    from ragloop import localenv
+    from ragloop.local import localenv
 
     localenv.configure_airflow_env()
     server = None
     try:
         if not use_connection:
-            from ragloop.weaviate_local import LocalWeaviate
+            from ragloop.local.weaviate_local import LocalWeaviate
 
             server = LocalWeaviate.with_free_ports(work / "weaviate")
             server.state_dir.mkdir(parents=True, exist_ok=True)

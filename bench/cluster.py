@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import generate
 
-from ragloop.cluster.demo import Runs
-from ragloop.cluster.runner import Cluster
+from ragloop.local.cluster.demo import Runs
+from ragloop.local.cluster.runner import Cluster
 
 DOCS_DAG = "ragloop_ingest_docs"
 RESULTS = Path(__file__).resolve().parent / "results"

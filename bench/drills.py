@@ -54,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import generate
 
-from ragloop.cluster.demo import GRADE_DAG, INGEST_DAGS, QUESTION, Runs, placement, wait_for
-from ragloop.cluster.runner import Cluster
+from ragloop.local.cluster.demo import GRADE_DAG, INGEST_DAGS, QUESTION, Runs, placement, wait_for
+from ragloop.local.cluster.runner import Cluster
 
 DOCS_DAG = "ragloop_ingest_docs"
 STAMP = time.strftime("%H%M%S")  # fresh collections each run: a drill needs writes to interrupt

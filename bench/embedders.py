@@ -250,7 +250,7 @@ def settings_bench(args) -> int:
 def run_retrieval(embedder: str) -> dict:
     """bench/retrieval.py with one embedder; its JSON line. torch runs in a project environment
     with the export group (uv keeps it in its cache; the project's .venv is not touched)."""
-    from ragloop.localenv import cache_dir
+    from ragloop.paths import cache_dir
 
     command = [sys.executable, str(HERE / "retrieval.py"), "--embedder", embedder]
     env = dict(os.environ)

@@ -165,7 +165,7 @@ def run_ragloop(embedder_name: str, config_path: Path, scenario: str, run_id: st
 
 
 def run_ragloop_dag(embedder_name: str, config_path: Path, scenario: str) -> Row:
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
 
     with peak_rss() as memory:
         started = time.monotonic()
@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     # The dag.test() runs need an Airflow metadata DB of their own, whichever Weaviate is used.
     with bench_environment("ragloop-bench-", args.use_connection, log, private_state=True) as work:
-        from ragloop import localenv
+        from ragloop.local import localenv
 
         if not args.no_dag:
             log("Preparing a private Airflow metadata DB for the dag.test() runs...")

@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
-from ragloop.cluster.gitleaks import GITLEAKS_MODULE, GITLEAKS_VERSION, ensure_binary, module_dir  # noqa: E402
+from ragloop.local.cluster.gitleaks import GITLEAKS_MODULE, GITLEAKS_VERSION, ensure_binary, module_dir  # noqa: E402
 from ragloop.grading.checks import LEAK_REASONS, run_checks_batch  # noqa: E402
 from ragloop.grading.personal_data import NATIONAL_REGIONS, find_personal_data  # noqa: E402
 from ragloop.grading.secrets import SecretScanner  # noqa: E402

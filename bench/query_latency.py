@@ -77,7 +77,7 @@ def timed(queries: list[str], call: Callable[[str], object]) -> list[float]:
 
 @contextmanager
 def no_client_reuse() -> Iterator[None]:
-    from ragloop.hooks import weaviate as hook
+    from ragloop.airflow.hooks import weaviate as hook
 
     saved = hook._IdleClients.IDLE_SECONDS
     hook._IdleClients.IDLE_SECONDS = -1.0
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             "chunks": written, "queries": args.queries, "warm_up": WARM_UP, "fill_seconds": round(fill_seconds, 1),
             "corpus": "bench/corpus.py generated markdown, seed 101 (written here: a latency load, not a quality figure)",
             "queries_from": "bench/corpus.py sentences, seed 23", "embedder": "hash (bulk and queries), local model timed apart",
-            "weaviate": "private local server (ragloop.weaviate_local)", "delay_ms_each_way": args.delay_ms or None,
+            "weaviate": "private local server (ragloop.local.weaviate_local)", "delay_ms_each_way": args.delay_ms or None,
         }
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                          "load_average_at_start": [round(x, 1) for x in load_at_start],

@@ -1,15 +1,16 @@
 """The feedback DAG: grade recorded Q&A runs, write the good answers back into the knowledge
 base, and revoke the ones that stopped being good. Built from the public task groups
-`ragloop.task_groups.grade_runs` and `write_back_answers` (task bodies: `ragloop.grading`)."""
+`ragloop.airflow.task_groups.grade_runs` and `write_back_answers` (task bodies: `ragloop.grading`)."""
 
 from __future__ import annotations
 
 from airflow.configuration import conf
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
-from ragloop.catalog import DEFAULT_ARGS, GRADE_DAG_ID, TAGS, ingest_asset, runs_asset
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
-from ragloop.task_groups import feedback_loop
+from ragloop.airflow.assets import DEFAULT_ARGS, TAGS, ingest_asset, runs_asset
+from ragloop.catalog import GRADE_DAG_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
+from ragloop.airflow.task_groups import feedback_loop
 
 
 @dag(

@@ -5,10 +5,10 @@ streaming read of the index) → index (one mapped task per batch of new and cha
 → prune (documents gone from complete listings) → report (log, return value, asset event).
 Only changed text is embedded; re-running any task, or the whole DAG, converges to the same index.
 Trigger with `sources` to ingest some sources only, `full_refresh` to rewrite every document.
-The flow is shared by every ingest DAG: `ragloop.ingest_dag`.
+The flow is shared by every ingest DAG: `ragloop.airflow.ingest_dag`.
 """
 
 from ragloop.catalog import INGEST_DAG_IDS
-from ragloop.ingest_dag import ingest_dag
+from ragloop.airflow.ingest_dag import ingest_dag
 
 ingest_dag(dag_id=INGEST_DAG_IDS["docs"], source_type="docs", doc_md=__doc__)()

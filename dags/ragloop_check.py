@@ -3,8 +3,9 @@ embedder embeds. Trigger it after changing connections or `embedder:` in sources
 
 from airflow.sdk import Param, dag, task
 
-from ragloop.catalog import CHECK_DAG_ID, DEFAULT_ARGS, TAGS
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.airflow.assets import DEFAULT_ARGS, TAGS
+from ragloop.catalog import CHECK_DAG_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 
 
 @dag(

@@ -1,4 +1,4 @@
-"""An example DAG built only from ragloop's public surface (`ragloop.task_groups`): ingest the docs
+"""An example DAG built only from ragloop's public surface (`ragloop.airflow.task_groups`): ingest the docs
 sources of a sources.yaml into its collection, then grade the recorded Q&A runs and write the good
 answers back, with a place for a human approval between grading and write-back.
 
@@ -12,7 +12,7 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, task
 
-from ragloop.task_groups import grade_runs, ingest_sources, write_back_answers
+from ragloop.airflow.task_groups import grade_runs, ingest_sources, write_back_answers
 
 
 @dag(

@@ -1,14 +1,14 @@
 """Mounts ragloop on Airflow's API server: the runs and feedback API under /ragloop, and the
 operator's page under /ragloop-ui, listed in the UI's navigation as "ragloop".
 
-The apps live in `ragloop.runs_api` and `ragloop.operator.app` (authentication, validation and
+The apps live in `ragloop.airflow.runs_api` and `ragloop.airflow.operator.app` (authentication, validation and
 errors are described there: Airflow does not authenticate plugin apps, both do it themselves).
 """
 
 from airflow.plugins_manager import AirflowPlugin
 
-from ragloop.operator.app import URL_PREFIX, create_ui_app, external_view
-from ragloop.runs_api import create_app
+from ragloop.airflow.operator.app import URL_PREFIX, create_ui_app, external_view
+from ragloop.airflow.runs_api import create_app
 
 
 class RagloopPlugin(AirflowPlugin):

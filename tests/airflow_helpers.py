@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from conftest import run_cli
-from ragloop.weaviate_local import free_port
+from ragloop.local.weaviate_local import free_port
 
 T = TypeVar("T")
 

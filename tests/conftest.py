@@ -27,7 +27,7 @@ os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = "ragloop-tests-" + "0123456789abcd
 for name in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
     del os.environ[name]
 
-from ragloop import localenv  # noqa: E402
+from ragloop.local import localenv  # noqa: E402
 from drill_table import drill  # noqa: E402,F401 - issue 16 drills record rows through this fixture (see drill_table.py)
 
 localenv.configure_airflow_env()
@@ -87,10 +87,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def postgres_server():
     """A private PostgreSQL 15 cluster (Debian's binaries) in a temp folder on a free loopback
-    port, started once per session by the same code as `make cluster` (ragloop.cluster.services
+    port, started once per session by the same code as `make cluster` (ragloop.local.cluster.services
     .Postgres: initdb, run as the `ragloop` user when we are root) and stopped at the end.
     Missing binaries fail the tests that need them, naming the package: never a silent skip."""
-    from ragloop.cluster.services import POSTGRES_BIN, Postgres, free_ports
+    from ragloop.local.cluster.services import POSTGRES_BIN, Postgres, free_ports
 
     if not (POSTGRES_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL 15 is not installed ({POSTGRES_BIN / 'initdb'} missing): `make test` installs "
@@ -174,7 +174,7 @@ def weaviate_conn_json(server) -> str:
 def weaviate_server():
     """A real Weaviate on free loopback ports with a temp data folder, stopped at the end of the
     session even when tests fail. `weaviate_default` points at it for the whole session."""
-    from ragloop.weaviate_local import LocalWeaviate
+    from ragloop.local.weaviate_local import LocalWeaviate
 
     server = LocalWeaviate.with_free_ports(TEST_STATE / "weaviate-session")
     server.state_dir.mkdir(parents=True, exist_ok=True)

@@ -245,7 +245,7 @@ def runs_api_page(schema: dict[str, Any]) -> str:
         GENERATED,
         "",
         f"{schema['info']['title']}, version {schema['info']['version']}, generated from the FastAPI app's",
-        "`openapi()` (`ragloop.runs_api.create_app`). It is mounted on Airflow's API server under `/ragloop`, so",
+        "`openapi()` (`ragloop.airflow.runs_api.create_app`). It is mounted on Airflow's API server under `/ragloop`, so",
         "`POST /runs` below is `POST /ragloop/runs`. Every request but `GET /health` needs",
         "`Authorization: Bearer <token>` (an Airflow API token); how tokens, permissions, audiences and errors",
         "work is in [Q&A runs, feedback and the runs API](feedback-loop.md#the-runs-api-airflow-plugin).",
@@ -297,7 +297,7 @@ def runs_api_page(schema: dict[str, Any]) -> str:
 
 
 def openapi_schema() -> dict[str, Any]:
-    from ragloop.runs_api import create_app
+    from ragloop.airflow.runs_api import create_app
 
     return create_app().openapi()
 

@@ -1,22 +1,9 @@
-"""The one list of ragloop's DAGs and assets: every DAG id, what every DAG shares (owner, retries
-with backoff, tags), and the assets the DAGs update and are scheduled on."""
+"""The names of ragloop's DAGs and assets, as plain strings: every DAG id and the runs asset's name
+and URI. The core reads them (a report names its DAG, `ragloop ingest` runs a DAG by its source
+type); the Airflow objects built from them (the DAGs' shared defaults, the `Asset`s) are in
+airflow/assets.py."""
 
 from __future__ import annotations
-
-from datetime import timedelta
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from airflow.sdk import Asset
-
-DEFAULT_ARGS = {
-    "owner": "ragloop",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=20),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
-TAGS = ["ragloop"]
 
 CHECK_DAG_ID = "ragloop_check"
 GRADE_DAG_ID = "ragloop_grade_feedback"
@@ -30,34 +17,6 @@ INGEST_DAG_ID = INGEST_DAG_IDS["docs"]
 
 RUNS_ASSET_NAME = "ragloop_runs"
 RUNS_ASSET_URI = "ragloop://runs"
-
-
-def ingest_asset(config_path: str | None = None) -> Asset:
-    """The asset ingest runs update: the collection of `config_path` (default: the project's
-    sources.yaml). Read at parse time without
-    validating (a mistake in sources.yaml must fail the run's first task with its message, not
-    make the DAG vanish as an import error)."""
-    from airflow.sdk import Asset
-
-    collection = "RagloopChunks"
-    try:
-        import yaml
-
-        from ragloop.config import default_config_path
-
-        from pathlib import Path
-
-        path = Path(config_path) if config_path else default_config_path()
-        data = yaml.safe_load(path.read_text()) or {}
-        if isinstance(data.get("collection"), str):
-            collection = data["collection"]
-    except Exception:  # noqa: BLE001 - any problem is reported by the run itself
-        pass
-    return Asset(name=f"ragloop_{collection}", uri=f"ragloop://weaviate/{collection}", group="ragloop")
-
-
-def runs_asset() -> Asset:
-    """The asset a recorded run or vote updates; the grading DAG is scheduled on it."""
-    from airflow.sdk import Asset  # Airflow's SDK is loaded when an asset is made, not when ids are read
-
-    return Asset(name=RUNS_ASSET_NAME, uri=RUNS_ASSET_URI, group="ragloop")
+# The ingest asset is named after the collection: ragloop_<collection>, ragloop://weaviate/<collection>.
+INGEST_ASSET_PREFIX = "ragloop_"
+INGEST_ASSET_URI_PREFIX = "ragloop://weaviate/"

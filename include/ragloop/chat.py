@@ -66,7 +66,7 @@ class ChatModel:
     @property
     def client(self):
         if self._client is None:
-            from ragloop.connections import openai_client
+            from ragloop.airflow.connections import openai_client
 
             self._client = openai_client(self.connection, max_retries=self._max_retries, timeout=self._timeout)
         return self._client

@@ -287,7 +287,7 @@ class Config:
 def default_config_path() -> Path:
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    from ragloop.localenv import project_root
+    from ragloop.paths import project_root
 
     return project_root() / "include" / "sources.yaml"
 
@@ -507,7 +507,7 @@ QUARANTINE_KEY = "quarantine_credentials"
 def _check_source(path: Path, node: yaml.MappingNode, source: dict) -> None:
     """The source type's own checks (unknown keys, types, missing paths), reported at the line
     of the offending key."""
-    from ragloop.localenv import project_root
+    from ragloop.paths import project_root
     from ragloop.sources.base import SourceConfigError
     from ragloop.sources.registry import source_class
 

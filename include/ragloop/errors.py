@@ -14,3 +14,21 @@ class RagloopError(RuntimeError):
 
 class IngestError(RagloopError):
     """An ingest run did not cover everything; the message says which sources and why."""
+
+
+# The connection errors are core (what a missing or unreadable connection means is known here);
+# reading one goes through Airflow's secrets backends in ragloop.airflow.connections.
+class ConnectionProblem(RagloopError):
+    """A connection ragloop needs could not be had; the message names it and says what to do."""
+
+    def __init__(self, conn_id: str, message: str):
+        super().__init__(message)
+        self.conn_id = conn_id
+
+
+class ConnectionNotFound(ConnectionProblem, LookupError):
+    """No secrets backend defines the connection: it is truly absent."""
+
+
+class ConnectionUnreadable(ConnectionProblem):
+    """A secrets backend failed while looking the connection up: it may well exist."""

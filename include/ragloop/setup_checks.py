@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ragloop.config import load_config
 from ragloop.errors import RagloopError
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def sample_passages(folder: Path, words: int = 200) -> list[str]:
 def measure_embedder(config_path: str | None = None, samples: str | None = None, limit: int | None = None) -> dict:
     """Embed the bundled sample docs with the configured embedder and report its rate."""
     from ragloop.embedding import LocalEmbedder, make_embedder
-    from ragloop.localenv import project_root
+    from ragloop.paths import project_root
 
     config = load_config(config_path)
     folder = Path(samples) if samples else project_root() / "include" / "samples" / "docs"

@@ -26,7 +26,7 @@ from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterable, Iterator
 
-from ragloop.errors import RagloopError
+from ragloop.errors import ConnectionProblem, RagloopError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -57,7 +57,7 @@ def check_connection(conn_id: str) -> None:
     else, or nowhere, without a word."""
     if conn_id in _CHECKED_CONNECTIONS:
         return
-    from ragloop.connections import ConnectionProblem, get_connection
+    from ragloop.airflow.connections import get_connection  # through Airflow's secrets backends
 
     try:
         get_connection(conn_id)
@@ -107,7 +107,7 @@ def staging_root(url: str | None = None, conn_id: str | None = None) -> ObjectSt
 
     url = url or os.environ.get(STAGING_ENV)
     if not url:
-        from ragloop.localenv import state_dir
+        from ragloop.paths import state_dir
 
         url = f"file://{state_dir() / 'staging'}"
     if conn_id:

@@ -15,7 +15,7 @@ import shutil
 from functools import cache
 from pathlib import Path
 
-from ragloop.localenv import cache_dir
+from ragloop.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

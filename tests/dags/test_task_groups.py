@@ -7,7 +7,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, task
 
-from ragloop.task_groups import _resolved, feedback_loop, ingest_sources
+from ragloop.airflow.task_groups import _resolved, feedback_loop, ingest_sources
 
 
 def build(approval: bool):

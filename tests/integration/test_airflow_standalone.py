@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 
 from conftest import run_cli
-from ragloop.processes import group_members
-from ragloop.weaviate_local import free_port
+from ragloop.local.processes import group_members
+from ragloop.local.weaviate_local import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ def test_standalone_serves_our_dags_and_connections_then_stops(tmp_path):
         assert refused.value.code == 401
         assets = request(f"{info['url']}/api/v2/assets?uri_pattern=ragloop://runs", token)["assets"]
         # One asset, whether the run's event or the grading DAG (which consumes it) registered it first.
-        from ragloop.runs import runs_asset
+        from ragloop.airflow.assets import runs_asset
 
         assert [a["uri"] for a in assets] == [runs_asset().uri]
 

@@ -1,5 +1,5 @@
 """One DAG run through a real Celery worker with a real redis-server broker, in the suite: the
-CeleryExecutor path `make cluster` deploys, started by the same code (ragloop.cluster.runner:
+CeleryExecutor path `make cluster` deploys, started by the same code (ragloop.local.cluster.runner:
 its Airflow environment, Redis and worker), made smaller: the session's PostgreSQL as Airflow's
 metadata DB and Celery's result backend, the session's Weaviate, one worker, no S3 (the check DAG
 stages nothing). The scheduler queues the run's tasks to Redis; the worker runs them, each on its
@@ -22,7 +22,7 @@ CHECK_DAG = "ragloop_check"
 
 @pytest.fixture(scope="module")
 def celery_airflow(postgres_server, weaviate_server, tmp_path_factory):
-    from ragloop.cluster.runner import Cluster
+    from ragloop.local.cluster.runner import Cluster
 
     folder = tmp_path_factory.mktemp("celery")
     cluster = Cluster(folder=folder)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ragloop.hooks import weaviate as hook_module
+from ragloop.airflow.hooks import weaviate as hook_module
 from ragloop.index import WeaviateIndexError, connect
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, weaviate_conn_json
-from ragloop.weaviate_local import free_port
+from ragloop.local.weaviate_local import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_cli
-from ragloop.weaviate_local import free_port
+from ragloop.local.weaviate_local import free_port
 from wire_servers import OpenAIWireServer
 
 sys.path.insert(0, str(REPO / "tests" / "sources"))

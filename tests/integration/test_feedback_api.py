@@ -38,7 +38,7 @@ def store(runs_db_url):
 def client(store, auth_manager):
     from fastapi.testclient import TestClient
 
-    from ragloop.runs_api import create_app
+    from ragloop.airflow.runs_api import create_app
 
     with TestClient(create_app(lambda: store, emit=lambda _event: True), base_url="http://127.0.0.1") as client:
         yield client

@@ -118,7 +118,7 @@ def no_written_back_answers(knowledge_base, weaviate_client):
 
 
 def grade(config) -> dict:
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
 
     return run_dag("ragloop_grade_feedback", {"config": str(config)}, retries=0).returns["report"]
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from conftest import copy_samples, weaviate_conn_json, write_config
-from ragloop.weaviate_local import free_port
+from ragloop.local.weaviate_local import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ OTHER = "kb_other"
 
 def test_grading_uses_only_the_named_connection(tmp_path, weaviate_server, airflow_db, monkeypatch, collection_name):
     from ragloop.answer import ask
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
     from ragloop.ingest import ingest
     from ragloop.runs import RunRecorder, RunStore, VoteIn
 

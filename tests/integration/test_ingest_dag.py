@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 
 def run_ingest(config, **conf):
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
 
     result = run_dag("ragloop_ingest_docs", {"config": str(config), "sources": [], "full_refresh": False, **conf}, retries=0)
     return result.returns["report"], result

@@ -127,7 +127,7 @@ def test_weaviate_stopped_mid_index_then_rerun_converges(tmp_path, weaviate_serv
     from ragloop.catalog import INGEST_DAG_ID
     from ragloop.ingest import extract_source, index_batch, plan_ingest
     from ragloop.staging import DagRunRef
-    from ragloop.weaviate_local import LocalWeaviate
+    from ragloop.local.weaviate_local import LocalWeaviate
 
     server = LocalWeaviate.with_free_ports(TEST_STATE / "weaviate-crash")
     server.state_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The ragloop page's app (plugins/ragloop_plugin.py → ragloop.operator.app) under FastAPI's test
+"""The ragloop page's app (plugins/ragloop_plugin.py → ragloop.airflow.operator.app) under FastAPI's test
 client with Airflow's real auth manager, a real Weaviate and a real SQLite run store: nothing
 without a token, the UI's session cookie or a bearer token accepted, reading and revoking by role,
 the revoke guarded against cross-site forms; and the stored reports (run store migration 4).
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def page(weaviate_server, collection_name, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from ragloop.operator.app import create_ui_app
+    from ragloop.airflow.operator.app import create_ui_app
     from ragloop.ingest import ingest
 
     config = str(write_config(tmp_path, collection_name, SAMPLES, embedder="hash", source={"exclude": ["**/changelog*"]}))

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_cli, weaviate_conn_json
-from ragloop.weaviate_local import free_port
+from ragloop.local.weaviate_local import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from conftest import SAMPLES, run_cli, weaviate_conn_json
-from ragloop.weaviate_local import free_port
+from ragloop.local.weaviate_local import free_port
 from airflow_helpers import Api, retried_tasks, task_log_tail, wait_for
 
 pytestmark = pytest.mark.integration

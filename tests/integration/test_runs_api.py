@@ -1,4 +1,4 @@
-"""The runs and feedback API (plugins/ragloop_plugin.py → ragloop.runs_api) under FastAPI's test
+"""The runs and feedback API (plugins/ragloop_plugin.py → ragloop.airflow.runs_api) under FastAPI's test
 client with Airflow's real auth manager and metadata DB: bearer tokens as Airflow's REST API takes
 them, validation errors naming the field, 503 with nothing written when the store is locked, and
 the `ragloop://runs` asset event. Every test taking `store` or `api` runs on SQLite and on a real
@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_helpers import token_for
-from ragloop.runs import RunStore, runs_asset
+from ragloop.airflow.assets import runs_asset
+from ragloop.runs import RunStore
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def store(runs_db_url):
 def api(store, auth_manager):
     from fastapi.testclient import TestClient
 
-    from ragloop.runs_api import create_app
+    from ragloop.airflow.runs_api import create_app
 
     with TestClient(create_app(lambda: store, max_body_bytes=20_000), base_url="http://127.0.0.1") as client:
         client.headers["authorization"] = f"Bearer {token_for(auth_manager, 'admin')}"
@@ -200,7 +201,8 @@ def test_events_reach_the_asset_the_grading_dag_consumes_even_over_a_stale_regis
     from airflow.models.asset import AssetActive, AssetModel
     from airflow.utils.session import create_session
 
-    from ragloop.runs import RUNS_ASSET_NAME, emit_runs_event
+    from ragloop.airflow.events import emit_runs_event
+    from ragloop.runs import RUNS_ASSET_NAME
 
     with create_session() as session:
         for row in session.scalars(sa.select(AssetActive).where(AssetActive.name == RUNS_ASSET_NAME)).all():
@@ -355,7 +357,7 @@ def test_mounted_under_a_prefix_only_health_is_open(store):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from ragloop.runs_api import create_app
+    from ragloop.airflow.runs_api import create_app
 
     outer = FastAPI()
     outer.mount("/ragloop", create_app(lambda: store))

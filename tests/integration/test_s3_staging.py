@@ -22,7 +22,7 @@ BUCKET = "ragloop-test-staging"
 
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory):
-    from ragloop.cluster.services import SeaweedS3, free_ports
+    from ragloop.local.cluster.services import SeaweedS3, free_ports
 
     folder = tmp_path_factory.mktemp("seaweedfs")
     ports = free_ports(4, offsets=(0, 10000))
@@ -62,7 +62,7 @@ def test_an_ingest_staged_on_s3_indexes_what_local_staging_indexes(
 ):
     import s3fs
 
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
 
     local = docs_config(tmp_path / "local", collection_name + "Local", staging=f"file://{tmp_path / 'staging'}")
     remote = docs_config(tmp_path / "s3", collection_name, staging=f"s3://{BUCKET}/{collection_name}",

@@ -154,7 +154,7 @@ def test_no_scheduled_run_is_due_in_the_chosen_time_zone_at_any_hour(monkeypatch
 def test_the_scheduler_runs_three_ingest_dags_with_one_run_id_then_grades_on_an_event(
     standalone, weaviate_client, airflow_db, tmp_path,
 ):
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
     from ragloop.index import read_watermarks
 
     api, zone = standalone

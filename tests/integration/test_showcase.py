@@ -1,4 +1,4 @@
-"""The showcase: a DAG written only against ragloop's public surface (`ragloop.task_groups`), in a
+"""The showcase: a DAG written only against ragloop's public surface (`ragloop.airflow.task_groups`), in a
 temporary project outside `include/ragloop` that also defines a source of its own
 (`acme_kb.notes:NotesSource`, see custom_source_project.py). Airflow standalone's scheduler runs
 it, every task in a process of its own: it ingests the custom source and the sample docs in two
@@ -37,7 +37,7 @@ DAG_FILE = textwrap.dedent(
 
     from airflow.sdk import dag
 
-    from ragloop.task_groups import feedback_loop, ingest_sources
+    from ragloop.airflow.task_groups import feedback_loop, ingest_sources
 
     CONFIG = {config!r}
 

@@ -91,9 +91,9 @@ def test_grade_and_the_feedback_dag_fail_naming_the_connection_and_revoke_nothin
     # The DAG itself, its tasks reading connections through the Task SDK as on a worker.
     code = (
         "import json, sys\n"
-        "from ragloop import localenv\n"
+        "from ragloop.local import localenv\n"
         "localenv.configure_airflow_env()\n"
-        "from ragloop.dagrun import run_dag\n"
+        "from ragloop.airflow.dagrun import run_dag\n"
         f"result = run_dag('ragloop_grade_feedback', {{'config': {str(config)!r}}}, raise_on_failure=False, retries=0)\n"
         "print(json.dumps({'state': result.state, 'tasks': result.task_states, 'report': result.returns.get('report')}))\n"
     )
@@ -120,7 +120,7 @@ def test_grade_and_the_feedback_dag_fail_naming_the_connection_and_revoke_nothin
 def test_the_runs_api_answers_503_naming_the_connection(written_back, airflow_db, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from ragloop.runs_api import create_app
+    from ragloop.airflow.runs_api import create_app
     from test_runs_api import token_for
 
     from airflow.api_fastapi.app import create_auth_manager
@@ -141,7 +141,7 @@ def test_the_runs_api_answers_503_naming_the_connection(written_back, airflow_db
 
 
 def test_a_connection_that_is_truly_absent_is_named_as_not_defined(airflow_db, monkeypatch):
-    from ragloop.connections import ConnectionNotFound, ConnectionUnreadable, get_connection
+    from ragloop.airflow.connections import ConnectionNotFound, ConnectionUnreadable, get_connection
 
     monkeypatch.delenv("AIRFLOW_CONN_RAGLOOP_NOWHERE", raising=False)
     with pytest.raises(ConnectionNotFound, match="'ragloop_nowhere' is not defined"):

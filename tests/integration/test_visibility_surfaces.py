@@ -117,7 +117,7 @@ def test_the_runs_api_lists_a_viewers_runs_and_refuses_votes_on_runs_they_cannot
     from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
     from fastapi.testclient import TestClient
 
-    from ragloop.runs_api import create_app
+    from ragloop.airflow.runs_api import create_app
 
     store, ids = world["store"], world["ids"]
     viewer = bearer(auth_manager, "viewer")
@@ -142,7 +142,7 @@ def test_the_runs_api_lists_a_viewers_runs_and_refuses_votes_on_runs_they_cannot
 def test_the_page_data_json_and_gaps_csv_show_a_viewer_only_public_runs_and_safe_links(world, auth_manager, drill):
     from fastapi.testclient import TestClient
 
-    from ragloop.operator.app import create_ui_app
+    from ragloop.airflow.operator.app import create_ui_app
 
     store = world["store"]
     with TestClient(create_ui_app(world["config"], lambda: store), base_url="http://127.0.0.1") as page:
@@ -213,8 +213,8 @@ def test_the_page_in_a_real_browser_shows_a_viewer_no_internal_run_and_no_unsafe
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    from ragloop.operator.app import create_ui_app
-    from ragloop.weaviate_local import free_port
+    from ragloop.airflow.operator.app import create_ui_app
+    from ragloop.local.weaviate_local import free_port
 
     chromium, chromedriver = "/usr/bin/chromium", "/usr/bin/chromedriver"
     if not (os.path.exists(chromium) and os.path.exists(chromedriver)):

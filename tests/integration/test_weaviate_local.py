@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, weaviate_conn_json
-from ragloop.hooks.endpoint import WeaviateEndpoint
-from ragloop.weaviate_local import LocalWeaviate, LocalWeaviateError, WEAVIATE_VERSION, local_server_for
+from ragloop.index.endpoint import WeaviateEndpoint
+from ragloop.local.weaviate_local import LocalWeaviate, LocalWeaviateError, WEAVIATE_VERSION, local_server_for
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ COLLECTION = "ReplicatedChunks"
 
 @pytest.fixture(scope="module")
 def three_nodes(tmp_path_factory):
-    from ragloop.cluster.services import WeaviateNode, free_ports
+    from ragloop.local.cluster.services import WeaviateNode, free_ports
 
     folder = tmp_path_factory.mktemp("weaviate-cluster")
     pairs = free_ports(6, offsets=(0, 1))

@@ -55,7 +55,7 @@ def installed(tmp_path_factory) -> Installed:
     wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1
     names = zipfile.ZipFile(wheels[0]).namelist()
-    assert {"ragloop/task_groups.py", "ragloop/prompts/groundedness.yaml", "ragloop/data/all-MiniLM-L6-v2/tokenizer.json"} <= set(names)
+    assert {"ragloop/airflow/task_groups.py", "ragloop/prompts/groundedness.yaml", "ragloop/data/all-MiniLM-L6-v2/tokenizer.json"} <= set(names)
 
     venv = tmp_path / "venv"
     run(UV, "venv", "--quiet", "--python", "3.11", venv)
@@ -133,7 +133,7 @@ def test_the_example_dag_runs_from_the_installed_wheel(installed, weaviate_serve
 PROBE = """
 import importlib.util, json
 import ragloop
-from ragloop.hooks.weaviate import RagloopWeaviateHook
+from ragloop.airflow.hooks.weaviate import RagloopWeaviateHook
 from airflow.providers_manager import ProvidersManager
 from airflow.dag_processing.dagbag import DagBag
 from airflow.configuration import conf

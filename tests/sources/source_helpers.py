@@ -22,7 +22,7 @@ def write_sources(folder: Path, collection: str, sources: list[dict], embedder: 
 
 
 def run_ingest_dag(dag_id: str, config: Path, **conf) -> tuple[dict, object]:
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
 
     result = run_dag(dag_id, {"config": str(config), "sources": [], "full_refresh": False, **conf}, retries=0)
     return result.returns["report"], result

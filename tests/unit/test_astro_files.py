@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ragloop.weaviate_local import WEAVIATE_VERSION
+from ragloop.local.weaviate_local import WEAVIATE_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 # Astro Runtime tags count Astronomer's own releases (`3.3-8`), not Airflow's patch number, so
@@ -91,7 +91,7 @@ def test_the_image_carries_the_onnx_model_and_no_torch():
     stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile, re.M)
     assert stages[0][1] == "onnx-export" and stages[0][0] == stages[-1][0]  # one base image, one Python
     assert "uv sync --frozen --only-group export" in dockerfile
-    assert "-m ragloop.onnx_model export --quantization int8" in dockerfile
+    assert "-m ragloop.local.onnx_model export --quantization int8" in dockerfile
     target = re.search(r"^COPY --from=onnx-export \S+ (\S+)$", dockerfile, re.M).group(1)
     assert f"ENV RAGLOOP_ONNX_MODEL_DIR={target}" in dockerfile
     groups = tomllib.loads((REPO / "pyproject.toml").read_text())["dependency-groups"]

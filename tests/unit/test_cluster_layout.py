@@ -14,7 +14,7 @@ from conftest import REPO
 
 @pytest.fixture
 def cluster(tmp_path):
-    from ragloop.cluster.runner import Cluster
+    from ragloop.local.cluster.runner import Cluster
 
     cluster = Cluster(tmp_path / "cluster", REPO)
     cluster.settings(create=True)
@@ -22,7 +22,7 @@ def cluster(tmp_path):
 
 
 def test_ports_are_distinct_and_kept(cluster):
-    from ragloop.cluster.runner import Cluster
+    from ragloop.local.cluster.runner import Cluster
 
     s = cluster.settings()
     ports = [s["postgres_port"], s["redis_port"], s["api_port"], s["trigger_log_port"], *s["worker_log_ports"].values()]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 
-from ragloop.cluster.services import LOWEST_CLUSTER_PORT, ephemeral_port_range, free_ports
+from ragloop.local.cluster.services import LOWEST_CLUSTER_PORT, ephemeral_port_range, free_ports
 
 
 def test_cluster_ports_and_their_offsets_are_outside_the_ephemeral_range_and_free():

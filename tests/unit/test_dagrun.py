@@ -1,6 +1,6 @@
 """What the CLI reports of a DAG run that did not succeed."""
 
-from ragloop.dagrun import DagRunResult
+from ragloop.airflow.dagrun import DagRunResult
 
 
 def test_failed_tasks_leave_out_successful_and_skipped_ones():

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_mapped_task_limits_are_what_operations_md_says():
     from airflow.sdk import DAG
 
-    from ragloop.task_groups import grade_runs, ingest_sources
+    from ragloop.airflow.task_groups import grade_runs, ingest_sources
 
     with DAG("claims", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         ingest_sources(group_id="docs", source_type="docs")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 
 from ragloop.config import Config
-from ragloop.lineage import SCHEMES, asset_to_openlineage, source_uris
+from ragloop.airflow.lineage import SCHEMES, asset_to_openlineage, source_uris
 
 
 def config_of(tmp_path, *sources) -> Config:
@@ -40,7 +40,7 @@ def test_ragloop_uris_become_openlineage_datasets():
 
 
 def test_the_provider_registers_the_converter_for_every_scheme():
-    from ragloop.provider import get_provider_info
+    from ragloop.airflow.provider import get_provider_info
 
     [uris] = get_provider_info()["asset-uris"]
-    assert uris["schemes"] == SCHEMES and uris["to_openlineage_converter"] == "ragloop.lineage.asset_to_openlineage"
+    assert uris["schemes"] == SCHEMES and uris["to_openlineage_converter"] == "ragloop.airflow.lineage.asset_to_openlineage"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ragloop.links import safe_link
-from ragloop.operator.render import render_html
+from ragloop.airflow.operator.render import render_html
 
 LINKS = ["https://docs.example/a.md", "http://127.0.0.1:8080/x?y=1#z", "ragloop://runs/abc", "HTTPS://DOCS.EXAMPLE/A"]
 NOT_LINKS = [

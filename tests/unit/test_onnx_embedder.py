@@ -46,7 +46,7 @@ def export_python() -> Path:
 
 def torch_reference(texts: list[str]) -> list[list[float]]:
     result = subprocess.run(
-        [str(export_python()), "-m", "ragloop.onnx_model", "torch-vectors"], input=json.dumps(texts),
+        [str(export_python()), "-m", "ragloop.local.onnx_model", "torch-vectors"], input=json.dumps(texts),
         capture_output=True, text=True, timeout=600, cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO / "include"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
     )
@@ -156,7 +156,7 @@ def test_embedder_settings():
 
 
 def test_the_runtime_never_imports_the_export():
-    """The export (ragloop.onnx_model, torch side) imports the runtime; the runtime (the embedding
+    """The export (ragloop.local.onnx_model, torch side) imports the runtime; the runtime (the embedding
     package, its manifest reader included) imports nothing of the export, at any level."""
     import ast
 
@@ -170,9 +170,9 @@ def test_the_runtime_never_imports_the_export():
         return names
 
     package = REPO / "include" / "ragloop" / "embedding"
-    offenders = {str(p.relative_to(REPO)) for p in package.rglob("*.py") if "ragloop.onnx_model" in imported(p)}
+    offenders = {str(p.relative_to(REPO)) for p in package.rglob("*.py") if "ragloop.local.onnx_model" in imported(p)}
     assert offenders == set()
-    assert "ragloop.embedding.onnx_manifest" in imported(REPO / "include" / "ragloop" / "onnx_model.py")
+    assert "ragloop.embedding.onnx_manifest" in imported(REPO / "include" / "ragloop" / "local" / "onnx_model.py")
 
 
 def test_a_vector_is_a_function_of_its_text_alone_whatever_runs_beside_it():

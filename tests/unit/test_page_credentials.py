@@ -1,8 +1,8 @@
 """The operator's page counts the documents a source's last ingest found holding a credential, and
 names them only to internal viewers; the secret itself is never on the page."""
 
-from ragloop.operator.data import credential_findings
-from ragloop.operator.render import render_html
+from ragloop.airflow.operator.data import credential_findings
+from ragloop.airflow.operator.render import render_html
 
 FOUND = {
     "documents": 1,

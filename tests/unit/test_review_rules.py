@@ -70,7 +70,7 @@ def test_the_reviewer_reads_question_answer_cited_passages_grades_and_votes():
 def test_the_review_task_offers_approve_and_reject_and_renders_no_template():
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
-    from ragloop.review_operator import ReviewAnswerOperator
+    from ragloop.airflow.review_operator import ReviewAnswerOperator
 
     assert (APPROVE, REJECT) == (ApprovalOperator.APPROVE, ApprovalOperator.REJECT)
     op = ReviewAnswerOperator(task_id="review_answer", qa_run_id="r1", config_path=None, weaviate_conn_id="weaviate_default",
@@ -102,7 +102,7 @@ def test_a_retried_review_task_keeps_the_decision_an_earlier_try_recorded(tmp_pa
     from airflow.providers.standard.operators.hitl import HITLOperator
 
     from ragloop.grading.review import record_review
-    from ragloop.review_operator import ReviewAnswerOperator
+    from ragloop.airflow.review_operator import ReviewAnswerOperator
     from ragloop.runs import RunIn, RunStore
 
     monkeypatch.setenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "runs.db")}))

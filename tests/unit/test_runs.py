@@ -185,6 +185,15 @@ def test_outside_any_recorder_nothing_is_recorded(store):
     assert store.count_runs() == 0
 
 
+def test_a_recorder_tells_on_recorded_of_each_run_it_stored(store):
+    # How `ragloop ask` emits the runs asset event (ragloop.airflow.events) without the core
+    # importing Airflow: the recorder calls what it is handed, and only for runs it stored.
+    told: list[dict] = []
+    with RunRecorder(app="cli", store=store, on_recorded=told.append):
+        run_id = record_run(question("told"))
+    assert told == [{"run_id": run_id, "app": "cli", "event": "run"}]
+
+
 def test_nested_recorders_stack(store):
     with RunRecorder(app="outer", store=store) as outer:
         record_run(question("outer 1"))
@@ -265,7 +274,7 @@ def test_the_runs_connection_selects_the_database(monkeypatch, connection, expec
 
 def test_without_a_connection_the_store_is_a_file_under_the_state_folder(monkeypatch, airflow_db):
     # A migrated metadata DB that has no such connection: truly absent, so the documented default.
-    from ragloop.localenv import state_dir
+    from ragloop.paths import state_dir
     from ragloop.runs import runs_database_url
 
     monkeypatch.delenv("AIRFLOW_CONN_RAGLOOP_RUNS_DEFAULT", raising=False)
@@ -399,7 +408,7 @@ def test_an_unreachable_database_is_an_outage_not_a_bad_token():
 
     import sqlalchemy as sa
 
-    from ragloop.runs_api import is_database_outage
+    from ragloop.airflow.runs_api import is_database_outage
 
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TASK_GROUPS = ROOT / "include" / "ragloop" / "task_groups.py"
+TASK_GROUPS = ROOT / "include" / "ragloop" / "airflow" / "task_groups.py"
 AIRFLOW_CONTEXT = {"params", "dag_run", "ti", "outlet_events"}  # given by Airflow, not by another task
 UNTYPED = {"dict", "Any", "list[dict]", "dict[str, Any]", "object"}
 

@@ -12,8 +12,8 @@ from airflow.providers.weaviate.hooks.weaviate import WeaviateHook
 from weaviate.auth import AuthApiKey, AuthBearerToken, AuthClientCredentials, AuthClientPassword
 
 from conftest import REPO
-from ragloop.hooks.weaviate import RagloopWeaviateHook
-from ragloop.hooks.weaviate import WeaviateConnectionError
+from ragloop.airflow.hooks.weaviate import RagloopWeaviateHook
+from ragloop.airflow.hooks.weaviate import WeaviateConnectionError
 
 CONN_ID = "ragloop_hook_test"
 FAILING_BACKEND = "failing_secrets.UnreachableSecretsBackend"
@@ -57,7 +57,7 @@ def test_each_field_combination_builds_the_client_the_official_hook_builds(case,
     ours = RagloopWeaviateHook(CONN_ID).client_kwargs()
     official = captured(monkeypatch, WeaviateHook(CONN_ID))
     # The client's init checks are skipped (they ask the package index on every connect); the
-    # gRPC health check they would do is ours, see hooks.weaviate.connect_client.
+    # gRPC health check they would do is ours, see ragloop.airflow.hooks.weaviate.connect_client.
     assert ours.pop("skip_init_checks") is True
 
     # Ports: the official hook passes extra values through as given; ours as integers.
@@ -76,7 +76,7 @@ def test_each_field_combination_builds_the_client_the_official_hook_builds(case,
 
 
 def test_hook_metadata_and_provider_info():
-    from ragloop.provider import get_provider_info
+    from ragloop.airflow.provider import get_provider_info
 
     assert (RagloopWeaviateHook.conn_name_attr, RagloopWeaviateHook.default_conn_name, RagloopWeaviateHook.conn_type) == (
         "weaviate_conn_id", "weaviate_default", "weaviate")
@@ -84,8 +84,8 @@ def test_hook_metadata_and_provider_info():
     info = get_provider_info()
     # The `weaviate` type is the official provider's alone (docs/connections.md): ragloop registers none.
     assert info["connection-types"] == []
-    assert any("ragloop.task_groups" in ops["python-modules"] for ops in info["operators"])
-    assert any("ragloop.hooks.weaviate" in hook["python-modules"] for hook in info["hooks"])
+    assert any("ragloop.airflow.task_groups" in ops["python-modules"] for ops in info["operators"])
+    assert any("ragloop.airflow.hooks.weaviate" in hook["python-modules"] for hook in info["hooks"])
     assert "config" not in info  # nothing declared that nothing reads
 
 

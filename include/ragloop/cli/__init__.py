@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from ragloop import localenv
+from ragloop.local import localenv
 from ragloop.cli import cluster, feedback, health, knowledge, local, reports
 from ragloop.cli.common import add_command, release_results, reserve_stdout_for_results
 

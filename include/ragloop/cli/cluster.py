@@ -1,5 +1,5 @@
 """`ragloop cluster start|stop|status|demo`: a distributed deployment on this machine (see
-ragloop.cluster.runner)."""
+ragloop.local.cluster.runner)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ragloop.cli.common import emit, progress
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from ragloop.cluster.runner import Cluster
+    from ragloop.local.cluster.runner import Cluster
 
     cluster = Cluster()
     if args.action == "start":
@@ -20,7 +20,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     elif args.action == "status":
         emit(args, cluster.status(), lambda r: json.dumps(r, indent=2))
     elif args.action == "demo":
-        from ragloop.cluster.demo import run_demo
+        from ragloop.local.cluster.demo import run_demo
 
         emit(args, run_demo(cluster, progress=progress), lambda r: f"Mapped tasks ran on {', '.join(r['mapped_task_hosts'])}")
     return 0

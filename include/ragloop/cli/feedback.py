@@ -20,12 +20,13 @@ def _user_id(args: argparse.Namespace) -> str:
 def cmd_ask(args: argparse.Namespace) -> int:
     from ragloop.answer import ask, format_answer
     from ragloop.config import load_config
+    from ragloop.airflow.events import emit_runs_event
     from ragloop.runs import RunRecorder
 
     load_config(args.config)
     prepare_airflow()
     ensure_local_weaviate()
-    with RunRecorder(app="cli", user_id=_user_id(args), emit_events=True) as recorder:
+    with RunRecorder(app="cli", user_id=_user_id(args), on_recorded=emit_runs_event) as recorder:
         answer = ask(args.question, config_path=args.config, limit=args.limit, audience=args.audience)
     if recorder.errors:
         progress(f"ragloop: the answer was not recorded: {recorder.last_error}")
@@ -34,7 +35,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from ragloop.runs import RunStore, VoteIn, emit_runs_event
+    from ragloop.airflow.events import emit_runs_event
+    from ragloop.runs import RunStore, VoteIn
 
     prepare_airflow()
     vote = VoteIn(vote=args.vote, user_id=_user_id(args), comment=args.comment)
@@ -107,7 +109,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_import(args: argparse.Namespace) -> int:
-    from ragloop.runs import RunStore, emit_runs_event
+    from ragloop.airflow.events import emit_runs_event
+    from ragloop.runs import RunStore
 
     prepare_airflow()
     with RunStore.default() as store:
@@ -130,7 +133,7 @@ def cmd_runs_import(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     """Runs the feedback DAG (ragloop_grade_feedback) through dag.test() and prints its report."""
     from ragloop.config import load_config
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
     from ragloop.grading import GRADE_DAG_ID, format_grade_report
     from ragloop.runs import runs_database_url
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ragloop import localenv
+from ragloop.local import localenv
 from ragloop.cli.common import emit, progress
 from ragloop.cli.local import prepare_airflow
 
@@ -39,7 +39,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from ragloop.doctor import diagnose, format_diagnosis
+    from ragloop.airflow.doctor import diagnose, format_diagnosis
 
     prepare_airflow()
     report = diagnose(args.config, progress=lambda line: progress(f"  checked {line}"))
@@ -90,7 +90,7 @@ def cmd_embedder(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
 
     prepare_airflow()
     progress("Running the ragloop_check DAG through dag.test()...")

@@ -14,7 +14,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Runs each source type's ingest DAG (docs, slack, github_issues) for the sources asked for,
     or for every configured source, one after the other, and prints one report."""
     from ragloop.config import load_config
-    from ragloop.dagrun import run_dag
+    from ragloop.airflow.dagrun import run_dag
     from ragloop.catalog import INGEST_DAG_IDS
     from ragloop.ingest import format_report, merge_reports, select_sources
 

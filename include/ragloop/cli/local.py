@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from ragloop import localenv
+from ragloop.local import localenv
 from ragloop.cli import common
 from ragloop.cli.common import emit, progress
+from ragloop.paths import state_dir
 
 
 def prepare_airflow() -> None:
@@ -18,17 +19,17 @@ def prepare_airflow() -> None:
 
 def local_server():
     from ragloop.index import endpoint_from_connection
-    from ragloop.weaviate_local import local_server_for
+    from ragloop.local.weaviate_local import local_server_for
 
     prepare_airflow()
-    return local_server_for(endpoint_from_connection(), localenv.state_dir() / "weaviate")
+    return local_server_for(endpoint_from_connection(), state_dir() / "weaviate")
 
 
 def ensure_local_weaviate() -> None:
     """Start the local server when the connection points at it and it is down; a remote
     Weaviate is left to whoever runs it."""
     from ragloop.index import endpoint_from_connection
-    from ragloop.weaviate_local import LOOPBACK_HOSTS
+    from ragloop.local.weaviate_local import LOOPBACK_HOSTS
 
     endpoint = endpoint_from_connection()
     if endpoint.host in LOOPBACK_HOSTS and not endpoint.http_secure:

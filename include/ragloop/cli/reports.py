@@ -74,8 +74,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     as a self-contained HTML file with the plots inlined (--html), as JSON (--json) or as a summary."""
     from pathlib import Path
 
-    from ragloop.operator.data import gather
-    from ragloop.operator.render import render_html, render_json
+    from ragloop.airflow.operator.data import gather
+    from ragloop.airflow.operator.render import render_html, render_json
 
     since = parse_since(args.since)
     prepare_airflow()

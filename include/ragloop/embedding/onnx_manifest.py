@@ -1,5 +1,5 @@
 """The exported ONNX model as the runtime sees it: where it lives in the cache, what its folder
-holds, and its manifest checked at every load. No torch, no export code: `ragloop.onnx_model` (the
+holds, and its manifest checked at every load. No torch, no export code: `ragloop.local.onnx_model` (the
 export, run in the export environment) writes what this module reads, and imports it, never the
 other way round.
 """
@@ -44,7 +44,7 @@ def check_quantization(quantization: str) -> str:
 
 
 def models_root() -> Path:
-    from ragloop.localenv import cache_dir
+    from ragloop.paths import cache_dir
 
     return Path(os.environ.get(MODEL_DIR_ENV) or cache_dir() / "models")
 
@@ -55,7 +55,7 @@ def model_dir(quantization: str = DEFAULT_QUANTIZATION) -> Path:
 
 def export_env() -> Path:
     """The environment the Makefile exports in (`uv sync --only-group export`): torch lives here only."""
-    from ragloop.localenv import cache_dir
+    from ragloop.paths import cache_dir
 
     return cache_dir() / "export-env"
 
@@ -65,7 +65,7 @@ def export_command(quantization: str = DEFAULT_QUANTIZATION) -> str:
     extra = "" if quantization == DEFAULT_QUANTIZATION else f" ONNX_QUANTIZATION={quantization}"
     return (
         f"`make onnx-model{extra}` in the ragloop project (or, in an environment with the `export` group: "
-        f"`python -m ragloop.onnx_model export --quantization {quantization}`)"
+        f"`python -m ragloop.local.onnx_model export --quantization {quantization}`)"
     )
 
 

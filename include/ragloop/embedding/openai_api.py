@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Sequence
 
 from ragloop.embedding.base import EmbeddingError, EmbeddingUsage
+from ragloop.errors import ConnectionProblem
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -81,7 +82,7 @@ class OpenAIEmbedder:
     def _client(self) -> OpenAI:
         with self._lock:
             if self.client is None:
-                from ragloop.connections import ConnectionProblem, openai_client
+                from ragloop.airflow.connections import openai_client  # through Airflow's secrets backends
 
                 # Our own retry loop below counts and bounds retries; the client's would double them.
                 try:

@@ -10,7 +10,7 @@ from ragloop.grading.choice import configured_judge_name
 from ragloop.grading.tasks import empty_tally
 from ragloop.grading.types import GradeReport, GradeTally, WritebackResult
 from ragloop.grading.verdicts import JudgeKind, GradingError
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import endpoint_from_connection
 from ragloop.runs import describe_runs_store
 from ragloop.runs.reports import keep_report

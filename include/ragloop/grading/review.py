@@ -6,7 +6,7 @@ A decision is stored where grades are: an approval is a grade of the criterion `
 by the judge `human:<reviewer>` (so the operator page counts it and the written-back answer's
 provenance names it); a rejection is that grade failed, plus a revocation by hand with the
 reviewer's reason, so the answer is kept out, and its content blocked, as `ragloop qa revoke`
-keeps it out. No Airflow here: the feedback DAG's HITL operator (ragloop.review_operator) calls
+keeps it out. No Airflow here: the feedback DAG's HITL operator (ragloop.airflow.review_operator) calls
 `record_review` with what the person chose."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ragloop.grading.review_rules import (
     held_for_review,
 )
 from ragloop.grading.types import ReviewDecision, ReviewRequest
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.progress import progress
 from ragloop.runs import RunStore, WritebackState, latest_votes
 from ragloop.runs.models import voter

@@ -49,7 +49,7 @@ def default_gitleaks_binary() -> Path:
     override = os.environ.get(GITLEAKS_BIN_ENV)
     if override:
         return Path(override)
-    from ragloop.localenv import cache_dir
+    from ragloop.paths import cache_dir
 
     return cache_dir() / "gitleaks" / GITLEAKS_VERSION / "gitleaks"
 

@@ -19,7 +19,7 @@ from ragloop.grading.choice import criterion_versions, make_judge
 from ragloop.grading.judge import Judge
 from ragloop.grading.types import GradeTally
 from ragloop.grading.verdicts import CHECKS, CHECKS_JUDGE, CHECKS_VERSION, CRITERIA, VOTE_CRITERIA, JudgeFailed, Verdict
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import connect, fetch_chunks
 from ragloop.progress import progress
 from ragloop.runs import RunNotFound, RunStore, RunStoreUnavailable, WritebackState

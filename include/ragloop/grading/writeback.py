@@ -25,7 +25,7 @@ from ragloop.grading.choice import criterion_versions
 from ragloop.grading.review_rules import held_for_review
 from ragloop.grading.types import UngradedRun, WritebackResult
 from ragloop.grading.verdicts import CHECKS
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import connect, delete_documents, fetch_chunks, read_indexed_documents
 from ragloop.ingest import finish_staging, ingest_staged_listings, pruned_doc_ids, stage_documents
 from ragloop.ingest.indexing import add_index_counts, empty_index_counts

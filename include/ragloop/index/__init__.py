@@ -5,7 +5,7 @@ The collection is the only record of what is indexed: every chunk carries its do
 (`doc_hash`) and chunk count (`chunk_count`), so a plan can tell unchanged, changed and
 half-written documents apart from the index alone, with no side database that could drift.
 
-A connection becomes a client in `ragloop.hooks.weaviate.RagloopWeaviateHook` and nowhere else;
+A connection becomes a client in `ragloop.airflow.hooks.weaviate.RagloopWeaviateHook` and nowhere else;
 `connect` adds the messages that name the Weaviate that failed.
 
 `base.Index` is the interface planning, indexing and prune take: `WeaviateIndex` is the real one

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from collections.abc import Iterator
 
 from ragloop.errors import RagloopError
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID, WeaviateEndpoint, client_kwargs
+from ragloop.index.endpoint import WEAVIATE_CONN_ID, WeaviateEndpoint, client_kwargs
 
 if TYPE_CHECKING:
     from weaviate import WeaviateClient
@@ -31,7 +31,7 @@ class ReplicationMismatch(WeaviateIndexError):
 
 def endpoint_from_connection(conn_id: str = WEAVIATE_CONN_ID) -> WeaviateEndpoint:
     """Where the connection points (see `RagloopWeaviateHook` for what its fields mean)."""
-    from ragloop.hooks.weaviate import RagloopWeaviateHook, WeaviateConnectionError
+    from ragloop.airflow.hooks.weaviate import RagloopWeaviateHook, WeaviateConnectionError
 
     try:
         return RagloopWeaviateHook(conn_id).endpoint()
@@ -42,7 +42,7 @@ def endpoint_from_connection(conn_id: str = WEAVIATE_CONN_ID) -> WeaviateEndpoin
 @contextmanager
 def connect(conn_id: str = WEAVIATE_CONN_ID) -> Iterator[WeaviateClient]:
     """A Weaviate client for the Airflow connection, made by the hook; closed on exit."""
-    from ragloop.hooks.weaviate import RagloopWeaviateHook, WeaviateConnectionError, connect_client, release_client
+    from ragloop.airflow.hooks.weaviate import RagloopWeaviateHook, WeaviateConnectionError, connect_client, release_client
 
     try:
         endpoint, kwargs = RagloopWeaviateHook(conn_id).connect_args()

@@ -56,7 +56,7 @@ ADJUSTED_POOL = 3
 
 # A search checks its collection (it exists, it was built by this embedder, its schema is
 # current) once per client and collection within this many seconds. A kept client
-# (ragloop.hooks.weaviate) serves many queries, and a check is up to four HTTP requests: about a
+# (ragloop.airflow.hooks.weaviate) serves many queries, and a check is up to four HTTP requests: about a
 # fifth of an offline ask, and four round trips behind a remote Weaviate (docs/performance-
 # embedder.md). The bound is how long a collection dropped and rebuilt with another embedder by
 # another process could go unnoticed by this one; this process's own creates and drops are seen

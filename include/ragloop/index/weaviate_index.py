@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import reading, records, schema, watermarks, writing
 from ragloop.index.connection import connect
 from ragloop.index.search import search as hybrid_search

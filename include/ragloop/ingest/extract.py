@@ -7,7 +7,7 @@ import logging
 import time
 
 from ragloop.config import ConfigError, load_config
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import open_weaviate_index
 from ragloop.ingest.run_files import run_dir
 from ragloop.ingest.types import ExtractResult, IdListing

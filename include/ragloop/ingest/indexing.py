@@ -29,7 +29,7 @@ from ragloop.chunking import ChunkingSettings, chunker_for
 from ragloop.config import load_config
 from ragloop.embedding import make_embedder
 from ragloop.errors import IngestError, RagloopError
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import RECORD_COMPLETE, ChunkObject, DocumentRecord, chunk_object, open_weaviate_index
 from ragloop.ingest.types import BatchResult, CredentialDocument, IndexCounts, IngestTarget
 from ragloop.progress import progress, progress_bar

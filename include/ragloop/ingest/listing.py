@@ -3,7 +3,7 @@
 `ingest_listings` takes what it works on (`IngestTarget`: configuration, Index, embedder) and
 returns a typed `ListingIngest`, so no caller reads the plan file's layout. The DAG's tasks run
 the same three steps one by one (`plan_listings`, `index_documents`, `prune_planned`, through the
-task bodies `plan_ingest`, `index_batch` and `prune_sources` of ragloop.task_groups), the CLI runs
+task bodies `plan_ingest`, `index_batch` and `prune_sources` of ragloop.airflow.task_groups), the CLI runs
 that DAG, write-back calls `ingest_staged_listings` and `ragloop.ingest.run.ingest` (benchmarks,
 tests without a scheduler) calls `ingest_listings`.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ragloop.config import load_config
 from ragloop.embedding import make_embedder
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import open_weaviate_index
 from ragloop.ingest.indexing import index_documents
 from ragloop.ingest.plan import plan_listings

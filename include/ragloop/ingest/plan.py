@@ -8,7 +8,7 @@ import time
 from ragloop.chunking import ChunkingSettings
 from ragloop.config import load_config
 from ragloop.embedding import make_embedder
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import open_weaviate_index
 from ragloop.ingest.planning import MAX_INDEX_BATCHES, WorkItem, batch_work, plan_source
 from ragloop.ingest.run_files import plan_path, run_dir

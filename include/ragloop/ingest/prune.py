@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from ragloop.config import Config, load_config
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import Index, open_weaviate_index
 from ragloop.ingest.run_files import plan_path
 from ragloop.ingest.types import PruneResult, SourcePruned

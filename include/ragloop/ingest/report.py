@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 
 from ragloop.config import load_config
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.index import collection_counts, connect, endpoint_from_connection
 from ragloop.ingest.indexing import add_index_counts, empty_index_counts
 from ragloop.ingest.run_files import finish_staging, plan_path, staging_root_of

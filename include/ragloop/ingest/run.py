@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ragloop.catalog import INGEST_DAG_IDS
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.ingest.extract import extract_source, select_sources
 from ragloop.ingest.listing import ingest_staged_listings
 from ragloop.ingest.report import build_report

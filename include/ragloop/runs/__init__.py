@@ -13,11 +13,12 @@ whichever recorder is active in its context, without being handed one. Recording
 answering: a database error is logged and counted on the recorder.
 
 Modules: `models` (what a run and a vote are, as accepted), `schema` (tables and migrations),
-`connection` (which database, the store's errors), `store` (`RunStore`), `events` (asset events),
-`recorder` (`RunRecorder`). This module re-exports what callers use.
+`connection` (which database, the store's errors), `store` (`RunStore`), `recorder` (`RunRecorder`).
+The `ragloop://runs` asset event a recorded run or vote may emit is Airflow's side
+(ragloop.airflow.events.emit_runs_event, handed to the recorder as `on_recorded`). This module re-exports what callers use.
 """
 
-from ragloop.catalog import RUNS_ASSET_NAME, RUNS_ASSET_URI, runs_asset
+from ragloop.catalog import RUNS_ASSET_NAME, RUNS_ASSET_URI
 from ragloop.runs.connection import (
     RUNS_CONN_ID,
     RunNotFound,
@@ -28,7 +29,6 @@ from ragloop.runs.connection import (
     runs_database,
     runs_database_url,
 )
-from ragloop.runs.events import emit_runs_event
 from ragloop.runs.models import (
     WRITEBACK_STATES,
     RetrievedSource,
@@ -65,12 +65,10 @@ __all__ = [
     "active_recorder",
     "describe_database",
     "describe_runs_store",
-    "emit_runs_event",
     "field_errors",
     "latest_votes",
     "new_run_id",
     "record_run",
-    "runs_asset",
     "runs_database",
     "runs_database_url",
     "summarize_votes",

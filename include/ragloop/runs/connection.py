@@ -7,9 +7,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ragloop.connections import ConnectionNotFound, ConnectionUnreadable, get_connection
-from ragloop.errors import RagloopError
-from ragloop.localenv import state_dir
+from ragloop.errors import ConnectionNotFound, ConnectionUnreadable, RagloopError
+from ragloop.paths import state_dir
 
 RUNS_CONN_ID = "ragloop_runs_default"
 
@@ -48,6 +47,8 @@ def runs_database(conn_id: str = RUNS_CONN_ID) -> tuple[str, bool]:
     Connection types: `sqlite` (host = the file path), `postgres`, `mysql`; or any database by
     putting a full SQLAlchemy URL in the connection's extra as `sqlalchemy_url`.
     """
+    from ragloop.airflow.connections import get_connection  # through Airflow's secrets backends
+
     try:
         conn = get_connection(conn_id)
     except ConnectionNotFound:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+from collections.abc import Callable
 
-from ragloop.runs.events import emit_runs_event
 from ragloop.runs.models import RunIn
 from ragloop.runs.store import RunStore
 
@@ -33,11 +33,11 @@ class RunRecorder:
         store: RunStore | None = None,
         store_url: str | None = None,
         user_id: str | None = None,
-        emit_events: bool = False,
+        on_recorded: Callable[[dict], object] | None = None,
     ):
         self.app = app
         self.user_id = user_id
-        self.emit_events = emit_events
+        self.on_recorded = on_recorded  # told of each recorded run, e.g. Airflow's asset event (the CLI's)
         self._store = store
         self._store_url = store_url
         self._owns_store = store is None
@@ -87,8 +87,8 @@ class RunRecorder:
             return None
         with self._lock:
             self.run_ids.append(run_id)
-        if self.emit_events:
-            emit_runs_event({"run_id": run_id, "app": self.app, "event": "run"})
+        if self.on_recorded is not None:
+            self.on_recorded({"run_id": run_id, "app": self.app, "event": "run"})
         return run_id
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ragloop.connections import ConnectionProblem
+from ragloop.errors import ConnectionProblem
 from ragloop.runs.connection import RunStoreError
 from ragloop.runs.store import RunStore
 

@@ -92,7 +92,7 @@ def make_source(config: dict[str, Any], project_root: Path | None = None) -> Sou
     """The source a validated sources.yaml entry describes; paths resolve against `project_root`
     (the project folder by default)."""
     if project_root is None:
-        from ragloop.localenv import project_root as default_root  # localenv reads settings: only when needed
+        from ragloop.paths import project_root as default_root
 
         project_root = default_root()
     return source_class(config["type"])(config, project_root)

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from ragloop.documents import Document
-from ragloop.localenv import cache_dir
+from ragloop.paths import cache_dir
 from ragloop.sources.base import (
     ExtractReport,
     Source,

@@ -17,6 +17,7 @@ from pathlib import Path
 from collections.abc import Iterator
 
 
+from ragloop.errors import ConnectionProblem
 from ragloop.sources.base import (
     SourceError,
 )
@@ -55,7 +56,7 @@ def git_credentials_env(conn_id: str, url: str) -> dict[str, str]:
 
     Through GIT_CONFIG_* variables (git 2.31+), so the token is in no command line, no URL, no
     file (the clone's .git/config keeps the bare URL), and in no error message git prints."""
-    from ragloop.connections import ConnectionProblem, get_connection
+    from ragloop.airflow.connections import get_connection  # through Airflow's secrets backends
 
     try:
         conn = get_connection(conn_id)

@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from ragloop.runs_api import NotAuthorized, auth_headers, authenticate, viewer_audience
+from ragloop.airflow.runs_api import NotAuthorized, auth_headers, authenticate, viewer_audience
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def create_ui_app(
 ) -> FastAPI:
     """The page's app. The run store opens on the first request (plugins load in every Airflow
     process; only the API server serves requests)."""
-    from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+    from ragloop.index.endpoint import WEAVIATE_CONN_ID
 
     conn_id = weaviate_conn_id or WEAVIATE_CONN_ID
     app = FastAPI(title="ragloop page", docs_url=None, redoc_url=None, openapi_url=None)
@@ -114,13 +114,13 @@ def create_ui_app(
 
     def gaps_for(audience: str) -> dict:
         from ragloop.config import load_config
-        from ragloop.operator.data import docs_gaps
+        from ragloop.airflow.operator.data import docs_gaps
 
         config = load_config(config_path)
         return gaps_cache.get(store(), audience, lambda: docs_gaps(store(), config, None, audience=audience))
 
     def gather_now(audience: str, since: datetime | None = None) -> dict:
-        from ragloop.operator.data import gather
+        from ragloop.airflow.operator.data import gather
 
         return gather(config_path, since, conn_id, store=store(), gaps_provider=lambda: gaps_for(audience), audience=audience)
 
@@ -131,7 +131,7 @@ def create_ui_app(
     async def page(request: Request):
         from starlette.concurrency import run_in_threadpool
 
-        from ragloop.operator.render import render_html
+        from ragloop.airflow.operator.render import render_html
 
         user, auth_manager = await user_of(request, "GET")
         can_revoke = auth_manager.is_authorized_asset(method="POST", user=user)
@@ -143,7 +143,7 @@ def create_ui_app(
     async def data_json(request: Request):
         from starlette.concurrency import run_in_threadpool
 
-        from ragloop.operator.render import render_json
+        from ragloop.airflow.operator.render import render_json
 
         user, auth_manager = await user_of(request, "GET")
         data = await run_in_threadpool(gather_now, viewer_audience(auth_manager, user))

@@ -11,9 +11,9 @@ needs only `onnxruntime` and `tokenizers`. The exported folder, under
   the model file's sha256 (checked at every load), and how close its vectors came to the torch
   model's on the check texts.
 
-    python -m ragloop.onnx_model export [--quantization int8|fp32] [--force]
-    python -m ragloop.onnx_model status [--json]
-    python -m ragloop.onnx_model torch-vectors < texts.json   # the torch model's vectors, for checks
+    python -m ragloop.local.onnx_model export [--quantization int8|fp32] [--force]
+    python -m ragloop.local.onnx_model status [--json]
+    python -m ragloop.local.onnx_model torch-vectors < texts.json   # the torch model's vectors, for checks
 
 `make onnx-model` runs the export in its own environment (`uv sync --only-group export` into
 `~/.cache/ragloop/export-env`), so the project environment never holds torch.
@@ -270,7 +270,7 @@ def status(quantization: str = DEFAULT_QUANTIZATION) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ragloop.onnx_model", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ragloop.local.onnx_model", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("export", help="export the bundled weights to ONNX into the cache (needs torch)")
     run.add_argument("--quantization", default=DEFAULT_QUANTIZATION, choices=QUANTIZATIONS)

@@ -2,7 +2,7 @@
 file, a log and a data folder under `.ragloop/cluster/<name>/`, listening on 127.0.0.1 only.
 
 Stopping signals only the process group whose leader's command line carries the markers we
-started it with (see `ragloop.processes.ManagedProcess`): never a process ragloop did not start.
+started it with (see `ragloop.local.processes.ManagedProcess`): never a process ragloop did not start.
 
 Over 450 lines on purpose: one small class per server (Postgres, Redis, SeaweedFS, a Weaviate
 node, an Airflow process), each its command line, readiness check and stop, which read best side
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
 
-from ragloop.cluster.errors import ClusterError
-from ragloop.processes import ManagedProcess, group_members
-from ragloop.weaviate_local import port_is_free
+from ragloop.local.cluster.errors import ClusterError
+from ragloop.local.processes import ManagedProcess, group_members
+from ragloop.local.weaviate_local import port_is_free
 
 POSTGRES_BIN = Path(os.environ.get("RAGLOOP_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 SERVICE_USER = "ragloop"  # Postgres refuses to run as root: when we are root, its processes run as this user
@@ -393,7 +393,7 @@ class SeaweedS3(Service):
     stop_timeout: float = 60.0  # it takes more than 10 s to stop after SIGTERM
 
     def command(self) -> list[str]:
-        from ragloop.cluster.seaweedfs import ensure_binary
+        from ragloop.local.cluster.seaweedfs import ensure_binary
 
         weed = ensure_binary()
         data = self.folder / "data"
@@ -470,7 +470,7 @@ class WeaviateNode(Service):
     stop_timeout: float = 60.0
 
     def command(self) -> list[str]:
-        from ragloop.weaviate_local import ensure_binary
+        from ragloop.local.weaviate_local import ensure_binary
 
         return [str(ensure_binary()), "--host", "127.0.0.1", "--port", str(self.http_port), "--scheme", "http"]
 

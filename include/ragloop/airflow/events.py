@@ -6,7 +6,8 @@ import logging
 
 import sqlalchemy as sa
 
-from ragloop.catalog import RUNS_ASSET_URI, runs_asset
+from ragloop.airflow.assets import runs_asset
+from ragloop.catalog import RUNS_ASSET_URI
 
 log = logging.getLogger(__name__)
 

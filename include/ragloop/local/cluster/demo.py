@@ -10,7 +10,7 @@ import urllib.parse
 from typing import Any
 from collections.abc import Callable
 
-from ragloop.cluster.runner import COLLECTION, Cluster, ClusterError
+from ragloop.local.cluster.runner import COLLECTION, Cluster, ClusterError
 
 INGEST_DAGS = ("ragloop_ingest_docs", "ragloop_ingest_slack", "ragloop_ingest_github_issues")
 GRADE_DAG = "ragloop_grade_feedback"

@@ -35,7 +35,7 @@ SCHEMES = ["weaviate", "git", "slack", "github", "ragloop"]
 
 
 def collection_uri(weaviate_conn_id: str, collection: str) -> str:
-    from ragloop.hooks.weaviate import RagloopWeaviateHook
+    from ragloop.airflow.hooks.weaviate import RagloopWeaviateHook
 
     endpoint = RagloopWeaviateHook(weaviate_conn_id).endpoint()
     return f"weaviate://{endpoint.host}:{endpoint.http_port}/{collection}"
@@ -97,7 +97,7 @@ def report_extract(config_path: str | None, source_id: str, weaviate_conn_id: st
     """An extract task: the source's datasets in, the collection out."""
     try:
         from ragloop.config import load_config
-        from ragloop.localenv import project_root
+        from ragloop.paths import project_root
 
         config = load_config(config_path)
         inputs, outputs = source_uris(config, source_id, project_root()), [collection_uri(weaviate_conn_id, config.collection)]

@@ -1,6 +1,6 @@
 """Where a `weaviate` connection points (`WeaviateEndpoint`) and the client arguments for it:
 no Airflow and no Weaviate client imported here, so `ragloop.index` and the local-server code can
-use it before Airflow is configured. `RagloopWeaviateHook` (hooks/weaviate.py) documents the fields."""
+use it before Airflow is configured. `RagloopWeaviateHook` (airflow/hooks/weaviate.py) documents the fields."""
 
 from __future__ import annotations
 

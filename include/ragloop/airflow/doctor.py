@@ -47,7 +47,7 @@ def _connection_fix(conn_id: str, conn_type: str) -> str:
 
 def _resolve(conn_id: str, conn_type: str, name: str) -> tuple[Any, Check | None]:
     """The connection, or the failed check saying why it could not be had."""
-    from ragloop.connections import ConnectionNotFound, ConnectionProblem, get_connection
+    from ragloop.airflow.connections import ConnectionNotFound, ConnectionProblem, get_connection
 
     try:
         return get_connection(conn_id), None
@@ -75,7 +75,7 @@ def check_config(config_path: str | None) -> tuple[Any, Check]:
 
 
 def check_connections_source() -> Check:
-    from ragloop.connections import connection_source
+    from ragloop.airflow.connections import connection_source
 
     try:
         return Check("secrets backends", None, OK, connection_source())
@@ -91,7 +91,7 @@ def check_connections_source() -> Check:
 
 def check_weaviate(config) -> Check:
     from ragloop.embedding import make_embedder
-    from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+    from ragloop.index.endpoint import WEAVIATE_CONN_ID
     from ragloop.index import WeaviateIndexError, connect, endpoint_from_connection, recorded_embedder
 
     conn, failed = _resolve(WEAVIATE_CONN_ID, "weaviate", "weaviate")
@@ -220,7 +220,7 @@ def check_staging(config) -> Check:
 
 
 def check_openai(conn_id: str, why: str) -> Check:
-    from ragloop.connections import openai_client
+    from ragloop.airflow.connections import openai_client
 
     _, failed = _resolve(conn_id, "openai", "openai")
     if failed:

@@ -18,23 +18,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragloop.errors import RagloopError
+from ragloop.errors import ConnectionNotFound, ConnectionProblem, ConnectionUnreadable
 
-
-class ConnectionProblem(RagloopError):
-    """A connection ragloop needs could not be had; the message names it and says what to do."""
-
-    def __init__(self, conn_id: str, message: str):
-        super().__init__(message)
-        self.conn_id = conn_id
-
-
-class ConnectionNotFound(ConnectionProblem, LookupError):
-    """No secrets backend defines the connection: it is truly absent."""
-
-
-class ConnectionUnreadable(ConnectionProblem):
-    """A secrets backend failed while looking the connection up: it may well exist."""
+__all__ = [
+    "ConnectionNotFound",
+    "ConnectionProblem",
+    "ConnectionUnreadable",
+    "connection_source",
+    "get_connection",
+    "openai_client",
+]
 
 
 def _in_task() -> bool:

@@ -1,4 +1,4 @@
-"""Where a ragloop project keeps its state, and the Airflow environment of the no-Docker mode.
+"""The Airflow environment of the no-Docker mode (the project and state folders are ragloop.paths).
 
 In Docker (Astro) and on a distributed Airflow, `AIRFLOW_HOME` is already set and nothing here
 overrides it. Locally, `ragloop` and the Makefile point Airflow at a SQLite metadata DB under the
@@ -17,43 +17,15 @@ import time
 from pathlib import Path
 
 from ragloop.errors import RagloopError
+from ragloop.paths import project_root, state_dir
 
 log = logging.getLogger(__name__)
 
-PROJECT_ENV = "RAGLOOP_PROJECT_DIR"
 DEFAULT_API_PORT = "8080"
 
 
 class LocalAirflowError(RagloopError):
     """The local Airflow could not be prepared or started; the message says why."""
-
-
-STATE_ENV = "RAGLOOP_STATE_DIR"
-
-
-def project_root() -> Path:
-    """The Astro project folder: `RAGLOOP_PROJECT_DIR`, else the nearest parent of the working
-    directory holding `dags/` and `include/sources.yaml`, else the checkout this package sits in."""
-    if os.environ.get(PROJECT_ENV):
-        return Path(os.environ[PROJECT_ENV]).resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "dags").is_dir() and (folder / "include" / "sources.yaml").is_file():
-            return folder
-    return Path(__file__).resolve().parents[2]
-
-
-def state_dir() -> Path:
-    """The ignored folder for local state: Weaviate data, the Airflow DB, staged documents."""
-    path = Path(os.environ.get(STATE_ENV) or project_root() / ".ragloop")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def cache_dir() -> Path:
-    """Per-user cache shared by every clone (the Weaviate binary, tiktoken data)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ragloop"
 
 
 def airflow_env_defaults() -> dict[str, str]:
@@ -195,7 +167,7 @@ def standalone_url() -> str:
 
 
 def _standalone_process():
-    from ragloop.processes import ManagedProcess
+    from ragloop.local.processes import ManagedProcess
 
     home = Path(airflow_home())
     return ManagedProcess(home / "standalone.pid", home / "standalone.log", markers=("airflow", "standalone"))

@@ -22,7 +22,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from ragloop.errors import RagloopError
-from ragloop.localenv import cache_dir
+from ragloop.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import yaml
 
-from ragloop.cluster.services import (
+from ragloop.local.cluster.services import (
     ClusterError,
     Postgres,
     Redis,
@@ -42,7 +42,7 @@ from ragloop.cluster.services import (
     WeaviateNode,
     free_ports,
 )
-from ragloop.localenv import project_root, state_dir
+from ragloop.paths import project_root, state_dir
 
 WORKERS = ("worker-1", "worker-2")
 WEAVIATE_NODES = ("weaviate-1", "weaviate-2", "weaviate-3")
@@ -253,7 +253,7 @@ class Cluster:
     def worker_env(self, name: str) -> dict[str, str]:
         return self.airflow_env(
             self.folder / name,
-            AIRFLOW__CORE__HOSTNAME_CALLABLE="ragloop.cluster.hostname.worker_hostname",
+            AIRFLOW__CORE__HOSTNAME_CALLABLE="ragloop.local.cluster.hostname.worker_hostname",
             RAGLOOP_WORKER_HOSTNAME=name,
             AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(self.settings()["worker_log_ports"][name]),
         )

@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragloop.airflow.events import emit_runs_event
 from ragloop.errors import RagloopError
 from ragloop.runs import (
     RunId,
@@ -37,7 +38,6 @@ from ragloop.runs import (
     RunStoreError,
     RunStoreUnavailable,
     VoteIn,
-    emit_runs_event,
 )
 from ragloop.runs.store import ChunkActionInvalid
 

@@ -1,5 +1,5 @@
 """ragloop's ingest DAGs: one per source type, each the public task group
-`ragloop.task_groups.ingest_sources` with the Params people trigger it with.
+`ragloop.airflow.task_groups.ingest_sources` with the Params people trigger it with.
 
 settings → select sources → extract (one mapped task per source; documents staged as files) → plan (one
 streaming read of the index) → index (one mapped task per batch of new and changed documents)
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag
 
-from ragloop.catalog import DEFAULT_ARGS, TAGS, ingest_asset
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
-from ragloop.task_groups import ingest_sources
+from ragloop.airflow.assets import DEFAULT_ARGS, TAGS, ingest_asset
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
+from ragloop.airflow.task_groups import ingest_sources
 
 KNOWLEDGE_BASE = ingest_asset()
 

@@ -9,8 +9,8 @@ from functools import lru_cache
 from typing import Any
 
 from ragloop.links import safe_link
-from ragloop.operator.charts import all_charts
-from ragloop.operator.data import GAPS_SHOWN
+from ragloop.airflow.operator.charts import all_charts
+from ragloop.airflow.operator.data import GAPS_SHOWN
 
 
 @lru_cache(maxsize=1)
@@ -18,7 +18,7 @@ def _template():
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     environment = Environment(
-        loader=PackageLoader("ragloop.operator", "templates"),
+        loader=PackageLoader("ragloop.airflow.operator", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
         undefined=_lenient(),
         trim_blocks=True,

@@ -19,7 +19,7 @@ What ragloop adds, and why:
   empty OIDC username and password, which makes the client look up an OIDC configuration and
   warn on every connect to an anonymous (local) server.
 - Client timeouts sized for batch imports (init 10 s, query 60 s, insert 120 s).
-- The connection is read with `ragloop.connections.get_connection`, which tells an absent
+- The connection is read with `ragloop.airflow.connections.get_connection`, which tells an absent
   connection from an unreadable one (a failing secrets backend); Airflow's own lookup reports
   both as "not defined".
 """
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 import weaviate
 from airflow.providers.weaviate.hooks.weaviate import WeaviateHook
 
-from ragloop.connections import ConnectionProblem, get_connection
-from ragloop.hooks.endpoint import (
+from ragloop.airflow.connections import ConnectionProblem, get_connection
+from ragloop.index.endpoint import (
     CREDENTIAL_EXTRAS,
     WEAVIATE_CONN_ID,
     WeaviateConnectionError,
@@ -67,7 +67,7 @@ class RagloopWeaviateHook(WeaviateHook):
 
     @classmethod
     def get_connection(cls, conn_id: str) -> Any:
-        """Absent and unreadable told apart (see `ragloop.connections`), each with its message."""
+        """Absent and unreadable told apart (see `ragloop.airflow.connections`), each with its message."""
         try:
             return get_connection(conn_id)
         except ConnectionProblem as err:

@@ -1,7 +1,7 @@
 """The gitleaks binary: the maintained secret rule set the grading checks and ingest scan with.
 
 Built once from the Go module proxy into a per-user cache keyed by version, like the SeaweedFS
-binary (`ragloop.cluster.seaweedfs`): `go mod download` fetches the pinned module, the module
+binary (`ragloop.local.cluster.seaweedfs`): `go mod download` fetches the pinned module, the module
 folder is copied somewhere writable and `CGO_ENABLED=0 go build .` runs inside it. About a minute
 on 2 cores, a ~20 MB static binary. `RAGLOOP_GITLEAKS_BIN` names an existing binary instead.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from collections.abc import Callable
 
-from ragloop.cluster.gobuild import GoProgram, log
+from ragloop.local.cluster.gobuild import GoProgram, log
 from ragloop.errors import RagloopError
 from ragloop.grading.secrets import GITLEAKS_BIN_ENV as BINARY_ENV
 from ragloop.grading.secrets import GITLEAKS_VERSION
@@ -53,5 +53,5 @@ def ensure_binary(progress: Callable[[str], None] = log.info) -> Path:
     return GITLEAKS.ensure_binary(progress)
 
 
-if __name__ == "__main__":  # `python -m ragloop.cluster.gitleaks`: build once (make gitleaks)
+if __name__ == "__main__":  # `python -m ragloop.local.cluster.gitleaks`: build once (make gitleaks)
     print(ensure_binary(progress=print))

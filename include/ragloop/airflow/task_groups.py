@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from airflow.sdk import TaskGroup, task
 
-from ragloop.catalog import ingest_asset
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.airflow.assets import ingest_asset
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -186,7 +186,7 @@ def ingest_sources(
         @task(map_index_template="{{ task.op_kwargs['source_id'] }}", multiple_outputs=False)
         def extract(source_id: str, settings: IngestSettings, dag_run: Any = None) -> ExtractResult:
             from ragloop.ingest import extract_source
-            from ragloop.lineage import report_extract
+            from ragloop.airflow.lineage import report_extract
 
             result = extract_source(
                 source_id,
@@ -377,8 +377,8 @@ def review_answers(
         wait for it.
     :param prefix_group_id: prefix task ids with ``group_id``.
     """
-    from ragloop.catalog import runs_asset
-    from ragloop.review_operator import ReviewAnswerOperator, reason_form
+    from ragloop.airflow.assets import runs_asset
+    from ragloop.airflow.review_operator import ReviewAnswerOperator, reason_form
 
     settings_task: Any = graded.get_child_by_label("feedback_settings")
     grade_task: Any = graded.get_child_by_label("grade")
@@ -436,7 +436,7 @@ def write_back_answers(
         @task(trigger_rule="all_success" if after is not None else "all_done", multiple_outputs=False)
         def write_back(settings: FeedbackSettings, dag_run: Any = None) -> WritebackResult:
             from ragloop.grading import write_back
-            from ragloop.lineage import report_write_back
+            from ragloop.airflow.lineage import report_write_back
 
             result = write_back(
                 _staging_ref(dag_run, settings.get("staging_key", "")), settings["config_path"], settings["weaviate_conn_id"]

@@ -23,8 +23,8 @@ from typing import Any
 from collections.abc import Callable
 
 from ragloop.errors import RagloopError
-from ragloop.localenv import cache_dir
-from ragloop.processes import ManagedProcess
+from ragloop.paths import cache_dir
+from ragloop.local.processes import ManagedProcess
 
 log = logging.getLogger(__name__)
 

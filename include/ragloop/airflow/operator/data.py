@@ -22,7 +22,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from ragloop.catalog import GRADE_DAG_ID, INGEST_DAG_IDS
-from ragloop.hooks.endpoint import WEAVIATE_CONN_ID
+from ragloop.index.endpoint import WEAVIATE_CONN_ID
 from ragloop.runs.store import EVERYTHING
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,0 @@
-"""ragloop on a distributed Airflow, proven on one machine: `ragloop cluster start|stop|status|demo`
-(`make cluster`, `make cluster-stop`). See `ragloop.cluster.runner` for what runs where."""
-
-from ragloop.cluster.services import ClusterError
-
-__all__ = ["ClusterError"]
