@@ -194,3 +194,15 @@ def test_a_vector_is_a_function_of_its_text_alone_whatever_runs_beside_it():
         assert np.array_equal(alone, in_a_crowd[i]), (i, float(np.abs(alone - in_a_crowd[i]).max()))
     with pytest.raises(ValueError, match="workers must be at least 1"):
         LocalEmbedder(workers=-1)
+
+
+def test_the_default_runs_one_text_per_usable_core():
+    # The default is the setting measured fastest on an idle machine (workers, one core each),
+    # and it keeps the vectors of the test above: same model name, nothing to re-index.
+    from ragloop.embedding import LocalEmbedder
+    from ragloop.embedding.local import MAX_DEFAULT_WORKERS, usable_cores
+
+    default = LocalEmbedder()
+    assert default.workers == min(MAX_DEFAULT_WORKERS, usable_cores())
+    assert default.threads == (1 if default.workers > 1 else None)
+    assert default.name == LocalEmbedder(workers=1).name

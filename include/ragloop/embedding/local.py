@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
+MAX_DEFAULT_WORKERS = 8  # the default embedding workers: one per usable core, at most this many
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. a container's cpuset), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 @cache
@@ -161,11 +169,13 @@ class LocalEmbedder(_CountsWordPieces):
     # `workers` > 1 runs texts side by side, one per worker thread, each run on one core (ONNX
     # Runtime releases the GIL), instead of splitting one text's small operators over the cores.
     # A text's run is the same single-threaded computation whatever runs beside it, so its vector
-    # stays a function of its text alone (bit for bit, tested). Not the default: on the shared
-    # 2-core machine it used the same CPU per text (19.0 against 19.6 ms) but gave 0.67x the
-    # texts/s under a load average of 20 (bench/results/embedder-settings-*.json); measure on
-    # an idle machine before making it one.
-    default_workers = 1
+    # stays a function of its text alone (bit for bit, tested). On the idle 2-core machine it gave
+    # 1.46x the texts/s of one text at a time over the runtime's intra-op threads, and 1.20x
+    # ONNX Runtime's own best throughput setting (batches of 32), on 400 Airflow provider docs
+    # chunks (bench/results/embedder-settings-20261204-162051.json): the cores stay busy, where
+    # intra-op threads hand each small operator over. Capped: the per-text Python around each run
+    # holds the GIL, so many more threads than a few add nothing.
+    default_workers = min(MAX_DEFAULT_WORKERS, usable_cores())
 
     def __init__(
         self,
