@@ -59,6 +59,14 @@ class ManagedProcess:
         ours = all(any(marker in part for part in cmdline) for marker in self.markers)
         return pid if ours and self.alive(pid) else None
 
+    def wait_for_group_exit(self, pid: int, timeout: float) -> bool:
+        """Wait up to `timeout` s for every member of process group `pid` to exit; True when they have."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and group_members(pid):
+            self.alive(pid)  # reaps our own child once it exits
+            time.sleep(0.1)
+        return not group_members(pid)
+
     def alive(self, pid: int) -> bool:
         if self._popen is not None and self._popen.pid == pid:
             return self._popen.poll() is None
@@ -97,16 +105,9 @@ class ManagedProcess:
             self.pid_file.unlink(missing_ok=True)
             return None
         os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and group_members(pid):
-            self.alive(pid)  # reaps our own child once it exits
-            time.sleep(0.1)
-        if group_members(pid):
+        if not self.wait_for_group_exit(pid, timeout):
             os.killpg(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and group_members(pid):
-                self.alive(pid)
-                time.sleep(0.1)
+            self.wait_for_group_exit(pid, 10)
         self.alive(pid)
         self.pid_file.unlink(missing_ok=True)
         return pid

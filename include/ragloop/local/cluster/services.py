@@ -27,7 +27,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from ragloop.local.cluster.errors import ClusterError
-from ragloop.local.processes import ManagedProcess, group_members
+from ragloop.local.processes import ManagedProcess
 from ragloop.local.weaviate_local import port_is_free
 
 POSTGRES_BIN = Path(os.environ.get("RAGLOOP_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
@@ -122,10 +122,7 @@ class ServiceProcess(ManagedProcess):
         if pid is None:
             return None
         os.killpg(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and group_members(pid):
-            self.alive(pid)
-            time.sleep(0.1)
+        self.wait_for_group_exit(pid, 15)
         self.alive(pid)
         self.pid_file.unlink(missing_ok=True)
         return pid
@@ -138,10 +135,7 @@ class ServiceProcess(ManagedProcess):
             self.pid_file.unlink(missing_ok=True)
             return None
         os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and group_members(pid):
-            self.alive(pid)
-            time.sleep(0.1)
+        self.wait_for_group_exit(pid, timeout)
         self.stop(timeout=10)  # whatever is left of the group; removes the pid file
         return pid
 
