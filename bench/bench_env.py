@@ -67,9 +67,9 @@ def bench_environment(prefix: str, use_connection: bool, log: Callable[[str], No
         shutil.rmtree(work, ignore_errors=True)
 
 
-def git_commit() -> str:
-    """The commit of this checkout, for a results file."""
-    repo = Path(__file__).resolve().parent.parent
+def git_commit(repo: Path | None = None) -> str:
+    """The commit of `repo` (default: this checkout), for a results file; "" outside git."""
+    repo = repo or Path(__file__).resolve().parent.parent
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
 
 

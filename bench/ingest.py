@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
-from bench_env import add_common_arguments, bench_environment, log  # noqa: E402
+from bench_env import add_common_arguments, bench_environment, git_commit, log  # noqa: E402
 
 SCENARIOS = ("full", "no-change", "edit-1%", "delete-10%")
 
@@ -516,11 +516,10 @@ def code_under_test() -> dict:
     import ragloop
 
     folder = Path(ragloop.__file__).resolve().parents[2]
-    commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     # Files changed since that commit: a run on a dirty tree measures more than the commit.
     changed = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
                              capture_output=True, text=True, check=False)
-    return {"path": str(folder), "commit": commit.stdout.strip() or None,
+    return {"path": str(folder), "commit": git_commit(folder) or None,
             "uncommitted_changes": [line[3:] for line in changed.stdout.splitlines()]}
 
 
